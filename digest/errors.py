@@ -1,0 +1,33 @@
+"""Errors a user can act on. Each carries one readable line; the CLI prints it
+(never a traceback) and exits with the class's exit code."""
+
+
+class DigestError(Exception):
+    """Base of every error the CLI reports as one line. ``exit_code`` is the
+    process exit status documented in README.md."""
+
+    exit_code = 1
+
+
+class SettingsError(DigestError):
+    """A setting (environment, .env or digest.toml) has a wrong value."""
+
+    exit_code = 2
+
+
+class SourceError(DigestError):
+    """One source (a file, folder or URL) could not be read. Readers raise it;
+    the caller turns it into a warning and goes on with the other sources."""
+
+
+class ProviderAuthError(DigestError):
+    """The provider refused our credentials or our sender (SendGrid 401/403,
+    SMTP authentication failure). The whole run stops at once."""
+
+    exit_code = 3
+
+
+class LedgerBusyError(DigestError):
+    """Another send holds the ledger (EX_TEMPFAIL from sysexits.h)."""
+
+    exit_code = 75

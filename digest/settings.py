@@ -1,0 +1,158 @@
+"""Settings, read from (highest priority first) keyword arguments, environment
+variables prefixed ``DIGEST_``, a ``.env`` file and ``digest.toml``, all in the
+working directory.
+
+List values in the environment are JSON (``DIGEST_SOURCES='["examples"]'``).
+Secrets are ``SecretStr`` so that they never print. A wrong value raises
+:class:`digest.errors.SettingsError` naming the setting.
+"""
+
+from __future__ import annotations
+
+import zoneinfo
+from pathlib import Path
+from typing import Literal
+
+from pydantic import EmailStr, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from digest.errors import SettingsError
+
+CONFIG_FILE = "digest.toml"
+
+
+class Settings(BaseSettings):
+    """Every setting of digest, with its default.
+
+    Times are in ``timezone`` (an IANA name such as ``Europe/Paris``) unless a
+    value carries its own offset. Paths are relative to the working directory.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="DIGEST_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        toml_file=CONFIG_FILE,
+        extra="forbid",
+    )
+
+    # The site and its sender.
+    site_name: str = "Example Digest"
+    site_url: str = "https://example.org/"
+    sender_email: EmailStr = "digest@example.org"
+    sender_name: str = "Example Digest"
+    reply_to: EmailStr | None = None
+    postal_address: str = "Example Digest, 1 Example Street, Springfield"
+    timezone: str = "UTC"
+
+    # Sources and audience.
+    sources: list[str] = Field(default_factory=lambda: ["examples"])
+    subscribers: Path = Path("subscribers")
+    default_list: str | None = None
+
+    # Rendering.
+    templates_dir: Path | None = None
+    subject_template: str = "{site_name}: {first_title}{more}"
+    preheader: str | None = None
+    layout: Literal["standard", "compact"] = "standard"
+    sections: list[str] = Field(default_factory=list)
+    articles_per_section: int | None = Field(default=None, ge=1)
+    html_budget_kb: int = Field(default=90, ge=10)
+
+    # Delivery.
+    provider: Literal["outbox", "sendgrid", "smtp"] = "outbox"
+    outbox: Path = Path("outbox")
+    ledger: Path = Path("digest.db")
+    schedule: str = "weekly monday 08:00"
+    not_after: str | None = None
+    concurrency: int = Field(default=2, ge=1, le=16)
+    batch_size: int = Field(default=1000, ge=1, le=1000)
+
+    sendgrid_api_key: SecretStr | None = None
+    sendgrid_host: str = "https://api.sendgrid.com"
+    sendgrid_categories: list[str] = Field(default_factory=lambda: ["digest"])
+    sendgrid_webhook_public_key: str | None = None
+    asm_group_id: int | None = None
+
+    smtp_host: str = "localhost"
+    smtp_port: int = 587
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_timeout: float = 30.0
+
+    # Unsubscribe and the web app of `digest serve`.
+    secret_key: SecretStr = SecretStr("change-me-unsubscribe-secret")
+    public_url: str | None = None
+    unsubscribe_mailto: str | None = None
+    serve_host: str = "127.0.0.1"
+    serve_port: int = Field(default=8025, ge=1, le=65535)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            env_settings,
+            dotenv_settings,
+            TomlConfigSettingsSource(settings_cls),
+        )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {value!r} (e.g. 'Europe/Paris')") from None
+        return value
+
+    @field_validator("site_url", "sendgrid_host")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+    @property
+    def tz(self) -> zoneinfo.ZoneInfo:
+        """The site's time zone as a ``ZoneInfo``."""
+        return zoneinfo.ZoneInfo(self.timezone)
+
+    @property
+    def unsubscribe_base_url(self) -> str:
+        """Base of unsubscribe and preferences links: ``public_url`` if set
+        (where ``digest serve`` is reachable), else ``site_url``."""
+        return (self.public_url or self.site_url).rstrip("/")
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings; ``overrides`` (e.g. from CLI options) win over every
+    file and variable. Raises :class:`SettingsError` with one line per wrong
+    setting, naming it and where it can be set."""
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = ".".join(str(part) for part in error["loc"]) or "settings"
+            message = error["msg"].removeprefix("Value error, ")
+            if error["type"] == "extra_forbidden":
+                message = "unknown setting"
+            problems.append(
+                f"setting {name!r} (digest.toml, or DIGEST_{name.split('.')[0].upper()}): {message}"
+            )
+        raise SettingsError("; ".join(problems)) from None
+    except (OSError, ValueError) as exc:  # an unreadable or malformed digest.toml / .env
+        raise SettingsError(f"cannot read settings: {exc}") from None
