@@ -1,0 +1,93 @@
+"""The outbox provider: the dry run.
+
+Writes one ``.eml`` per recipient into the outbox folder, one browser-viewable
+``variant-N.html`` per variant, and an ``index.html`` listing variants and
+recipients. It opens no network connection and writes nothing outside the
+outbox folder. Files a previous dry run left there are removed first, so the
+outbox always shows one run.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from digest.messages import build_message
+from digest.providers import Recipient, RecipientResult, Status
+from digest.rendering import RenderedVariant, personalize
+from digest.settings import Settings
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9@._+-]")
+
+
+@dataclass
+class _VariantFiles:
+    number: int
+    rendered: RenderedVariant
+    page: str
+    recipients: list[tuple[str, str]] = field(default_factory=list)  # (address, .eml file name)
+
+
+class OutboxProvider:
+    """Writes messages as files instead of sending them (see the module doc)."""
+
+    name = "outbox"
+    max_batch_size = 1000
+
+    def __init__(self, folder: Path, settings: Settings) -> None:
+        self.folder = Path(folder)
+        self.settings = settings
+        self._variants: dict[str, _VariantFiles] = {}
+        self._clear_previous_run()
+
+    def _clear_previous_run(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for old in [*self.folder.glob("*.eml"), *self.folder.glob("variant-*.html"), self.folder / "index.html"]:
+            old.unlink(missing_ok=True)
+
+    def send_batch(
+        self, rendered: RenderedVariant, recipients: Sequence[Recipient], issue_key: str
+    ) -> list[RecipientResult]:
+        files = self._variants.get(rendered.variant_key)
+        if files is None:
+            number = len(self._variants) + 1
+            files = _VariantFiles(number, rendered, f"variant-{number}.html")
+            self._variants[rendered.variant_key] = files
+            if recipients:
+                # The browser view shows the variant as its first recipient sees it.
+                page, _ = personalize(rendered, recipients[0])
+                (self.folder / files.page).write_text(page, encoding="utf-8")
+        results = []
+        for recipient in recipients:
+            message = build_message(rendered, recipient, self.settings, issue_key=issue_key)
+            name = _UNSAFE.sub("_", recipient.email) + ".eml"
+            (self.folder / name).write_bytes(message.as_bytes())
+            files.recipients.append((recipient.email, name))
+            results.append(RecipientResult(recipient.email, Status.ACCEPTED, message_id=message["Message-ID"]))
+        return results
+
+    def close(self) -> None:
+        """Write ``index.html`` listing every variant and its recipients."""
+        if not self._variants:
+            return
+        rows = []
+        for files in self._variants.values():
+            people = "".join(
+                f'<li><a href="{html.escape(eml)}">{html.escape(address)}</a></li>' for address, eml in files.recipients
+            )
+            rows.append(
+                f"<section><h2>Variant {files.number}: {html.escape(files.rendered.subject)}</h2>"
+                f"<p>{len(files.rendered.article_ids)} articles, {len(files.recipients)} recipients, "
+                f"{len(files.rendered.html.encode('utf-8')) / 1024:.1f} KB of HTML. "
+                f'<a href="{files.page}">View in the browser</a></p><ul>{people}</ul></section>'
+            )
+        page = (
+            '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Outbox</title></head>'
+            f"<body><h1>Outbox: {sum(len(f.recipients) for f in self._variants.values())} messages</h1>"
+            + "".join(rows)
+            + "</body></html>"
+        )
+        (self.folder / "index.html").write_text(page, encoding="utf-8")
