@@ -9,6 +9,7 @@ Secrets are ``SecretStr`` so that they never print. A wrong value raises
 
 from __future__ import annotations
 
+import tomllib
 import zoneinfo
 from pathlib import Path
 from typing import Literal
@@ -154,5 +155,7 @@ def load_settings(**overrides: object) -> Settings:
                 f"setting {name!r} (digest.toml, or DIGEST_{name.split('.')[0].upper()}): {message}"
             )
         raise SettingsError("; ".join(problems)) from None
-    except (OSError, ValueError) as exc:  # an unreadable or malformed digest.toml / .env
-        raise SettingsError(f"cannot read settings: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{CONFIG_FILE} is not valid TOML: {exc}") from None
+    except (OSError, ValueError) as exc:  # an unreadable .env, or a list that is not JSON
+        raise SettingsError(f"cannot read settings: {exc} (list values in the environment are JSON)") from None

@@ -1,0 +1,52 @@
+"""Settings: files, environment, and one readable message for a wrong value."""
+
+import pytest
+
+from digest.errors import SettingsError
+from digest.settings import load_settings
+
+
+def test_digest_toml_and_environment(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "digest.toml").write_text('site_name = "Garden Notes"\ntimezone = "Europe/Paris"\nsources = ["posts"]\n')
+    monkeypatch.setenv("DIGEST_SITE_NAME", "From The Environment")
+    settings = load_settings()
+    assert settings.site_name == "From The Environment"  # environment beats the file
+    assert settings.timezone == "Europe/Paris"
+    assert settings.sources == ["posts"]
+    assert load_settings(site_name="From Options").site_name == "From Options"
+
+
+@pytest.mark.parametrize(
+    ("toml", "named"),
+    [
+        ('timezone = "Mars/Olympus"', "timezone"),
+        ('sender_email = "not an address"', "sender_email"),
+        ('provider = "carrier-pigeon"', "provider"),
+        ('colour = "blue"', "colour"),
+        ('site_url = "example.org"', "site_url"),
+    ],
+)
+def test_a_wrong_value_names_the_setting(tmp_path, monkeypatch, toml, named):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "digest.toml").write_text(toml + "\n")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert f"'{named}'" in message
+    assert "\n" not in message
+
+
+def test_malformed_toml_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "digest.toml").write_text("site_name = \n")
+    with pytest.raises(SettingsError, match="digest.toml|settings"):
+        load_settings()
+
+
+def test_secrets_do_not_print(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DIGEST_SENDGRID_API_KEY", "SG.very-secret")
+    settings = load_settings()
+    assert "SG.very-secret" not in repr(settings)
+    assert "SG.very-secret" not in str(settings.model_dump())
