@@ -31,3 +31,9 @@ class LedgerBusyError(DigestError):
     """Another send holds the ledger (EX_TEMPFAIL from sysexits.h)."""
 
     exit_code = 75
+
+
+class UsageError(DigestError):
+    """A value given on the command line (a date, a duration, a tag) is wrong."""
+
+    exit_code = 2

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, tzinfo
 
 from digest.articles import Article
-from digest.errors import DigestError
+from digest.errors import UsageError
 
 DEFAULT_WINDOW = timedelta(days=7)
 
@@ -52,17 +52,17 @@ class Selection:
 
 def parse_duration(text: str) -> timedelta:
     """``"7d"``, ``"24h"``, ``"90m"``, ``"2w"`` -> a timedelta. Raises
-    :class:`DigestError` for anything else."""
+    :class:`UsageError` for anything else."""
     match = _DURATION.match(text)
     if not match:
-        raise DigestError(f"not a duration: {text!r} (use e.g. 7d, 24h, 90m, 2w)")
+        raise UsageError(f"not a duration: {text!r} (use e.g. 7d, 24h, 90m, 2w)")
     return timedelta(**{_UNITS[match.group(2).lower()]: int(match.group(1))})
 
 
 def parse_moment(text: str, tz: tzinfo) -> datetime:
     """An ISO date (``2026-11-30``, midnight) or datetime (``2026-11-30T08:00``,
     optionally with an offset); naive values are read in ``tz``. Returns an
-    aware datetime. Raises :class:`DigestError` naming the value."""
+    aware datetime. Raises :class:`UsageError` naming the value."""
     value = text.strip()
     try:
         if len(value) == 10:
@@ -70,7 +70,7 @@ def parse_moment(text: str, tz: tzinfo) -> datetime:
         else:
             moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise DigestError(f"not a date or time: {text!r} (use e.g. 2026-11-30 or 2026-11-30T08:00)") from None
+        raise UsageError(f"not a date or time: {text!r} (use e.g. 2026-11-30 or 2026-11-30T08:00)") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=tz)
 
 
@@ -84,12 +84,12 @@ def parse_bound(text: str, as_of: datetime, tz: tzinfo) -> datetime:
 
 def make_window(as_of: datetime, tz: tzinfo, since: str | None = None, until: str | None = None) -> Window:
     """The window from ``--since``/``--until`` relative to ``as_of`` (aware);
-    by default the 7 days before ``as_of``. Raises :class:`DigestError` when
+    by default the 7 days before ``as_of``. Raises :class:`UsageError` when
     the window is empty or reversed."""
     end = parse_bound(until, as_of, tz) if until else as_of
     start = parse_bound(since, as_of, tz) if since else end - DEFAULT_WINDOW
     if start >= end:
-        raise DigestError(f"empty window: since {start.isoformat()} is not before until {end.isoformat()}")
+        raise UsageError(f"empty window: since {start.isoformat()} is not before until {end.isoformat()}")
     return Window(start, end)
 
 

@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from digest.articles import Article
-from digest.errors import DigestError
+from digest.errors import UsageError
 from digest.selection import make_window, parse_bound, parse_duration, select_articles
 
 AS_OF = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
@@ -60,12 +60,12 @@ def test_dates_are_read_in_the_site_timezone():
 
 @pytest.mark.parametrize("bad", ["last week", "7 days", "2026-13-01", ""])
 def test_bad_bounds_are_one_clear_error(bad):
-    with pytest.raises(DigestError, match="not a"):
+    with pytest.raises(UsageError, match="not a"):
         parse_bound(bad, AS_OF, UTC)
 
 
 def test_reversed_window_is_refused():
-    with pytest.raises(DigestError, match="empty window"):
+    with pytest.raises(UsageError, match="empty window"):
         make_window(AS_OF, UTC, since="2026-12-05")
 
 

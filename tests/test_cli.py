@@ -1,0 +1,129 @@
+"""The main job end to end through the command line: planning, the dry run,
+what it writes and where, and one-line errors."""
+
+import email
+import email.policy
+import socket
+import textwrap
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from digest.cli import cli
+
+ARTICLE = """\
+---
+title: "{title}"
+date: {date}
+tags: [{tags}]
+---
+The first paragraph of “{title}”, with curly quotes and a few words more.
+
+A second paragraph.
+"""
+
+
+@pytest.fixture
+def site(tmp_path, monkeypatch):
+    """A small site of our own in a fresh working directory."""
+    monkeypatch.chdir(tmp_path)
+    posts = tmp_path / "posts"
+    posts.mkdir()
+    for n, (title, date, tags) in enumerate(
+        [
+            ("Tomatoes in November", "2026-11-25T09:00:00+00:00", "gardening"),
+            ("Seed swap on Saturday", "2026-11-24", "events, gardening"),
+            ("A new compost bay", "2026-11-23T18:30:00", "compost"),
+            ("Last year's harvest", "2025-09-01", "gardening"),
+        ]
+    ):
+        (posts / f"post-{n}.md").write_text(ARTICLE.format(title=title, date=date, tags=tags), encoding="utf-8")
+    (tmp_path / "readers.csv").write_text(
+        "email,name,tags\n"
+        "ada@example.org,Ada,\n"
+        "grace@example.org,Grace,gardening\n"
+        "alan@example.org,Alan,compost\n"
+        "edsger@example.org,Edsger,compost\n"
+        "not-an-address,Nobody,\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "digest.toml").write_text(
+        textwrap.dedent(
+            """\
+            site_name = "Garden Notes"
+            site_url = "https://garden.example.org/"
+            sender_email = "notes@garden.example.org"
+            sources = ["posts"]
+            subscribers = "readers.csv"
+            """
+        )
+    )
+    return tmp_path
+
+
+def run(*args):
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    return result
+
+
+def tree(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+def test_dry_run_writes_one_message_per_recipient_and_nothing_else(site, monkeypatch):
+    def no_network(*args, **kwargs):
+        raise AssertionError("the dry run opened a network connection")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    before = tree(site)
+    result = run("send", "--dry-run", "--as-of", "2026-11-30")
+    assert result.exit_code == 0, result.output
+    created = tree(site) - before
+    assert created and all(p == "outbox" or p.startswith("outbox/") for p in created), created
+    emls = sorted((site / "outbox").glob("*.eml"))
+    assert [p.name for p in emls] == ["ada@example.org.eml", "alan@example.org.eml", "edsger@example.org.eml", "grace@example.org.eml"]
+    assert (site / "outbox" / "index.html").exists()
+    assert "4 recipients in 3 variants" in result.output
+    assert "3 articles" in result.output
+    assert "not-an-address" in result.output  # the bad row is reported...
+    message = email.message_from_bytes((site / "outbox" / "alan@example.org.eml").read_bytes(), policy=email.policy.default)
+    assert message["To"].addresses[0].addr_spec == "alan@example.org"
+    assert [part.get_content_type() for part in message.get_payload()] == ["text/plain", "text/html"]
+    text = message.get_body(("plain",)).get_content()
+    assert "A new compost bay" in text and "Tomatoes in November" not in text  # only Alan's tag
+
+
+def test_empty_selection_says_nothing_to_send_and_writes_no_email(site):
+    result = run("send", "--dry-run", "--as-of", "2020-01-01")
+    assert result.exit_code == 0
+    assert "nothing to send" in result.output
+    assert not list((site / "outbox").glob("*.eml")) if (site / "outbox").exists() else True
+
+
+def test_articles_lists_the_selection_newest_first(site):
+    result = run("articles", "--as-of", "2026-11-30")
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if line[:4].isdigit()]
+    assert [line.split("  ", 1)[1] for line in lines] == ["Tomatoes in November", "Seed swap on Saturday", "A new compost bay"]
+
+
+def test_bad_option_values_are_one_line_with_exit_code_2(site):
+    result = CliRunner().invoke(cli, ["articles", "--as-of", "next tuesday"])
+    assert result.exit_code == 2
+    assert "not a date or time" in result.output
+    assert "Traceback" not in result.output
+    (site / "digest.toml").write_text('timezone = "Nowhere/Special"\n')
+    result = CliRunner().invoke(cli, ["articles"])
+    assert result.exit_code == 2
+    assert "'timezone'" in result.output and "Traceback" not in result.output
+
+
+def test_preview_writes_html_and_text_for_a_tag_set(site):
+    result = run("preview", "--as-of", "2026-11-30", "--for-tags", "compost", "-o", "p.html")
+    assert result.exit_code == 0, result.output
+    page = (site / "p.html").read_text(encoding="utf-8")
+    assert "A new compost bay" in page and "Tomatoes in November" not in page
+    result = run("preview", "--as-of", "2026-11-30", "--text", "-o", "p.txt")
+    text = (site / "p.txt").read_text(encoding="utf-8")
+    assert "<" not in text and "“Tomatoes in November”" in text
