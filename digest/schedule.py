@@ -1,0 +1,159 @@
+"""The schedule: which issue a send belongs to.
+
+The ``schedule`` setting names a cadence and a local send time in the site's
+``timezone``::
+
+    daily 07:30
+    weekly monday 08:00
+    monthly 1 09:00
+
+From it and a reference time (``--as-of``, default now), :func:`current_issue`
+finds the latest scheduled time at or before the reference time, so cron
+calling late still sends the current issue, and cron calling twice gets the
+same key (a resume, never a second issue). Each issue's window runs from the
+previous scheduled time to its own, so consecutive issues neither overlap nor
+leave gaps. The send time is a wall-clock time: 08:00 stays 08:00 local across
+daylight-saving changes (zoneinfo does the arithmetic).
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from typing import Literal
+
+from digest.errors import SettingsError
+from digest.selection import Window, parse_duration  # noqa: F401  (parse_duration re-exported: "36h", "7d", "90m")
+
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+_EXAMPLES = "e.g. 'daily 07:30', 'weekly monday 08:00', 'monthly 1 09:00'"
+_TIME = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A parsed ``schedule`` setting.
+
+    ``weekday`` is 0 (Monday) .. 6 (Sunday) for weekly schedules; ``day`` is
+    the day of the month 1..31 for monthly ones (in a shorter month the issue
+    goes out on its last day); ``at`` is the local wall-clock send time.
+    """
+
+    cadence: Literal["daily", "weekly", "monthly"]
+    at: time
+    weekday: int | None = None
+    day: int | None = None
+
+
+@dataclass(frozen=True)
+class ScheduledIssue:
+    """One issue as the schedule places it.
+
+    ``key``: ``2026-W48`` (ISO 8601 week of the scheduled local date) for
+    weekly, ``2026-11-29`` for daily, ``2026-11`` for monthly schedules.
+    ``scheduled_at``, ``window_start`` and ``window_end`` are aware datetimes
+    in UTC (``.astimezone(tz)`` shows the local time): Python subtracts and
+    compares datetimes that share a ``tzinfo`` by wall-clock time, which is
+    off by an hour across a DST change, so these never share the site's zone.
+    The window is ``(window_start, window_end]`` with ``window_start`` the
+    previous scheduled time and ``window_end == scheduled_at``.
+    """
+
+    key: str
+    scheduled_at: datetime
+    window_start: datetime
+    window_end: datetime
+
+    @property
+    def window(self) -> Window:
+        """The window as selection uses it."""
+        return Window(self.window_start, self.window_end)
+
+
+def parse_schedule(text: str) -> Schedule:
+    """Parse the ``schedule`` setting (case-insensitive; weekdays may be
+    abbreviated to three letters). Raises :class:`SettingsError` naming the
+    setting and the accepted forms."""
+    words = text.strip().lower().split()
+
+    def bad(why: str) -> SettingsError:
+        return SettingsError(f"setting 'schedule' (digest.toml, or DIGEST_SCHEDULE): {why} in {text!r}; {_EXAMPLES}")
+
+    if not words or words[0] not in ("daily", "weekly", "monthly"):
+        raise bad("expected daily, weekly or monthly first")
+    expected = {"daily": 2, "weekly": 3, "monthly": 3}[words[0]]
+    if len(words) != expected:
+        raise bad(f"expected {expected} words")
+    match = _TIME.match(words[-1])
+    if not match:
+        raise bad(f"{words[-1]!r} is not a time of day HH:MM")
+    at = time(int(match.group(1)), int(match.group(2)))
+    if words[0] == "daily":
+        return Schedule("daily", at)
+    if words[0] == "weekly":
+        weekday = next((i for i, name in enumerate(WEEKDAYS) if len(words[1]) >= 3 and name.startswith(words[1])), None)
+        if weekday is None:
+            raise bad(f"{words[1]!r} is not a weekday")
+        return Schedule("weekly", at, weekday=weekday)
+    if not words[1].isdigit() or not 1 <= int(words[1]) <= 31:
+        raise bad(f"{words[1]!r} is not a day of the month 1..31")
+    return Schedule("monthly", at, day=int(words[1]))
+
+
+def current_issue(schedule: Schedule | str, as_of: datetime, tz: tzinfo) -> ScheduledIssue:
+    """The issue due at ``as_of``: the latest scheduled time <= ``as_of``.
+
+    ``as_of`` is an aware datetime (a naive one is read in ``tz``); ``tz`` is
+    the site's time zone (a ``ZoneInfo``). A send time that does not exist on
+    a spring-forward day moves forward by the gap (02:30 -> 03:30); one that
+    occurs twice on a fall-back day is the first occurrence (PEP 495 fold=0).
+    Raises :class:`SettingsError` for a bad schedule string.
+    """
+    if isinstance(schedule, str):
+        schedule = parse_schedule(schedule)
+    if as_of.tzinfo is None:
+        as_of = as_of.replace(tzinfo=tz)
+    day = _on_or_before(schedule, as_of.astimezone(tz).date())
+    scheduled_at = _local(schedule, day, tz)
+    if scheduled_at > as_of:
+        day = _on_or_before(schedule, day - timedelta(days=1))
+        scheduled_at = _local(schedule, day, tz)
+    previous = _local(schedule, _on_or_before(schedule, day - timedelta(days=1)), tz)
+    return ScheduledIssue(_key(schedule, day), scheduled_at, previous, scheduled_at)
+
+
+def _on_or_before(schedule: Schedule, day: date) -> date:
+    """The latest scheduled date <= ``day``."""
+    if schedule.cadence == "daily":
+        return day
+    if schedule.cadence == "weekly":
+        return day - timedelta(days=(day.weekday() - schedule.weekday) % 7)
+    this_month = _monthly_date(day.year, day.month, schedule.day)
+    if this_month <= day:
+        return this_month
+    year, month = (day.year, day.month - 1) if day.month > 1 else (day.year - 1, 12)
+    return _monthly_date(year, month, schedule.day)
+
+
+def _monthly_date(year: int, month: int, day: int) -> date:
+    """``day`` of the month, or the month's last day when it is shorter."""
+    return date(year, month, min(day, calendar.monthrange(year, month)[1]))
+
+
+def _local(schedule: Schedule, day: date, tz: tzinfo) -> datetime:
+    """The send time on ``day`` (a wall-clock time in ``tz``) as an aware UTC
+    datetime; zoneinfo reads a time inside a DST gap with the offset before
+    the gap, which moves it forward by the gap."""
+    return datetime.combine(day, schedule.at, tzinfo=tz).astimezone(UTC)
+
+
+def _key(schedule: Schedule, day: date) -> str:
+    if schedule.cadence == "daily":
+        return day.isoformat()
+    if schedule.cadence == "weekly":
+        year, week, _ = day.isocalendar()
+        return f"{year}-W{week:02d}"
+    return f"{day.year}-{day.month:02d}"
