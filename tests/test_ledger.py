@@ -1,0 +1,241 @@
+"""The ledger: a real SQLite file, real processes for crashes and the run lock."""
+
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from digest.errors import DigestError, LedgerBusyError
+from digest.ledger import SCHEMA_VERSION, DeliveryStatus, Ledger
+from digest.providers import Recipient, RecipientResult, Status
+
+REPO = Path(__file__).resolve().parents[1]
+END = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)
+START = END - timedelta(days=7)
+
+
+def person(n: int, list_name: str = "main") -> Recipient:
+    email = f"reader{n}@example.org"
+    return Recipient(email=email, name=f"Reader {n}", subscriber_id=email, list_name=list_name,
+                     unsubscribe_url=f"https://example.org/u/{n}")
+
+
+@pytest.fixture
+def ledger(tmp_path):
+    with Ledger(tmp_path / "digest.db") as opened:
+        opened.create_issue("2026-W48", START, END, ["a1", "a2"], scheduled_at=END)
+        yield opened
+
+
+def other_connection(ledger: Ledger) -> sqlite3.Connection:
+    """What another process sees: only committed data."""
+    return sqlite3.connect(ledger.path)
+
+
+def run_child(code: str, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", code, *args], cwd=REPO, stdout=subprocess.PIPE, text=True)
+
+
+def test_new_ledger_file_has_the_schema_in_wal_mode_and_keeps_data_across_opens(tmp_path):
+    path = tmp_path / "digest.db"
+    with Ledger(path) as ledger:
+        ledger.create_issue("2026-W48", START, END, ["a1"])
+        ledger.enqueue("2026-W48", [(person(1), "v1")])
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    db.close()
+    with Ledger(path) as again:
+        assert again.get_issue("2026-W48").article_ids == ("a1",)
+        assert again.counts("2026-W48")[DeliveryStatus.QUEUED] == 1
+
+
+def test_a_file_that_is_not_a_ledger_or_is_from_a_newer_digest_is_one_clear_error(tmp_path):
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"this is not sqlite at all" * 100)
+    with pytest.raises(DigestError, match="junk.db is not a digest ledger"):
+        Ledger(junk)
+    newer = tmp_path / "newer.db"
+    db = sqlite3.connect(newer)
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.close()
+    with pytest.raises(DigestError, match="newer than this digest knows"):
+        Ledger(newer)
+
+
+def test_create_issue_twice_is_a_resume_keeping_the_first_articles_and_window(ledger):
+    again = ledger.create_issue("2026-W48", START + timedelta(days=1), END, ["other"])
+    assert again.article_ids == ("a1", "a2")
+    assert again.window_start == START and again.scheduled_at == END
+    assert [issue.key for issue in ledger.issues()] == ["2026-W48"]
+    assert ledger.get_issue("2026-W49") is None
+
+
+def test_enqueue_writes_every_row_in_one_transaction_or_none(ledger):
+    def entries():
+        for n in range(10):
+            if n == 7:
+                raise RuntimeError("the audience failed to load half-way")
+            yield person(n), "v1"
+
+    with pytest.raises(RuntimeError):
+        ledger.enqueue("2026-W48", entries())
+    assert ledger.counts("2026-W48")[DeliveryStatus.QUEUED] == 0
+    assert ledger.enqueue("2026-W48", ((person(n), "v1") for n in range(10))) == 10
+    with other_connection(ledger) as db:
+        assert db.execute("SELECT count(*) FROM deliveries WHERE status = 'queued'").fetchone()[0] == 10
+
+
+def test_enqueue_again_leaves_existing_rows_untouched_and_adds_newcomers(ledger):
+    ledger.enqueue("2026-W48", [(person(n), "v1") for n in range(3)])
+    batch = ledger.claim_batch("2026-W48", "v1", 10)
+    ledger.record_results([(batch[0].id, RecipientResult(batch[0].email, Status.ACCEPTED, "m-1"))])
+    # A resume enqueues the whole audience again; reader 0 switched variant meanwhile.
+    added = ledger.enqueue("2026-W48", [(person(0), "v2"), (person(1), "v1"), (person(2), "v1"), (person(3), "v1")])
+    assert added == 1
+    rows = {d.email: d for d in ledger.pending("2026-W48", resend_unknown=True)}
+    assert set(rows) == {"reader3@example.org"}  # 1 and 2 are still 'sending' from the claim above
+    counts = ledger.counts("2026-W48")
+    assert counts[DeliveryStatus.ACCEPTED] == 1 and counts[DeliveryStatus.SENDING] == 2
+
+
+def test_claim_batch_commits_sending_before_returning_and_counts_attempts(ledger):
+    ledger.enqueue("2026-W48", [(person(n), "v1" if n < 5 else "v2") for n in range(8)])
+    batch = ledger.claim_batch("2026-W48", "v1", 3)
+    assert [d.email for d in batch] == [f"reader{n}@example.org" for n in range(3)]
+    with other_connection(ledger) as db:
+        seen = dict(db.execute("SELECT email, status FROM deliveries WHERE attempts = 1").fetchall())
+    assert seen == {d.email: "sending" for d in batch}
+    assert len(ledger.claim_batch("2026-W48", "v1", 10)) == 2  # the rest of v1 only
+    assert ledger.claim_batch("2026-W48", "v1", 10) == []
+    assert {d.variant_key for d in ledger.pending("2026-W48")} == {"v2"}
+
+
+def test_record_results_stores_each_outcome_and_only_for_rows_in_flight(ledger):
+    ledger.enqueue("2026-W48", [(person(n), "v1") for n in range(4)])
+    a, b, c, d = ledger.claim_batch("2026-W48", "v1", 4)
+    changed = ledger.record_results([
+        (a.id, RecipientResult(a.email, Status.ACCEPTED, message_id="msg-a")),
+        (b.id, RecipientResult(b.email, Status.REJECTED, reason="550 no such user")),
+        (c.id, RecipientResult(c.email, Status.RETRYABLE, reason="451 try later")),
+        (d.id, RecipientResult(d.email, Status.UNKNOWN, reason="connection lost after the request")),
+    ])
+    assert changed == 4
+    # A late duplicate answer for a row no longer in flight changes nothing.
+    assert ledger.record_results([(b.id, RecipientResult(b.email, Status.ACCEPTED, "late"))]) == 0
+    problems = {p.email: (p.status, p.last_error) for p in ledger.problems("2026-W48")}
+    assert problems == {b.email: (DeliveryStatus.REJECTED, "550 no such user"),
+                        d.email: (DeliveryStatus.UNKNOWN, "connection lost after the request")}
+    assert [p.email for p in ledger.pending("2026-W48")] == [c.email]
+    assert {p.email for p in ledger.pending("2026-W48", resend_unknown=True)} == {c.email, d.email}
+    with other_connection(ledger) as db:
+        assert db.execute("SELECT message_id FROM deliveries WHERE id = ?", (a.id,)).fetchone()[0] == "msg-a"
+
+
+def test_resent_retryable_row_counts_its_attempts_and_clears_its_error_on_acceptance(ledger):
+    ledger.enqueue("2026-W48", [(person(1), "v1")])
+    (first,) = ledger.claim_batch("2026-W48", "v1", 1)
+    ledger.record_results([(first.id, RecipientResult(first.email, Status.RETRYABLE, reason="429"))])
+    (second,) = ledger.claim_batch("2026-W48", "v1", 1)
+    assert (second.status, second.attempts, second.last_error) == (DeliveryStatus.RETRYABLE, 1, "429")
+    ledger.record_results([(second.id, RecipientResult(second.email, Status.ACCEPTED, "m"))])
+    assert ledger.counts("2026-W48")[DeliveryStatus.ACCEPTED] == 1
+    assert ledger.problems("2026-W48") == [] and ledger.pending("2026-W48") == []
+    assert ledger.update_issue_status("2026-W48") == "finished"
+
+
+def test_sent_articles_are_recorded_with_the_first_acceptance_and_skipped_by_later_issues(ledger):
+    ledger.create_issue("2026-W49", END, END + timedelta(days=7), ["a3"])
+    ledger.enqueue("2026-W48", [(person(1), "v1"), (person(2), "v2")])
+    (one,) = ledger.claim_batch("2026-W48", "v1", 5)
+    ledger.record_results([(one.id, RecipientResult(one.email, Status.REJECTED, reason="550"))], article_ids=["a1"])
+    assert ledger.sent_article_ids() == set()  # nobody got it: not sent
+    (two,) = ledger.claim_batch("2026-W48", "v2", 5)
+    ledger.record_results([(two.id, RecipientResult(two.email, Status.ACCEPTED, "m"))], article_ids=["a1", "a2"])
+    assert ledger.sent_article_ids() == {"a1", "a2"}
+    assert ledger.sent_article_ids(except_issue="2026-W48") == set()  # a resume keeps its own articles
+    assert ledger.sent_article_ids(except_issue="2026-W49") == {"a1", "a2"}
+
+
+def test_update_issue_status_stays_open_while_rows_remain(ledger):
+    ledger.enqueue("2026-W48", [(person(1), "v1")])
+    assert ledger.update_issue_status("2026-W48") == "open"
+    assert ledger.get_issue("2026-W48").status == "open"
+
+
+def test_two_worker_threads_never_claim_the_same_row(ledger):
+    ledger.enqueue("2026-W48", [(person(n), "v1") for n in range(2000)])
+    claimed: list[list[int]] = [[], []]
+
+    def worker(out):
+        while batch := ledger.claim_batch("2026-W48", "v1", 7):
+            out.extend(d.id for d in batch)
+
+    threads = [threading.Thread(target=worker, args=(out,)) for out in claimed]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert not set(claimed[0]) & set(claimed[1])
+    assert len(claimed[0]) + len(claimed[1]) == 2000
+
+
+CRASH_AFTER_CLAIM = """
+import os, signal, sys
+from digest.ledger import Ledger
+ledger = Ledger(sys.argv[1])
+with ledger.run_lock():
+    batch = ledger.claim_batch("2026-W48", "v1", 3)
+    print(len(batch), flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)  # killed while the request would be in flight
+"""
+
+
+def test_rows_left_sending_by_a_killed_process_become_unknown_and_are_resent_only_on_request(ledger):
+    ledger.enqueue("2026-W48", [(person(n), "v1") for n in range(5)])
+    child = run_child(CRASH_AFTER_CLAIM, str(ledger.path))
+    out, _ = child.communicate(timeout=30)
+    assert child.returncode == -signal.SIGKILL and out.strip() == "3"
+    with pytest.raises(RuntimeError):
+        ledger.recover_crashed("2026-W48")  # never without the run lock
+    with ledger.run_lock():  # the dead process's lock went with it
+        assert ledger.recover_crashed("2026-W48") == 3
+    counts = ledger.counts("2026-W48")
+    assert (counts[DeliveryStatus.UNKNOWN], counts[DeliveryStatus.QUEUED], counts[DeliveryStatus.SENDING]) == (3, 2, 0)
+    assert len(ledger.pending("2026-W48")) == 2
+    assert len(ledger.pending("2026-W48", resend_unknown=True)) == 5
+    assert all("may or may not" in p.last_error for p in ledger.problems("2026-W48"))
+
+
+HOLD_LOCK = """
+import sys, time
+from digest.ledger import Ledger
+with Ledger(sys.argv[1]).run_lock():
+    print("locked", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_only_one_send_holds_the_run_lock_and_it_dies_with_its_process(ledger):
+    holder = run_child(HOLD_LOCK, str(ledger.path))
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(LedgerBusyError) as caught:
+            with ledger.run_lock():
+                pass
+        assert caught.value.exit_code == 75
+        assert str(holder.pid) in str(caught.value) and str(ledger.path) in str(caught.value)
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+    with ledger.run_lock():
+        with Ledger(ledger.path) as second, pytest.raises(LedgerBusyError):  # refused in this process too
+            with second.run_lock():
+                pass
+    with ledger.run_lock():  # released at the end of the block
+        pass
