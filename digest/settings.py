@@ -64,6 +64,7 @@ class Settings(BaseSettings):
     sections: list[str] = Field(default_factory=list)
     articles_per_section: int | None = Field(default=None, ge=1)
     html_budget_kb: int = Field(default=90, ge=10)
+    language: str = "en"  # <html lang> of the digest (WCAG 2.2 SC 3.1.1), a BCP 47 tag
 
     # Delivery.
     provider: Literal["outbox", "sendgrid", "smtp"] = "outbox"
