@@ -9,9 +9,35 @@ summary, reading time, a stable id).
 
 from __future__ import annotations
 
+import hashlib
+import html
+import math
+import re
+import time
+import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from datetime import UTC, date, datetime, tzinfo
+from email.utils import parsedate_to_datetime
+from html.parser import HTMLParser
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urljoin, urlsplit
+
+import nh3
+
+from digest.errors import SourceError
+
+if TYPE_CHECKING:
+    from digest.settings import Settings
+
+EXCERPT_WORDS = 50  # "about 50 words" (issue 2)
+SUMMARY_MAX_WORDS = 60  # a summary longer than this is cut to an excerpt
+EXCERPT_MAX_CHARS = 320  # the same budget for scripts written without spaces (Chinese, Japanese)
+WORDS_PER_MINUTE = 230  # a common figure for adult silent reading of prose
+
+# Only simple inline markup survives in a summary; links only to the web or mail.
+SUMMARY_TAGS = {"a", "em", "strong", "b", "i", "code", "br", "p"}
+LINK_SCHEMES = {"http", "https", "mailto"}
 
 
 @dataclass
@@ -69,3 +95,352 @@ class Article:
     image: str | None
     reading_minutes: int
     source: str
+
+
+# --- tags -------------------------------------------------------------------
+
+
+def slugify_tag(text: object) -> str:
+    """A tag as a slug: ``"Angry React"`` -> ``"angry-react"``.
+
+    Case-folded (so ``Straße`` and ``STRASSE`` meet), NFKC-normalized; spaces,
+    underscores and slashes (hierarchical terms like ``Technology/Java``,
+    ``ci/cd``) become hyphens; letters, digits and combining marks of every
+    script are kept (``배포`` stays ``배포``); other punctuation is dropped;
+    hyphens collapse and are trimmed. May return ``""`` (e.g. for ``"!!"``).
+    """
+    value = unicodedata.normalize("NFKC", str(text)).casefold()
+    value = re.sub(r"[\s_/]+", "-", value)
+    value = "".join(ch for ch in value if ch == "-" or ch.isalnum() or unicodedata.category(ch).startswith("M"))
+    return re.sub(r"-{2,}", "-", value).strip("-")
+
+
+def merge_tags(values: Iterable[Any]) -> tuple[str, ...]:
+    """Slugs from raw tag values, in order, without duplicates.
+
+    Each value is a list (its items are whole tags, as feed categories like
+    ``"Data Structure"`` are), a string (split on commas if it has any, else
+    on whitespace, as Jekyll splits ``tags: a b c``) or None.
+    """
+    slugs: dict[str, None] = {}
+    for value in values:
+        if value is None:
+            continue
+        if isinstance(value, str):
+            parts = value.split(",") if "," in value else value.split()
+        elif isinstance(value, (list, tuple, set)):
+            parts = [item for item in value if item is not None and not isinstance(item, (dict, list))]
+        else:  # a number or a date written as a tag
+            parts = [value]
+        for part in parts:
+            if slug := slugify_tag(part):
+                slugs.setdefault(slug)
+    return tuple(slugs)
+
+
+# --- dates --------------------------------------------------------------------
+
+# Forms seen in real front matter and feeds that neither ISO 8601 nor RFC 2822
+# parsing accepts. Day-first for slashes: the feeds that use it are British.
+_DATE_FORMATS = (
+    "%d %b %Y",  # 25 Aug 2024 (Astro)
+    "%d %B %Y",  # 6 December 2024
+    "%b %d, %Y",  # Aug 25, 2024
+    "%B %d, %Y",  # August 25, 2024
+    "%d/%m/%Y %H:%M:%S",  # 08/02/2013 12:00:00 (Norfolk County Council RSS)
+    "%d/%m/%Y %H:%M",
+    "%d/%m/%Y",
+    "%Y/%m/%d %H:%M:%S",
+    "%Y/%m/%d",
+    "%a %b %d %H:%M:%S %Z %Y",  # Ruby Time#to_s: Sun Aug 17 16:51:14 UTC 2008
+    "%a %b %d %H:%M:%S %z %Y",
+)
+_ISO_SINGLE_DIGIT_HOUR = re.compile(r"^(\d{4}-\d\d-\d\d[T ])(\d)(:\d\d)")
+
+
+def parse_date(value: Any) -> datetime | date | None:
+    """Read a date the way readers find them; None when it is not a date.
+
+    Accepts ``datetime``/``date`` objects, ``time.struct_time`` (feedparser's,
+    always UTC), Unix timestamps (int or a string of 9-11 digits) and strings:
+    ISO 8601 (also with a space before the offset or a single-digit hour),
+    RFC 2822 (``email.utils``, which also reads 2-digit years and named zones
+    like ``EST``), and the forms in ``_DATE_FORMATS``. The result may be naive;
+    :func:`aware` settles that.
+    """
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, (datetime, date)):
+        return value
+    if isinstance(value, time.struct_time):
+        return datetime(*value[:6], tzinfo=UTC)
+    if isinstance(value, (int, float)) or (isinstance(value, str) and re.fullmatch(r"\s*\d{9,11}\s*", value)):
+        return datetime.fromtimestamp(int(value), UTC)
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = " ".join(value.split())
+    for candidate in (text, _ISO_SINGLE_DIGIT_HOUR.sub(r"\g<1>0\2\3", text)):
+        try:
+            return _plausible(datetime.fromisoformat(candidate.replace("Z", "+00:00")))
+        except ValueError:
+            pass
+    try:
+        return _plausible(parsedate_to_datetime(text))
+    except (TypeError, ValueError, IndexError):
+        pass
+    for form in _DATE_FORMATS:
+        try:
+            return _plausible(datetime.strptime(text, form))
+        except ValueError:
+            continue
+    return None
+
+
+def _plausible(moment: datetime) -> datetime | None:
+    # strptime's %Y takes "17" as the year 17; no article is that old.
+    return moment if moment.year >= 1000 else None
+
+
+def aware(value: datetime | date | None, tz: tzinfo) -> datetime | None:
+    """A timezone-aware datetime: a naive datetime is read in ``tz`` (the
+    site's ``timezone`` setting); a bare date is midnight in ``tz``."""
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        value = datetime(value.year, value.month, value.day)
+    return value if value.tzinfo is not None and value.utcoffset() is not None else value.replace(tzinfo=tz)
+
+
+# --- HTML to text ---------------------------------------------------------------
+
+_BLOCK_TAGS = {
+    "address", "article", "aside", "blockquote", "br", "dd", "details", "div", "dl", "dt",
+    "figcaption", "figure", "footer", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr",
+    "li", "main", "nav", "ol", "p", "pre", "section", "summary", "table", "td", "th", "tr", "ul",
+}  # fmt: skip
+_HIDDEN_TAGS = {"script", "style", "template", "noscript", "svg", "math", "iframe", "object", "head", "title"}
+# Text in these is not prose to quote in an excerpt: headings, code, tables, captions, menus.
+_NOT_PROSE = {"h1", "h2", "h3", "h4", "h5", "h6", "pre", "table", "figure", "figcaption", "nav", "aside"}
+_VOID_TAGS = {"br", "hr"}
+
+
+class _TextBlocks(HTMLParser):
+    """Collects the text of an HTML fragment block by block (entities decoded,
+    whitespace collapsed), noting whether each block is prose."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.blocks: list[tuple[bool, str]] = []
+        self._parts: list[str] = []
+        self._open: list[str] = []
+        self._hidden = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _HIDDEN_TAGS:
+            self._hidden += 1
+        elif tag in _BLOCK_TAGS:
+            self._flush()
+            if tag not in _VOID_TAGS:
+                self._open.append(tag)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _BLOCK_TAGS:
+            self._flush()
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _HIDDEN_TAGS:
+            self._hidden = max(0, self._hidden - 1)
+        elif tag in _BLOCK_TAGS:
+            self._flush()
+            if tag in self._open:
+                del self._open[len(self._open) - 1 - self._open[::-1].index(tag) :]
+
+    def handle_data(self, data: str) -> None:
+        if not self._hidden:
+            self._parts.append(data)
+
+    def close(self) -> None:
+        super().close()
+        self._flush()
+
+    def _flush(self) -> None:
+        text = " ".join("".join(self._parts).split())
+        self._parts.clear()
+        if text:
+            self.blocks.append((not _NOT_PROSE.intersection(self._open), text))
+
+
+def text_blocks(fragment: str | None) -> list[tuple[bool, str]]:
+    """The text blocks of an HTML fragment as ``(is_prose, text)`` pairs, in
+    order. Scripts, styles and SVG are left out; entities are decoded."""
+    if not fragment:
+        return []
+    parser = _TextBlocks()
+    parser.feed(fragment)
+    parser.close()
+    return parser.blocks
+
+
+def html_to_text(fragment: str | None) -> str:
+    """Plain text of an HTML fragment on one line (blocks joined by spaces)."""
+    return " ".join(text for _, text in text_blocks(fragment))
+
+
+def prose_text(fragment: str | None) -> str:
+    """The prose of an HTML body (paragraphs, lists, quotes; not headings,
+    code or tables), or all its text when it has no prose."""
+    blocks = text_blocks(fragment)
+    return " ".join(text for prose, text in blocks if prose) or " ".join(text for _, text in blocks)
+
+
+# --- excerpts ---------------------------------------------------------------------
+
+# A sentence ends at . ! ? or … (maybe followed by closing quotes or brackets)
+# before a space or the end, or at a full-width CJK stop.
+_SENTENCE_END = re.compile(r"[.!?…][\"'”’»)\]]*(?=\s|$)|[。！？][”’」』）]*")
+
+
+def excerpt(text: str, words: int = EXCERPT_WORDS) -> str:
+    """The start of ``text``, about ``words`` words, never cut inside a word.
+
+    Text within the budget is returned whole. Otherwise the cut falls at the
+    last sentence end in the second half of the budget, else after the last
+    whole word with "…" appended. Text without spaces (Chinese, Japanese) is
+    measured in characters (``EXCERPT_MAX_CHARS``). Curly quotes, ellipses
+    and every other character are kept as they are.
+    """
+    text = " ".join(text.split())
+    tokens = text.split(" ")
+    if len(tokens) <= words and len(text) <= EXCERPT_MAX_CHARS:
+        return text
+    cut = " ".join(tokens[:words])
+    if len(cut) > EXCERPT_MAX_CHARS:
+        cut = cut[:EXCERPT_MAX_CHARS]
+        space = cut.rfind(" ")
+        if space > EXCERPT_MAX_CHARS // 2:
+            cut = cut[:space]
+    ends = [m.end() for m in _SENTENCE_END.finditer(cut) if m.end() >= len(cut) // 2]
+    if ends:
+        return cut[: ends[-1]]
+    return cut.rstrip(" ,;:–—-(") + "…"
+
+
+def word_count(text: str) -> int:
+    """Words in ``text``; each CJK character counts as one word (their
+    reading speed in characters is close to the English one in words)."""
+    cjk = len(re.findall(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]", text))
+    latin = re.sub(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]", " ", text)
+    return cjk + len(latin.split())
+
+
+def reading_minutes(text: str) -> int:
+    """Reading time in whole minutes at ``WORDS_PER_MINUTE``, at least 1."""
+    return max(1, math.ceil(word_count(text) / WORDS_PER_MINUTE))
+
+
+# --- links and HTML ---------------------------------------------------------------
+
+
+def absolute_url(value: str | None, base: str | None) -> str | None:
+    """``value`` resolved against ``base`` (RFC 3986 §5 via ``urljoin``) when
+    the result is an http(s) URL; None otherwise (``javascript:``, ``data:``,
+    a relative link with no absolute base). Spaces and non-ASCII characters
+    are percent-encoded (UTF-8) so that the URL is safe in a header or href."""
+    if not value or not value.strip():
+        return None
+    joined = urljoin(base or "", value.strip())
+    joined = quote(joined, safe=":/?#[]@!$&'()*+,;=%~")
+    parts = urlsplit(joined)
+    return joined if parts.scheme in ("http", "https") and parts.netloc else None
+
+
+def sanitize_html(fragment: str, base: str | None) -> str:
+    """Untrusted HTML reduced to ``SUMMARY_TAGS`` with nh3 (ammonia): scripts
+    and styles dropped with their content, other tags unwrapped, links made
+    absolute against ``base`` and kept only for http/https/mailto, each with
+    ``rel="noopener"``."""
+
+    def resolve(tag: str, attribute: str, value: str) -> str | None:
+        if tag == "a" and attribute == "href":
+            if value.strip().lower().startswith("mailto:"):
+                return value.strip()
+            return absolute_url(value, base)
+        return value
+
+    return nh3.clean(
+        fragment,
+        tags=SUMMARY_TAGS,
+        attributes={"a": {"href"}},
+        url_schemes=LINK_SCHEMES,
+        link_rel="noopener",
+        attribute_filter=resolve,
+    ).strip()
+
+
+# --- normalize -----------------------------------------------------------------------
+
+
+def normalize(raw: RawArticle, settings: Settings) -> Article:
+    """Turn a reader's :class:`RawArticle` into an :class:`Article`.
+
+    Rules (issue 2, "Normalization"): links absolute against ``raw.base_url``,
+    else the article's own URL, else ``settings.site_url``; a naive date is
+    read in ``settings.tz``; tags merged into slugs; a summary is sanitized
+    (and cut to an excerpt when it is really a whole article, as feeds often
+    put the full post in their description); without one, the excerpt comes
+    from the body's first paragraphs. Raises :class:`SourceError` when the
+    record has neither a title nor any text to make one from.
+    """
+    base = raw.base_url if absolute_url(raw.base_url, None) else settings.site_url
+    if raw.url:
+        url = absolute_url(raw.url, base)
+    elif raw.slug:
+        url = absolute_url(quote(raw.slug.strip("/")) + "/", settings.site_url)
+    else:
+        url = None
+    link_base = raw.base_url if absolute_url(raw.base_url, None) else (url or settings.site_url)
+
+    body_text = prose_text(raw.body_html)
+    summary_html, summary_text = _summary(raw.summary_html, body_text, link_base)
+
+    title = " ".join((raw.title or "").split())
+    if not title:
+        title = excerpt(summary_text or body_text, words=10)
+    if not title:
+        raise SourceError("an entry has no title and no text")
+
+    published = aware(parse_date(raw.date), settings.tz)
+    return Article(
+        id=_stable_id(raw.guid, url, title, published, base),
+        title=title,
+        url=url,
+        published=published,
+        tags=merge_tags(raw.tags),
+        summary_html=summary_html,
+        summary_text=summary_text,
+        author=" ".join((raw.author or "").split()) or None,
+        image=absolute_url(raw.image, link_base),
+        reading_minutes=reading_minutes(html_to_text(raw.body_html) or summary_text),
+        source=raw.source,
+    )
+
+
+def _summary(summary_html: str | None, body_text: str, base: str | None) -> tuple[str, str]:
+    """(summary_html, summary_text) from a summary if it has text, else from the body."""
+    text = html_to_text(summary_html)
+    if text and len(text.split()) <= SUMMARY_MAX_WORDS and len(text) <= 2 * EXCERPT_MAX_CHARS:
+        return sanitize_html(summary_html or "", base), text
+    short = excerpt(text or body_text)
+    return html.escape(short, quote=False), short
+
+
+def _stable_id(guid: str | None, url: str | None, title: str, published: datetime | None, base: str) -> str:
+    guid = (guid or "").strip()
+    if guid:
+        # A guid is only unique within its feed (RSS 2.0, JSON Feed 1.1); a bare
+        # "1" or "23246627" gets the feed's address in front so feeds cannot collide.
+        return guid if ":" in guid else f"{base}#{guid}"
+    if url:
+        return url
+    stamp = published.isoformat() if published else ""
+    return "sha256:" + hashlib.sha256(f"{title}\n{stamp}".encode()).hexdigest()

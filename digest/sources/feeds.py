@@ -1,0 +1,154 @@
+"""RSS 0.9x/1.0/2.0 and Atom 0.3/1.0 feeds, read by feedparser.
+
+feedparser gets the raw BYTES so that it can detect the encoding itself
+(BOMs, the XML declaration, HTTP headers, undeclared Shift_JIS). A feed that
+is not well-formed but still yielded entries is fine ("bozo" feeds are common
+in the wild); a document that yielded nothing is reported with the reason.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import feedparser
+
+from digest.articles import RawArticle, absolute_url, html_to_text, parse_date
+from digest.errors import SourceError
+
+_HTML_TYPES = {"text/html", "application/xhtml+xml"}
+_ENTRY_FIELDS = ("title", "link", "id", "summary", "content")
+_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".avif")
+
+
+def read_feed(data: bytes, source: str, url: str | None = None) -> list[RawArticle]:
+    """Entries of an RSS or Atom document as :class:`RawArticle` records.
+
+    ``url`` is where the document was fetched from (None for a file): it is
+    the base of relative links, given to feedparser as Content-Location.
+    Without it, relative links resolve against xml:base (feedparser does
+    that), else the feed's own self/alternate link. Raises
+    :class:`SourceError` when the document is not a feed or has no entries.
+    """
+    headers = {"content-location": url} if url else None
+    parsed = feedparser.parse(data, response_headers=headers)
+    # An empty <item/> nested in an item (PCMag's feed) or a truncated one
+    # parses as an entry with no fields at all: not an article.
+    entries = [entry for entry in parsed.entries if any(entry.get(key) for key in _ENTRY_FIELDS)]
+    if not entries:
+        raise SourceError(_why_empty(parsed, data))
+    feed_base = _feed_base(parsed, url)
+    return [_entry(entry, source, feed_base) for entry in entries]
+
+
+def _why_empty(parsed: Any, data: bytes) -> str:
+    head = data[:2048].lstrip().lower()
+    if not parsed.version and (b"<html" in head or b"<!doctype html" in head):
+        return "not a feed: it is an HTML page"
+    if parsed.bozo:
+        problem = parsed.get("bozo_exception")
+        return f"not a readable feed: {problem}" if parsed.version else f"not a feed: {problem}"
+    return "the feed has no entries"
+
+
+def _feed_base(parsed: Any, url: str | None) -> str | None:
+    """The absolute address relative links of this feed resolve against: the
+    fetched URL, else the feed's self link (its own address), else its
+    alternate link; relative ones (Hexo's ``/atom.xml``) are resolved in turn."""
+    feed = parsed.feed
+    self_href = next((link.get("href") for link in feed.get("links", []) if link.get("rel") == "self"), None)
+    base = url or ""
+    for href in (self_href, feed.get("link")):
+        if href and not absolute_url(base, None):
+            base = absolute_url(href, base) or href
+    return absolute_url(base, None)
+
+
+def _entry(entry: Any, source: str, feed_base: str | None) -> RawArticle:
+    content = entry.get("content") or []
+    body = next((part.get("value") for part in content if part.get("value")), None)
+    # An entry's own xml:base (Atom) beats the feed's; feedparser records it per text construct.
+    entry_base = next(
+        (
+            base
+            for detail in (entry.get("summary_detail"), *content, entry.get("title_detail"))
+            if detail and (base := absolute_url(detail.get("base"), None))
+        ),
+        None,
+    )
+    return RawArticle(
+        source=source,
+        title=_text(entry.get("title_detail")) or entry.get("title"),
+        date=_date(entry),
+        tags=[[tag.get("term") or tag.get("label") for tag in entry.get("tags", [])]],
+        summary_html=_html(entry.get("summary_detail")),
+        body_html=_html(content[0]) if body else None,
+        url=entry.get("link") or _alternate(entry),
+        # author_detail.name: RSS <author> is "email (Name)"; only the name is for readers.
+        author=entry.get("author_detail", {}).get("name") or entry.get("author") or None,
+        image=_image(entry),
+        guid=entry.get("id") or None,
+        # Last resort for a feed without any absolute link: a permalink guid (RSS 2.0).
+        base_url=entry_base or feed_base or absolute_url(entry.get("id"), None),
+    )
+
+
+def _text(detail: Any) -> str | None:
+    """A text construct as plain text (titles may be HTML or XHTML)."""
+    if not detail or not detail.get("value"):
+        return None
+    if detail.get("type") in _HTML_TYPES:
+        return html_to_text(detail["value"])
+    return detail["value"]
+
+
+def _html(detail: Any) -> str | None:
+    """A text construct as HTML (plain text is escaped)."""
+    if not detail or not detail.get("value"):
+        return None
+    if detail.get("type") in _HTML_TYPES:
+        return detail["value"]
+    return html.escape(detail["value"], quote=False)
+
+
+def _alternate(entry: Any) -> str | None:
+    return next((link.get("href") for link in entry.get("links", []) if link.get("rel") == "alternate"), None)
+
+
+def _date(entry: Any) -> Any:
+    """Published, else updated, else created. feedparser's ``*_parsed`` are
+    UTC struct_time; when it could not parse the string (``08/02/2013``) the
+    string goes to our tolerant parser. A bare number is a Unix timestamp
+    that feedparser misreads as a date (``1518478934`` -> 2015-07-03)."""
+    for key in ("published", "updated", "created"):
+        raw = entry.get(key)
+        if isinstance(raw, str) and raw.strip().isdigit():
+            return raw.strip()
+        if entry.get(f"{key}_parsed"):
+            return entry[f"{key}_parsed"]
+        if raw and parse_date(raw) is not None:
+            return raw
+    return None
+
+
+def _image(entry: Any) -> str | None:
+    """The first image of media:thumbnail, media:content or an enclosure
+    (image types only: podcasts enclose audio)."""
+    for thumbnail in entry.get("media_thumbnail", []):
+        if thumbnail.get("url"):
+            return thumbnail["url"]
+    for media in entry.get("media_content", []):
+        if _is_image(media.get("url"), media.get("type"), media.get("medium")):
+            return media["url"]
+    for link in entry.get("enclosures", []):
+        if _is_image(link.get("href"), link.get("type"), None):
+            return link["href"]
+    return None
+
+
+def _is_image(url: str | None, mime: str | None, medium: str | None) -> bool:
+    if not url:
+        return False
+    if mime or medium:
+        return (mime or "").startswith("image/") or medium == "image"
+    return url.lower().split("?")[0].endswith(_IMAGE_SUFFIXES)
