@@ -80,6 +80,11 @@ class Settings(BaseSettings):
     sendgrid_categories: list[str] = Field(default_factory=lambda: ["digest"])
     sendgrid_webhook_public_key: str | None = None
     asm_group_id: int | None = None
+    # Retries of one SendGrid request on 5xx and connection errors (exponential
+    # backoff with jitter, starting at sendgrid_retry_wait seconds).
+    sendgrid_max_tries: int = Field(default=5, ge=1, le=20)
+    sendgrid_retry_wait: float = Field(default=1.0, ge=0)
+    sendgrid_timeout: float = Field(default=30.0, gt=0)
 
     smtp_host: str = "localhost"
     smtp_port: int = 587
