@@ -1,0 +1,242 @@
+"""Suppressions and stored preferences, kept in the ledger's SQLite file.
+
+A **suppression** is an address that must never be mailed again, whatever the
+CSV lists say: the reader unsubscribed, the address bounced, the reader
+reported spam, or an operator added it by hand. A suppression either names one
+list (a one-click unsubscribe from that list) or, with ``list_name=None``,
+covers every list (bounces, spam reports, manual entries by default).
+
+A **preference** is the set of tags a reader chose on the preferences page;
+it replaces the tags of their CSV row for that list.
+
+The tables live in the same file as :mod:`digest.ledger` (``settings.ledger``)
+so one backup holds the whole state, but this module owns them and creates
+them when absent. Every function takes ``db``: a path (opened, committed and
+closed per call) or an open :class:`sqlite3.Connection` from :func:`connect`
+(the caller commits, so several writes form one transaction, as a webhook
+batch needs). Addresses are compared by :func:`address_key` (surrounding
+spaces removed, case-folded), the same rule as ``Subscriber.key``.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from digest.errors import DigestError, LedgerBusyError
+
+REASONS = ("unsubscribed", "bounced", "spam-report", "manual")
+EVERY_LIST = ""  # stored instead of NULL so that the unique key also holds for global rows
+BUSY_TIMEOUT_MS = 5000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS suppressions (
+    address_key TEXT NOT NULL,
+    address TEXT NOT NULL,
+    reason TEXT NOT NULL CHECK (reason IN ('unsubscribed', 'bounced', 'spam-report', 'manual')),
+    source TEXT NOT NULL,
+    list_name TEXT NOT NULL DEFAULT '',
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (address_key, list_name)
+);
+CREATE TABLE IF NOT EXISTS preferences (
+    address_key TEXT NOT NULL,
+    list_name TEXT NOT NULL,
+    tags TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (address_key, list_name)
+);
+"""
+
+Db = Path | str | sqlite3.Connection
+
+
+@dataclass(frozen=True)
+class Suppression:
+    """One suppression row. ``list_name`` None means every list;
+    ``created_at`` is an aware UTC datetime; ``reason`` is one of
+    :data:`REASONS`; ``source`` says who recorded it (``one-click``,
+    ``sendgrid:bounce``, ``cli``...)."""
+
+    address: str
+    reason: str
+    source: str
+    list_name: str | None
+    created_at: datetime
+
+    @property
+    def key(self) -> str:
+        return address_key(self.address)
+
+
+def address_key(address: str) -> str:
+    """The form addresses are compared in: spaces around removed, case-folded.
+
+    Mailbox local parts may be case-sensitive (RFC 5321 §2.4) but no real
+    provider treats them so, and two rows differing only in case are the same
+    reader; we keep the case for sending and fold it for comparing."""
+    return address.strip().casefold()
+
+
+def connect(path: Path | str) -> sqlite3.Connection:
+    """Open the ledger file (created if absent) in WAL mode with a busy
+    timeout of :data:`BUSY_TIMEOUT_MS`, and create this module's tables.
+
+    WAL lets ``digest serve`` record unsubscribes while a send reads the file.
+    Raises :class:`LedgerBusyError` when the file stays locked longer than the
+    timeout, :class:`DigestError` when it cannot be opened."""
+    try:
+        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000)
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        present = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if not {"suppressions", "preferences"} <= present:  # no write lock taken when they exist
+            conn.executescript(_SCHEMA)
+    except sqlite3.OperationalError as exc:
+        raise _ledger_error(path, exc) from None
+    except sqlite3.DatabaseError as exc:
+        raise DigestError(f"ledger {path}: {exc}") from None
+    return conn
+
+
+@contextmanager
+def _using(db: Db) -> Iterator[sqlite3.Connection]:
+    """A connection for one call: the caller's own, or a fresh one that is
+    committed (or rolled back on error) and closed at the end."""
+    if isinstance(db, sqlite3.Connection):
+        yield db
+        return
+    with closing(connect(db)) as conn:
+        try:
+            with conn:  # commit, or roll back on an exception
+                yield conn
+        except sqlite3.OperationalError as exc:
+            raise _ledger_error(db, exc) from None
+
+
+def _ledger_error(path: object, exc: sqlite3.OperationalError) -> DigestError:
+    if "locked" in str(exc) or "busy" in str(exc):
+        return LedgerBusyError(f"ledger {path} is locked by another process; try again")
+    return DigestError(f"ledger {path}: {exc}")
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def add(
+    db: Db,
+    address: str,
+    reason: str,
+    source: str,
+    list_name: str | None = None,
+    *,
+    at: datetime | None = None,
+) -> bool:
+    """Suppress ``address`` for ``list_name`` (None: every list).
+
+    Returns True when a row was added, False when the address was already
+    suppressed for that list (the first row is kept: repeating an unsubscribe
+    is harmless). Raises :class:`ValueError` for a reason not in
+    :data:`REASONS` or an empty address."""
+    if reason not in REASONS:
+        raise ValueError(f"reason must be one of {', '.join(REASONS)}, not {reason!r}")
+    address = address.strip()
+    if not address:
+        raise ValueError("empty address")
+    when = (at or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="seconds")
+    with _using(db) as conn:
+        cursor = conn.execute(
+            "INSERT OR IGNORE INTO suppressions (address_key, address, reason, source, list_name, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (address_key(address), address, reason, source, list_name or EVERY_LIST, when),
+        )
+        return cursor.rowcount == 1
+
+
+def remove(db: Db, address: str, list_name: str | None = None) -> int:
+    """Lift the suppressions of ``address``: only the one for ``list_name``
+    when given, else every one (global and per list). Returns how many rows
+    went."""
+    with _using(db) as conn:
+        if list_name is None:
+            cursor = conn.execute("DELETE FROM suppressions WHERE address_key = ?", (address_key(address),))
+        else:
+            cursor = conn.execute(
+                "DELETE FROM suppressions WHERE address_key = ? AND list_name = ?",
+                (address_key(address), list_name),
+            )
+        return cursor.rowcount
+
+
+def list_suppressions(db: Db, list_name: str | None = None) -> list[Suppression]:
+    """Every suppression, oldest first; with ``list_name``, those that apply
+    to that list (its own and the global ones)."""
+    query = "SELECT address, reason, source, list_name, created_at FROM suppressions"
+    params: tuple[str, ...] = ()
+    if list_name is not None:
+        query += " WHERE list_name IN (?, ?)"
+        params = (list_name, EVERY_LIST)
+    with _using(db) as conn:
+        rows = conn.execute(query + " ORDER BY created_at, address_key", params).fetchall()
+    return [_suppression(row) for row in rows]
+
+
+def is_suppressed(db: Db, address: str, list_name: str | None = None) -> Suppression | None:
+    """The suppression that stops mail to ``address`` on ``list_name`` (a
+    global one counts for every list; with ``list_name`` None, any row
+    counts), or None."""
+    query = "SELECT address, reason, source, list_name, created_at FROM suppressions WHERE address_key = ?"
+    params: tuple[str, ...] = (address_key(address),)
+    if list_name is not None:
+        query += " AND list_name IN (?, ?)"
+        params += (list_name, EVERY_LIST)
+    with _using(db) as conn:
+        row = conn.execute(query + " ORDER BY created_at LIMIT 1", params).fetchone()
+    return _suppression(row) if row else None
+
+
+def suppressed_keys(db: Db, list_name: str) -> dict[str, Suppression]:
+    """Every address key suppressed for ``list_name`` (its own rows and the
+    global ones), mapped to its suppression: one query, so filtering an
+    audience of 100,000 is a dictionary lookup per subscriber."""
+    return {s.key: s for s in reversed(list_suppressions(db, list_name))}
+
+
+def _suppression(row: tuple[str, str, str, str, str]) -> Suppression:
+    address, reason, source, list_name, created_at = row
+    return Suppression(address, reason, source, list_name or None, datetime.fromisoformat(created_at))
+
+
+def set_preferences(db: Db, address: str, list_name: str, tags: Iterable[str]) -> None:
+    """Store the tags ``address`` chose for ``list_name`` (slugs; an empty
+    set means every tag, as an empty CSV cell does), replacing earlier ones."""
+    chosen = json.dumps(sorted(set(tags)))
+    with _using(db) as conn:
+        conn.execute(
+            "INSERT INTO preferences (address_key, list_name, tags, updated_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (address_key, list_name) DO UPDATE SET tags = excluded.tags, updated_at = excluded.updated_at",
+            (address_key(address), list_name, chosen, _now()),
+        )
+
+
+def get_preferences(db: Db, address: str, list_name: str) -> frozenset[str] | None:
+    """The tags ``address`` chose for ``list_name``, or None if they never chose."""
+    with _using(db) as conn:
+        row = conn.execute(
+            "SELECT tags FROM preferences WHERE address_key = ? AND list_name = ?",
+            (address_key(address), list_name),
+        ).fetchone()
+    return frozenset(json.loads(row[0])) if row else None
+
+
+def all_preferences(db: Db, list_name: str) -> dict[str, frozenset[str]]:
+    """Every stored choice for ``list_name``: address key -> tags (one query)."""
+    with _using(db) as conn:
+        rows = conn.execute("SELECT address_key, tags FROM preferences WHERE list_name = ?", (list_name,)).fetchall()
+    return {key: frozenset(json.loads(tags)) for key, tags in rows}
