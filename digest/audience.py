@@ -1,32 +1,75 @@
 """The audience: subscribers, their tags, and the variants they fall into.
 
-A subscriber list is a CSV file with a header row ``email,name,tags`` (tags
-``;``-separated; empty means every tag). Subscribers whose selected article
-sets are equal form one :class:`Variant`; the digest is rendered once per
-variant, never once per subscriber.
+**Lists.** A subscriber list is a CSV file in the ``subscribers`` folder; its
+name is the file's stem (``subscribers/readers.csv`` is the list
+``readers``). The header names the columns: ``email`` (required), ``name``,
+``tags`` (``;``-separated, commas accepted too; empty means every tag), and
+optionally ``status`` and ``subscribed_at``; other columns are ignored.
+Columns are matched by name, ignoring case, spaces and punctuation, and the
+names other services export are understood (``Email Address``,
+``First Name``/``Last Name``, ``TAGS``...), so an export can be used or
+imported as it is. Files are UTF-8 with or without a byte order mark, with
+LF or CRLF line ends.
+
+**Which lists.** ``--list NAME`` picks one list; without it, the list the
+``default_list`` setting names; without that, the only list in the folder;
+with several and no default, all of them, merged (an address on two lists is
+mailed once, from the first list in name order).
+
+**Rows.** Every address is checked by email-validator (syntax only, no DNS)
+and normalized: surrounding spaces removed, the domain lower-cased, the
+local part's case kept for sending. Duplicates are found case-insensitively
+(:func:`digest.suppressions.address_key`). A bad row or a duplicate becomes
+a :class:`Problem` naming the file and line and is skipped; the run goes on.
+Rows whose ``status`` says the person left (``unsubscribed``, ``bounced``,
+``cleaned``, ``pending``...) are skipped quietly.
+
+**The audience** of an issue is the list's rows minus the suppressions of
+the ledger, with the tags readers chose on the preferences page in place of
+their CSV tags (:func:`load_audience`).
+
+**Variants.** Subscribers whose selected article sets are equal form one
+:class:`Variant`; the digest is rendered once per variant, never once per
+subscriber.
+
+**Writes** to a list (:func:`add_subscriber`, :func:`remove_subscriber`,
+:func:`import_subscribers`) work on the file's raw lines: rows they do not
+touch stay byte for byte as they were, and the new file replaces the old one
+atomically (a temporary file in the same folder, then ``os.replace``).
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+import io
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
 
 from email_validator import EmailNotValidError, validate_email
 
-from digest.articles import Article
+from digest.articles import Article, slugify_tag
 from digest.errors import DigestError
+from digest.suppressions import Suppression, address_key, all_preferences, suppressed_keys
+
+if TYPE_CHECKING:
+    from digest.settings import Settings
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Subscriber:
     """One valid row of a subscriber list.
 
     ``email`` is as written (local part's case kept, domain lower-cased);
     ``key`` is the case-folded address used to find duplicates and
-    suppressions. ``tags`` are slugs; empty means every tag.
+    suppressions. ``tags`` are slugs; empty means every tag. ``line`` is the
+    row's first line in its file (1 = the header).
     """
 
     email: str
@@ -37,7 +80,7 @@ class Subscriber:
 
     @property
     def key(self) -> str:
-        return self.email.casefold()
+        return address_key(self.email)
 
 
 @dataclass(frozen=True)
@@ -65,8 +108,206 @@ class Variant:
     tags: frozenset[str]  # the union of the tags that chose these articles; empty = all
 
 
+# Reading lists ---------------------------------------------------------------------------
+
+# Column names as other services export them, compared after _column_name().
+COLUMN_ALIASES = {
+    "email": {"email", "emailaddress", "mail", "emailaddr"},
+    "name": {"name", "fullname", "displayname"},
+    "first_name": {"firstname", "fname", "givenname"},
+    "last_name": {"lastname", "lname", "surname", "familyname"},
+    "tags": {"tags", "tag", "groups", "interests", "topics", "categories"},
+    "status": {"status", "subscriberstatus"},
+    "subscribed_at": {"subscribedat", "optintime", "createdat", "creationdate", "signupdate", "dateadded"},
+}
+ACTIVE_STATUSES = {"", "subscribed", "active", "confirmed", "regular"}
+LEFT_STATUSES = {"unsubscribed", "inactive", "bounced", "cleaned", "pending", "unconfirmed", "complained", "blocked"}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One CSV record as it stands in its file: ``line`` its first line
+    number, ``raw`` its exact bytes (line end and, for the header, any byte
+    order mark included), ``fields`` its parsed values (empty for a blank
+    line), ``undecodable`` whether a line of it was not UTF-8."""
+
+    line: int
+    raw: bytes
+    fields: list[str]
+    undecodable: bool = False
+
+
+def read_rows(handle: BinaryIO | Iterable[bytes]) -> Iterator[Row]:
+    """The records of a CSV file opened in binary mode, one at a time.
+
+    Every byte of the input belongs to exactly one row, so joining the
+    ``raw`` of all rows gives the file back unchanged: that is what lets list
+    writes keep untouched rows byte for byte. Quoted values may span lines.
+    """
+    pending: list[bytes] = []
+    bad_lines: list[int] = []
+
+    def text_lines() -> Iterator[str]:
+        for number, raw in enumerate(handle, start=1):
+            pending.append(raw)
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                bad_lines.append(number)
+                text = raw.decode("utf-8", errors="replace")
+            yield text.removeprefix("\ufeff") if number == 1 else text
+
+    reader = csv.reader(text_lines())
+    start = 1
+    for fields in reader:
+        yield Row(start, b"".join(pending), fields, undecodable=any(n >= start for n in bad_lines))
+        pending.clear()
+        start = reader.line_num + 1
+    if pending:  # only possible for input csv did not turn into a record
+        yield Row(start, b"".join(pending), [])
+
+
+def _column_name(header: str) -> str:
+    return re.sub(r"[\W_]+", "", header.casefold())
+
+
+def columns(header: Sequence[str]) -> dict[str, int]:
+    """Our field names (``email``, ``name``, ``first_name``, ``last_name``,
+    ``tags``, ``status``, ``subscribed_at``) -> their column index in
+    ``header`` (first match wins; absent fields are left out)."""
+    found: dict[str, int] = {}
+    for index, title in enumerate(header):
+        name = _column_name(title)
+        for ours, aliases in COLUMN_ALIASES.items():
+            if name in aliases and ours not in found:
+                found[ours] = index
+    return found
+
+
+def parse_tags(value: str) -> list[str]:
+    """Tags of a subscriber row as slugs: ``;``-separated (commas accepted
+    too, as exports from other services use them; quotes around a tag are
+    dropped)."""
+    return [slug for part in re.split(r"[;,]", value) if (slug := slugify_tag(part.strip().strip('"')))]
+
+
+@dataclass
+class _ListReader:
+    """Turns the rows of one list into subscribers and problems, sharing
+    one frozenset per distinct tags cell (lists repeat a few tag choices
+    many times; equal objects also make build_variants' memo cheap)."""
+
+    file: Path
+    strict_header: bool = False  # raise instead of reporting a header without an email column
+    left: int = 0  # rows whose status says the person left, skipped quietly
+    tag_sets: dict[str, frozenset[str]] = field(default_factory=dict)
+    seen: dict[str, int] = field(default_factory=dict)
+
+    def read(self) -> Iterator[Subscriber | Problem]:
+        with self.file.open("rb") as handle:
+            rows = read_rows(handle)
+            header = self._header(rows)
+            if header is None:
+                return
+            where = columns(header.fields)
+            if "email" not in where:
+                problem = self.problem(
+                    header.line, f"header has no email column (expected email,name,tags; found {','.join(header.fields)})"
+                )
+                if self.strict_header:
+                    raise DigestError(str(problem))
+                yield problem
+                return
+            for row in rows:
+                if row.fields or row.undecodable:
+                    item = self.subscriber(row, where, len(header.fields))
+                    if item is not None:
+                        yield item
+
+    def _header(self, rows: Iterator[Row]) -> Row | None:
+        for row in rows:
+            if row.fields:
+                return row
+        return None
+
+    def problem(self, line: int, message: str) -> Problem:
+        return Problem(str(self.file), line, message)
+
+    def subscriber(self, row: Row, where: dict[str, int], width: int) -> Subscriber | Problem | None:
+        if row.undecodable:
+            return self.problem(row.line, "not UTF-8 text; row skipped")
+        if len(row.fields) > width:
+            return self.problem(
+                row.line,
+                f"{len(row.fields)} values but the header has {width} columns (quote values that contain commas)",
+            )
+        values = _values(row.fields, where)
+        try:
+            email = normalize_address(values["email"])
+        except DigestError as exc:
+            return self.problem(row.line, f"{exc}; row skipped")
+        status = values["status"].strip().casefold()
+        if status not in ACTIVE_STATUSES | LEFT_STATUSES:
+            return self.problem(row.line, f"unknown status {values['status']!r} (expected subscribed or unsubscribed)")
+        key = address_key(email)
+        if key in self.seen:
+            return self.problem(row.line, f"duplicate of line {self.seen[key]} ({email}); row skipped")
+        self.seen[key] = row.line
+        if status in LEFT_STATUSES:
+            self.left += 1
+            return None
+        cell = values["tags"]
+        tags = self.tag_sets.get(cell)
+        if tags is None:
+            tags = self.tag_sets[cell] = frozenset(parse_tags(cell))
+        return Subscriber(email=email, name=values["name"], tags=tags, list_name=self.file.stem, line=row.line)
+
+
+def _values(fields: list[str], where: dict[str, int]) -> dict[str, str]:
+    """The row's values by our field names ("" when absent); ``name`` made
+    from first and last name when there is no name column, on one line
+    (names go into To: headers, where CR and LF have no place)."""
+    def get(name: str) -> str:
+        index = where.get(name)
+        return fields[index] if index is not None and index < len(fields) else ""
+
+    name = get("name") or f"{get('first_name')} {get('last_name')}"
+    return {
+        "email": get("email"),
+        "name": " ".join(name.split()),
+        "tags": get("tags"),
+        "status": get("status"),
+        "subscribed_at": get("subscribed_at").strip(),
+    }
+
+
+def normalize_address(raw: str) -> str:
+    """``raw`` checked and normalized for sending (spaces around removed,
+    domain lower-cased, local part kept), per email-validator's syntax rules
+    (RFC 5321/5322, no DNS lookups). Raises :class:`DigestError` with the
+    reason for an empty or invalid address."""
+    address = raw.strip()
+    if not address:
+        raise DigestError("no email address")
+    try:
+        return validate_email(address, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise DigestError(f"invalid address {address!r}: {exc}") from None
+
+
+def _row_key(fields: list[str], where: dict[str, int]) -> str:
+    """The address key of a raw row, also for an address we could not
+    validate (so that ``remove`` can take a bad row out too)."""
+    cell = _values(fields, where)["email"]
+    try:
+        return address_key(normalize_address(cell))
+    except DigestError:
+        return address_key(cell)
+
+
 def list_files(path: Path) -> list[Path]:
-    """The CSV lists at ``path``: the file itself, or every ``*.csv`` in the folder."""
+    """The CSV lists at ``path``: the file itself, or every ``*.csv`` in the
+    folder, in name order. Raises :class:`DigestError` when ``path`` does not exist."""
     if path.is_dir():
         return sorted(path.glob("*.csv"))
     if path.is_file():
@@ -74,77 +315,167 @@ def list_files(path: Path) -> list[Path]:
     raise DigestError(f"no subscriber list at {path}")
 
 
-def load_subscribers(path: Path) -> tuple[list[Subscriber], list[Problem]]:
-    """Read one CSV list or a folder of them.
+def choose_lists(path: Path, list_name: str | None = None, default_list: str | None = None) -> list[Path]:
+    """The list files to use from ``path`` (a CSV file or a folder of them):
+    the one named ``list_name`` (``--list``), else the one named
+    ``default_list`` (the setting; ignored when ``path`` is one file), else
+    the only one, else all of them. Raises :class:`DigestError` naming the
+    lists there are when a named list does not exist."""
+    files = list_files(path)
+    wanted = list_name or (default_list if path.is_dir() else None)
+    if wanted is None:
+        return files
+    chosen = [f for f in files if f.stem == wanted]
+    if not chosen:
+        known = ", ".join(f.stem for f in files) or "none"
+        origin = "--list" if list_name else "setting 'default_list'"
+        raise DigestError(f"{origin}: no list {wanted!r} in {path} (lists: {known})")
+    return chosen
+
+
+def iter_subscribers(files: Iterable[Path]) -> Iterator[Subscriber | Problem]:
+    """Subscribers and problems of ``files``, in file and row order, one at a
+    time. An address already read from an earlier list is skipped quietly
+    (it is mailed once); within one list it is a duplicate problem."""
+    mailed: set[str] = set()
+    for file in files:
+        for item in _ListReader(file).read():
+            if isinstance(item, Subscriber):
+                if item.key in mailed:
+                    continue
+                mailed.add(item.key)
+            yield item
+
+
+def load_subscribers(
+    path: Path, *, list_name: str | None = None, default_list: str | None = None
+) -> tuple[list[Subscriber], list[Problem]]:
+    """Read the lists :func:`choose_lists` picks at ``path``.
 
     Returns the valid subscribers (first occurrence wins for an address found
-    twice, compared case-insensitively) and the problems found (invalid address
-    per email-validator's syntax rules, no DNS lookups; duplicates; a missing
-    ``email`` column). Raises :class:`DigestError` when the path does not exist.
+    twice, compared case-insensitively) and the problems found (invalid
+    address per email-validator's syntax rules, no DNS lookups; duplicates; a
+    missing ``email`` column; undecodable rows). Raises :class:`DigestError`
+    when the path or a named list does not exist.
     """
     subscribers: list[Subscriber] = []
     problems: list[Problem] = []
-    seen: dict[str, str] = {}
-    for file in list_files(path):
-        rows, file_problems = _read_list(file)
-        problems.extend(file_problems)
-        for subscriber in rows:
-            if subscriber.key in seen:
-                problems.append(
-                    Problem(str(file), subscriber.line, f"duplicate of {seen[subscriber.key]}: {subscriber.email}")
-                )
-                continue
-            seen[subscriber.key] = f"{file.name}:{subscriber.line}"
-            subscribers.append(subscriber)
+    for item in iter_subscribers(choose_lists(path, list_name, default_list)):
+        (subscribers if isinstance(item, Subscriber) else problems).append(item)
     return subscribers, problems
 
 
-def _read_list(file: Path) -> tuple[list[Subscriber], list[Problem]]:
-    rows: list[Subscriber] = []
+# The audience: lists, suppressions and preferences -----------------------------------------
+
+
+@dataclass
+class Audience:
+    """Who an issue goes to. ``subscribers``: the rows of the chosen lists
+    minus suppressions, with stored preferences in place of CSV tags;
+    ``suppressed``: the rows left out and why; ``problems``: rows skipped;
+    ``lists``: the list files read."""
+
+    subscribers: list[Subscriber]
+    suppressed: list[tuple[Subscriber, Suppression]]
+    problems: list[Problem]
+    lists: list[Path]
+
+
+def load_audience(
+    settings: Settings,
+    list_name: str | None = None,
+    *,
+    path: Path | None = None,
+    ledger: Path | None = None,
+) -> Audience:
+    """The audience of ``settings.subscribers`` (or ``path``), for
+    ``list_name`` (see :func:`choose_lists`).
+
+    Suppressions and preferences come from ``ledger`` (default
+    ``settings.ledger``). A ledger file that does not exist means none, and
+    is not created: planning and dry runs write nothing. Raises
+    :class:`DigestError` for a missing list or an unreadable ledger.
+    """
+    files = choose_lists(Path(path or settings.subscribers), list_name, settings.default_list)
+    ledger = Path(ledger or settings.ledger)
+    kept: list[Subscriber] = []
+    suppressed: list[tuple[Subscriber, Suppression]] = []
     problems: list[Problem] = []
-    try:
-        # utf-8-sig drops a byte order mark; newline="" lets csv read CRLF and quoted newlines.
-        with file.open(encoding="utf-8-sig", newline="") as handle:
-            reader = csv.DictReader(handle)
-            fields = [f.strip().lower() for f in reader.fieldnames or []]
-            if "email" not in fields:
-                return [], [Problem(str(file), 1, "header has no 'email' column (expected email,name,tags)")]
-            reader.fieldnames = fields
-            for record in reader:
-                line = reader.line_num
-                raw_email = (record.get("email") or "").strip()
-                if not raw_email:
-                    problems.append(Problem(str(file), line, "no email address"))
-                    continue
+    state = _LedgerState(ledger if ledger.is_file() else None)
+    for item in iter_subscribers(files):
+        if isinstance(item, Problem):
+            problems.append(item)
+            continue
+        stopped, chosen = state.lookup(item)
+        if stopped is not None:
+            suppressed.append((item, stopped))
+        else:
+            kept.append(item if chosen is None else replace(item, tags=chosen))
+    return Audience(kept, suppressed, problems, files)
+
+
+@dataclass
+class _LedgerState:
+    """Suppressions and preferences per list, each read in one query the
+    first time a subscriber of that list is met."""
+
+    ledger: Path | None
+    suppressions: dict[str, dict[str, Suppression]] = field(default_factory=dict)
+    preferences: dict[str, dict[str, frozenset[str]]] = field(default_factory=dict)
+    tag_sets: dict[frozenset[str], frozenset[str]] = field(default_factory=dict)
+
+    def lookup(self, subscriber: Subscriber) -> tuple[Suppression | None, frozenset[str] | None]:
+        if self.ledger is None:
+            return None, None
+        name = subscriber.list_name
+        if name not in self.suppressions:
+            self.suppressions[name] = suppressed_keys(self.ledger, name)
+            self.preferences[name] = all_preferences(self.ledger, name)
+        key = subscriber.key
+        chosen = self.preferences[name].get(key)
+        if chosen is not None:
+            chosen = self.tag_sets.setdefault(chosen, chosen)  # one object per distinct choice
+        return self.suppressions[name].get(key), chosen
+
+
+def _raw_records(file: Path) -> Iterator[tuple[Row, dict[str, str]]]:
+    """Each data row of ``file`` with its values by our field names, without
+    validating addresses: for quick look-ups in large lists."""
+    with file.open("rb") as handle:
+        rows = read_rows(handle)
+        header = next((r for r in rows if r.fields), None)
+        where = columns(header.fields) if header else {}
+        if "email" not in where:
+            return
+        for row in rows:
+            if row.fields:
+                yield row, _values(row.fields, where)
+
+
+def find_subscriber(files: Iterable[Path], email: str) -> Subscriber | None:
+    """The subscriber ``email`` (compared case-insensitively) in ``files``,
+    or None; only the matching row's address is validated, so a look-up in
+    a list of 100,000 takes a fraction of a full load."""
+    key = address_key(email)
+    for file in files:
+        for row, values in _raw_records(file):
+            if address_key(values["email"]) == key:
                 try:
-                    checked = validate_email(raw_email, check_deliverability=False)
-                except EmailNotValidError as exc:
-                    problems.append(Problem(str(file), line, f"invalid address {raw_email!r}: {exc}"))
-                    continue
-                status = (record.get("status") or "").strip().lower()
-                if status in {"unsubscribed", "inactive", "bounced", "cleaned"}:
-                    continue
-                rows.append(
-                    Subscriber(
-                        email=checked.normalized,
-                        name=(record.get("name") or "").strip(),
-                        tags=frozenset(parse_tags(record.get("tags") or "")),
-                        list_name=file.stem,
-                        line=line,
-                    )
-                )
-    except UnicodeDecodeError as exc:
-        problems.append(Problem(str(file), 1, f"not UTF-8 text ({exc.reason})"))
-    except csv.Error as exc:
-        problems.append(Problem(str(file), 1, f"not a readable CSV file: {exc}"))
-    return rows, problems
+                    address = normalize_address(values["email"])
+                except DigestError:
+                    return None
+                tags = frozenset(parse_tags(values["tags"]))
+                return Subscriber(email=address, name=values["name"], tags=tags, list_name=file.stem, line=row.line)
+    return None
 
 
-def parse_tags(value: str) -> list[str]:
-    """Tags of a subscriber row, ``;``-separated, as slugs."""
-    from digest.articles import slugify_tag
+def list_tags(files: Iterable[Path]) -> set[str]:
+    """Every tag some row of ``files`` names (for the preferences page)."""
+    cells = {values["tags"] for file in files for _, values in _raw_records(file)}
+    return {tag for cell in cells for tag in parse_tags(cell)}
 
-    return [slug for part in value.split(";") if (slug := slugify_tag(part))]
+
+# Variants ----------------------------------------------------------------------------------
 
 
 def wants(subscriber_tags: frozenset[str], article: Article) -> bool:
@@ -157,7 +488,8 @@ def build_variants(articles: Sequence[Article], subscribers: Iterable[Subscriber
 
     Subscribers with an empty article set get nothing and are left out.
     Variants are numbered by size (largest first), then by key, so numbering is
-    stable between runs with the same input.
+    stable between runs with the same input. The article set is worked out
+    once per distinct tag set, not once per subscriber.
     """
     groups: dict[tuple[str, ...], list[Subscriber]] = {}
     tags_by_set: dict[tuple[str, ...], set[str]] = {}
@@ -167,10 +499,10 @@ def build_variants(articles: Sequence[Article], subscribers: Iterable[Subscriber
         ids = memo.get(subscriber.tags)
         if ids is None:
             ids = memo[subscriber.tags] = tuple(a.id for a in articles if wants(subscriber.tags, a))
-        if not ids:
-            continue
-        groups.setdefault(ids, []).append(subscriber)
-        tags_by_set.setdefault(ids, set()).update(subscriber.tags)
+            if ids:
+                tags_by_set.setdefault(ids, set()).update(subscriber.tags)
+        if ids:
+            groups.setdefault(ids, []).append(subscriber)
     keyed = [(variant_key(ids), ids, members) for ids, members in groups.items()]
     keyed.sort(key=lambda item: (-len(item[2]), item[0]))
     variants = []
@@ -191,3 +523,187 @@ def build_variants(articles: Sequence[Article], subscribers: Iterable[Subscriber
 def variant_key(article_ids: Sequence[str]) -> str:
     """A short stable name for an article set (12 hex characters of SHA-256)."""
     return hashlib.sha256("\n".join(article_ids).encode()).hexdigest()[:12]
+
+
+# Writing lists -----------------------------------------------------------------------------
+
+NEW_LIST_HEADER = ("email", "name", "tags")
+
+
+@dataclass
+class _RawList:
+    """A list file as raw rows, for edits that keep untouched rows' bytes."""
+
+    path: Path
+    rows: list[Row]
+    header: Row | None
+    newline: str
+
+    @classmethod
+    def read(cls, path: Path) -> _RawList:
+        if not path.exists():
+            return cls(path, [], None, "\n")
+        with path.open("rb") as handle:
+            rows = list(read_rows(handle))
+        header = next((r for r in rows if r.fields), None)
+        if header is not None and "email" not in columns(header.fields):
+            raise DigestError(f"{path}:{header.line}: header has no email column; the list was not changed")
+        newline = "\r\n" if header is not None and header.raw.endswith(b"\r\n") else "\n"
+        return cls(path, rows, header, newline)
+
+    def keys(self) -> dict[str, int]:
+        """Address key -> line, for every row with a readable address."""
+        if self.header is None:
+            return {}
+        where = columns(self.header.fields)
+        found: dict[str, int] = {}
+        for row in self.rows:
+            if row is not self.header and row.fields:
+                found.setdefault(_row_key(row.fields, where), row.line)
+        return found
+
+    def new_row(self, subscriber: Subscriber, subscribed_at: str) -> bytes:
+        """A CSV record for ``subscriber`` in this file's column order and line end."""
+        titles = self.header.fields if self.header else list(NEW_LIST_HEADER)
+        where = columns(titles)
+        record = [""] * len(titles)
+        values = {
+            "email": subscriber.email,
+            "name": subscriber.name,
+            "tags": ";".join(sorted(subscriber.tags)),
+            "status": "subscribed",
+            "subscribed_at": subscribed_at,
+        }
+        for ours, value in values.items():
+            if ours in where:
+                record[where[ours]] = value
+        out = io.StringIO()
+        csv.writer(out, lineterminator=self.newline).writerow(record)
+        return out.getvalue().encode("utf-8")
+
+    def write(self, rows: Iterable[bytes], added: Sequence[bytes]) -> None:
+        parts = list(rows)
+        if self.header is None:
+            parts.insert(0, (",".join(NEW_LIST_HEADER) + self.newline).encode())
+        if added and parts and not parts[-1].endswith(b"\n"):
+            parts[-1] += self.newline.encode()  # the last row had no line end; the new rows need one
+        write_atomic(self.path, b"".join(parts) + b"".join(added))
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` all at once: readers see the old file or
+    the new one, never half of one (a temporary file in the same folder,
+    flushed to disk, then ``os.replace``, atomic on POSIX and Windows). The
+    old file's permissions are kept."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
+    try:
+        with handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if path.exists():
+            os.chmod(handle.name, path.stat().st_mode & 0o7777)
+        os.replace(handle.name, path)
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def add_subscriber(path: Path, email: str, name: str = "", tags: Iterable[str] = ()) -> Subscriber:
+    """Add one subscriber at the end of the list file ``path`` (created with
+    the header ``email,name,tags`` if absent). Tags are slugified.
+
+    Raises :class:`DigestError` for an invalid address or one already on the
+    list (compared case-insensitively); the file is then left unchanged."""
+    address = normalize_address(email)
+    raw = _RawList.read(path)
+    present = raw.keys().get(address_key(address))
+    if present is not None:
+        raise DigestError(f"{address} is already on {path} (line {present})")
+    subscriber = Subscriber(
+        email=address,
+        name=" ".join(name.split()),
+        tags=frozenset(slug for tag in tags for slug in parse_tags(tag)),
+        list_name=path.stem,
+        line=0,
+    )
+    raw.write((r.raw for r in raw.rows), [raw.new_row(subscriber, _now_iso())])
+    return subscriber
+
+
+def remove_subscriber(path: Path, email: str) -> int:
+    """Remove every row of ``email`` (compared case-insensitively) from the
+    list file ``path``; the other rows keep their bytes. Returns how many
+    rows went. Raises :class:`DigestError` when the address is not there."""
+    raw = _RawList.read(path)
+    where = columns(raw.header.fields) if raw.header else {}
+    target = _row_key([email], {"email": 0})
+    kept = [row for row in raw.rows if row is raw.header or not row.fields or _row_key(row.fields, where) != target]
+    removed = len(raw.rows) - len(kept)
+    if not removed:
+        raise DigestError(f"{email.strip()} is not on {path}")
+    raw.write((r.raw for r in kept), [])
+    return removed
+
+
+@dataclass
+class ImportResult:
+    """What :func:`import_subscribers` did: the rows ``added``; how many were
+    ``already`` on the list; how many had ``left`` (a status such as
+    unsubscribed or cleaned, not imported); the ``problems`` of the source
+    file (bad addresses, duplicates), with its lines."""
+
+    added: list[Subscriber]
+    already: int
+    left: int
+    problems: list[Problem]
+
+
+def import_subscribers(path: Path, source: Path) -> ImportResult:
+    """Merge the CSV file ``source`` (our format or another service's
+    export, columns matched by name: see :data:`COLUMN_ALIASES`) into the
+    list file ``path``. New addresses are appended in ``path``'s column
+    order; addresses already there are left as they are; rows whose status
+    says the person left are not imported. Raises :class:`DigestError` when
+    ``source`` has no email column."""
+    if not source.is_file():
+        raise DigestError(f"no file to import at {source}")
+    raw = _RawList.read(path)
+    present = raw.keys()
+    result = ImportResult([], 0, 0, [])
+    records: list[bytes] = []
+    reader = _ListReader(source, strict_header=True)
+    for item in reader.read():
+        if isinstance(item, Problem):
+            result.problems.append(item)
+            continue
+        if item.key in present:
+            result.already += 1
+            continue
+        present[item.key] = 0
+        result.added.append(item)
+        records.append(raw.new_row(item, _now_iso()))
+    result.left = reader.left
+    if records:
+        raw.write((r.raw for r in raw.rows), records)
+    return result
+
+
+def export_audience(audience: Audience) -> str:
+    """The audience as CSV text (``email,name,tags,list,status``): every
+    subscriber with their effective tags and ``subscribed``, then every
+    suppressed one with the suppression's reason as status, so another
+    service importing it does not mail people who left."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["email", "name", "tags", "list", "status"])
+    for subscriber in audience.subscribers:
+        writer.writerow([subscriber.email, subscriber.name, ";".join(sorted(subscriber.tags)), subscriber.list_name, "subscribed"])
+    for subscriber, suppression in audience.suppressed:
+        writer.writerow([subscriber.email, subscriber.name, ";".join(sorted(subscriber.tags)), subscriber.list_name, suppression.reason])
+    return out.getvalue()

@@ -1,0 +1,320 @@
+"""Subscriber lists: reading, problems with their lines, choosing lists, the
+audience after suppressions and preferences, variants, and list writes."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from digest import suppressions
+from digest.articles import Article
+from digest.audience import (
+    Subscriber,
+    add_subscriber,
+    build_variants,
+    choose_lists,
+    export_audience,
+    find_subscriber,
+    import_subscribers,
+    list_tags,
+    load_audience,
+    load_subscribers,
+    remove_subscriber,
+)
+from digest.errors import DigestError
+from digest.settings import load_settings
+
+BOM = b"\xef\xbb\xbf"
+
+
+def write(path: Path, text: str, *, crlf: bool = False, bom: bool = False) -> Path:
+    data = text.replace("\n", "\r\n") if crlf else text
+    path.write_bytes((BOM if bom else b"") + data.encode("utf-8"))
+    return path
+
+
+def article(ident: str, *tags: str) -> Article:
+    return Article(
+        id=ident,
+        title=f"Article {ident}",
+        url=f"https://example.org/{ident}",
+        published=datetime(2026, 11, 20, tzinfo=UTC),
+        tags=tags,
+        summary_html="",
+        summary_text="",
+        author=None,
+        image=None,
+        reading_minutes=1,
+        source="test",
+    )
+
+
+def person(email: str, *tags: str, list_name: str = "readers") -> Subscriber:
+    return Subscriber(email=email, name="", tags=frozenset(tags), list_name=list_name, line=0)
+
+
+MESSY = """email,name,tags
+Ada.Lovelace@EXAMPLE.org,Ada Lovelace,roses;Compost
+not-an-address,Nobody,roses
+ada.lovelace@example.ORG,Ada Again,
+grace@example.org,"Hopper, Grace",Bees
+  bob@example.org  ,Bob,
+bob@example.org,Bob twice,roses
+zoë@example.org,Zoë,"roses, bees"
+"""
+
+
+def test_a_messy_list_names_each_problem_with_its_line_and_keeps_each_address_once(tmp_path):
+    path = write(tmp_path / "readers.csv", MESSY, crlf=True, bom=True)
+    subscribers, problems = load_subscribers(path)
+    assert [s.email for s in subscribers] == [
+        "Ada.Lovelace@example.org",  # local part's case kept, domain lower-cased
+        "grace@example.org",
+        "bob@example.org",
+        "zoë@example.org",
+    ]
+    assert [s.line for s in subscribers] == [2, 5, 6, 8]
+    assert {s.list_name for s in subscribers} == {"readers"}
+    assert subscribers[0].tags == {"roses", "compost"}
+    assert subscribers[1].name == "Hopper, Grace"
+    assert subscribers[3].tags == {"roses", "bees"}
+    assert [(p.file, p.line) for p in problems] == [(str(path), 3), (str(path), 4), (str(path), 7)]
+    assert "invalid address 'not-an-address'" in problems[0].message
+    assert "duplicate of line 2" in problems[1].message
+    assert "duplicate of line 6" in problems[2].message
+    assert str(problems[0]).startswith(f"{path}:3: ")
+
+
+def test_quoted_line_breaks_count_lines_from_where_a_row_starts(tmp_path):
+    path = write(tmp_path / "l.csv", 'email,name,tags\n"ada@example.org","Ada\nLovelace",roses\n\nbad@,x,\nbob@example.org,Bob,a,b\n')
+    subscribers, problems = load_subscribers(path)
+    assert [(s.email, s.name, s.line) for s in subscribers] == [("ada@example.org", "Ada Lovelace", 2)]
+    assert [p.line for p in problems] == [5, 6]
+    assert "quote values that contain commas" in problems[1].message
+
+
+def test_status_column_leavers_are_skipped_quietly_and_unknown_statuses_reported(tmp_path):
+    path = write(
+        tmp_path / "l.csv",
+        "email,name,tags,status,subscribed_at\n"
+        "ada@example.org,Ada,,subscribed,2026-01-02\n"
+        "bob@example.org,Bob,,unsubscribed,2026-01-02\n"
+        "cy@example.org,Cy,,cleaned,\n"
+        "di@example.org,Di,,sleeping,\n",
+    )
+    subscribers, problems = load_subscribers(path)
+    assert [s.email for s in subscribers] == ["ada@example.org"]
+    assert [(p.line, "unknown status 'sleeping'" in p.message) for p in problems] == [(5, True)]
+
+
+def test_a_header_without_email_and_undecodable_rows_are_problems_not_crashes(tmp_path):
+    write(tmp_path / "a.csv", "name,tags\nAda,roses\n")
+    (tmp_path / "b.csv").write_bytes(b"email,name\nada@example.org,Ada\nbob@example.org,B\xe9b\ncy@example.org,Cy\n")
+    subscribers, problems = load_subscribers(tmp_path)
+    assert [s.email for s in subscribers] == ["ada@example.org", "cy@example.org"]
+    assert [(Path(p.file).name, p.line) for p in problems] == [("a.csv", 1), ("b.csv", 3)]
+    assert "no email column" in problems[0].message and "not UTF-8" in problems[1].message
+
+
+def test_other_services_column_names_are_understood(tmp_path):
+    path = write(tmp_path / "export.csv", '"Email Address","First Name","Last Name","TAGS"\nada@example.org,Ada,Lovelace,"""Roses"",""Bees"""\n')
+    (ada,), problems = load_subscribers(path)
+    assert problems == []
+    assert (ada.name, ada.tags) == ("Ada Lovelace", {"roses", "bees"})
+
+
+# Choosing lists -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def two_lists(tmp_path):
+    folder = tmp_path / "subscribers"
+    folder.mkdir()
+    write(folder / "garden.csv", "email,name,tags\nada@example.org,Ada,roses\nbob@example.org,Bob,\n")
+    write(folder / "kitchen.csv", "email,name,tags\nADA@example.org,Ada,bread\ncy@example.org,Cy,\n")
+    return folder
+
+
+def test_list_choice_by_name_setting_or_all(two_lists):
+    assert [p.stem for p in choose_lists(two_lists, "kitchen")] == ["kitchen"]
+    assert [p.stem for p in choose_lists(two_lists, None, "garden")] == ["garden"]
+    assert [p.stem for p in choose_lists(two_lists, "kitchen", "garden")] == ["kitchen"]  # --list wins
+    assert [p.stem for p in choose_lists(two_lists)] == ["garden", "kitchen"]
+    with pytest.raises(DigestError, match=r"no list 'pantry'.*lists: garden, kitchen"):
+        choose_lists(two_lists, "pantry")
+    with pytest.raises(DigestError, match="default_list"):
+        choose_lists(two_lists, None, "pantry")
+    (two_lists / "kitchen.csv").unlink()
+    assert [p.stem for p in choose_lists(two_lists)] == ["garden"]  # the only list
+
+
+def test_all_lists_merged_mail_an_address_once_from_the_first_list(two_lists):
+    subscribers, problems = load_subscribers(two_lists)
+    assert problems == []
+    assert [(s.email, s.list_name) for s in subscribers] == [
+        ("ada@example.org", "garden"),
+        ("bob@example.org", "garden"),
+        ("cy@example.org", "kitchen"),
+    ]
+
+
+# The audience -----------------------------------------------------------------------------------
+
+
+def test_the_audience_leaves_out_suppressions_and_applies_stored_preferences(two_lists, tmp_path):
+    ledger = tmp_path / "digest.db"
+    suppressions.add(ledger, "Bob@Example.org", "unsubscribed", "one-click", "garden")
+    suppressions.add(ledger, "cy@example.org", "bounced", "sendgrid:bounce")  # every list
+    suppressions.add(ledger, "ada@example.org", "unsubscribed", "one-click", "kitchen")
+    suppressions.set_preferences(ledger, "ada@example.org", "garden", ["bees", "compost"])
+    settings = load_settings(subscribers=two_lists, ledger=ledger)
+
+    garden = load_audience(settings, "garden")
+    assert [(s.email, s.tags) for s in garden.subscribers] == [("ada@example.org", {"bees", "compost"})]
+    assert [(s.email, why.reason) for s, why in garden.suppressed] == [("bob@example.org", "unsubscribed")]
+    kitchen = load_audience(settings, "kitchen")
+    assert kitchen.subscribers == []
+    assert {s.email: why.reason for s, why in kitchen.suppressed} == {"ADA@example.org": "unsubscribed", "cy@example.org": "bounced"}
+
+
+def test_without_a_ledger_file_nothing_is_suppressed_and_no_file_is_created(two_lists, tmp_path):
+    settings = load_settings(subscribers=two_lists, ledger=tmp_path / "absent.db")
+    audience = load_audience(settings, "garden")
+    assert [s.email for s in audience.subscribers] == ["ada@example.org", "bob@example.org"]
+    assert not (tmp_path / "absent.db").exists()
+
+
+def test_export_marks_suppressed_readers_with_their_reason(two_lists, tmp_path):
+    ledger = tmp_path / "digest.db"
+    suppressions.add(ledger, "bob@example.org", "spam-report", "sendgrid:spamreport")
+    text = export_audience(load_audience(load_settings(subscribers=two_lists, ledger=ledger), "garden"))
+    assert text.splitlines() == [
+        "email,name,tags,list,status",
+        "ada@example.org,Ada,roses,garden,subscribed",
+        "bob@example.org,Bob,,garden,spam-report",
+    ]
+
+
+def test_find_subscriber_and_list_tags(two_lists):
+    files = choose_lists(two_lists)
+    found = find_subscriber(files, " Cy@EXAMPLE.org")
+    assert (found.email, found.list_name, found.line) == ("cy@example.org", "kitchen", 3)
+    assert find_subscriber(files, "nobody@example.org") is None
+    assert list_tags(files) == {"roses", "bread"}
+
+
+# Variants ---------------------------------------------------------------------------------------
+
+
+def test_three_tag_choices_get_three_article_sets_and_equal_choices_share_one():
+    articles = [article("a1", "roses"), article("a2", "bees"), article("a3", "roses", "compost"), article("a4", "bread")]
+    ada, bob, cy, di, eve = (
+        person("ada@example.org", "roses"),
+        person("bob@example.org", "bees"),
+        person("cy@example.org"),  # no tags: every article
+        person("di@example.org", "roses"),
+        person("eve@example.org", "weaving"),  # nothing matches: no mail
+    )
+    variants = build_variants(articles, [ada, bob, cy, di, eve])
+    by_person = {s.email: [a.id for a in v.articles] for v in variants for s in v.subscribers}
+    assert by_person == {
+        "ada@example.org": ["a1", "a3"],
+        "di@example.org": ["a1", "a3"],
+        "bob@example.org": ["a2"],
+        "cy@example.org": ["a1", "a2", "a3", "a4"],
+    }
+    assert len(variants) == 3
+    shared = next(v for v in variants if ada in v.subscribers)
+    assert shared.subscribers == (ada, di) and shared.number == 1 and shared.tags == {"roses"}
+    assert [v.number for v in variants] == [1, 2, 3]
+
+
+# Writes -----------------------------------------------------------------------------------------
+
+ODD_LIST = 'email,name,tags,status\n"ada@example.org" ,Ada,"roses;bees",subscribed\nnot-an-address,X,,\n\nbob@example.org,"Bob\nBuilder",,\n'
+
+
+def test_add_appends_in_the_files_own_style_and_keeps_every_byte_before(tmp_path):
+    path = write(tmp_path / "garden.csv", ODD_LIST, crlf=True, bom=True)
+    before = path.read_bytes()
+    added = add_subscriber(path, "  Zoë@Example.ORG ", "Zoë, Gardener", ["Fruit Trees", "bees"])
+    after = path.read_bytes()
+    assert after.startswith(before)
+    assert after[len(before) :] == 'Zoë@example.org,"Zoë, Gardener",bees;fruit-trees,subscribed\r\n'.encode()
+    assert added.key == "zoë@example.org"
+    assert [s.email for s in load_subscribers(path)[0]][-1] == "Zoë@example.org"
+
+
+def test_add_refuses_duplicates_and_bad_addresses_leaving_the_file_alone(tmp_path):
+    path = write(tmp_path / "garden.csv", ODD_LIST)
+    before = path.read_bytes()
+    with pytest.raises(DigestError, match=r"already on .*\(line 2\)"):
+        add_subscriber(path, "ADA@example.org")
+    with pytest.raises(DigestError, match="invalid address"):
+        add_subscriber(path, "ada@")
+    assert path.read_bytes() == before
+
+
+def test_add_creates_a_new_list_and_ends_an_unterminated_last_row(tmp_path):
+    path = tmp_path / "new.csv"
+    add_subscriber(path, "ada@example.org", "Ada")
+    assert path.read_text() == "email,name,tags\nada@example.org,Ada,\n"
+    last = write(tmp_path / "open.csv", "email,name,tags\nada@example.org,Ada,roses")
+    add_subscriber(last, "bob@example.org")
+    assert last.read_text() == "email,name,tags\nada@example.org,Ada,roses\nbob@example.org,,\n"
+
+
+def test_remove_takes_out_exactly_that_rows_bytes(tmp_path):
+    path = write(tmp_path / "garden.csv", ODD_LIST, crlf=True, bom=True)
+    before = path.read_bytes()
+    assert remove_subscriber(path, "BOB@example.org") == 1
+    assert path.read_bytes() == before.replace(b'bob@example.org,"Bob\r\nBuilder",,\r\n', b"")
+    assert remove_subscriber(path, "not-an-address") == 1  # a bad row can be removed too
+    with pytest.raises(DigestError, match="is not on"):
+        remove_subscriber(path, "bob@example.org")
+
+
+def test_writes_replace_the_file_atomically_and_keep_its_mode(tmp_path):
+    path = write(tmp_path / "garden.csv", ODD_LIST)
+    os.chmod(path, 0o640)
+    inode = path.stat().st_ino
+    add_subscriber(path, "cy@example.org")
+    assert path.stat().st_ino != inode  # a new file renamed over the old, not rewritten in place
+    assert path.stat().st_mode & 0o777 == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["garden.csv"]  # no temporary file left
+
+
+def test_import_merges_another_services_export(tmp_path):
+    path = write(tmp_path / "garden.csv", ODD_LIST, crlf=True)
+    before = path.read_bytes()
+    export = write(
+        tmp_path / "export.csv",
+        '"Email Address","First Name","Last Name","Tags","Status"\n'
+        'ADA@example.org,Ada,L,,subscribed\n'
+        'cy@example.org,Cy,Young,"Roses, Fruit Trees",subscribed\n'
+        "broken@,B,,,subscribed\n"
+        "di@example.org,Di,,,unsubscribed\n"
+        "eve@example.org,Eve,,,\n"
+        "EVE@example.org,Eve,,,\n",
+        bom=True,
+    )
+    result = import_subscribers(path, export)
+    assert [s.email for s in result.added] == ["cy@example.org", "eve@example.org"]
+    assert (result.already, result.left) == (1, 1)
+    assert [(Path(p.file).name, p.line) for p in result.problems] == [("export.csv", 4), ("export.csv", 7)]
+    after = path.read_bytes()
+    assert after.startswith(before)
+    assert after[len(before) :] == b"cy@example.org,Cy Young,fruit-trees;roses,subscribed\r\neve@example.org,Eve,,subscribed\r\n"
+
+
+def test_import_without_an_email_column_changes_nothing(tmp_path):
+    path = write(tmp_path / "garden.csv", ODD_LIST)
+    before = path.read_bytes()
+    with pytest.raises(DigestError, match="no email column"):
+        import_subscribers(path, write(tmp_path / "x.csv", "who,what\nada,roses\n"))
+    with pytest.raises(DigestError, match="no file to import"):
+        import_subscribers(path, tmp_path / "missing.csv")
+    assert path.read_bytes() == before
