@@ -1,22 +1,72 @@
 """Rendering: one variant -> subject, preheader, HTML (CSS inlined) and text.
 
-CONTRACT STUB — the rendering helper replaces the bodies; signatures stay.
+Rendering happens once per variant. Per-person values (name, address,
+unsubscribe and preferences URLs) are left as placeholders such as
+``%%digest.html.name%%`` in the rendered HTML and ``%%digest.text.name%%`` in
+the text, and filled per recipient by :func:`personalize` (outbox, SMTP) or by
+SendGrid substitutions built from :func:`substitutions`. The placeholders are
+plain text with no character that autoescaping, premailer or lxml rewrite, and
+no ``{{``/``{%`` (which would look like template leftovers).
 
-Rendering happens once per variant. Per-person values (name, unsubscribe URL,
-preferences URL) are left as placeholders in the rendered HTML and text, and
-filled per recipient by :func:`personalize` (outbox, SMTP) or by SendGrid
-substitutions built from :func:`substitutions`.
+Templates are Jinja2 (autoescape for HTML, StrictUndefined), read from the
+editors' ``templates_dir`` first and the packaged defaults second, so an
+editor copies only the files they change. ``templates/README.md`` lists the
+variables a template sees.
+
+Size budget (issue 5): Gmail clips HTML bodies above about 102 KB, hiding the
+footer with the unsubscribe link. A variant whose inlined HTML is above
+``settings.html_budget_kb`` is rendered again with shorter excerpts, then the
+compact layout for its oldest articles, then its oldest articles as "More this
+week" links; the footer is never cut. ``RenderedVariant.notes`` says what was
+done.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
+import logging
+import re
+import textwrap
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit
 
-from digest.articles import Article
+import jinja2
+from markdown_it import MarkdownIt
+from markupsafe import Markup, escape
+
+import digest
+from digest.articles import Article, excerpt, slugify_tag
+from digest.errors import DigestError, SettingsError
 from digest.providers import Recipient
 from digest.settings import Settings
+
+GMAIL_CLIP_BYTES = 102 * 1024  # Gmail hides the rest of a message above ~102 KB of HTML
+TEXT_WIDTH = 72  # columns of the text part (RFC 3676 suggests under 78; 72 leaves room for quoting)
+IMAGE_WIDTH = 552  # the 600px column less 2 x 24px of cell padding
+SHORT_EXCERPT_WORDS = 20  # first step of the size budget
+ONE_LINE_CHARS = 100  # the line under a title in the compact layout
+PREHEADER_MIN, PREHEADER_MAX = 40, 100  # what inbox previews show (Litmus, Email on Acid)
+
+PERSON_FIELDS = ("name", "email", "unsubscribe_url", "preferences_url")
+HTML_PLACEHOLDERS = {name: f"%%digest.html.{name}%%" for name in PERSON_FIELDS}
+TEXT_PLACEHOLDERS = {name: f"%%digest.text.{name}%%" for name in PERSON_FIELDS}
+_HTML_PLACEHOLDER = re.compile(r"%%digest\.html\.([a-z_]+)%%")
+_TEXT_PLACEHOLDER = re.compile(r"%%digest\.text\.([a-z_]+)%%")
+
+# Zero-width non-joiner + no-break space, repeated after the preheader (Cerberus).
+PREHEADER_SPACER = "\u200c\u00a0" * 40
+
+
+class RenderError(DigestError):
+    """A template could not be found, parsed or rendered. The message names
+    the template file and line. Exit status 2, like a wrong setting: an
+    editor has a file to fix."""
+
+    exit_code = 2
 
 
 @dataclass(frozen=True)
@@ -46,23 +96,529 @@ class RenderedVariant:
     notes: tuple[str, ...] = ()
 
 
+# --- templates ------------------------------------------------------------------------
+
+
+def default_templates_dir() -> Path:
+    """The packaged default templates: ``digest/templates`` when installed
+    (pyproject maps the repository's ``templates/`` there), else the
+    repository's top-level ``templates/``."""
+    installed = Path(digest.__file__).parent / "templates"
+    if (installed / "digest.html.j2").is_file():
+        return installed
+    return Path(digest.__file__).resolve().parents[1] / "templates"
+
+
+def _autoescape(name: str | None) -> bool:
+    # HTML templates (and strings) are escaped; the text part and the CSS are not.
+    return name is None or not name.endswith((".txt.j2", ".css"))
+
+
+def wrap(text: str, width: int = TEXT_WIDTH) -> str:
+    """Each line of ``text`` wrapped at ``width`` columns, never inside a
+    word or a URL (a long URL keeps a line of its own)."""
+    return "\n".join(
+        textwrap.fill(line, width, break_long_words=False, break_on_hyphens=False) if line.strip() else ""
+        for line in str(text).splitlines()
+    )
+
+
+@lru_cache(maxsize=8)
+def template_environment(templates_dir: Path | None) -> jinja2.Environment:
+    """The Jinja environment for an editors' ``templates_dir`` (None: the
+    defaults only). Files missing there come from :func:`default_templates_dir`.
+    Templates are re-read when their file changes (Jinja's ``auto_reload``)."""
+    loaders: list[jinja2.BaseLoader] = []
+    if templates_dir is not None:
+        loaders.append(jinja2.FileSystemLoader(templates_dir))
+    loaders.append(jinja2.FileSystemLoader(default_templates_dir()))
+    env = jinja2.Environment(
+        loader=jinja2.ChoiceLoader(loaders),
+        autoescape=_autoescape,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["wrap"] = wrap
+    return env
+
+
+def _render_template(env: jinja2.Environment, name: str, context: dict) -> str:
+    """Render one template; any failure becomes a :class:`RenderError` naming
+    the template file and line where it happened."""
+    try:
+        return env.get_template(name).render(context)
+    except jinja2.TemplateSyntaxError as exc:
+        where = exc.filename or exc.name or name
+        raise RenderError(f"{where}, line {exc.lineno}: {exc.message}") from None
+    except jinja2.TemplateNotFound as exc:
+        raise RenderError(f"template {exc.name!r} not found (looked in {_search_path(env)})") from None
+    except Exception as exc:  # an error inside a template: StrictUndefined, a bad filter argument...
+        # Jinja rewrites the traceback so that template frames carry the template's file and line.
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.endswith((".j2", ".css"))]
+        where = f"{frames[-1].filename}, line {frames[-1].lineno}" if frames else name
+        message = exc.message if isinstance(exc, jinja2.TemplateError) and exc.message else str(exc)
+        raise RenderError(f"{where}: {message}") from None
+
+
+def _search_path(env: jinja2.Environment) -> str:
+    loader = env.loader
+    assert isinstance(loader, jinja2.ChoiceLoader)
+    return ", ".join(str(p) for sub in loader.loaders if isinstance(sub, jinja2.FileSystemLoader) for p in sub.searchpath)
+
+
+# --- what the templates see -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ArticleView:
+    """One article as a template shows it. ``layout`` names the template in
+    ``layouts/`` (``standard`` or ``compact``); ``level`` is its heading level;
+    ``excerpt_html`` is safe HTML, ``excerpt_text`` and ``line`` plain text;
+    ``image`` is an https URL or None."""
+
+    id: str
+    title: str
+    url: str | None
+    date: str
+    tags: tuple[str, ...]
+    meta: str
+    image: str | None
+    excerpt_html: Markup
+    excerpt_text: str
+    line: str
+    layout: str
+    level: int
+
+
+@dataclass(frozen=True)
+class Section:
+    """A group of articles under one heading (``title`` None: no heading)."""
+
+    tag: str | None
+    title: str | None
+    articles: list[ArticleView]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How each article is shown; the size budget changes it step by step."""
+
+    excerpt_words: int | None = None  # None: the article's own summary
+    compact: frozenset[str] = frozenset()  # ids in the compact layout
+    linked: frozenset[str] = frozenset()  # ids listed under "More this week"
+    unlisted: frozenset[str] = frozenset()  # ids only counted ("N more on example.org")
+    notes: tuple[str, ...] = field(default=())
+
+
+def _format_date(moment: datetime | None, settings: Settings) -> str:
+    if moment is None:
+        return ""
+    local = moment.astimezone(settings.tz)
+    return f"{local.day} {local:%b %Y}"
+
+
+def _tag_title(entry: str) -> str:
+    """A section heading from a ``sections`` entry: as written, or a slug made readable."""
+    if entry != slugify_tag(entry):
+        return entry
+    text = entry.replace("-", " ")
+    return text[:1].upper() + text[1:]
+
+
+def _one_line(text: str) -> str:
+    line = excerpt(text, words=14)
+    return line if len(line) <= ONE_LINE_CHARS else line[:ONE_LINE_CHARS].rstrip() + "…"
+
+
+def _secure_image(url: str | None) -> str | None:
+    # Only absolute https images: an http image is blocked or flagged by mail apps.
+    return url if url and urlsplit(url).scheme == "https" and urlsplit(url).netloc else None
+
+
+def https(url: str | None) -> str | None:
+    """``url`` with ``http://`` upgraded to ``https://``: mail apps and spam
+    filters flag plain-http links (email_lint LINK_INSECURE), and the sites
+    of our time answer on https."""
+    return "https://" + url[len("http://") :] if url and url.lower().startswith("http://") else url
+
+
+_HTTP_HREF = re.compile(r"""(<a\s[^>]*?\bhref=["'])http://""", re.IGNORECASE)
+
+
+def _view(article: Article, plan: _Plan, settings: Settings, level: int) -> ArticleView:
+    date = _format_date(article.published, settings)
+    own = " ".join(article.summary_text.split())
+    if plan.excerpt_words is None:
+        excerpt_html, excerpt_text = Markup(article.summary_html), own  # sanitized by digest.articles
+    else:
+        excerpt_text = excerpt(own, words=plan.excerpt_words)
+        excerpt_html = escape(excerpt_text)
+    minutes = f"{article.reading_minutes} min read"
+    meta = " · ".join(part for part in (date, ", ".join(article.tags), minutes) if part)
+    if article.author:
+        meta += f" · {article.author}"
+    return ArticleView(
+        id=article.id,
+        title=article.title,
+        url=https(article.url),
+        date=date,
+        tags=article.tags,
+        meta=meta,
+        image=_secure_image(article.image),
+        excerpt_html=excerpt_html,
+        excerpt_text=excerpt_text,
+        line=_one_line(own),
+        layout="compact" if article.id in plan.compact else settings.layout,
+        level=level,
+    )
+
+
+def _groups(articles: Sequence[Article], settings: Settings) -> list[tuple[str | None, list[Article]]]:
+    """Articles grouped by ``settings.sections`` (an article goes to the first
+    section whose tag it has; the rest to a last "Also this week" group), or
+    one untitled group when no sections are set."""
+    if not settings.sections:
+        return [(None, list(articles))]
+    placed: set[str] = set()
+    groups: list[tuple[str | None, list[Article]]] = []
+    for entry in settings.sections:
+        tag = slugify_tag(entry)
+        members = [a for a in articles if tag in a.tags and a.id not in placed]
+        placed.update(a.id for a in members)
+        if members:
+            groups.append((entry, members))
+    rest = [a for a in articles if a.id not in placed]
+    if rest:
+        groups.append(("Also this week" if groups else None, rest))
+    return groups
+
+
+def _initial_plan(articles: Sequence[Article], settings: Settings) -> _Plan:
+    """The plan before any size budget: every article in ``settings.layout``,
+    except what goes beyond ``articles_per_section`` (listed as links)."""
+    limit = settings.articles_per_section
+    if limit is None:
+        return _Plan()
+    overflow = {a.id for _, members in _groups(articles, settings) for a in members[limit:]}
+    return _Plan(linked=frozenset(overflow))
+
+
+def _context(
+    articles: Sequence[Article],
+    plan: _Plan,
+    context: IssueContext,
+    settings: Settings,
+    *,
+    subject: str,
+    preheader: str,
+    tags: frozenset[str],
+    placeholders: dict[str, str],
+) -> dict:
+    groups = _groups(articles, settings)
+    level = 3 if any(title for title, _ in groups) else 2
+    sections = []
+    for title, members in groups:
+        shown = [_view(a, plan, settings, level) for a in members if a.id not in plan.linked]
+        if shown:
+            sections.append(Section(tag=slugify_tag(title) if title else None, title=_tag_title(title) if title else None, articles=shown))
+    more = [_view(a, plan, settings, level) for a in articles if a.id in plan.linked and a.id not in plan.unlisted]
+    intro = context.intro_markdown.strip() if context.intro_markdown else ""
+    return {
+        "lang": settings.language,
+        "subject": subject,
+        "preheader": preheader,
+        "preheader_spacer": PREHEADER_SPACER,
+        "site_name": settings.site_name,
+        "site_url": settings.site_url,
+        "site_host": urlsplit(settings.site_url).hostname or settings.site_url,
+        "postal_address": settings.postal_address,
+        "issue": context,
+        "issue_label": _issue_label(context, settings),
+        "topics": ", ".join(sorted(tags)),
+        "intro_html": Markup(_MARKDOWN.render(intro)) if intro else "",
+        "intro_text": _markdown_text(intro),
+        "sections": sections,
+        "more": more,
+        "unlisted": len(plan.unlisted),
+        "article_count": len(articles),
+        "person": placeholders,
+    }
+
+
+def _issue_label(context: IssueContext, settings: Settings) -> str:
+    date = _format_date(context.as_of, settings)
+    return date if context.key == "preview" else f"{date} · issue {context.key}"
+
+
+# CommonMark without raw HTML: the editor's note is text with links and emphasis.
+_MARKDOWN = MarkdownIt("commonmark", {"html": False})
+_MARKDOWN_BLOCK = re.compile(r"^\s*([-*+>#|]\s|\d+[.)]\s|```|~~~)|^( {4}|\t)")
+
+
+def _markdown_text(markdown: str) -> str:
+    """The editor's note for the text part: Markdown is made to be read as
+    plain text, so it stays as written, except that the lines of an ordinary
+    paragraph are joined (the ``wrap`` filter wraps them again at 72)."""
+    paragraphs = []
+    for block in re.split(r"\n\s*\n", markdown.strip()):
+        lines = block.splitlines()
+        keep = any(_MARKDOWN_BLOCK.match(line) for line in lines)  # lists, quotes, code, headings
+        paragraphs.append(block if keep else " ".join(line.strip() for line in lines))
+    return "\n\n".join(p for p in paragraphs if p)
+
+
+# --- subject and preheader ------------------------------------------------------------
+
+
+def make_subject(template: str, *, site_name: str, titles: Sequence[str], issue_key: str) -> str:
+    """The subject line from ``settings.subject_template`` (``str.format``
+    fields ``{site_name}``, ``{first_title}``, ``{more}`` = " and N more" or
+    "", ``{count}``, ``{issue_key}``), on one line: CR, LF and runs of
+    whitespace become one space (a header may not contain CR/LF, RFC 5322
+    §2.2). Raises :class:`SettingsError` for an unknown field."""
+    count = len(titles)
+    fields = {
+        "site_name": site_name,
+        "first_title": titles[0] if titles else "",
+        "more": f" and {count - 1} more" if count > 1 else "",
+        "count": count,
+        "issue_key": issue_key,
+    }
+    try:
+        subject = template.format_map(fields)
+    except (KeyError, IndexError, ValueError, AttributeError) as exc:
+        raise SettingsError(
+            f"setting 'subject_template' (digest.toml, or DIGEST_SUBJECT_TEMPLATE): cannot use {template!r} "
+            f"({exc.__class__.__name__}: {exc}); its fields are {{site_name}}, {{first_title}}, {{more}}, "
+            "{count} and {issue_key}"
+        ) from None
+    return " ".join(subject.split())
+
+
+def make_preheader(titles: Sequence[str], settings: Settings) -> str:
+    """The hidden inbox preview: ``settings.preheader`` if set, else the
+    first titles joined by " · ", cut at a word to at most 100 characters and
+    completed to at least 40 with the article count and site name."""
+    if settings.preheader:
+        return " ".join(settings.preheader.split())
+    text = ""
+    for title in titles:
+        candidate = f"{text} · {title}" if text else title
+        if len(candidate) > PREHEADER_MAX:
+            break
+        text = candidate
+    if not text and titles:
+        text = textwrap.shorten(titles[0], PREHEADER_MAX, placeholder="…")
+    if len(text) < PREHEADER_MIN:
+        count = len(titles)
+        suffix = f"{count} new article{'s' if count != 1 else ''} from {settings.site_name}"
+        text = f"{text} — {suffix}" if text else suffix
+        text = textwrap.shorten(text, PREHEADER_MAX, placeholder="…")
+    return text
+
+
+# --- rendering ------------------------------------------------------------------------
+
+
 def render_variant(
-    articles: Sequence[Article], context: IssueContext, settings: Settings, *, variant_key: str, tags: frozenset[str] = frozenset()
+    articles: Sequence[Article],
+    context: IssueContext,
+    settings: Settings,
+    *,
+    variant_key: str,
+    tags: frozenset[str] = frozenset(),
 ) -> RenderedVariant:
-    raise NotImplementedError
+    """Render one variant (its ``articles`` in selection order, newest first)
+    once: subject, preheader, HTML with CSS inlined, and text, with
+    placeholders for the per-person values.
+
+    ``tags`` are the subscribers' tags that chose these articles (empty:
+    every tag); the footer names them. HTML above ``settings.html_budget_kb``
+    (KiB, after inlining) is reduced step by step (module doc) and the steps
+    are listed in ``notes``. Raises :class:`RenderError` for a template
+    problem (file and line named) and :class:`SettingsError` for a bad
+    ``subject_template``.
+    """
+    env = template_environment(settings.templates_dir)
+    titles = [a.title for a in articles]
+    subject = make_subject(settings.subject_template, site_name=settings.site_name, titles=titles, issue_key=context.key)
+    preheader = make_preheader(titles, settings)
+
+    def build(plan: _Plan, placeholders: dict[str, str]) -> dict:
+        return _context(
+            articles, plan, context, settings, subject=subject, preheader=preheader, tags=tags, placeholders=placeholders
+        )
+
+    def render_html(plan: _Plan) -> str:
+        html = inline_css(_render_template(env, "digest.html.j2", build(plan, HTML_PLACEHOLDERS)), settings.site_url)
+        return _HTTP_HREF.sub(r"\1https://", html)  # links inside summaries, the editor's note, templates
+
+    plan = _initial_plan(articles, settings)
+    html = render_html(plan)
+    budget = settings.html_budget_kb * 1024
+    if _size(html) > budget:
+        plan, html = _fit_budget(articles, plan, html, budget, render_html, settings)
+    text = _render_template(env, "digest.txt.j2", build(plan, TEXT_PLACEHOLDERS)).strip() + "\n"
+    return RenderedVariant(
+        variant_key=variant_key,
+        subject=subject,
+        preheader=preheader,
+        html=html,
+        text=text,
+        article_ids=tuple(a.id for a in articles),
+        notes=plan.notes,
+    )
+
+
+def _size(html: str) -> int:
+    return len(html.encode("utf-8"))
+
+
+def _oldest_first(articles: Sequence[Article]) -> list[Article]:
+    return sorted(articles, key=lambda a: a.published or datetime.min.replace(tzinfo=UTC))
+
+
+def _fit_budget(
+    articles: Sequence[Article],
+    plan: _Plan,
+    html: str,
+    budget: int,
+    render_html: Callable[[_Plan], str],
+    settings: Settings,
+) -> tuple[_Plan, str]:
+    """Reduce the HTML below ``budget`` bytes in the steps an editor would
+    take, each only as far as needed: shorter excerpts; the compact layout
+    for the oldest articles; the oldest articles as "More this week" links;
+    last, the oldest links replaced by one link to the site. The returned
+    plan's ``notes`` say what was done."""
+    initial, start = plan, _size(html)
+    plan = replace(plan, excerpt_words=SHORT_EXCERPT_WORDS)
+    html = render_html(plan)
+    if _size(html) > budget and settings.layout != "compact":
+        standard = [a for a in _oldest_first(articles) if a.id not in plan.compact | plan.linked]
+        plan, html = _smallest_change(
+            standard, lambda k: replace(plan, compact=plan.compact | {a.id for a in standard[:k]}), budget, render_html
+        )
+    if _size(html) > budget:
+        shown = [a for a in _oldest_first(articles) if a.id not in plan.linked]
+        plan, html = _smallest_change(
+            shown, lambda k: replace(plan, linked=plan.linked | {a.id for a in shown[:k]}), budget, render_html
+        )
+    if _size(html) > budget:
+        listed = [a for a in _oldest_first(articles) if a.id in plan.linked]
+        plan, html = _smallest_change(
+            listed, lambda k: replace(plan, unlisted=frozenset(a.id for a in listed[:k])), budget, render_html
+        )
+    host = urlsplit(settings.site_url).hostname or settings.site_url
+    compact = len(plan.compact - plan.linked)
+    linked = len(plan.linked - initial.linked - plan.unlisted)
+    steps = [
+        f"HTML was {start / 1024:.1f} KB, over the {budget // 1024} KB budget",
+        f"excerpts shortened to about {SHORT_EXCERPT_WORDS} words",
+        f"compact layout for the {compact} oldest articles" if compact else "",
+        f"the {linked} oldest articles listed as 'More this week' links" if linked else "",
+        f"the {len(plan.unlisted)} oldest articles left out, with a link to {host}" if plan.unlisted else "",
+        f"{'now' if _size(html) <= budget else 'still over budget at'} {_size(html) / 1024:.1f} KB",
+    ]
+    return replace(plan, notes=tuple(step for step in steps if step)), html
+
+
+def _smallest_change(
+    candidates: Sequence[Article],
+    plan_for: Callable[[int], _Plan],
+    budget: int,
+    render_html: Callable[[_Plan], str],
+) -> tuple[_Plan, str]:
+    """The plan changing the fewest ``candidates`` (oldest first) whose HTML
+    fits ``budget``, by bisection (the size shrinks as more change); all of
+    them when even that does not fit."""
+    best = plan_for(len(candidates))
+    best_html = render_html(best)
+    if not candidates or _size(best_html) > budget:
+        return best, best_html
+    low, high = 0, len(candidates)  # plan_for(low) is over budget, plan_for(high) fits
+    while high - low > 1:
+        middle = (low + high) // 2
+        plan = plan_for(middle)
+        html = render_html(plan)
+        if _size(html) <= budget:
+            high, best, best_html = middle, plan, html
+        else:
+            low = middle
+    return best, best_html
+
+
+# --- CSS inlining -----------------------------------------------------------------------
 
 
 def inline_css(html: str, base_url: str | None) -> str:
-    """The one place premailer is called (so it can be swapped)."""
-    raise NotImplementedError
+    """The one place premailer is called (so it can be swapped).
+
+    Copies the ``<style>`` rules into ``style=""`` attributes; keeps ``@media``
+    and ``:hover`` rules in a ``<style>`` in ``<head>``, marked ``!important``
+    so that they win over the inlined styles; never fetches remote CSS; makes
+    links and image sources absolute against ``base_url``, except the
+    per-person placeholders. cssutils' log messages are silenced (they are
+    about CSS that mail clients need, such as ``mso-`` properties).
+    """
+    from premailer import Premailer  # imported here: cssutils is slow to import
+
+    logging.getLogger("CSSUTILS").setLevel(logging.CRITICAL)
+    inliner = Premailer(
+        base_url=base_url,
+        allow_network=False,
+        disable_validation=True,
+        strip_important=False,  # keeps the !important premailer adds to the @media rules it leaves
+        cssutils_logging_level=logging.CRITICAL,
+        remove_classes=False,
+        # The templates set img/table width and height attributes themselves; premailer
+        # would otherwise copy CSS widths into them (width="100%" on an <img>).
+        disable_basic_attributes=["width", "height"],
+    )
+    out = inliner.transform(html)
+    if base_url:
+        # premailer joins every href with base_url; a placeholder is not a URL yet.
+        for placeholder in HTML_PLACEHOLDERS.values():
+            out = out.replace(urljoin(base_url, placeholder), placeholder)
+    return out
+
+
+# --- personalization ----------------------------------------------------------------------
+
+
+def person_values(recipient: Recipient) -> dict[str, str]:
+    """The per-person values of ``recipient``, by field name (raw, not escaped).
+    A recipient without a name is greeted as "there"; without a preferences
+    link, the unsubscribe page (which offers the choices) stands in."""
+    return {
+        "name": recipient.name.strip() or "there",
+        "email": recipient.email,
+        "unsubscribe_url": recipient.unsubscribe_url,
+        "preferences_url": recipient.preferences_url or recipient.unsubscribe_url,
+    }
 
 
 def personalize(rendered: RenderedVariant, recipient: Recipient) -> tuple[str, str]:
     """(html, text) of ``rendered`` with ``recipient``'s values filled in
-    (HTML-escaped in the HTML, as-is in the text)."""
-    raise NotImplementedError
+    (HTML-escaped in the HTML, as-is in the text). One pass per part, so a
+    value that looks like a placeholder is never expanded again."""
+    values = person_values(recipient)
+    escaped = {name: str(escape(value)) for name, value in values.items()}
+
+    def fill(table: dict[str, str]) -> Callable[[re.Match[str]], str]:
+        return lambda match: table.get(match[1], match[0])
+
+    html = _HTML_PLACEHOLDER.sub(fill(escaped), rendered.html)
+    text = _TEXT_PLACEHOLDER.sub(fill(values), rendered.text)
+    return html, text
 
 
 def substitutions(recipient: Recipient) -> dict[str, str]:
-    """SendGrid substitutions for ``recipient``: placeholder -> value, for both parts."""
-    raise NotImplementedError
+    """SendGrid substitutions for ``recipient``: placeholder -> value, for
+    both parts (the HTML ones escaped). SendGrid's limit is 10,000 bytes of
+    substitutions per personalization (Mail Send "Limitations")."""
+    values = person_values(recipient)
+    table = {HTML_PLACEHOLDERS[name]: str(escape(value)) for name, value in values.items()}
+    table.update({TEXT_PLACEHOLDERS[name]: value for name, value in values.items()})
+    return table
