@@ -1,0 +1,290 @@
+"""digest serve: one-click unsubscribe (RFC 8058), the unsubscribe and
+preferences pages, and SendGrid's signed Event Webhook; through Starlette's
+test client and once through a real uvicorn process on loopback."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from starlette.testclient import TestClient
+
+from digest import suppressions
+from digest.audience import load_audience
+from digest.errors import SettingsError
+from digest.settings import load_settings
+from digest.unsubscribe import make_token
+from digest.web import SIGNATURE_HEADER, TIMESTAMP_HEADER, create_app
+
+REPO = Path(__file__).resolve().parents[1]
+ONE_CLICK = {"content-type": "application/x-www-form-urlencoded"}
+
+
+@pytest.fixture
+def settings(tmp_path):
+    lists = tmp_path / "subscribers"
+    lists.mkdir()
+    (lists / "garden.csv").write_text(
+        "email,name,tags\nAda@example.org,Ada,roses\nbob@example.org,Bob,bees\ncy@example.org,Cy,\n", encoding="utf-8"
+    )
+    return load_settings(
+        secret_key="web-test-secret-" + "z" * 20,
+        public_url="http://127.0.0.1:8025",
+        subscribers=lists,
+        ledger=tmp_path / "digest.db",
+        sources=[],
+    )
+
+
+@pytest.fixture
+def client(settings):
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+def rows(settings):
+    """Every suppression as (address, reason, source, list), or [] without a ledger file."""
+    if not Path(settings.ledger).exists():
+        return []
+    return [(s.address, s.reason, s.source, s.list_name) for s in suppressions.list_suppressions(settings.ledger)]
+
+
+# Unsubscribe --------------------------------------------------------------------------------------
+
+
+def test_one_click_post_suppresses_exactly_that_address(client, settings):
+    token = make_token(settings, "Ada@example.org", "garden")
+    answer = client.post(f"/unsubscribe?token={token}", content="List-Unsubscribe=One-Click", headers=ONE_CLICK)
+    assert answer.status_code == 200
+    assert "set-cookie" not in answer.headers
+    assert "Ada@example.org" in answer.text
+    assert rows(settings) == [("Ada@example.org", "unsubscribed", "one-click", "garden")]
+    audience = load_audience(settings, "garden")
+    assert [s.email for s in audience.subscribers] == ["bob@example.org", "cy@example.org"]
+
+
+def test_an_empty_post_also_unsubscribes_and_repeating_is_harmless(client, settings):
+    token = make_token(settings, "bob@example.org", "garden")
+    for _ in range(3):
+        assert client.post(f"/unsubscribe?token={token}").status_code == 200
+    assert rows(settings) == [("bob@example.org", "unsubscribed", "one-click", "garden")]
+
+
+def test_get_shows_a_button_that_posts_and_unsubscribes_no_one(client, settings):
+    token = make_token(settings, "cy@example.org", "garden")
+    page = client.get(f"/unsubscribe?token={token}")
+    assert page.status_code == 200
+    assert f'<form method="post" action="unsubscribe?token={token}">' in page.text
+    assert "<button" in page.text and "cy@example.org" in page.text
+    assert rows(settings) == []
+    client.post(f"/unsubscribe?token={token}", content="List-Unsubscribe=One-Click&via=page", headers=ONE_CLICK)
+    assert rows(settings) == [("cy@example.org", "unsubscribed", "unsubscribe-page", "garden")]
+    assert "gets no more mail" in client.get(f"/unsubscribe?token={token}").text
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+@pytest.mark.parametrize("path", ["/unsubscribe", "/preferences"])
+def test_an_altered_or_missing_token_gets_400_and_records_nothing(client, settings, method, path):
+    token = make_token(settings, "Ada@example.org", "garden")
+    altered = token[:10] + ("A" if token[10] != "A" else "B") + token[11:]
+    for query in (f"?token={altered}", f"?token={token[:-1]}", "?token=", ""):
+        answer = client.request(method, path + query, data={"tag": "roses"} if path == "/preferences" else None)
+        assert answer.status_code == 400, query
+        assert "not valid" in answer.text
+    assert rows(settings) == []
+    assert not Path(settings.ledger).exists() or suppressions.all_preferences(settings.ledger, "garden") == {}
+
+
+def test_a_page_escapes_what_the_token_carries(client, settings):
+    token = make_token(settings, '"<script>"@example.org', "<b>garden</b>")
+    page = client.get(f"/unsubscribe?token={token}").text
+    assert "<script>" not in page and "&lt;b&gt;garden&lt;/b&gt;" in page
+
+
+# Preferences --------------------------------------------------------------------------------------
+
+
+def test_preferences_offer_known_tags_and_are_applied_over_the_csv(client, settings):
+    token = make_token(settings, "ada@example.org", "garden")
+    page = client.get(f"/preferences?token={token}")
+    assert page.status_code == 200
+    assert 'value="roses" checked' in page.text  # the CSV row's choice
+    assert 'value="bees">' in page.text  # a tag another reader chose
+    saved = client.post(f"/preferences?token={token}", data={"tag": ["bees", "Roses", "not-offered"]})
+    assert saved.status_code == 200 and "Saved" in saved.text
+    assert suppressions.get_preferences(settings.ledger, "Ada@example.org", "garden") == {"bees", "roses"}
+    assert 'value="bees" checked' in saved.text
+    ada = next(s for s in load_audience(settings, "garden").subscribers if s.key == "ada@example.org")
+    assert ada.tags == {"bees", "roses"}
+
+
+def test_preferences_offer_the_articles_tags_too(settings, tmp_path):
+    app = create_app(settings, known_tags={"roses", "compost", "pruning"})
+    with TestClient(app) as client:
+        page = client.get(f"/preferences?token={make_token(settings, 'bob@example.org', 'garden')}").text
+    assert all(f'value="{tag}"' in page for tag in ("compost", "pruning", "roses", "bees"))
+
+
+# SendGrid's Event Webhook ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def key_pair():
+    private = ec.generate_private_key(ec.SECP256R1())
+    public = private.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return private, base64.b64encode(public).decode()
+
+
+def signed(private, payload: bytes, timestamp: str = "1764410000") -> dict[str, str]:
+    """Headers as SendGrid sends them: ECDSA P-256 / SHA-256 over timestamp + body, DER, base64."""
+    signature = private.sign(timestamp.encode() + payload, ec.ECDSA(hashes.SHA256()))
+    return {SIGNATURE_HEADER: base64.b64encode(signature).decode(), TIMESTAMP_HEADER: timestamp, "content-type": "application/json"}
+
+
+BATCH = json.dumps(
+    [
+        {"email": "bob@example.org", "event": "delivered", "issue_key": "2026-W48", "subscriber_id": "bob@example.org", "timestamp": 1764409000},
+        {"email": "Ada@example.org", "event": "bounce", "type": "bounce", "reason": "550 5.1.1 unknown user", "issue_key": "2026-W48", "subscriber_id": "ada@example.org"},
+        {"email": "cy@example.org", "event": "open", "timestamp": 1764409100},
+    ]
+).encode()
+
+
+@pytest.fixture
+def signed_client(settings, key_pair):
+    with TestClient(create_app(settings.model_copy(update={"sendgrid_webhook_public_key": key_pair[1]}))) as client:
+        yield client
+
+
+def test_a_signed_batch_with_a_bounce_suppresses_that_address(signed_client, settings, key_pair):
+    answer = signed_client.post("/webhooks/sendgrid", content=BATCH, headers=signed(key_pair[0], BATCH))
+    assert answer.status_code == 200
+    assert rows(settings) == [("Ada@example.org", "bounced", "sendgrid:bounce", None)]
+    assert [s.email for s in load_audience(settings, "garden").subscribers] == ["bob@example.org", "cy@example.org"]
+    # SendGrid retries deliveries: the same batch again changes nothing.
+    assert signed_client.post("/webhooks/sendgrid", content=BATCH, headers=signed(key_pair[0], BATCH)).status_code == 200
+    assert len(rows(settings)) == 1
+
+
+def test_a_broken_or_missing_signature_gets_403_and_changes_nothing(signed_client, settings, key_pair):
+    good = signed(key_pair[0], BATCH)
+    signature = base64.b64decode(good[SIGNATURE_HEADER])
+    flipped = base64.b64encode(signature[:-1] + bytes([signature[-1] ^ 1])).decode()
+    other_key = ec.generate_private_key(ec.SECP256R1())
+    attempts = [
+        {**good, SIGNATURE_HEADER: flipped},
+        {**good, TIMESTAMP_HEADER: "1764410001"},  # signed for another time
+        signed(other_key, BATCH),
+        {**good, SIGNATURE_HEADER: "not base64!"},
+        {"content-type": "application/json"},
+    ]
+    for headers in attempts:
+        assert signed_client.post("/webhooks/sendgrid", content=BATCH, headers=headers).status_code == 403
+    tampered = BATCH.replace(b"Ada@example.org", b"bob@example.org")
+    assert signed_client.post("/webhooks/sendgrid", content=tampered, headers=good).status_code == 403
+    assert rows(settings) == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"not json", b'{"event": "bounce"}', b'[{"email": "a@example.org"}]', b'[{"event": "bounce", "email": 7}]', b"[1]"],
+)
+def test_a_malformed_signed_batch_gets_400_and_records_nothing(signed_client, settings, key_pair, body):
+    answer = signed_client.post("/webhooks/sendgrid", content=body, headers=signed(key_pair[0], body))
+    assert answer.status_code == 400
+    assert "malformed" in answer.json()["error"]
+    assert rows(settings) == []
+
+
+def test_a_batch_is_all_or_nothing(signed_client, settings, key_pair):
+    body = json.dumps([{"email": "ada@example.org", "event": "bounce"}, {"email": "bob@example.org", "event": "spamreport"}, {"event": "dropped"}]).encode()
+    assert signed_client.post("/webhooks/sendgrid", content=body, headers=signed(key_pair[0], body)).status_code == 400
+    assert rows(settings) == []
+
+
+def test_each_suppressing_event_gets_its_reason(settings):
+    events = [
+        {"email": "a@example.org", "event": "bounce", "type": "bounce"},
+        {"email": "b@example.org", "event": "bounce", "type": "blocked"},  # temporary: not suppressed
+        {"email": "c@example.org", "event": "dropped", "reason": "Bounced Address"},
+        {"email": "d@example.org", "event": "dropped", "reason": "Unsubscribed Address"},
+        {"email": "e@example.org", "event": "dropped", "reason": "Spam Reporting Address"},
+        {"email": "f@example.org", "event": "dropped", "reason": "Spam Content (if spam checker app enabled)"},
+        {"email": "g@example.org", "event": "spamreport"},
+        {"email": "h@example.org", "event": "unsubscribe"},
+        {"email": "i@example.org", "event": "group_unsubscribe", "asm_group_id": 42},
+        {"email": "j@example.org", "event": "deferred"},
+    ]
+    with TestClient(create_app(settings)) as client:  # no key configured: unsigned batches are taken
+        assert client.post("/webhooks/sendgrid", json=events).status_code == 200
+    assert {address: (reason, source) for address, reason, source, _ in rows(settings)} == {
+        "a@example.org": ("bounced", "sendgrid:bounce"),
+        "c@example.org": ("bounced", "sendgrid:dropped"),
+        "d@example.org": ("unsubscribed", "sendgrid:dropped"),
+        "e@example.org": ("spam-report", "sendgrid:dropped"),
+        "g@example.org": ("spam-report", "sendgrid:spamreport"),
+        "h@example.org": ("unsubscribed", "sendgrid:unsubscribe"),
+        "i@example.org": ("unsubscribed", "sendgrid:group_unsubscribe"),
+    }
+
+
+def test_a_wrong_public_key_setting_is_a_settings_error(settings):
+    with pytest.raises(SettingsError, match="sendgrid_webhook_public_key"):
+        create_app(settings.model_copy(update={"sendgrid_webhook_public_key": "not-a-key"}))
+
+
+# The real server ----------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_digest_serve_on_loopback_takes_a_one_click_post(settings, tmp_path):
+    port = free_port()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "DIGEST_SECRET_KEY": settings.secret_key.get_secret_value(),
+        "DIGEST_LEDGER": str(settings.ledger),
+        "DIGEST_SUBSCRIBERS": str(settings.subscribers),
+        "DIGEST_SERVE_HOST": "127.0.0.1",
+        "DIGEST_SERVE_PORT": str(port),
+        "DIGEST_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "NO_PROXY": "127.0.0.1,localhost",
+    }
+    code = "from digest.settings import load_settings; from digest.web import serve; serve(load_settings())"
+    server = subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        with httpx.Client(base_url=base, timeout=5, trust_env=False) as http:
+            for _ in range(100):  # up to ~10 s for the interpreter and uvicorn to start
+                if server.poll() is not None:
+                    pytest.fail(f"digest serve exited: {server.stdout.read().decode(errors='replace')}")
+                try:
+                    http.get("/unsubscribe")
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.1)
+            token = make_token(settings, "bob@example.org", "garden")
+            assert http.get(f"/unsubscribe?token={token}").status_code == 200
+            assert rows(settings) == []
+            answer = http.post(f"/unsubscribe?token={token}", content="List-Unsubscribe=One-Click", headers=ONE_CLICK)
+            assert answer.status_code == 200
+            assert http.post(f"/unsubscribe?token={token[:-2]}xx", headers=ONE_CLICK).status_code == 400
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    assert rows(settings) == [("bob@example.org", "unsubscribed", "one-click", "garden")]
