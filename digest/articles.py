@@ -32,8 +32,14 @@ if TYPE_CHECKING:
 
 EXCERPT_WORDS = 50  # "about 50 words" (issue 2)
 SUMMARY_MAX_WORDS = 60  # a summary longer than this is cut to an excerpt
-EXCERPT_MAX_CHARS = 320  # the same budget for scripts written without spaces (Chinese, Japanese)
+# Word budgets as characters, for text whose "words" are not space-separated:
+# at most 8 characters a word (long URLs, German), 3 where Chinese or
+# Japanese characters dominate (about 2-3 of them make an English word).
+CHARS_PER_WORD = 8
+CJK_CHARS_PER_WORD = 3
 WORDS_PER_MINUTE = 230  # a common figure for adult silent reading of prose
+
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
 # Only simple inline markup survives in a summary; links only to the web or mail.
 SUMMARY_TAGS = {"a", "em", "strong", "b", "i", "code", "br", "p"}
@@ -185,9 +191,14 @@ def parse_date(value: Any) -> datetime | date | None:
         except ValueError:
             pass
     try:
-        return _plausible(parsedate_to_datetime(text))
+        moment = parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError):
         pass
+    else:
+        if moment.tzinfo is None and text.endswith("-0000"):
+            # RFC 2822 §3.3: -0000 is UTC from a system that does not know its zone.
+            moment = moment.replace(tzinfo=UTC)
+        return _plausible(moment)
     for form in _DATE_FORMATS:
         try:
             return _plausible(datetime.strptime(text, form))
@@ -306,18 +317,19 @@ def excerpt(text: str, words: int = EXCERPT_WORDS) -> str:
     Text within the budget is returned whole. Otherwise the cut falls at the
     last sentence end in the second half of the budget, else after the last
     whole word with "…" appended. Text without spaces (Chinese, Japanese) is
-    measured in characters (``EXCERPT_MAX_CHARS``). Curly quotes, ellipses
-    and every other character are kept as they are.
+    measured in characters (see ``char_budget``). Curly quotes, ellipses and
+    every other character are kept as they are.
     """
     text = " ".join(text.split())
     tokens = text.split(" ")
-    if len(tokens) <= words and len(text) <= EXCERPT_MAX_CHARS:
+    max_chars = char_budget(text, words)
+    if len(tokens) <= words and len(text) <= max_chars:
         return text
     cut = " ".join(tokens[:words])
-    if len(cut) > EXCERPT_MAX_CHARS:
-        cut = cut[:EXCERPT_MAX_CHARS]
+    if len(cut) > max_chars:
+        cut = cut[:max_chars]
         space = cut.rfind(" ")
-        if space > EXCERPT_MAX_CHARS // 2:
+        if space > max_chars // 2:
             cut = cut[:space]
     ends = [m.end() for m in _SENTENCE_END.finditer(cut) if m.end() >= len(cut) // 2]
     if ends:
@@ -325,12 +337,17 @@ def excerpt(text: str, words: int = EXCERPT_WORDS) -> str:
     return cut.rstrip(" ,;:–—-(") + "…"
 
 
+def char_budget(text: str, words: int) -> int:
+    """``words`` as a number of characters for ``text``'s script."""
+    sample = text[:1000]
+    per_word = CJK_CHARS_PER_WORD if len(_CJK.findall(sample)) * 3 > len(sample) else CHARS_PER_WORD
+    return words * per_word
+
+
 def word_count(text: str) -> int:
     """Words in ``text``; each CJK character counts as one word (their
     reading speed in characters is close to the English one in words)."""
-    cjk = len(re.findall(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]", text))
-    latin = re.sub(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]", " ", text)
-    return cjk + len(latin.split())
+    return len(_CJK.findall(text)) + len(_CJK.sub(" ", text).split())
 
 
 def reading_minutes(text: str) -> int:
@@ -428,7 +445,7 @@ def normalize(raw: RawArticle, settings: Settings) -> Article:
 def _summary(summary_html: str | None, body_text: str, base: str | None) -> tuple[str, str]:
     """(summary_html, summary_text) from a summary if it has text, else from the body."""
     text = html_to_text(summary_html)
-    if text and len(text.split()) <= SUMMARY_MAX_WORDS and len(text) <= 2 * EXCERPT_MAX_CHARS:
+    if text and len(text.split()) <= SUMMARY_MAX_WORDS and len(text) <= char_budget(text, SUMMARY_MAX_WORDS):
         return sanitize_html(summary_html or "", base), text
     short = excerpt(text or body_text)
     return html.escape(short, quote=False), short

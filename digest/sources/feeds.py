@@ -9,6 +9,7 @@ in the wild); a document that yielded nothing is reported with the reason.
 from __future__ import annotations
 
 import html
+from datetime import datetime
 from typing import Any
 
 import feedparser
@@ -116,19 +117,28 @@ def _alternate(entry: Any) -> str | None:
 
 
 def _date(entry: Any) -> Any:
-    """Published, else updated, else created. feedparser's ``*_parsed`` are
-    UTC struct_time; when it could not parse the string (``08/02/2013``) the
-    string goes to our tolerant parser. A bare number is a Unix timestamp
-    that feedparser misreads as a date (``1518478934`` -> 2015-07-03)."""
+    """Published, else updated, else created, as a value for ``parse_date``.
+
+    feedparser's ``*_parsed`` are UTC struct_time and are used as they are,
+    except where its reading is wrong for us: a zone-less date (which it takes
+    as UTC, but the site's timezone applies), a date it could not parse
+    (``08/02/2013``), and a bare number, a Unix timestamp it misreads as a
+    date (``1518478934`` -> 2015-07-03). Those go as strings to our parser.
+    """
     for key in ("published", "updated", "created"):
         raw = entry.get(key)
-        if isinstance(raw, str) and raw.strip().isdigit():
-            return raw.strip()
+        ours = parse_date(raw) if isinstance(raw, str) else None
+        if ours is not None and (raw.strip().isdigit() or not _has_zone(ours)):
+            return raw
         if entry.get(f"{key}_parsed"):
             return entry[f"{key}_parsed"]
-        if raw and parse_date(raw) is not None:
+        if ours is not None:
             return raw
     return None
+
+
+def _has_zone(moment: Any) -> bool:
+    return isinstance(moment, datetime) and moment.utcoffset() is not None
 
 
 def _image(entry: Any) -> str | None:
