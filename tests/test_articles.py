@@ -1,0 +1,239 @@
+"""Normalization rules shared by every source: tags, dates, excerpts,
+sanitizing, links, ids."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, date, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from digest.articles import (
+    RawArticle,
+    excerpt,
+    merge_tags,
+    normalize,
+    parse_date,
+    reading_minutes,
+    sanitize_html,
+    slugify_tag,
+)
+from digest.errors import SourceError
+from digest.settings import load_settings
+
+PARIS = ZoneInfo("Europe/Paris")
+
+
+@pytest.fixture
+def settings():
+    return load_settings(site_url="https://site.example/blog/", timezone="Europe/Paris")
+
+
+def words(n: int, word: str = "word") -> str:
+    return " ".join(f"{word}{i}" for i in range(n))
+
+
+# --- tags ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "slug"),
+    [
+        ("Angry React", "angry-react"),
+        ("Frost_Protection", "frost-protection"),
+        ("  Show & Tell!  ", "show-tell"),
+        ("ci/cd", "ci-cd"),
+        ("Technology/Java", "technology-java"),
+        ("STRASSE", "strasse"),
+        ("Straße", "strasse"),  # case folding, not lower()
+        ("배포 자동화", "배포-자동화"),
+        ("हिन्दी", "हिन्दी"),  # combining vowel signs are kept
+        ("大数据 技术", "大数据-技术"),
+        ("a -- b", "a-b"),
+        ("!!!", ""),
+    ],
+)
+def test_slugify_tag(raw, slug):
+    assert slugify_tag(raw) == slug
+
+
+def test_merge_tags_splits_strings_but_keeps_list_items_whole():
+    merged = merge_tags(["Soil, compost ,  No Dig", "heating frost", ["Data Structure", "soil"], None, "Compost"])
+    assert merged == ("soil", "compost", "no-dig", "heating", "frost", "data-structure")
+
+
+# --- dates --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2024-10-14T11:23:00Z", datetime(2024, 10, 14, 11, 23, tzinfo=UTC)),
+        ("2019-06-12 10:30:00 +0100", datetime(2019, 6, 12, 10, 30, tzinfo=timezone(timedelta(hours=1)))),
+        ("2009-01-12T5:40:14-05:00", datetime(2009, 1, 12, 5, 40, 14, tzinfo=timezone(timedelta(hours=-5)))),
+        ("Sun, 10 Dec 17 13:01:36 -0800", datetime(2017, 12, 10, 13, 1, 36, tzinfo=timezone(timedelta(hours=-8)))),
+        ("Wed, 17 Jan 2018 15:50:00 EST", datetime(2018, 1, 17, 15, 50, tzinfo=timezone(timedelta(hours=-5)))),
+        ("Fri, 22 Sep 2023 16:30:15 -0000", datetime(2023, 9, 22, 16, 30, 15, tzinfo=UTC)),
+        ("Sun Aug 17 16:51:14 UTC 2008", datetime(2008, 8, 17, 16, 51, 14, tzinfo=UTC)),
+        ("1518478934", datetime(2018, 2, 12, 23, 42, 14, tzinfo=UTC)),
+        ("25 Aug 2024", datetime(2024, 8, 25)),
+        ("6 December 2024", datetime(2024, 12, 6)),
+        ("08/02/2013 12:00:00", datetime(2013, 2, 8, 12)),  # day first
+        ("2024-07-30 09:30:00", datetime(2024, 7, 30, 9, 30)),
+    ],
+)
+def test_parse_date_forms(text, expected):
+    parsed = parse_date(text)
+    assert parsed == expected
+    assert (parsed.utcoffset() is None) == (expected.utcoffset() is None)
+
+
+@pytest.mark.parametrize("value", ["", "soon", "2026-13-45", None, True, "17 Dec 07"])
+def test_parse_date_rejects_non_dates(value):
+    assert parse_date(value) is None
+
+
+def test_parse_date_takes_feedparser_struct_time_as_utc():
+    assert parse_date(time.struct_time((2020, 5, 14, 10, 0, 18, 3, 135, 0))) == datetime(2020, 5, 14, 10, 0, 18, tzinfo=UTC)
+
+
+def test_naive_dates_are_read_in_the_site_timezone(settings):
+    naive = normalize(RawArticle(source="t", title="t", date="2026-07-01 09:00:00"), settings)
+    day = normalize(RawArticle(source="t", title="t", date=date(2026, 1, 15)), settings)
+    offset = normalize(RawArticle(source="t", title="t", date="2026-07-01T09:00:00+09:00"), settings)
+    assert naive.published == datetime(2026, 7, 1, 9, tzinfo=PARIS)
+    assert naive.published.utcoffset() == timedelta(hours=2)  # summer time in Paris
+    assert day.published == datetime(2026, 1, 15, tzinfo=PARIS)
+    assert offset.published.utcoffset() == timedelta(hours=9)
+    assert normalize(RawArticle(source="t", title="t", date="someday"), settings).published is None
+
+
+# --- excerpts -----------------------------------------------------------------------
+
+
+def test_short_text_is_kept_whole():
+    assert excerpt("  A short   summary.\n") == "A short summary."
+
+
+def test_excerpt_cuts_at_the_last_sentence_end_in_the_budget():
+    text = f"{words(30)}. {words(15, 'more')}! {words(40, 'tail')}."
+    cut = excerpt(text)
+    assert cut == f"{words(30)}. {words(15, 'more')}!"
+
+
+def test_excerpt_without_a_sentence_end_cuts_between_words_and_adds_an_ellipsis():
+    cut = excerpt("Plots, " + words(80))
+    assert cut == "Plots, " + words(49) + "…"
+
+
+def test_excerpt_keeps_curly_quotes_and_ellipses():
+    text = "He said “probably not,” and that’s that… " + words(60)
+    cut = excerpt(text)
+    assert cut.startswith("He said “probably not,” and that’s that…")
+
+
+def test_excerpt_of_text_without_spaces_is_bounded_in_characters():
+    chinese = "在技术之路上的一些小技巧。" * 60
+    cut = excerpt(chinese)
+    assert 75 <= len(cut) <= 150
+    assert cut.endswith("。")
+    long_urls = "see https://example.org/" + "x" * 500 + " and more"
+    assert len(excerpt(long_urls)) <= 50 * 8 + 1
+
+
+def test_reading_minutes():
+    assert reading_minutes("") == 1
+    assert reading_minutes(words(230)) == 1
+    assert reading_minutes(words(231)) == 2
+    assert reading_minutes("字" * 460) == 2
+
+
+# --- sanitizing and links -----------------------------------------------------------
+
+
+def test_sanitize_keeps_simple_markup_and_drops_the_rest():
+    dirty = (
+        '<p onclick="x()">Hi <b>bold</b> <em>em</em> <code>c</code><br>'
+        '<img src="x.png" onerror="alert(1)"><script>alert(2)</script><style>p{}</style>'
+        '<a href="javascript:alert(3)">js</a> <a href="data:text/html,x">data</a> '
+        '<a href="mailto:a@example.org">mail</a> <a href="../up" title="t">up</a></p><div><h1>big</h1></div>'
+    )
+    clean = sanitize_html(dirty, "https://feed.example/a/b/")
+    assert "script" not in clean and "alert" not in clean and "style" not in clean
+    assert "onclick" not in clean and "<img" not in clean and "<h1" not in clean and "<div" not in clean
+    assert "<b>bold</b>" in clean and "<em>em</em>" in clean and "<code>c</code>" in clean
+    assert '<a rel="noopener">js</a>' in clean and '<a rel="noopener">data</a>' in clean
+    assert '<a href="mailto:a@example.org" rel="noopener">mail</a>' in clean
+    assert 'href="https://feed.example/a/up"' in clean
+    assert "big" in clean
+
+
+def test_relative_links_and_images_become_absolute(settings):
+    bundle = normalize(RawArticle(source="t", title="t", slug="Rhubarb Forcing", image="./crowns.jpg"), settings)
+    assert bundle.url == "https://site.example/blog/Rhubarb%20Forcing/"
+    assert bundle.image == "https://site.example/blog/Rhubarb%20Forcing/crowns.jpg"
+    fed = normalize(
+        RawArticle(
+            source="t", title="t", url="/post", image="img/a.png", base_url="https://feed.example/blog/",
+            summary_html='<a href="other">x</a>',
+        ),
+        settings,
+    )  # fmt: skip
+    assert fed.url == "https://feed.example/post"
+    assert fed.image == "https://feed.example/blog/img/a.png"
+    assert 'href="https://feed.example/blog/other"' in fed.summary_html
+    assert normalize(RawArticle(source="t", title="t", url="javascript:alert(1)"), settings).url is None
+
+
+# --- summary and excerpt -----------------------------------------------------------------
+
+
+def test_without_summary_the_excerpt_comes_from_the_first_paragraphs_of_the_body(settings):
+    body = (
+        "<h2>Before you start</h2><p>First &amp; foremost: it’s “simple”.</p>"
+        "<pre><code>not prose</code></pre><p>Second paragraph.</p><table><tr><td>cell</td></tr></table>"
+    )
+    article = normalize(RawArticle(source="t", title="t", body_html=body), settings)
+    assert article.summary_text == "First & foremost: it’s “simple”. Second paragraph."
+    assert article.summary_html == "First &amp; foremost: it’s “simple”. Second paragraph."
+
+
+def test_a_short_summary_is_sanitized_html_and_its_plain_text(settings):
+    article = normalize(
+        RawArticle(source="t", title="t", summary_html="<p>Sow <em>now</em> &amp; water.</p><script>x()</script>", body_html="<p>Body.</p>"),
+        settings,
+    )
+    assert article.summary_html == "<p>Sow <em>now</em> &amp; water.</p>"
+    assert article.summary_text == "Sow now & water."
+
+
+def test_a_summary_that_is_a_whole_article_is_cut_to_an_excerpt(settings):
+    paragraphs = "".join(f"<p>{words(20)} <b>bold</b> end{i}.</p>" for i in range(10))
+    article = normalize(RawArticle(source="t", title="t", summary_html=paragraphs), settings)
+    assert len(article.summary_text.split()) <= 50
+    assert "<" not in article.summary_html  # plain excerpt, escaped: no tag cut in half
+    assert article.summary_text.startswith("word0 word1")
+
+
+# --- ids and titles ----------------------------------------------------------------------
+
+
+def test_stable_ids(settings):
+    with_guid = RawArticle(source="t", title="t", guid="tag:example.org,2026:1", url="https://a.example/x")
+    bare_guid = RawArticle(source="t", title="t", guid="42", base_url="https://feed.example/")
+    url_only = RawArticle(source="t", title="t", url="https://a.example/x")
+    nothing = RawArticle(source="t", title="Same", date="2026-01-01")
+    assert normalize(with_guid, settings).id == "tag:example.org,2026:1"
+    assert normalize(bare_guid, settings).id == "https://feed.example/#42"  # "42" is only unique within its feed
+    assert normalize(url_only, settings).id == "https://a.example/x"
+    first, again = normalize(nothing, settings), normalize(RawArticle(source="other", title="Same", date="2026-01-01"), settings)
+    assert first.id == again.id and first.id.startswith("sha256:")
+    assert normalize(RawArticle(source="t", title="Same", date="2026-01-02"), settings).id != first.id
+
+
+def test_a_record_without_title_takes_one_from_its_text_and_one_without_anything_is_refused(settings):
+    titled = normalize(RawArticle(source="t", body_html=f"<p>{words(30)}</p>"), settings)
+    assert titled.title == words(10) + "…"
+    with pytest.raises(SourceError):
+        normalize(RawArticle(source="t", title="   "), settings)

@@ -1,0 +1,162 @@
+"""load_articles: dispatch by source kind, one warning per bad file, duplicates
+dropped, feeds over HTTP from a real server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+import digest.sources
+from digest.settings import load_settings
+from digest.sources import load_articles
+
+FIXTURES = Path(__file__).parent / "fixtures" / "sources"
+FEEDS = FIXTURES / "feeds"
+
+
+@pytest.fixture
+def settings():
+    return load_settings(site_url="https://site.example/", timezone="UTC")
+
+
+def test_a_folder_yields_its_posts_and_not_the_feeds_lying_in_it(settings):
+    result = load_articles([str(FIXTURES / "site")], settings)
+    titles = {article.title for article in result.articles}
+    assert titles == {
+        "Pruning the espalier pears",
+        "Rhubarb forcing, step by step",
+        "Jekyll style, date in the file name",
+        "Comma-separated tags and an offset without a colon",
+    }
+    assert result.warnings == []
+
+
+def test_files_are_read_by_kind_and_bad_ones_become_one_warning_each(settings, tmp_path):
+    (tmp_path / "latin1.md").write_bytes("---\ntitle: Caf\u00e9\n---\n".encode("latin-1"))
+    (tmp_path / "feed.rss").write_bytes((FEEDS / "rss-odd-dates.xml").read_bytes())
+    (tmp_path / "feed-without-suffix").write_bytes((FEEDS / "jsonfeed-1.1.json").read_bytes())
+    sources = [
+        str(FEEDS / "atom-xmlbase.atom"),
+        str(FEEDS / "jsonfeed-1.0.json"),
+        str(FEEDS / "login-page.xml"),
+        str(tmp_path / "latin1.md"),
+        str(tmp_path / "feed.rss"),
+        str(tmp_path / "feed-without-suffix"),  # JSON sniffed from its first byte
+        str(tmp_path / "missing.xml"),
+    ]
+    result = load_articles(sources, settings)
+    by_source = {Path(article.source).name for article in result.articles}
+    assert by_source == {"atom-xmlbase.atom", "jsonfeed-1.0.json", "feed.rss", "feed-without-suffix"}
+    assert result.warnings == [
+        f"{FEEDS / 'login-page.xml'}: not a feed: it is an HTML page",
+        f"{tmp_path / 'latin1.md'}: not UTF-8 text (byte 0xe9 at offset 14)",
+        f"{tmp_path / 'missing.xml'}: no such file or folder",
+    ]
+
+
+def test_duplicates_across_sources_are_dropped_by_id_and_by_url_first_wins(settings, tmp_path):
+    shutil.copy(FEEDS / "atom-xmlbase.atom", tmp_path / "copy.atom")  # same ids
+    relinked = (FEEDS / "jsonfeed-1.0.json").read_text(encoding="utf-8").replace('"id": 1,', '"id": "other-id",')
+    (tmp_path / "relinked.json").write_text(relinked, encoding="utf-8")  # new id, same URL
+    sources = [str(FEEDS / "atom-xmlbase.atom"), str(FEEDS / "jsonfeed-1.0.json"), str(tmp_path / "copy.atom"), str(tmp_path / "relinked.json")]
+    result = load_articles(sources, settings)
+    assert len(result.articles) == 4
+    assert {Path(article.source).name for article in result.articles} == {"atom-xmlbase.atom", "jsonfeed-1.0.json"}
+    assert len({article.id for article in result.articles}) == 4
+
+
+def test_an_entry_that_cannot_be_an_article_is_counted_in_one_warning(settings, tmp_path):
+    feed = tmp_path / "partly.xml"
+    feed.write_text(
+        '<rss version="2.0"><channel><link>https://p.example/</link>'
+        "<item><title>Good</title><link>/g</link></item>"
+        "<item><link>/empty-1</link></item><item><link>/empty-2</link></item></channel></rss>",
+        encoding="utf-8",
+    )
+    result = load_articles([str(feed)], settings)
+    assert [article.title for article in result.articles] == ["Good"]
+    assert result.warnings == [f"{feed}: 2 entries skipped (an entry has no title and no text)"]
+
+
+# --- over HTTP ----------------------------------------------------------------------------
+
+
+class _Site(BaseHTTPRequestHandler):
+    """A small feed host: a redirect, feeds with relative links, errors, a silent path."""
+
+    routes = {
+        "/feeds/rss.xml": (
+            200,
+            "application/rss+xml",
+            b'<rss version="2.0"><channel><title>T</title><item><title>Remote</title>'
+            b"<link>posts/remote</link><guid>remote-1</guid></item></channel></rss>",
+        ),
+        "/feeds/feed.json": (200, "application/octet-stream", (FEEDS / "jsonfeed-1.1.json").read_bytes()),
+        "/login": (200, "text/html", (FEEDS / "login-page.xml").read_bytes()),
+        "/gone": (404, "text/html", b"<h1>Not found</h1>"),
+    }
+    requests: list[tuple[str, str]] = []
+
+    def do_GET(self):  # noqa: N802 - http.server's naming
+        self.requests.append((self.path, self.headers.get("User-Agent", "")))
+        if self.path == "/old-feed":
+            self.send_response(301)
+            self.send_header("Location", "/feeds/rss.xml")
+            self.end_headers()
+            return
+        if self.path == "/slow":
+            threading.Event().wait(1)  # longer than the test's timeout
+        status, content_type, body = self.routes.get(self.path, (404, "text/plain", b"no"))
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def site(monkeypatch):
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Site)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _Site.requests.clear()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_feeds_over_http(settings, site, monkeypatch):
+    monkeypatch.setattr(digest.sources, "FETCH_TIMEOUT", 0.3)
+    sources = [f"{site}/old-feed", f"{site}/feeds/feed.json", f"{site}/login", f"{site}/gone", f"{site}/slow"]
+    result = load_articles(sources, settings)
+    remote, tools = result.articles
+    # Redirect followed; the relative link resolves against the final URL.
+    assert remote.url == f"{site}/feeds/posts/remote"
+    assert tools.title == "Sharpening hoes ’n’ spades"  # JSON recognised by content, not by type
+    assert result.warnings == [
+        f"{site}/login: not a feed: it is an HTML page",
+        f"{site}/gone: HTTP 404 Not Found",
+        f"{site}/slow: no answer within 0.3 s",
+    ]
+    assert all(agent.startswith("digest/") for _, agent in _Site.requests)
+
+
+def test_a_refused_connection_is_a_warning(settings):
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result = load_articles([f"http://127.0.0.1:{port}/feed.xml"], settings)
+    assert result.articles == []
+    (warning,) = result.warnings
+    assert warning.startswith(f"http://127.0.0.1:{port}/feed.xml: cannot fetch: ")

@@ -1,0 +1,124 @@
+"""The Markdown reader against small sites of our own (tests/fixtures/sources/site)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from pathlib import Path
+
+import pytest
+
+from digest.errors import SourceError
+from digest.sources.markdown import find_posts, read_post
+
+SITE = Path(__file__).parent / "fixtures" / "sources" / "site"
+
+
+def post(relative: str):
+    return read_post(SITE / relative)
+
+
+def test_walk_is_recursive_and_reads_only_markdown():
+    found = {path.relative_to(SITE).as_posix() for path in find_posts(SITE)}
+    assert "content/posts/bundle/index.md" in found
+    assert "_posts/2026-03-04-jekyll-style.md" in found
+    assert not any(name.endswith((".xml", ".yml")) for name in found)
+
+
+def test_toml_front_matter_with_a_multi_line_array():
+    raw = post("content/posts/toml-post.md")
+    assert raw.title == "Pruning the espalier pears"
+    assert raw.date == datetime(2026, 3, 2, 9, 0)  # TOML local date-time: naive
+    assert raw.tags == [["Fruit Trees", "pruning"], ["Orchard"], None]
+    assert raw.author == "Ines Duarte, Bob Carver"
+    assert "<h2>Before you start</h2>" in raw.body_html
+    assert raw.slug == "toml-post" and raw.url is None
+
+
+def test_jekyll_file_name_date_string_tags_and_a_permalink_with_a_colon():
+    raw = post("_posts/2026-03-04-jekyll-style.md")
+    assert raw.date == date(2026, 3, 4)
+    assert raw.slug == "jekyll-style"
+    assert raw.tags == ["heating Frost_Protection bubble-wrap", "Greenhouse", None]
+    assert raw.url == "/greenhouse:heating/"  # a path, not a "greenhouse:" scheme
+    assert raw.image == "/assets/greenhouse.jpg"  # the Liquid {{ site.url }} prefix dropped
+
+
+def test_offset_without_colon_and_author_mapping():
+    raw = post("_posts/2026-03-05-comma-tags.md")
+    assert raw.date == "2026-03-05 09:30:00 +0100"  # PyYAML leaves it a string; normalize parses it
+    assert raw.tags[0] == "Soil, compost ,  No Dig"
+    assert raw.author == "Ada Lindqvist"
+
+
+def test_page_bundle_takes_its_folder_name_summary_and_image_mapping():
+    raw = post("content/posts/bundle/index.md")
+    assert raw.slug == "bundle"
+    assert raw.date == "4 March 2026"
+    assert raw.summary_html == "Cover the crowns in late winter and pick in spring."
+    assert raw.image == "./crowns.jpg"
+
+
+@pytest.mark.parametrize(
+    "relative",
+    [
+        "content/posts/_index.md",  # section index, even with tags
+        "content/tags/fruit-trees.md",  # taxonomy page
+        "drafts/draft.md",  # draft: true
+        "drafts/unpublished.md",  # published: false
+        "notes/no-front-matter.md",
+    ],
+)
+def test_non_posts_are_skipped_without_error(relative):
+    assert post(relative) is None
+
+
+def test_eleventy_section_page_named_after_its_folder_is_skipped(tmp_path):
+    folder = tmp_path / "blog"
+    folder.mkdir()
+    (folder / "blog.md").write_text("---\ntitle: Blog\n---\nIndex.\n", encoding="utf-8")
+    assert read_post(folder / "blog.md") is None
+
+
+def test_zola_date_in_path(tmp_path):
+    page = tmp_path / "release.md"
+    page.write_text('+++\ntitle = "Release"\npath = "2025/09/18/release"\n+++\nText.\n', encoding="utf-8")
+    raw = read_post(page)
+    assert raw.date == date(2025, 9, 18)
+    assert raw.url == "/2025/09/18/release"
+
+
+def test_template_tags_and_footnote_markers_are_not_text(tmp_path):
+    page = tmp_path / "p.md"
+    page.write_text(
+        "---\ntitle: T\n---\n{{< youtube abc >}}\n\nIt works[^1] {% if x %}well{% endif %}.\n", encoding="utf-8"
+    )
+    raw = read_post(page)
+    assert "youtube" not in raw.body_html and "[^1]" not in raw.body_html and "{%" not in raw.body_html
+    assert "It works well." in raw.body_html
+
+
+def test_undecodable_bytes_name_the_offset(tmp_path):
+    page = tmp_path / "latin1.md"
+    page.write_bytes("---\ntitle: Caf\u00e9\n---\nx\n".encode("latin-1"))
+    with pytest.raises(SourceError, match=r"not UTF-8 .*0xe9 at offset 14"):
+        read_post(page)
+
+
+def test_bad_yaml_names_the_line_of_the_file(tmp_path):
+    page = tmp_path / "bad.md"
+    page.write_text("\n---\ntitle: ok\ntags: [a, b\ndate: 2026-01-01\n---\nbody\n", encoding="utf-8")
+    with pytest.raises(SourceError, match=r"line \d+: bad YAML front matter") as error:
+        read_post(page)
+    line = int(str(error.value).split()[1].rstrip(":"))
+    assert 4 <= line <= 6  # the unclosed list opens on line 4 of the file; YAML notices on 5
+
+
+def test_bad_toml_and_unclosed_front_matter(tmp_path):
+    toml = tmp_path / "bad.md"
+    toml.write_text('+++\ntitle = "x\n+++\n', encoding="utf-8")
+    with pytest.raises(SourceError, match="bad TOML front matter"):
+        read_post(toml)
+    unclosed = tmp_path / "open.md"
+    unclosed.write_text("---\ntitle: x\n\nno closing line\n", encoding="utf-8")
+    with pytest.raises(SourceError, match="never closed"):
+        read_post(unclosed)
