@@ -1,0 +1,222 @@
+"""The SendGrid provider against the real stand-in (../shared/tools/fake_sendgrid.py)
+with the official client: no mocks."""
+
+import hashlib
+import threading
+from collections import Counter
+
+import pytest
+
+from conftest import SENDGRID_KEY
+from digest.errors import ProviderAuthError, SettingsError
+from digest.messages import list_unsubscribe_headers
+from digest.providers import Status
+from digest.providers.sendgrid import SendGridProvider
+from digest.rendering import personalize
+
+ISSUE = "2026-W48"
+
+
+@pytest.fixture
+def provider_for(make_provider):
+    """``provider_for(server, **settings)``: a SendGridProvider pointed at
+    ``server``, with short backoffs so retries do not slow the suite."""
+
+    def make(server, **overrides):
+        options = dict(sendgrid_api_key=SENDGRID_KEY, sendgrid_host=server.url, sendgrid_retry_wait=0.01)
+        return make_provider(SendGridProvider, **{**options, **overrides})
+
+    return make
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def addresses(records) -> Counter:
+    return Counter(record["to"] for record in records)
+
+
+def test_one_request_carries_the_batch_and_everyone_is_accepted_with_their_own_values(
+    fake_sendgrid, provider_for, variant, make_recipients
+):
+    recipients = make_recipients(3, names=["Zoë Ünal", "", "Ann"])
+    provider = provider_for(fake_sendgrid, sendgrid_categories=["digest", "weekly"], asm_group_id=42)
+    results = provider.send_batch(variant, recipients, ISSUE)
+
+    (request,) = fake_sendgrid.bodies()
+    assert request["status"] == 202
+    assert [r.status for r in results] == [Status.ACCEPTED] * 3
+    assert {r.message_id for r in results} == {request["message_id"]}
+    body = request["body"]
+    # The variant's content once, text/plain first (SendGrid answers 400 otherwise).
+    assert [c["type"] for c in body["content"]] == ["text/plain", "text/html"]
+    assert body["categories"] == ["digest", "weekly"]
+    assert body["asm"] == {"group_id": 42}
+    records = {record["to"]: record for record in fake_sendgrid.records()}
+    assert set(records) == {r.email for r in recipients}
+    for recipient in recipients:
+        record = records[recipient.email]
+        html, text = personalize(variant, recipient)
+        # What SendGrid makes of the substitutions is exactly what the outbox and SMTP send.
+        assert (record["html_sha256"], record["text_sha256"]) == (sha256(html), sha256(text))
+        assert record["subject"] == variant.subject
+        assert record["custom_args"] == {"issue_key": ISSUE, "subscriber_id": recipient.subscriber_id,
+                                         "variant_key": variant.variant_key}
+        for name, value in list_unsubscribe_headers(recipient).items():
+            assert record["headers"][name] == value
+    assert records["reader0@example.org"]["name"] == "Zoë Ünal"
+    assert records["reader1@example.org"]["name"] is None
+
+
+def test_1001_recipients_take_two_requests_of_at_most_1000_and_each_is_sent_once(
+    fake_sendgrid, provider_for, variant, make_recipients
+):
+    recipients = make_recipients(1001)
+    results = provider_for(fake_sendgrid).send_batch(variant, recipients, ISSUE)
+    assert Counter(r.status for r in results) == {Status.ACCEPTED: 1001}
+    sizes = [len(request["body"]["personalizations"]) for request in fake_sendgrid.bodies()]
+    assert sorted(sizes) == [1, 1000]
+    assert addresses(fake_sendgrid.records()) == Counter({r.email: 1 for r in recipients})
+
+
+def test_the_same_address_twice_in_a_batch_is_sent_once(fake_sendgrid, provider_for, variant, make_recipients):
+    first, second = make_recipients(2)
+    shouting = first.__class__(**{**first.__dict__, "email": first.email.upper()})
+    results = provider_for(fake_sendgrid).send_batch(variant, [first, second, shouting], ISSUE)
+    assert [r.status for r in results] == [Status.ACCEPTED, Status.ACCEPTED, Status.REJECTED]
+    assert len(fake_sendgrid.records()) == 2
+
+
+def test_names_with_commas_or_semicolons_are_accepted_by_strict_sendgrid(
+    fake_sendgrid, provider_for, variant, make_recipients
+):
+    recipients = make_recipients(2, names=["Doe, Jane", "Smith; John"])
+    results = provider_for(fake_sendgrid).send_batch(variant, recipients, ISSUE)
+    assert [r.status for r in results] == [Status.ACCEPTED] * 2
+    records = {record["to"]: record for record in fake_sendgrid.records()}
+    assert records["reader0@example.org"]["name"] == "Doe Jane"
+    # The greeting in the body keeps the name as written.
+    assert records["reader0@example.org"]["text_sha256"] == sha256(personalize(variant, recipients[0])[1])
+    assert "Doe, Jane" in personalize(variant, recipients[0])[1]
+
+
+def test_faults_and_rate_limits_still_end_with_everyone_exactly_once(
+    start_fake_sendgrid, provider_for, variant, make_recipients
+):
+    server = start_fake_sendgrid(fail_rate=0.2, rate_limit=5, seed=7)
+    provider = provider_for(server)
+    recipients = make_recipients(1500)
+    batches = [recipients[i : i + 100] for i in range(0, len(recipients), 100)]
+    accepted: Counter = Counter()
+
+    def worker(mine):
+        # What the send loop does: send, then send again what is retryable.
+        while mine:
+            results = provider.send_batch(variant, mine, ISSUE)
+            accepted.update(r.email for r in results if r.status is Status.ACCEPTED)
+            assert not [r for r in results if r.status in (Status.REJECTED, Status.UNKNOWN)]
+            mine = [p for p, r in zip(mine, results) if r.status is Status.RETRYABLE]
+
+    threads = [threading.Thread(target=lambda b=b: [worker(x) for x in b]) for b in (batches[0::2], batches[1::2])]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    faults = server.stats()["faults"]
+    assert faults["fail_rate"] > 0 and faults["rate_limited"] > 0  # the faults did happen
+    assert addresses(server.records()) == Counter({r.email: 1 for r in recipients})
+    assert accepted == Counter({r.email: 1 for r in recipients})
+
+
+def test_a_connection_dropped_after_the_request_is_unknown_and_never_resent(
+    start_fake_sendgrid, provider_for, variant, make_recipients
+):
+    server = start_fake_sendgrid(accept_then_drop=1.0)
+    results = provider_for(server).send_batch(variant, make_recipients(5), ISSUE)
+    assert {r.status for r in results} == {Status.UNKNOWN}
+    assert all("after the request was sent" in r.reason for r in results)
+    assert server.stats()["requests"] == 1
+    assert addresses(server.records()) == Counter({f"reader{i}@example.org": 1 for i in range(5)})
+
+
+def test_a_refused_api_key_stops_the_run_without_showing_the_key(
+    fake_sendgrid, provider_for, variant, make_recipients
+):
+    provider = provider_for(fake_sendgrid, sendgrid_api_key="SG.wrong-secret-value")
+    with pytest.raises(ProviderAuthError) as caught:
+        provider.send_batch(variant, make_recipients(2), ISSUE)
+    assert caught.value.exit_code == 3
+    assert "401" in str(caught.value) and "SG.wrong-secret-value" not in str(caught.value)
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+    assert fake_sendgrid.records() == []
+
+
+def test_an_unverified_sender_stops_the_run_naming_the_sender(
+    start_fake_sendgrid, provider_for, variant, make_recipients
+):
+    server = start_fake_sendgrid(verified_senders=("news@elsewhere.example",))
+    with pytest.raises(ProviderAuthError, match="digest@gazette.example.org.*403"):
+        provider_for(server).send_batch(variant, make_recipients(1), ISSUE)
+
+
+def test_a_request_too_large_is_split_in_halves_until_it_fits(
+    start_fake_sendgrid, provider_for, variant, make_recipients
+):
+    server = start_fake_sendgrid(max_body_bytes=60_000)
+    recipients = make_recipients(400)
+    results = provider_for(server).send_batch(variant, recipients, ISSUE)
+    assert Counter(r.status for r in results) == {Status.ACCEPTED: 400}
+    statuses = [request["status"] for request in server.bodies()]
+    assert statuses[0] == 413 and statuses.count(202) >= 2
+    assert addresses(server.records()) == Counter({r.email: 1 for r in recipients})
+
+
+def test_a_400_naming_one_personalization_rejects_only_that_recipient(
+    fake_sendgrid, provider_for, variant, make_recipients
+):
+    recipients = make_recipients(3)
+    bad = recipients[1].__class__(**{**recipients[1].__dict__, "email": "jürgen@example.org"})  # SendGrid: ASCII only
+    results = provider_for(fake_sendgrid).send_batch(variant, [recipients[0], bad, recipients[2]], ISSUE)
+    assert [r.status for r in results] == [Status.ACCEPTED, Status.REJECTED, Status.ACCEPTED]
+    assert "personalizations.1.to.0.email: Does not contain a valid address." in results[1].reason
+    assert set(addresses(fake_sendgrid.records())) == {recipients[0].email, recipients[2].email}
+
+
+def test_server_errors_are_retried_with_backoff_then_left_retryable(
+    start_fake_sendgrid, provider_for, variant, make_recipients
+):
+    recovering = start_fake_sendgrid(fail_first=2)
+    results = provider_for(recovering, sendgrid_max_tries=3).send_batch(variant, make_recipients(2), ISSUE)
+    assert {r.status for r in results} == {Status.ACCEPTED}
+    assert [request["status"] for request in recovering.bodies()] == [503, 503, 202]
+
+    down = start_fake_sendgrid(fail_first=10)
+    results = provider_for(down, sendgrid_max_tries=3).send_batch(variant, make_recipients(2), ISSUE)
+    assert {r.status for r in results} == {Status.RETRYABLE}
+    assert "503" in results[0].reason and down.stats()["requests"] == 3 and down.records() == []
+
+
+def test_no_connection_at_all_is_retryable(start_fake_sendgrid, provider_for, variant, make_recipients):
+    server = start_fake_sendgrid()
+    provider = provider_for(server, sendgrid_max_tries=2)
+    server.stop()  # nothing listens on the port any more
+    results = provider.send_batch(variant, make_recipients(2), ISSUE)
+    assert {r.status for r in results} == {Status.RETRYABLE}
+    assert "cannot reach SendGrid" in results[0].reason and provider.requests == 2
+
+
+def test_a_429_waits_for_the_reset_and_sends_the_same_request_again(
+    start_fake_sendgrid, provider_for, variant, make_recipients
+):
+    server = start_fake_sendgrid(rate_limit=1)
+    provider = provider_for(server)
+    results = [r for start in (0, 10, 20) for r in provider.send_batch(variant, make_recipients(10, start), ISSUE)]
+    assert {r.status for r in results} == {Status.ACCEPTED}
+    assert server.stats()["faults"]["rate_limited"] >= 1
+    assert len(server.records()) == 30
+
+
+def test_the_provider_needs_an_api_key(settings_for):
+    with pytest.raises(SettingsError, match="sendgrid_api_key"):
+        SendGridProvider(settings_for(provider="sendgrid"))
