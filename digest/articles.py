@@ -21,7 +21,7 @@ from datetime import UTC, date, datetime, tzinfo
 from email.utils import parsedate_to_datetime
 from html.parser import HTMLParser
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 
 import nh3
 
@@ -365,10 +365,16 @@ def absolute_url(value: str | None, base: str | None) -> str | None:
     are percent-encoded (UTF-8) so that the URL is safe in a header or href."""
     if not value or not value.strip():
         return None
-    joined = urljoin(base or "", value.strip())
-    joined = quote(joined, safe=":/?#[]@!$&'()*+,;=%~")
-    parts = urlsplit(joined)
-    return joined if parts.scheme in ("http", "https") and parts.netloc else None
+    try:
+        parts = urlsplit(urljoin(base or "", value.strip()))
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        return None
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return None
+    safe = "/:@!$&'()*+,;=%~"  # RFC 3986 sub-delims and the like; "%" keeps escapes as they are
+    return urlunsplit(
+        (parts.scheme, parts.netloc, quote(parts.path, safe), quote(parts.query, safe + "?"), quote(parts.fragment, safe + "?"))
+    )
 
 
 def sanitize_html(fragment: str, base: str | None) -> str:
