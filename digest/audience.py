@@ -333,6 +333,28 @@ def choose_lists(path: Path, list_name: str | None = None, default_list: str | N
     return chosen
 
 
+def list_file(path: Path, list_name: str | None = None, default_list: str | None = None) -> Path:
+    """The one list file a write goes to: ``path`` itself when it is a file
+    (``list_name``, if given, must be its stem); in a folder, ``NAME.csv``
+    for ``list_name`` or else ``default_list`` (it may not exist yet), else
+    the only list there. Raises :class:`DigestError` when the choice is
+    ambiguous or does not match."""
+    if path.is_file():
+        if list_name and list_name != path.stem:
+            raise DigestError(f"--list {list_name}: the subscribers setting names one list, {path}")
+        return path
+    name = list_name or default_list
+    if name:
+        if not re.fullmatch(r"[\w][\w.-]*", name):
+            raise DigestError(f"--list {name!r}: a list name is a file name without .csv (letters, digits, - _ .)")
+        return path / f"{name}.csv"
+    files = list_files(path) if path.exists() else []
+    if len(files) == 1:
+        return files[0]
+    known = ", ".join(f.stem for f in files) or "none yet"
+    raise DigestError(f"name the list with --list (lists in {path}: {known})")
+
+
 def iter_subscribers(files: Iterable[Path]) -> Iterator[Subscriber | Problem]:
     """Subscribers and problems of ``files``, in file and row order, one at a
     time. An address already read from an earlier list is skipped quietly
@@ -387,13 +409,15 @@ def load_audience(
     *,
     path: Path | None = None,
     ledger: Path | None = None,
+    use_ledger: bool = True,
 ) -> Audience:
     """The audience of ``settings.subscribers`` (or ``path``), for
     ``list_name`` (see :func:`choose_lists`).
 
     Suppressions and preferences come from ``ledger`` (default
-    ``settings.ledger``). A ledger file that does not exist means none, and
-    is not created: planning and dry runs write nothing. Raises
+    ``settings.ledger``; none with ``use_ledger=False``). A ledger file that
+    does not exist means none, and is not created: planning and dry runs
+    write nothing. Raises
     :class:`DigestError` for a missing list or an unreadable ledger.
     """
     files = choose_lists(Path(path or settings.subscribers), list_name, settings.default_list)
@@ -401,7 +425,7 @@ def load_audience(
     kept: list[Subscriber] = []
     suppressed: list[tuple[Subscriber, Suppression]] = []
     problems: list[Problem] = []
-    state = _LedgerState(ledger if ledger.is_file() else None)
+    state = _LedgerState(ledger if use_ledger and ledger.is_file() else None)
     for item in iter_subscribers(files):
         if isinstance(item, Problem):
             problems.append(item)

@@ -53,8 +53,25 @@ def main() -> None:
 # Options shared by the commands that plan an issue -----------------------------------------
 
 
+# Shared by the commands that plan an issue and those that read or edit lists.
+subscribers_option = click.option(
+    "--subscribers",
+    "subscribers",
+    type=click.Path(path_type=Path),
+    metavar="FILE_OR_DIR",
+    help="A subscriber CSV or a folder of them; replaces the 'subscribers' setting.",
+)
+list_option = click.option(
+    "--list",
+    "list_name",
+    metavar="NAME",
+    help="The subscriber list (file stem); default: the 'default_list' setting, else the only list, else all.",
+)
+
+
 def source_options(command):
-    """--content and --subscribers: override the settings for a one-off run."""
+    """--content and --subscribers: override the settings for a one-off run;
+    --list: which subscriber list (passed on as ``list_name``)."""
 
     @click.option(
         "--content",
@@ -63,13 +80,8 @@ def source_options(command):
         metavar="PATH_OR_URL",
         help="A Markdown folder, a feed file or an http(s) feed URL (repeatable); replaces the 'sources' setting.",
     )
-    @click.option(
-        "--subscribers",
-        "subscribers",
-        type=click.Path(path_type=Path),
-        metavar="FILE_OR_DIR",
-        help="A subscriber CSV or a folder of them; replaces the 'subscribers' setting.",
-    )
+    @subscribers_option
+    @list_option
     @functools.wraps(command)
     def wrapper(*args, content, subscribers, **kwargs):
         overrides = {"sources": list(content) or None, "subscribers": subscribers}
@@ -184,9 +196,10 @@ def preview(settings: Settings, for_tags, subscriber, as_text, output, open_brow
     from digest.issue import plan_issue
 
     if subscriber:
-        from digest.audience import load_subscribers
+        from digest.audience import load_audience
 
-        everyone, _ = load_subscribers(Path(settings.subscribers))
+        audience = load_audience(settings, options.get("list_name"))
+        everyone = audience.subscribers + [s for s, _ in audience.suppressed]
         person = next((s for s in everyone if s.key == subscriber.strip().casefold()), None)
         if person is None:
             raise DigestError(f"no subscriber {subscriber} in {settings.subscribers}")
@@ -253,3 +266,264 @@ def send(settings: Settings, dry_run, outbox, **options) -> None:
         f"dry run: {len(report.results)} recipients in {len(report.variants)} variants, "
         f"{len(issue.selection.articles)} articles, HTML {sizes} KB -> {settings.outbox}/index.html"
     )
+
+
+# Subscribers, suppressions and the web app (issue 4) ------------------------------------------
+
+
+def list_options(command):
+    """--subscribers and --list for the commands that read or edit lists."""
+
+    @subscribers_option
+    @list_option
+    @functools.wraps(command)
+    def wrapper(*args, subscribers, **kwargs):
+        return command(*args, settings=load_settings(subscribers=subscribers), **kwargs)
+
+    return wrapper
+
+
+def _write_target(settings: Settings, list_name: str | None) -> Path:
+    from digest.audience import list_file
+
+    return list_file(Path(settings.subscribers), list_name, settings.default_list)
+
+
+@cli.group()
+def subscribers() -> None:
+    """Check, list and edit subscriber lists (CSV files in subscribers/).
+
+    \b
+    Examples:
+      digest subscribers check
+      digest subscribers list --list garden
+      digest subscribers add ada@example.org --name "Ada" --tags "roses;bees"
+      digest subscribers import mailchimp-export.csv --list garden
+    """
+
+
+@subscribers.command("check")
+@list_options
+def subscribers_check(settings: Settings, list_name) -> None:
+    """Validate the list(s): print each bad row and duplicate with its file
+    and line; exit 1 if there is any.
+
+    \b
+    Examples:
+      digest subscribers check
+      digest subscribers check --list garden
+    """
+    from digest.audience import choose_lists, load_subscribers
+
+    files = choose_lists(Path(settings.subscribers), list_name, settings.default_list)
+    found, problems = load_subscribers(Path(settings.subscribers), list_name=list_name, default_list=settings.default_list)
+    for problem in problems:
+        click.echo(str(problem))
+    click.echo(f"{len(found)} valid subscribers, {len(problems)} problems in {', '.join(str(f) for f in files) or 'no list'}")
+    if problems:
+        raise click.exceptions.Exit(1)
+
+
+@subscribers.command("list")
+@list_options
+@click.option("--ledger", type=click.Path(path_type=Path), help="Ledger file with the suppressions (default: the 'ledger' setting).")
+def subscribers_list(settings: Settings, list_name, ledger) -> None:
+    """The effective audience: who gets the next issue, with their tags
+    (stored preferences applied), then the suppressed, marked as such.
+
+    \b
+    Examples:
+      digest subscribers list
+      digest subscribers list --list garden | grep suppressed
+    """
+    from digest.audience import load_audience
+
+    audience = load_audience(settings, list_name, ledger=ledger)
+    for problem in audience.problems:
+        warn(f"subscriber skipped: {problem}")
+    for person in audience.subscribers:
+        click.echo(f"{person.email}\t{person.name}\t{';'.join(sorted(person.tags)) or '(every tag)'}\t{person.list_name}")
+    for person, why in audience.suppressed:
+        click.echo(f"{person.email}\t{person.name}\tsuppressed: {why.reason} ({why.source}, {why.created_at:%Y-%m-%d})\t{person.list_name}")
+    click.echo(f"{len(audience.subscribers)} subscribers, {len(audience.suppressed)} suppressed", err=True)
+
+
+@subscribers.command("add")
+@list_options
+@click.argument("email")
+@click.option("--name", default="", help="The subscriber's name.")
+@click.option("--tags", default="", metavar="TAGS", help="Tags, ;-separated (none: every article).")
+def subscribers_add(settings: Settings, list_name, email, name, tags) -> None:
+    """Add EMAIL at the end of a list (created if absent); other rows are
+    left byte for byte.
+
+    \b
+    Examples:
+      digest subscribers add ada@example.org --name "Ada Lovelace" --tags "roses;bees"
+      digest subscribers add bob@example.org --list kitchen
+    """
+    from digest.audience import add_subscriber
+
+    target = _write_target(settings, list_name)
+    added = add_subscriber(target, email, name, [tags])
+    click.echo(f"added {added.email} to {target}")
+
+
+@subscribers.command("remove")
+@list_options
+@click.argument("email")
+def subscribers_remove(settings: Settings, list_name, email) -> None:
+    """Remove EMAIL's row from a list (other rows stay byte for byte). To
+    stop mail to an address whatever the lists say, use
+    `digest suppressions add` instead.
+
+    \b
+    Example:
+      digest subscribers remove ada@example.org --list garden
+    """
+    from digest.audience import remove_subscriber
+
+    target = _write_target(settings, list_name)
+    removed = remove_subscriber(target, email)
+    click.echo(f"removed {removed} row(s) of {email.strip()} from {target}")
+
+
+@subscribers.command("import")
+@list_options
+@click.argument("file", type=click.Path(path_type=Path))
+def subscribers_import(settings: Settings, list_name, file) -> None:
+    """Merge FILE (a CSV: ours, or an export from another service, columns
+    matched by name such as "Email Address", "First Name", "Tags") into a
+    list. Known addresses are left as they are; rows whose status says the
+    person left are not imported; bad rows are listed with their lines.
+
+    \b
+    Example:
+      digest subscribers import ~/Downloads/members_export.csv --list garden
+    """
+    from digest.audience import import_subscribers
+
+    target = _write_target(settings, list_name)
+    result = import_subscribers(target, file)
+    for problem in result.problems:
+        warn(f"not imported: {problem}")
+    click.echo(
+        f"imported {len(result.added)} into {target}; {result.already} already there, "
+        f"{result.left} had left, {len(result.problems)} bad rows"
+    )
+
+
+@subscribers.command("export")
+@list_options
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="File to write (atomically); default: standard output.")
+def subscribers_export(settings: Settings, list_name, output) -> None:
+    """Write the audience as CSV (email,name,tags,list,status): subscribers
+    with their effective tags, and suppressed addresses with the reason as
+    status, so another service does not mail people who left.
+
+    \b
+    Examples:
+      digest subscribers export --list garden -o garden-export.csv
+      digest subscribers export > everyone.csv
+    """
+    from digest.audience import export_audience, load_audience, write_atomic
+
+    text = export_audience(load_audience(settings, list_name))
+    if output:
+        write_atomic(output, text.encode("utf-8"))
+        click.echo(f"wrote {output}")
+    else:
+        click.echo(text, nl=False)
+
+
+@cli.group()
+def suppressions() -> None:
+    """Addresses that are never mailed, whatever the lists say (kept in the ledger).
+
+    \b
+    Examples:
+      digest suppressions list
+      digest suppressions add ada@example.org --reason manual
+      digest suppressions remove ada@example.org
+    """
+
+
+def _ledger_option(command):
+    return click.option("--ledger", type=click.Path(path_type=Path), help="Ledger file (default: the 'ledger' setting).")(command)
+
+
+@suppressions.command("list")
+@_ledger_option
+@click.option("--list", "list_name", metavar="NAME", help="Only those that apply to this list (its own and the global ones).")
+def suppressions_list(ledger, list_name) -> None:
+    """Every suppression, oldest first: address, reason, source, list, time.
+
+    \b
+    Example:
+      digest suppressions list --list garden
+    """
+    from digest import suppressions as store
+
+    path = ledger or load_settings().ledger
+    found = store.list_suppressions(path, list_name) if Path(path).is_file() else []
+    for item in found:
+        click.echo(f"{item.address}\t{item.reason}\t{item.source}\t{item.list_name or '(every list)'}\t{item.created_at.isoformat()}")
+    click.echo(f"{len(found)} suppressions", err=True)
+
+
+@suppressions.command("add")
+@_ledger_option
+@click.argument("email")
+@click.option("--reason", type=click.Choice(["manual", "unsubscribed", "bounced", "spam-report"]), default="manual", show_default=True)
+@click.option("--list", "list_name", metavar="NAME", help="Only for this list (default: every list).")
+def suppressions_add(ledger, email, reason, list_name) -> None:
+    """Never mail EMAIL again (on every list, or on --list NAME).
+
+    \b
+    Example:
+      digest suppressions add ada@example.org --reason bounced
+    """
+    from digest import suppressions as store
+    from digest.audience import normalize_address
+
+    address = normalize_address(email)
+    added = store.add(ledger or load_settings().ledger, address, reason, "cli", list_name)
+    click.echo(f"suppressed {address} ({reason}, {list_name or 'every list'})" if added else f"{address} was already suppressed")
+
+
+@suppressions.command("remove")
+@_ledger_option
+@click.argument("email")
+@click.option("--list", "list_name", metavar="NAME", help="Only the suppression for this list (default: all of EMAIL's).")
+def suppressions_remove(ledger, email, list_name) -> None:
+    """Lift EMAIL's suppressions so the lists apply again.
+
+    \b
+    Example:
+      digest suppressions remove ada@example.org
+    """
+    from digest import suppressions as store
+
+    removed = store.remove(ledger or load_settings().ledger, email, list_name)
+    if not removed:
+        raise DigestError(f"{email.strip()} is not suppressed{' on ' + list_name if list_name else ''}")
+    click.echo(f"lifted {removed} suppression(s) of {email.strip()}")
+
+
+@cli.command()
+@click.option("--host", help="Address to listen on (default: the 'serve_host' setting, 127.0.0.1).")
+@click.option("--port", type=click.IntRange(1, 65535), help="Port (default: the 'serve_port' setting, 8025).")
+def serve(host, port) -> None:
+    """Run the web app: one-click unsubscribe (POST /unsubscribe), the
+    unsubscribe and preferences pages, and SendGrid's Event Webhook
+    (POST /webhooks/sendgrid). Put it behind your https site and set
+    public_url to where it is reachable.
+
+    \b
+    Examples:
+      digest serve
+      DIGEST_PUBLIC_URL=https://news.example.org digest serve --port 9000
+    """
+    from digest.web import serve as run
+
+    run(load_settings(serve_host=host, serve_port=port))

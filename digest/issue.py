@@ -11,10 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 from digest.articles import slugify_tag
-from digest.audience import Problem, Subscriber, Variant, build_variants, load_subscribers
+from digest.audience import Problem, Subscriber, Variant, build_variants, load_audience
 from digest.rendering import IssueContext
 from digest.selection import Selection, make_window, select_articles
 from digest.settings import Settings
@@ -85,7 +84,9 @@ def plan_issue(
     )
     problems: list[Problem] = []
     if subscribers is None:
-        subscribers, problems = load_subscribers(Path(settings.subscribers))
+        # The chosen list minus the ledger's suppressions, with stored preferences.
+        loaded_audience = load_audience(settings, request.list_name)
+        subscribers, problems = loaded_audience.subscribers, loaded_audience.problems
     audience = list(subscribers)
     context = IssueContext(
         key=request.key,

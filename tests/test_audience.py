@@ -318,3 +318,56 @@ def test_import_without_an_email_column_changes_nothing(tmp_path):
     with pytest.raises(DigestError, match="no file to import"):
         import_subscribers(path, tmp_path / "missing.csv")
     assert path.read_bytes() == before
+
+
+# The commands -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def run(tmp_path, monkeypatch):
+    """`digest ...` in a clean working directory (no digest.toml), lists in tmp_path/subscribers."""
+    from click.testing import CliRunner
+
+    from digest.cli import cli
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "subscribers").mkdir()
+    monkeypatch.setenv("DIGEST_LEDGER", str(tmp_path / "digest.db"))
+
+    def invoke(*args: str):
+        return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+    return invoke
+
+
+def test_subscribers_check_names_each_problem_and_exits_1(run, tmp_path):
+    write(tmp_path / "subscribers" / "readers.csv", MESSY, crlf=True, bom=True)
+    result = run("subscribers", "check")
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    assert [line.split(": ")[0] for line in lines[:3]] == [f"subscribers{os.sep}readers.csv:{n}" for n in (3, 4, 7)]
+    assert lines[-1].startswith("4 valid subscribers, 3 problems")
+    write(tmp_path / "subscribers" / "readers.csv", "email,name,tags\nada@example.org,Ada,roses\n")
+    assert run("subscribers", "check").exit_code == 0
+
+
+def test_subscribers_commands_edit_list_and_export(run, tmp_path):
+    assert run("subscribers", "add", "Ada@Example.org", "--name", "Ada", "--tags", "roses;bees", "--list", "garden").exit_code == 0
+    assert run("subscribers", "add", "bob@example.org", "--list", "garden").exit_code == 0
+    duplicate = run("subscribers", "add", "ADA@example.org", "--list", "garden")
+    assert duplicate.exit_code == 1 and "already on" in duplicate.output
+    export = write(tmp_path / "export.csv", "Email Address,First Name\ncy@example.org,Cy\n")
+    assert "imported 1" in run("subscribers", "import", str(export)).output  # the only list
+    assert run("suppressions", "add", "bob@example.org", "--reason", "bounced").exit_code == 0
+    listed = run("subscribers", "list").stdout.splitlines()
+    assert listed[0] == "Ada@example.org\tAda\tbees;roses\tgarden"
+    assert listed[1] == "cy@example.org\tCy\t(every tag)\tgarden"
+    assert listed[2].startswith("bob@example.org\t\tsuppressed: bounced (cli, ")
+    exported = run("subscribers", "export", "-o", "out.csv")
+    assert exported.exit_code == 0
+    assert (tmp_path / "out.csv").read_text().splitlines()[-1] == "bob@example.org,,,garden,bounced"
+    assert run("subscribers", "remove", "ada@example.org").exit_code == 0
+    assert "Ada@example.org" not in (tmp_path / "subscribers" / "garden.csv").read_text()
+    write(tmp_path / "subscribers" / "kitchen.csv", "email\n")
+    ambiguous = run("subscribers", "add", "di@example.org")
+    assert ambiguous.exit_code == 1 and "name the list with --list (lists in subscribers: garden, kitchen)" in ambiguous.output

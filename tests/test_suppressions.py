@@ -100,3 +100,31 @@ def test_the_file_is_shared_with_the_ledger_in_wal_mode(db):
     raw.close()
     assert {"suppressions", "preferences", "issues", "deliveries"} <= tables
     assert len(suppressions.list_suppressions(db)) == 2
+
+
+def test_the_suppressions_commands(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from digest.cli import cli
+
+    monkeypatch.chdir(tmp_path)
+    ledger = str(tmp_path / "state.db")
+
+    def run(*args: str):
+        return CliRunner().invoke(cli, ["suppressions", *args, "--ledger", ledger], catch_exceptions=False)
+
+    assert run("list").stdout == "" and not (tmp_path / "state.db").exists()  # listing creates nothing
+    assert "suppressed Ada@example.org (manual, every list)" in run("add", " Ada@EXAMPLE.org").stdout
+    assert "already suppressed" in run("add", "ada@example.org").stdout
+    assert run("add", "bob@example.org", "--reason", "unsubscribed", "--list", "garden").exit_code == 0
+    bad = run("add", "not-an-address")
+    assert bad.exit_code == 1 and "invalid address" in bad.output
+    listed = run("list").stdout.splitlines()
+    assert [line.split("\t")[:4] for line in listed] == [
+        ["Ada@example.org", "manual", "cli", "(every list)"],
+        ["bob@example.org", "unsubscribed", "cli", "garden"],
+    ]
+    assert run("remove", "ADA@example.org").exit_code == 0
+    missing = run("remove", "ada@example.org")
+    assert missing.exit_code == 1 and "is not suppressed" in missing.output
+    assert [s.address for s in suppressions.list_suppressions(ledger)] == ["bob@example.org"]

@@ -252,7 +252,7 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def test_digest_serve_on_loopback_takes_a_one_click_post(settings, tmp_path):
+def test_the_digest_serve_process_on_loopback_takes_a_one_click_post(settings, tmp_path):
     port = free_port()
     env = {
         **os.environ,
@@ -260,13 +260,11 @@ def test_digest_serve_on_loopback_takes_a_one_click_post(settings, tmp_path):
         "DIGEST_SECRET_KEY": settings.secret_key.get_secret_value(),
         "DIGEST_LEDGER": str(settings.ledger),
         "DIGEST_SUBSCRIBERS": str(settings.subscribers),
-        "DIGEST_SERVE_HOST": "127.0.0.1",
-        "DIGEST_SERVE_PORT": str(port),
         "DIGEST_PUBLIC_URL": f"http://127.0.0.1:{port}",
         "NO_PROXY": "127.0.0.1,localhost",
     }
-    code = "from digest.settings import load_settings; from digest.web import serve; serve(load_settings())"
-    server = subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    command = [sys.executable, "-m", "digest", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    server = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
         with httpx.Client(base_url=base, timeout=5, trust_env=False) as http:
