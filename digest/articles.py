@@ -300,7 +300,10 @@ def html_to_text(fragment: str | None) -> str:
 def prose_text(fragment: str | None) -> str:
     """The prose of an HTML body (paragraphs, lists, quotes; not headings,
     code or tables), or all its text when it has no prose."""
-    blocks = text_blocks(fragment)
+    return _prose(text_blocks(fragment))
+
+
+def _prose(blocks: list[tuple[bool, str]]) -> str:
     return " ".join(text for prose, text in blocks if prose) or " ".join(text for _, text in blocks)
 
 
@@ -423,7 +426,8 @@ def normalize(raw: RawArticle, settings: Settings) -> Article:
         url = None
     link_base = raw.base_url if absolute_url(raw.base_url, None) else (url or settings.site_url)
 
-    body_text = prose_text(raw.body_html)
+    body = text_blocks(raw.body_html)  # parsed once: long feed bodies dominate the cost
+    body_text = _prose(body)
     summary_html, summary_text = _summary(raw.summary_html, body_text, link_base)
 
     title = " ".join((raw.title or "").split())
@@ -443,7 +447,7 @@ def normalize(raw: RawArticle, settings: Settings) -> Article:
         summary_text=summary_text,
         author=" ".join((raw.author or "").split()) or None,
         image=absolute_url(raw.image, link_base),
-        reading_minutes=reading_minutes(html_to_text(raw.body_html) or summary_text),
+        reading_minutes=reading_minutes(" ".join(text for _, text in body) or summary_text),
         source=raw.source,
     )
 
