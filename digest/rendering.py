@@ -24,6 +24,7 @@ done.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import textwrap
 import traceback
@@ -50,6 +51,7 @@ IMAGE_WIDTH = 552  # the 600px column less 2 x 24px of cell padding
 SHORT_EXCERPT_WORDS = 20  # first step of the size budget
 ONE_LINE_CHARS = 100  # the line under a title in the compact layout
 PREHEADER_MIN, PREHEADER_MAX = 40, 100  # what inbox previews show (Litmus, Email on Acid)
+MAX_BUDGET_TRIES = 6  # renders per size-budget step, after the first
 
 PERSON_FIELDS = ("name", "email", "unsubscribe_url", "preferences_url")
 HTML_PLACEHOLDERS = {name: f"%%digest.html.{name}%%" for name in PERSON_FIELDS}
@@ -498,25 +500,30 @@ def _fit_budget(
     if _size(html) > budget and settings.layout != "compact":
         standard = [a for a in _oldest_first(articles) if a.id not in plan.compact | plan.linked]
         plan, html = _smallest_change(
-            standard, lambda k: replace(plan, compact=plan.compact | {a.id for a in standard[:k]}), budget, render_html
+            standard, lambda k: replace(plan, compact=plan.compact | {a.id for a in standard[:k]}), html, budget, render_html
         )
     if _size(html) > budget:
         shown = [a for a in _oldest_first(articles) if a.id not in plan.linked]
         plan, html = _smallest_change(
-            shown, lambda k: replace(plan, linked=plan.linked | {a.id for a in shown[:k]}), budget, render_html
+            shown, lambda k: replace(plan, linked=plan.linked | {a.id for a in shown[:k]}), html, budget, render_html
         )
     if _size(html) > budget:
         listed = [a for a in _oldest_first(articles) if a.id in plan.linked]
         plan, html = _smallest_change(
-            listed, lambda k: replace(plan, unlisted=frozenset(a.id for a in listed[:k])), budget, render_html
+            listed, lambda k: replace(plan, unlisted=frozenset(a.id for a in listed[:k])), html, budget, render_html
         )
     host = urlsplit(settings.site_url).hostname or settings.site_url
     compact = len(plan.compact - plan.linked)
+    in_full = len(articles) - compact - len(plan.linked)
     linked = len(plan.linked - initial.linked - plan.unlisted)
+    if compact and in_full:
+        compact_step = f"compact layout for the {compact} oldest articles"
+    else:
+        compact_step = f"compact layout for all {compact} articles left in the email" if compact else ""
     steps = [
         f"HTML was {start / 1024:.1f} KB, over the {budget // 1024} KB budget",
         f"excerpts shortened to about {SHORT_EXCERPT_WORDS} words",
-        f"compact layout for the {compact} oldest articles" if compact else "",
+        compact_step,
         f"the {linked} oldest articles listed as 'More this week' links" if linked else "",
         f"the {len(plan.unlisted)} oldest articles left out, with a link to {host}" if plan.unlisted else "",
         f"{'now' if _size(html) <= budget else 'still over budget at'} {_size(html) / 1024:.1f} KB",
@@ -527,25 +534,35 @@ def _fit_budget(
 def _smallest_change(
     candidates: Sequence[Article],
     plan_for: Callable[[int], _Plan],
+    start: str,
     budget: int,
     render_html: Callable[[_Plan], str],
 ) -> tuple[_Plan, str]:
     """The plan changing the fewest ``candidates`` (oldest first) whose HTML
-    fits ``budget``, by bisection (the size shrinks as more change); all of
-    them when even that does not fit."""
+    fits ``budget``, or all of them when even that does not fit. ``start`` is
+    the HTML with none changed (over budget).
+
+    The size falls about linearly with the number changed, so each try
+    interpolates between the largest count known to be over budget and the
+    smallest known to fit (regula falsi): two or three renders, not the
+    seven of a bisection over 100 articles."""
     best = plan_for(len(candidates))
     best_html = render_html(best)
     if not candidates or _size(best_html) > budget:
         return best, best_html
-    low, high = 0, len(candidates)  # plan_for(low) is over budget, plan_for(high) fits
-    while high - low > 1:
-        middle = (low + high) // 2
-        plan = plan_for(middle)
+    low, low_size = 0, _size(start)  # over budget
+    high, high_size = len(candidates), _size(best_html)  # fits
+    for _ in range(MAX_BUDGET_TRIES):
+        if high - low <= 1:
+            break
+        guess = low + math.ceil((low_size - budget) / (low_size - high_size) * (high - low))
+        guess = min(max(guess, low + 1), high - 1)
+        plan = plan_for(guess)
         html = render_html(plan)
         if _size(html) <= budget:
-            high, best, best_html = middle, plan, html
+            high, high_size, best, best_html = guess, _size(html), plan, html
         else:
-            low = middle
+            low, low_size = guess, _size(html)
     return best, best_html
 
 

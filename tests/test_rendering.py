@@ -1,0 +1,338 @@
+"""Rendering a variant: escaping, templates and their overrides, placeholders
+through premailer, personalization, once-per-variant rendering, inlined
+styles, the size budget and the text part."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import replace
+from pathlib import Path
+
+import jinja2
+import pytest
+from rendering_samples import article, articles, issue, recipient
+
+import digest.rendering as rendering
+from digest.audience import Subscriber, build_variants
+from digest.errors import SettingsError
+from digest.messages import build_message
+from digest.rendering import (
+    HTML_PLACEHOLDERS,
+    TEXT_PLACEHOLDERS,
+    RenderError,
+    default_templates_dir,
+    personalize,
+    render_variant,
+    substitutions,
+)
+
+SCRIPT_TITLE = '<script>alert("x")</script> & “news”'
+
+
+@pytest.fixture
+def settings(settings_for):
+    return settings_for(site_name="The Gazette", site_url="https://gazette.example.org/", postal_address="The Gazette, 12 Orchard Lane, Springfield 01234")
+
+
+def render(settings, items, **options):
+    return render_variant(items, options.pop("context", issue()), settings, variant_key="v1", **options)
+
+
+def editor_templates(tmp_path: Path, files: dict[str, str]) -> Path:
+    folder = tmp_path / "my-templates"
+    for name, text in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text, encoding="utf-8")
+    return folder
+
+
+def default_template(name: str) -> str:
+    return (default_templates_dir() / name).read_text(encoding="utf-8")
+
+
+# --- escaping and templates -------------------------------------------------------------
+
+
+def test_script_in_a_title_is_escaped_in_html_and_plain_in_subject_and_text(settings):
+    rendered = render(settings, [article(0, title=SCRIPT_TITLE), article(1)])
+    assert "<script" not in rendered.html
+    assert '&lt;script&gt;alert("x")&lt;/script&gt; &amp; “news”</a></h2>' in rendered.html
+    # A header is text, not HTML: no entities there, no line break either.
+    assert rendered.subject == f"The Gazette: {SCRIPT_TITLE} and 1 more"
+    assert SCRIPT_TITLE in rendered.text
+
+
+def test_a_template_typo_names_the_template_and_line(settings_for, tmp_path):
+    page = default_template("partials/header.html.j2")
+    line = next(n for n, text in enumerate(page.splitlines(), start=1) if "{{ site_name }}" in text)
+    folder = editor_templates(tmp_path, {"partials/header.html.j2": page.replace("{{ site_name }}", "{{ site_nmae }}")})
+    with pytest.raises(RenderError) as caught:
+        render(settings_for(templates_dir=folder), articles(2))
+    message = str(caught.value)
+    assert f"header.html.j2, line {line}" in message
+    assert "site_nmae" in message and "undefined" in message
+
+
+def test_a_template_syntax_error_names_the_template_and_line(settings_for, tmp_path):
+    folder = editor_templates(tmp_path, {"layouts/compact.html.j2": "<tr><td>\n{% if item.url %}\n</td></tr>\n"})
+    with pytest.raises(RenderError, match=r"compact\.html\.j2, line \d+: .*endif"):
+        render(settings_for(templates_dir=folder, layout="compact"), articles(2))
+
+
+def test_editor_templates_override_and_missing_files_come_from_the_defaults(settings_for, tmp_path):
+    header = default_template("partials/header.html.j2").replace("</h1>", "</h1>\n<p>Grown in our own shed</p>")
+    folder = editor_templates(tmp_path, {"partials/header.html.j2": header})
+    rendered = render(settings_for(templates_dir=folder), articles(3))
+    assert "Grown in our own shed" in rendered.html
+    # Everything else is the packaged default: the footer, the layouts, the text part.
+    assert HTML_PLACEHOLDERS["unsubscribe_url"] in rendered.html
+    assert 'class="cell article"' in rendered.html
+    assert TEXT_PLACEHOLDERS["unsubscribe_url"] in rendered.text
+
+
+def test_an_edited_template_is_read_again_without_a_restart(settings_for, tmp_path):
+    folder = editor_templates(tmp_path, {"partials/header.html.j2": default_template("partials/header.html.j2")})
+    settings = settings_for(templates_dir=folder)
+    assert "Second edition" not in render(settings, articles(1)).html
+    path = folder / "partials/header.html.j2"
+    path.write_text(path.read_text().replace("</h1>", "</h1><p>Second edition</p>"), encoding="utf-8")
+    stat = path.stat()
+    os.utime(path, (stat.st_atime, stat.st_mtime + 5))  # a later mtime, as an editor's save gives
+    assert "Second edition" in render(settings, articles(1)).html
+
+
+# --- placeholders and personalization ----------------------------------------------------
+
+
+def test_placeholders_survive_inlining_and_autoescape(settings):
+    rendered = render(settings, articles(2))
+    for field in ("name", "email", "unsubscribe_url", "preferences_url"):
+        assert HTML_PLACEHOLDERS[field] in rendered.html
+        assert TEXT_PLACEHOLDERS[field] in rendered.text
+    # premailer made the other links absolute but left the placeholders alone.
+    assert f'href="{HTML_PLACEHOLDERS["unsubscribe_url"]}"' in rendered.html
+    assert "gazette.example.org/%%" not in rendered.html
+    for placeholder in [*HTML_PLACEHOLDERS.values(), *TEXT_PLACEHOLDERS.values()]:
+        assert "{{" not in placeholder and "{%" not in placeholder
+
+
+def test_personalize_escapes_values_in_html_and_keeps_them_in_text(settings):
+    rendered = render(settings, articles(2))
+    person = recipient(7, name='<b>Tom & "Jerry"</b>')
+    html, text = personalize(rendered, person)
+    assert "<b>Tom" not in html
+    assert "Hi &lt;b&gt;Tom &amp; &#34;Jerry&#34;&lt;/b&gt;," in html
+    assert 'href="https://gazette.example.org/unsubscribe?token=t7.sig&amp;list=gardeners"' in html
+    assert 'Hi <b>Tom & "Jerry"</b>,' in text
+    assert "https://gazette.example.org/unsubscribe?token=t7.sig&list=gardeners" in text
+    assert "%%digest." not in html + text
+
+
+def test_a_value_that_looks_like_a_placeholder_is_not_expanded(settings):
+    rendered = render(settings, articles(1))
+    html, text = personalize(rendered, recipient(1, name=TEXT_PLACEHOLDERS["email"]))
+    assert TEXT_PLACEHOLDERS["email"] in text  # the name, as given
+    assert "reader1@example.org" in text
+
+
+def test_substitutions_fill_both_parts_as_personalize_does(settings):
+    rendered = render(settings, articles(2))
+    person = recipient(3, name="Zoë “Z” O’Hara & co")
+    html, text = rendered.html, rendered.text
+    for placeholder, value in substitutions(person).items():  # what SendGrid does with them
+        html, text = html.replace(placeholder, value), text.replace(placeholder, value)
+    assert (html, text) == personalize(rendered, person)
+
+
+def test_1000_subscribers_in_3_variants_are_rendered_3_times(settings, monkeypatch):
+    items = articles(9)  # tags cycle: privacy+rust, python, privacy
+    tag_sets = [frozenset({"python"}), frozenset({"rust"}), frozenset()]
+    subscribers = [
+        Subscriber(email=f"reader{i}@example.org", name=f"Reader {i}", tags=tag_sets[i % 3], list_name="gardeners", line=i + 2)
+        for i in range(1000)
+    ]
+    variants = build_variants(items, subscribers)
+    assert len(variants) == 3
+
+    renders: list[str] = []
+    original_render = jinja2.Template.render
+
+    def counting_render(template, *args, **kwargs):
+        renders.append(template.name)
+        return original_render(template, *args, **kwargs)
+
+    inlined = []
+    original_inline = rendering.inline_css
+    monkeypatch.setattr(jinja2.Template, "render", counting_render)
+    monkeypatch.setattr(rendering, "inline_css", lambda html, base: inlined.append(1) or original_inline(html, base))
+
+    personalized = 0
+    for variant in variants:
+        rendered = render_variant(variant.articles, issue(), settings, variant_key=variant.key, tags=variant.tags)
+        for number, subscriber in enumerate(variant.subscribers):
+            html, text = personalize(rendered, recipient(number, email=subscriber.email, name=subscriber.name))
+            assert f"Hi {subscriber.name}," in text
+            personalized += 1
+        message = build_message(rendered, recipient(0, email=subscriber.email, name=subscriber.name), settings, issue_key="2026-W49")
+        assert message["To"].addresses[0].addr_spec == subscriber.email
+    assert personalized == 1000
+    assert renders.count("digest.html.j2") == 3
+    assert renders.count("digest.txt.j2") == 3
+    assert len(inlined) == 3
+
+
+# --- styles, layout, sections -------------------------------------------------------------
+
+
+def test_styles_are_inlined_and_media_rules_kept_in_head_to_win(settings):
+    html = render(settings, articles(3)).html
+    head, body = html.split("</head>", 1)
+    assert re.search(r'<td class="cell article" style="[^"]*padding:0 24px', body)
+    assert re.search(r'<h\d class="title" style="[^"]*font-size:19px', body)
+    style = re.findall(r"<style>(.*?)</style>", head, re.S)[-1]  # the first is Outlook's, in <!--[if mso]>
+    assert "@media (prefers-color-scheme: dark)" in style and "@media screen and (max-width: 620px)" in style
+    # Only @media and :hover rules are left, each declaration !important so it beats style="".
+    rules_outside_media = re.sub(r"@media[^{]*\{(?:[^{}]*\{[^{}]*\})*[^{}]*\}", "", style)
+    assert re.findall(r"([^{}]+)\{", rules_outside_media) == ["a:hover "]
+    declarations = [d.strip() for block in re.findall(r"\{([^{}]*)\}", style) for d in block.split(";") if d.strip()]
+    assert len(declarations) > 10 and all(d.endswith("!important") for d in declarations), declarations
+    assert "<style" not in body
+
+
+def test_images_only_from_https_with_alt_and_pixel_width(settings):
+    items = [article(0, image="https://cdn.example.org/a.jpg"), article(1, image="http://cdn.example.org/b.jpg"), article(2, image=None)]
+    html = render(settings, items).html
+    images = re.findall(r"<img [^>]*>", html)
+    assert len(images) == 1
+    assert 'src="https://cdn.example.org/a.jpg"' in images[0]
+    assert 'alt="Plot 0: notes on allotment"' in images[0]
+    assert 'width="552"' in images[0] and 'width="100%"' not in images[0]
+    assert "display:block" in images[0] and "border:0" in images[0]
+
+
+def test_plain_http_article_links_are_upgraded_to_https(settings):
+    items = [article(0, url="http://old.example.org/post", summary_html='<p>See <a href="http://old.example.org/x">this</a>.</p>')]
+    rendered = render(settings, items)
+    assert 'href="http://' not in rendered.html
+    assert 'href="https://old.example.org/post"' in rendered.html and 'href="https://old.example.org/x"' in rendered.html
+    assert "https://old.example.org/post" in rendered.text
+
+
+def test_sections_follow_the_settings_order_with_a_cap_per_section(settings_for):
+    settings = settings_for(sections=["python", "Privacy"], articles_per_section=2)
+    items = articles(9)  # python: 1, 4, 7; privacy: 0, 2, 3, 5, 6, 8
+    html = render(settings, items).html
+    headings = re.findall(r"<h2 [^>]*>([^<]+)</h2>", html)
+    assert headings == ["Python", "Privacy", "More this week"]
+    # Articles are h3 under the h2 sections; the two newest of each section are shown in full.
+    shown = re.findall(r'<h3 class="title"[^>]*><a [^>]*>([^<]+)</a>', html)
+    assert shown == ["Plot 1: notes on beans", "Plot 4: notes on espalier", "Plot 0: notes on allotment", "Plot 2: notes on compost"]
+    more = html.split(">More this week<", 1)[1]
+    assert all(f"Plot {n}:" in more for n in (7, 3, 5, 6, 8))
+
+
+def test_compact_layout_shows_titles_and_one_line(settings_for):
+    html = render(settings_for(layout="compact"), articles(4)).html
+    assert html.count('class="cell compact"') == 4
+    assert 'class="excerpt"' not in html and "<img" not in html
+
+
+def test_editors_note_in_markdown_at_the_top(settings):
+    note = "Welcome to the **frost** issue.\nRead [our guide](/guides/frost) first.\n\n- cover the dahlias\n- lift the leeks"
+    rendered = render(settings, articles(2), context=issue(intro=note))
+    html = rendered.html
+    assert "<strong" in html and "frost</strong>" in html
+    assert 'href="https://gazette.example.org/guides/frost"' in html
+    assert html.index("frost</strong>") < html.index('class="cell article"')
+    assert "Welcome to the **frost** issue. Read [our guide](/guides/frost) first." in rendered.text
+    assert "- cover the dahlias\n- lift the leeks" in rendered.text
+
+
+# --- subject and preheader ----------------------------------------------------------------
+
+
+def test_subject_fields_and_line_breaks(settings_for):
+    settings = settings_for(site_name="The Gazette", subject_template="{site_name} #{issue_key}: {count} stories, led by {first_title}{more}")
+    rendered = render(settings, [article(0, title="Frost\r\ncomes  early"), article(1)])
+    assert rendered.subject == "The Gazette #2026-W49: 2 stories, led by Frost comes early and 1 more"
+    assert render(settings, [article(0, title="Frost")]).subject == "The Gazette #2026-W49: 1 stories, led by Frost"
+
+
+def test_a_subject_template_with_an_unknown_field_is_a_settings_error(settings_for):
+    with pytest.raises(SettingsError, match=r"subject_template.*first_titel"):
+        render(settings_for(subject_template="{site_name}: {first_titel}"), articles(1))
+
+
+def test_preheader_is_made_from_the_first_titles_within_40_to_100_characters(settings_for):
+    settings = settings_for()
+    one = render(settings, [article(0, title="Frost")]).preheader
+    many = render(settings, articles(12)).preheader
+    assert 40 <= len(one) <= 100 and one.startswith("Frost")
+    assert 40 <= len(many) <= 100 and many.startswith("Plot 0: notes on allotment · Plot 1")
+    assert render(settings_for(preheader="Our  autumn\nissue is here: frost, leeks and the shed."), articles(1)).preheader == (
+        "Our autumn issue is here: frost, leeks and the shed."
+    )
+
+
+def test_preheader_is_the_first_text_of_the_body_and_hidden(settings):
+    html = render(settings, articles(3)).html
+    body = html.split("<body", 1)[1]
+    first = re.search(r">\s*([^<\s][^<]*)<", body)
+    assert first[1].startswith("Plot 0: notes on allotment")
+    assert re.search(r'<div class="preheader" style="display:none;[^"]*max-height:0', body)
+
+
+# --- size budget -----------------------------------------------------------------------------
+
+
+def test_a_100_article_variant_stays_under_the_gmail_clip_with_its_footer(settings):
+    items = [article(n, image=f"https://gazette.example.org/images/{n}.jpg") for n in range(100)]
+    rendered = render(settings, items)
+    html, _ = personalize(rendered, recipient(1))
+    size = len(html.encode("utf-8"))
+    assert size < 102 * 1024
+    assert size <= settings.html_budget_kb * 1024 + 2048  # per-person values add a few hundred bytes
+    assert 'Unsubscribe</a>' in html and "Manage your preferences" in html and settings.postal_address in html
+    assert rendered.notes[0].startswith("HTML was") and rendered.notes[-1].startswith("now ")
+    assert "excerpts shortened to about 20 words" in rendered.notes
+    # Every article is still there, in full, compact or as a link.
+    assert all(item.title in html for item in items)
+
+
+def test_the_budget_changes_the_oldest_articles_first_and_says_so(settings_for):
+    settings = settings_for(html_budget_kb=20)
+    items = articles(40)
+    rendered = render(settings, items)
+    size = len(rendered.html.encode("utf-8"))
+    assert size <= 20 * 1024
+    notes = " | ".join(rendered.notes)
+    assert re.search(r"the (\d+) oldest articles listed as 'More this week' links", notes), notes
+    more = rendered.html.split(">More this week<", 1)[1]
+    assert "Plot 39:" in more  # the oldest is a link
+    assert "Plot 0:" not in more  # the newest is not
+    assert re.search(r'<h2 class="title"[^>]*><a [^>]*>Plot 0:', rendered.html.split(">More this week<", 1)[0])
+    assert HTML_PLACEHOLDERS["unsubscribe_url"] in rendered.html and settings.postal_address in rendered.html
+
+
+def test_no_notes_when_within_budget(settings):
+    assert render(settings, articles(5)).notes == ()
+
+
+# --- text part ---------------------------------------------------------------------------------
+
+
+def test_text_part_reads_as_text_wrapped_at_72_with_links_on_their_own_lines(settings):
+    items = [article(0, title="A “quoted” title that’s long enough to need wrapping at seventy-two columns, surely"), *articles(6)[1:]]
+    rendered = render(settings, items)
+    _, text = personalize(rendered, recipient(2))
+    lines = text.splitlines()
+    assert all(len(line) <= 72 for line in lines if not line.startswith("https://")), [l for l in lines if len(l) > 72]
+    assert not re.search(r"</?[a-zA-Z][^>]*>", text), "no HTML tags"
+    assert not re.search(r"&(#\d+|#x[0-9a-fA-F]+|[a-zA-Z]+);", text), "no HTML entities"
+    assert "“quoted”" in text and "that’s" in text and "it’s" in text
+    for item in items:
+        assert item.url in lines  # each link alone on its line
+    tail = "\n".join(lines[-8:])
+    assert "https://gazette.example.org/unsubscribe?token=t2.sig&list=gardeners" in tail
+    assert lines[-1] == settings.postal_address
