@@ -121,9 +121,10 @@ def measure(html: str, width: int = PHONE_WIDTH) -> dict:
     """Lay ``html`` out in headless Chromium at ``width`` CSS pixels, offline,
     in light and in dark mode (``prefers-color-scheme`` emulated).
 
-    Returns ``{"scroll_width": int, "light": {...}, "dark": {...}}`` where
-    ``scroll_width`` is ``document.documentElement.scrollWidth`` in CSS pixels
-    (greater than ``width`` means the reader must scroll sideways), and each
+    Returns ``{"scroll_width": int, "scroll_height": int, "light": {...},
+    "dark": {...}}`` where ``scroll_width`` and ``scroll_height`` are
+    ``document.documentElement``'s, in CSS pixels (a width greater than
+    ``width`` means the reader must scroll sideways), and each
     scheme holds ``background`` (the computed background colour, as CSS
     ``rgb()`` text, of the outermost element that paints one: the body or the
     main container) and ``colours`` (``[background, colour]`` of every
@@ -132,7 +133,10 @@ def measure(html: str, width: int = PHONE_WIDTH) -> dict:
     """
     with _page(width) as page:
         _load(page, html)
-        result: dict = {"scroll_width": page.evaluate("document.documentElement.scrollWidth")}
+        result: dict = {
+            "scroll_width": page.evaluate("document.documentElement.scrollWidth"),
+            "scroll_height": page.evaluate("document.documentElement.scrollHeight"),
+        }
         for scheme in ("light", "dark"):
             page.emulate_media(color_scheme=scheme)
             colours = [tuple(pair) for pair in page.evaluate(_COLOURS_JS)]
@@ -144,8 +148,8 @@ def measure(html: str, width: int = PHONE_WIDTH) -> dict:
 # The preview of one issue ----------------------------------------------------------------
 
 # The headers an editor checks before sending (RFC 5322 From/To/Subject, RFC 2369
-# and RFC 8058 List-Unsubscribe).
-SHOWN_HEADERS = ("From", "Reply-To", "To", "Subject", "List-Unsubscribe", "List-Unsubscribe-Post")
+# and RFC 8058 List-Unsubscribe, RFC 2919 List-Id).
+SHOWN_HEADERS = ("From", "Reply-To", "To", "Subject", "List-Unsubscribe", "List-Unsubscribe-Post", "List-Id")
 
 
 @dataclass(frozen=True)
@@ -156,7 +160,9 @@ class VariantPreview:
     ``headers`` holds the :data:`SHOWN_HEADERS` of the real message, decoded;
     ``html_bytes`` is the size of the variant's HTML in bytes after inlining,
     before personalization (the figure Gmail's ~102 KB clip applies to);
-    ``notes`` says what the size budget changed; ``warnings`` are lint lines.
+    ``notes`` says what the size budget changed; ``findings`` are the lines
+    of :mod:`digest.lint` for the variant and its message ("error: ..." or
+    "warning: ...", with the article or template line they come from).
     """
 
     number: int
@@ -172,7 +178,7 @@ class VariantPreview:
     text: str
     html_bytes: int
     notes: tuple[str, ...]
-    warnings: tuple[str, ...]
+    findings: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -192,13 +198,15 @@ def build_preview(settings: Settings, request: IssueRequest) -> Preview:
     """Plan the issue for ``request`` (:func:`digest.issue.plan_issue`),
     render each variant once (:func:`digest.delivery.render_issue`) and build
     each variant's message for its first subscriber
-    (:func:`digest.messages.build_message`). Sends and writes nothing.
+    (:func:`digest.messages.build_message`), and check both
+    (:mod:`digest.lint`). Sends and writes nothing.
 
     Raises what planning and rendering raise (:class:`DigestError` for bad
     settings, sources or templates).
     """
     from digest.delivery import render_issue
     from digest.issue import plan_issue
+    from digest.lint import lint_message, lint_variant
     from digest.messages import build_message
     from digest.rendering import personalize
     from digest.unsubscribe import recipient_for
@@ -224,7 +232,7 @@ def build_preview(settings: Settings, request: IssueRequest) -> Preview:
                 text=text,
                 html_bytes=len(rendered.html.encode("utf-8")),
                 notes=rendered.notes,
-                warnings=tuple(_lint(rendered, message, settings)),
+                findings=tuple(str(f) for f in [*lint_variant(rendered, articles=variant.articles, settings=settings), *lint_message(message)]),
             )
         )
     return Preview(
@@ -241,10 +249,6 @@ def _planning_warnings(issue) -> list[str]:
         lines.append(f"{len(issue.selection.undated)} article(s) without a date left out: " + "; ".join(f"{a.title} ({a.source})" for a in issue.selection.undated))
     lines.extend(f"subscriber skipped: {problem}" for problem in issue.audience_problems)
     return lines
-
-
-def _lint(rendered, message, settings) -> list[str]:
-    return []  # TODO: digest.lint
 
 
 _DARK_QUERY = re.compile(r"\(\s*prefers-color-scheme\s*:\s*dark\s*\)", re.IGNORECASE)
@@ -302,7 +306,7 @@ pre { white-space: pre-wrap; background: #fff; padding: 12px; border: 1px solid 
 </table>
 {% for note in current.notes %}<p>Size budget: {{ note }}</p>{% endfor %}
 <h2>Checks</h2>
-{% for line in current.warnings %}<p class="warn">{{ line }}</p>{% else %}<p>No warnings.</p>{% endfor %}
+{% for line in current.findings %}<p class="warn">{{ line }}</p>{% else %}<p>No problems found.</p>{% endfor %}
 {% for line in preview.planning_warnings %}<p class="warn">{{ line }}</p>{% endfor %}
 {% if scheme == 'dark' %}<p><small>Dark mode applies the message's own prefers-color-scheme rules (Apple Mail, iOS);
 the automatic colour inversion of Gmail's and Outlook's apps is not simulated.</small></p>{% endif %}
@@ -329,7 +333,7 @@ def create_preview_app(
     ``scheme``) and ``/variants/{n}.txt`` (its text part). A setting,
     article or template problem shows on the page with status 500.
     """
-    from jinja2 import Environment, StrictUndefined, TemplateError
+    from jinja2 import Environment, StrictUndefined
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import HTMLResponse, PlainTextResponse, Response
@@ -340,11 +344,7 @@ def create_preview_app(
 
     def current_preview() -> Preview:
         loaded = load()
-        try:
-            return build_preview(loaded, request_factory(loaded))
-        except TemplateError as exc:  # an editor's template mistake: show where it is
-            where = f"{exc.filename}:{exc.lineno}: " if getattr(exc, "filename", None) else ""
-            raise DigestError(f"template error: {where}{exc}") from None
+        return build_preview(loaded, request_factory(loaded))
 
     def choose(preview: Preview, number: object) -> VariantPreview:
         found = next((v for v in preview.variants if str(v.number) == str(number)), None)

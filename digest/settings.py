@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     articles_per_section: int | None = Field(default=None, ge=1)
     html_budget_kb: int = Field(default=90, ge=10)
     language: str = "en"  # <html lang> of the digest (WCAG 2.2 SC 3.1.1), a BCP 47 tag
+    # Where `digest archive` pages are published, the "view in browser" target
+    # ({archive_url}/{issue key}.html); default {site_url}archive/.
+    archive_url: str | None = None
 
     # Delivery.
     provider: Literal["outbox", "sendgrid", "smtp"] = "outbox"
