@@ -336,3 +336,19 @@ def test_text_part_reads_as_text_wrapped_at_72_with_links_on_their_own_lines(set
     tail = "\n".join(lines[-8:])
     assert "https://gazette.example.org/unsubscribe?token=t2.sig&list=gardeners" in tail
     assert lines[-1] == settings.postal_address
+
+
+def test_inline_css_fetches_nothing_and_logs_nothing(capfd, caplog):
+    page = (
+        '<html><head><link rel="stylesheet" href="https://127.0.0.1:9/remote.css">'
+        "<style>p { color: #123456; mso-line-height-rule: exactly; colr: red; width: 10qx; }"
+        " @media (max-width: 600px) { p { color: #654321 } }</style></head>"
+        '<body><p style="mso-hide: all">Hi</p><a href="/about">About</a></body></html>'
+    )
+    out = rendering.inline_css(page, "https://gazette.example.org/")  # a fetch of remote.css would raise
+    assert 'href="https://gazette.example.org/about"' in out
+    assert re.search(r'<p style="[^"]*color:#123456', out)
+    assert "color:#654321 !important" in out.replace(" ", "")
+    captured = capfd.readouterr()
+    assert captured.out == "" and captured.err == ""
+    assert not [r for r in caplog.records if r.levelno >= 30]
