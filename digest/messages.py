@@ -105,7 +105,10 @@ def build_message(
     holds CR or LF or an address is unusable.
     """
     html, text = personalize(rendered, recipient)
-    message = EmailMessage(policy=policy.SMTP)
+    # Lines up to 998 (RFC 5322 §2.1.1): at 78 the library turns the long
+    # List-Unsubscribe URL into RFC 2047 encoded words, which RFC 2369 URIs
+    # must not be (mail clients then show no unsubscribe button).
+    message = EmailMessage(policy=policy.SMTP.clone(max_line_length=998))
     message["From"] = _address("From", settings.sender_name, str(settings.sender_email))
     message["To"] = _address("To", recipient.name, recipient.email)
     message["Subject"] = _checked("Subject", rendered.subject)

@@ -102,3 +102,18 @@ def test_a_mailto_that_is_not_one_is_a_settings_error(settings, value):
     person = Subscriber(email="ada@example.org", name="", tags=frozenset(), list_name="garden", line=2)
     with pytest.raises(SettingsError, match="unsubscribe_mailto"):
         recipient_for(person, settings.model_copy(update={"unsubscribe_mailto": value}))
+
+
+def test_the_list_unsubscribe_header_carries_the_url_as_written(settings):
+    from digest.messages import build_message
+    from digest.rendering import RenderedVariant
+
+    settings = settings.model_copy(update={"unsubscribe_mailto": "mailto:leave@example.org?subject=unsubscribe"})
+    person = Subscriber(email="Ada.Lovelace-Byron@example.org", name="Ada", tags=frozenset(), list_name="garden", line=2)
+    recipient = recipient_for(person, settings)
+    rendered = RenderedVariant(variant_key="v1", subject="Hello", preheader="", html="<p>Hi</p>", text="Hi", article_ids=())
+    raw = build_message(rendered, recipient, settings, issue_key="2026-W48").as_bytes()
+    header = next(line for line in raw.split(b"\r\n") if line.startswith(b"List-Unsubscribe:"))
+    # One line, no RFC 2047 encoded words: mail clients read RFC 2369 URIs as they stand.
+    assert header.decode() == f"List-Unsubscribe: <{recipient.unsubscribe_url}>, <{recipient.unsubscribe_mailto}>"
+    assert b"\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n" in raw
