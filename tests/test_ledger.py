@@ -1,15 +1,18 @@
 """The ledger: a real SQLite file, real processes for crashes and the run lock."""
 
+import random
 import signal
 import sqlite3
 import subprocess
 import sys
 import threading
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from conftest import SENDGRID_KEY
 from digest.errors import DigestError, LedgerBusyError
 from digest.ledger import SCHEMA_VERSION, DeliveryStatus, Ledger
 from digest.providers import Recipient, RecipientResult, Status
@@ -239,3 +242,68 @@ def test_only_one_send_holds_the_run_lock_and_it_dies_with_its_process(ledger):
                 pass
     with ledger.run_lock():  # released at the end of the block
         pass
+
+
+SEND_LOOP = """
+import sys
+from datetime import datetime, timedelta, UTC
+from digest.ledger import Ledger
+from digest.providers import Recipient
+from digest.providers.sendgrid import SendGridProvider
+from digest.rendering import RenderedVariant
+from digest.settings import load_settings
+
+path, url, key, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+settings = load_settings(sendgrid_api_key=key, sendgrid_host=url, sendgrid_retry_wait=0.01)
+provider = SendGridProvider(settings)
+rendered = RenderedVariant("v1", "Weekly", "", "<p>Hello</p>", "Hello", ("a1",))
+
+def person(email):
+    return Recipient(email, "", email, "main", "https://example.org/u")
+
+end = datetime(2026, 11, 23, 7, tzinfo=UTC)
+with Ledger(path) as ledger, ledger.run_lock():
+    ledger.create_issue("2026-W48", end - timedelta(days=7), end, ["a1"])
+    ledger.enqueue("2026-W48", ((person(f"reader{n}@example.org"), "v1") for n in range(count)))
+    ledger.recover_crashed("2026-W48")
+    print("sending", flush=True)
+    while batch := ledger.claim_batch("2026-W48", "v1", 100):
+        results = provider.send_batch(rendered, [person(row.email) for row in batch], "2026-W48")
+        ledger.record_results(zip([row.id for row in batch], results), article_ids=rendered.article_ids)
+"""
+
+
+def test_killed_sends_resumed_never_send_anyone_twice_and_lose_nobody(tmp_path, start_fake_sendgrid):
+    """The outbox discipline end to end: a send loop over these blocks is
+    killed (SIGKILL) at random moments and run again; the SendGrid stand-in
+    must never record an address twice, and everyone must end up recorded
+    or reported unknown (at most one batch per kill)."""
+    server = start_fake_sendgrid(delay_ms=40)  # a request takes a while, so kills land mid-request
+    path, count, kills = tmp_path / "digest.db", 2000, 4
+    chance = random.Random(48)
+
+    def run(kill_after: float | None) -> int:
+        child = run_child(SEND_LOOP, str(path), server.url, SENDGRID_KEY, str(count))
+        assert child.stdout.readline().strip() == "sending"
+        if kill_after is None:
+            return child.wait(timeout=60)
+        try:
+            child.wait(timeout=kill_after)
+        except subprocess.TimeoutExpired:
+            child.send_signal(signal.SIGKILL)
+        return child.wait(timeout=10)
+
+    killed = sum(run(chance.uniform(0.05, 0.6)) == -signal.SIGKILL for _ in range(kills))
+    assert killed >= kills - 1  # the kills did interrupt sends
+    assert run(None) == 0
+
+    recorded = Counter(record["to"] for record in server.records())
+    assert max(recorded.values()) == 1  # nobody twice
+    with Ledger(path) as ledger:
+        counts = ledger.counts("2026-W48")
+        unknown = {d.email for d in ledger.problems("2026-W48") if d.status is DeliveryStatus.UNKNOWN}
+    everyone = {f"reader{n}@example.org" for n in range(count)}
+    assert set(recorded) | unknown == everyone  # nobody lost
+    assert counts[DeliveryStatus.ACCEPTED] == len(set(recorded) - unknown)
+    assert len(unknown) <= 100 * killed
+    assert counts[DeliveryStatus.QUEUED] == counts[DeliveryStatus.SENDING] == 0
