@@ -183,18 +183,35 @@ def articles(settings: Settings, **options) -> None:
 @click.option("--text", "as_text", is_flag=True, help="The plain-text part instead of the HTML.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="File to write (default: preview.html or preview.txt in the outbox folder).")
 @click.option("--open", "open_browser", is_flag=True, help="Open the preview in the browser.")
-def preview(settings: Settings, for_tags, subscriber, as_text, output, open_browser, **options) -> None:
-    """Render the issue as one subscriber would get it, to a file.
+@click.option("--screenshot", "screenshot_file", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE.png", help="Save a picture of the HTML taken in headless Chromium instead of the HTML file.")
+@click.option("--width", type=click.IntRange(200, 2000), default=600, show_default=True, help="Width of the screenshot in CSS pixels (375: a phone).")
+@click.option("--dark", is_flag=True, help="Take the screenshot in dark mode (prefers-color-scheme: dark).")
+@click.option("--serve", is_flag=True, help="Run a local preview server of every variant instead (Ctrl-C stops it).")
+@click.option("--port", type=click.IntRange(1, 65535), default=8026, show_default=True, help="Port of --serve, on 127.0.0.1.")
+def preview(settings: Settings, for_tags, subscriber, as_text, output, open_browser, screenshot_file, width, dark, serve, port, **options) -> None:
+    """Render the issue as one subscriber would get it, to a file; or take
+    its picture; or serve every variant for editors to look at.
 
     \b
     Examples:
       digest preview --open
       digest preview --for-tags "privacy;security" --text
       digest preview --subscriber ada@example.org -o ada.html
+      digest preview --screenshot phone.png --width 375 --dark
+      digest preview --serve --port 8026     then open http://127.0.0.1:8026/
     """
     from digest.audience import Subscriber, parse_tags
     from digest.issue import plan_issue
 
+    if serve:
+        from digest.preview import serve_preview
+
+        # Settings are read again on every page load, so digest.toml edits show.
+        params = click.get_current_context().params
+        overrides = {"sources": list(params["content"]) or None, "subscribers": params["subscribers"]}
+        click.echo(f"preview on http://127.0.0.1:{port}/ (reload the page after an edit; Ctrl-C stops)")
+        serve_preview(lambda: load_settings(**overrides), lambda loaded: issue_request(loaded, **options), port)
+        return
     if subscriber:
         from digest.audience import load_audience
 
@@ -217,9 +234,14 @@ def preview(settings: Settings, for_tags, subscriber, as_text, output, open_brow
     rendered = render_issue(issue, settings)[0]
     html_part, text_part = personalize(rendered, recipient_for(person, settings))
     body = text_part if as_text else html_part
-    target = output or Path(settings.outbox) / ("preview.txt" if as_text else "preview.html")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(body, encoding="utf-8")
+    if screenshot_file:
+        from digest.preview import screenshot
+
+        target = screenshot(html_part, screenshot_file, width=width, dark=dark)
+    else:
+        target = output or Path(settings.outbox) / ("preview.txt" if as_text else "preview.html")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(body, encoding="utf-8")
     click.echo(f"subject: {rendered.subject}")
     click.echo(f"preheader: {rendered.preheader}")
     click.echo(f"{len(issue.variants[0].articles)} articles, {len(body.encode('utf-8')) / 1024:.1f} KB -> {target}")
@@ -227,6 +249,29 @@ def preview(settings: Settings, for_tags, subscriber, as_text, output, open_brow
         click.echo(f"size budget: {note}")
     if open_browser:
         webbrowser.open(target.resolve().as_uri())
+
+
+@cli.command()
+@click.argument("out_dir", metavar="DIR", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--ledger", type=click.Path(dir_okay=False, path_type=Path), help="Ledger file of the sent issues (default: the 'ledger' setting).")
+def archive(out_dir, ledger) -> None:
+    """Write the web archive of every issue that went out into DIR: a page
+    per issue (the "view in browser" target, published at archive_url),
+    index.html and an Atom feed, feed.xml. Pages are rendered again from
+    the articles still in the sources.
+
+    \b
+    Examples:
+      digest archive public/archive
+      digest archive site/letters --ledger /var/lib/digest/digest.db
+    """
+    from digest.archive import write_archive
+
+    settings = load_settings(ledger=ledger)
+    result = write_archive(Path(settings.ledger), out_dir, settings)
+    for line in result.warnings:
+        warn(line)
+    click.echo(f"{len(result.pages)} issues -> {out_dir / 'index.html'}, {out_dir / 'feed.xml'}")
 
 
 @cli.command()

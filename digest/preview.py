@@ -278,14 +278,15 @@ body { font: 15px/1.45 system-ui, sans-serif; margin: 0; background: #eef0f3; co
 header, main { padding: 12px 20px; } header { background: #1b1f24; color: #fff; }
 header a { color: #cfe3ff; margin-right: 10px; } header a.on { color: #fff; font-weight: bold; text-decoration: none; }
 .columns { display: flex; gap: 20px; align-items: flex-start; flex-wrap: wrap; }
+.columns > div { flex: 1 1 22rem; min-width: 0; overflow-wrap: anywhere; } h1 { font-size: 1.4rem; }
 iframe { border: 1px solid #b8bec6; background: #fff; height: 80vh; }
-table { border-collapse: collapse; } th, td { text-align: left; vertical-align: top; padding: 3px 8px; }
+table { border-collapse: collapse; } th, td { text-align: left; vertical-align: top; padding: 3px 8px; } th { white-space: nowrap; }
 pre { white-space: pre-wrap; background: #fff; padding: 12px; border: 1px solid #b8bec6; max-width: 74ch; }
 .warn { color: #8a4b00; } .error { color: #a00; font-weight: bold; white-space: pre-wrap; }
 </style></head><body>
 <header>
 {% if preview and preview.variants %}<div>Variant:
-{% for v in preview.variants %}<a href="{{ link(variant=v.number) }}" class="{{ 'on' if v.number == current.number else '' }}">{{ v.number }} ({{ v.subscribers }} subscribers{% if v.tags %}: {{ v.tags | sort | join(', ') }}{% else %}: every tag{% endif %})</a>{% endfor %}
+{% for v in preview.variants %}<a href="{{ link(variant=v.number) }}" class="{{ 'on' if v.number == current.number else '' }}">{{ v.number }} ({{ v.subscribers }} subscriber{{ 's' if v.subscribers != 1 else '' }}{% if v.tags %}: {{ v.tags | sort | join(', ') }}{% else %}: every tag{% endif %})</a>{% endfor %}
 </div>{% endif %}
 <div>Width: {% for w, label in widths %}<a href="{{ link(width=w) }}" class="{{ 'on' if w == width else '' }}">{{ label }} {{ w }}px</a>{% endfor %}
  Mode: {% for s in ['light', 'dark'] %}<a href="{{ link(scheme=s) }}" class="{{ 'on' if s == scheme else '' }}">{{ s }}</a>{% endfor %}</div>

@@ -89,3 +89,15 @@ def test_without_a_ledger_it_says_so_and_creates_none(tmp_path, monkeypatch):
     with pytest.raises(DigestError, match="no ledger at"):
         write_archive(settings.ledger, tmp_path / "public", settings)
     assert not (tmp_path / "digest.db").exists()
+
+
+def test_command_line_writes_the_archive_and_names_what_it_left_out(archive):
+    from click.testing import CliRunner
+
+    from digest.cli import cli
+
+    settings, ledger_path, out, _ = archive
+    result = CliRunner().invoke(cli, ["archive", str(out), "--ledger", str(ledger_path)])
+    assert result.exit_code == 0, result.output
+    assert "2 issues" in result.output and "warning: issue 2026-W49" in result.output
+    assert (out / "feed.xml").is_file() and (out / "2026-W48.html").is_file()

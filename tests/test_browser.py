@@ -75,3 +75,16 @@ def test_screenshot_is_a_png_of_the_whole_issue_at_the_width(issue_html, phone, 
     out = screenshot(issue_html, tmp_path / "shots" / "issue.png", width=PHONE_WIDTH, dark=True, offline=True)
     # The whole page, not only the first screen (the viewport is 800 px high).
     assert png_size(out) == (PHONE_WIDTH, phone["scroll_height"])
+
+
+def test_command_line_screenshot_at_phone_width(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from digest.cli import cli
+
+    monkeypatch.chdir(write_site(tmp_path))
+    args = ["preview", "--as-of", "2026-12-01T08:00", "--screenshot", "shot.png", "--width", "375", "--dark"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert png_size(tmp_path / "shot.png")[0] == PHONE_WIDTH
+    assert not (tmp_path / "outbox").exists()  # the picture instead of the HTML file
