@@ -237,7 +237,10 @@ def _list_and_article_tags(settings: Settings) -> set[str]:
     from digest.audience import list_files, list_tags
     from digest.sources import load_articles
 
-    tags = list_tags(list_files(Path(settings.subscribers)))
+    try:
+        tags = list_tags(list_files(Path(settings.subscribers)))
+    except DigestError:  # no lists where the settings say: offer the articles' tags
+        tags = set()
     for article in load_articles(settings.sources, settings).articles:
         tags.update(article.tags)
     return tags

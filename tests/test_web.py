@@ -286,3 +286,11 @@ def test_the_digest_serve_process_on_loopback_takes_a_one_click_post(settings, t
         server.terminate()
         server.wait(timeout=10)
     assert rows(settings) == [("bob@example.org", "unsubscribed", "one-click", "garden")]
+
+
+def test_serve_refuses_the_network_with_the_default_secret(tmp_path):
+    from digest.web import serve
+
+    exposed = load_settings(serve_host="0.0.0.0", ledger=tmp_path / "digest.db")  # secret_key left at its default
+    with pytest.raises(SettingsError, match="secret_key"):
+        serve(exposed)
