@@ -288,9 +288,15 @@ def test_the_digest_serve_process_on_loopback_takes_a_one_click_post(settings, t
     assert rows(settings) == [("bob@example.org", "unsubscribed", "one-click", "garden")]
 
 
-def test_serve_refuses_the_network_with_the_default_secret(tmp_path):
+def test_serve_refuses_the_network_with_the_default_secret(tmp_path, monkeypatch):
+    import uvicorn
+
     from digest.web import serve
 
+    def must_not_start(*args, **kwargs):  # a guard: this test must never bind 0.0.0.0
+        raise AssertionError("uvicorn was started with the default secret")
+
+    monkeypatch.setattr(uvicorn, "run", must_not_start)
     exposed = load_settings(serve_host="0.0.0.0", ledger=tmp_path / "digest.db")  # secret_key left at its default
     with pytest.raises(SettingsError, match="secret_key"):
         serve(exposed)
