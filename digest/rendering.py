@@ -49,7 +49,7 @@ GMAIL_CLIP_BYTES = 102 * 1024  # Gmail hides the rest of a message above ~102 KB
 TEXT_WIDTH = 72  # columns of the text part (RFC 3676 suggests under 78; 72 leaves room for quoting)
 IMAGE_WIDTH = 552  # the 600px column less 2 x 24px of cell padding
 SHORT_EXCERPT_WORDS = 20  # first step of the size budget
-ONE_LINE_CHARS = 100  # the line under a title in the compact layout
+ONE_LINE_CHARS = 80  # the line under a title in the compact layout: with the date, one line at 600px
 PREHEADER_MIN, PREHEADER_MAX = 40, 100  # what inbox previews show (Litmus, Email on Acid)
 MAX_BUDGET_TRIES = 6  # renders per size-budget step, after the first
 
@@ -229,7 +229,7 @@ def _tag_title(entry: str) -> str:
 
 
 def _one_line(text: str) -> str:
-    line = excerpt(text, words=14)
+    line = excerpt(text, words=12)
     return line if len(line) <= ONE_LINE_CHARS else line[:ONE_LINE_CHARS].rstrip() + "…"
 
 
