@@ -355,25 +355,29 @@ class Ledger:
             self._mark_sending(ids)
 
     def _mark_sending(self, ids: Sequence[int]) -> None:
+        now = _now()
         self._db.executemany(
             "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, updated_at = ? WHERE id = ?",
-            [(_now(), row_id) for row_id in ids],
+            [(now, row_id) for row_id in ids],
         )
 
     def claim_batch(
         self, issue_key: str, variant_key: str, limit: int, *, resend_unknown: bool = False
     ) -> list[Delivery]:
         """Take up to ``limit`` pending rows of one variant (see
-        :meth:`pending`), mark them ``sending`` and commit, in one
-        transaction; return them as they were before the mark (with their
-        previous status and attempts). Empty when nothing is left."""
+        :meth:`pending`; queued rows first), mark them ``sending`` and
+        commit, in one transaction; return them as they were before the mark
+        (with their previous status and attempts). Empty when nothing is
+        left."""
         statuses = _pending_statuses(resend_unknown)
         with self._write() as db:
             claimed = [
                 _delivery(dict(row))
                 for row in db.execute(
+                    # No ORDER BY: the index yields rows in id order per status and
+                    # the LIMIT stops the scan early (sorting would read them all).
                     f"SELECT * FROM deliveries WHERE issue_key = ? AND variant_key = ? "
-                    f"AND status IN ({','.join('?' * len(statuses))}) ORDER BY id LIMIT ?",
+                    f"AND status IN ({','.join('?' * len(statuses))}) LIMIT ?",
                     (issue_key, variant_key, *statuses, limit),
                 )
             ]
