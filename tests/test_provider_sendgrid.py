@@ -2,6 +2,7 @@
 with the official client: no mocks."""
 
 import hashlib
+import logging
 import threading
 from collections import Counter
 
@@ -150,6 +151,12 @@ def test_a_refused_api_key_stops_the_run_without_showing_the_key(
     assert "401" in str(caught.value) and "SG.wrong-secret-value" not in str(caught.value)
     assert caught.value.__cause__ is None and caught.value.__suppress_context__
     assert fake_sendgrid.records() == []
+
+
+def test_the_api_key_stays_out_of_debug_logs(fake_sendgrid, provider_for, variant, make_recipients, caplog):
+    caplog.set_level(logging.DEBUG)  # as a --verbose run would
+    provider_for(fake_sendgrid).send_batch(variant, make_recipients(1), ISSUE)
+    assert SENDGRID_KEY not in caplog.text
 
 
 def test_an_unverified_sender_stops_the_run_naming_the_sender(

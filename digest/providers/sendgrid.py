@@ -28,6 +28,7 @@ Limits" pages, as modelled by ``../shared/tools/fake_sendgrid.py``.
 from __future__ import annotations
 
 import http.client
+import logging
 import random
 import re
 import threading
@@ -71,6 +72,10 @@ MAX_RATE_LIMIT_SLEEP = 60.0
 # that did were silently dropped: sendgrid/sendgrid-python#291).
 _NAME_PUNCTUATION = re.compile(r"[,;]")
 _PERSONALIZATION_FIELD = re.compile(r"^personalizations\.(\d+)(\.|$)")
+
+# python_http_client logs every request's headers at DEBUG, the Authorization
+# header (our API key) included: its DEBUG lines never reach any log.
+logging.getLogger("python_http_client.client").setLevel(logging.INFO)
 
 
 class _NotTaken(Exception):
