@@ -29,7 +29,7 @@ import re
 import textwrap
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -210,7 +210,7 @@ class _Plan:
     compact: frozenset[str] = frozenset()  # ids in the compact layout
     linked: frozenset[str] = frozenset()  # ids listed under "More this week"
     unlisted: frozenset[str] = frozenset()  # ids only counted ("N more on example.org")
-    notes: tuple[str, ...] = field(default=())
+    notes: tuple[str, ...] = ()
 
 
 def _format_date(moment: datetime | None, settings: Settings) -> str:
@@ -235,7 +235,8 @@ def _one_line(text: str) -> str:
 
 def _secure_image(url: str | None) -> str | None:
     # Only absolute https images: an http image is blocked or flagged by mail apps.
-    return url if url and urlsplit(url).scheme == "https" and urlsplit(url).netloc else None
+    parts = urlsplit(url or "")
+    return url if parts.scheme == "https" and parts.netloc else None
 
 
 def https(url: str | None) -> str | None:
