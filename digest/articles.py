@@ -56,6 +56,10 @@ class RawArticle:
     ``summary_html`` and ``body_html`` are untrusted HTML. ``base_url`` is what
     relative links resolve against (xml:base, the feed's link or None for
     ``site_url``). ``source`` names the file or URL, for messages.
+    ``feed_date`` is the feed's own date (feed-level updated/lastBuildDate,
+    else pubDate), in the same forms as ``date``, or None; the loader dates
+    an entry without a date of its own by it (see :mod:`digest.sources`).
+    ``normalize`` ignores it, so an article's id never depends on it.
     """
 
     source: str
@@ -70,6 +74,7 @@ class RawArticle:
     image: str | None = None
     guid: str | None = None
     base_url: str | None = None
+    feed_date: Any = None
 
 
 @dataclass(frozen=True)
@@ -79,7 +84,9 @@ class Article:
     - ``id``: stable across runs (feed guid/id, else URL, else a hash of title
       and date); used to drop duplicates and to remember what was sent.
     - ``published``: timezone-aware datetime, or None when the source had no
-      usable date (such articles are never selected).
+      usable date (such articles are never selected). A feed entry without a
+      date of its own is dated by :func:`digest.sources.load_articles` with
+      the feed's date or modification time; a Markdown post never is.
     - ``tags``: slugs (case-folded, spaces/underscores to hyphens, Unicode
       letters kept), in source order, without duplicates.
     - ``summary_html``: sanitized HTML (simple inline markup; http/https/mailto

@@ -10,6 +10,7 @@ from pathlib import Path
 import frontmatter
 import pytest
 
+from digest.selection import make_window, parse_moment, select_articles
 from digest.settings import load_settings
 from digest.sources import load_articles
 
@@ -18,12 +19,17 @@ SEED = CORPUS / "seed" / "seed-article.md"
 
 
 @pytest.fixture(scope="module")
-def loaded():
+def sources():
     if not SEED.is_file():
         pytest.skip(f"the shared corpus is not at {CORPUS} (../shared is absent)")
-    sources = [str(SEED)]
-    sources += sorted(str(path) for path in (CORPUS / "posts").iterdir() if path.is_dir())
-    sources += sorted(str(path) for path in (CORPUS / "feeds").iterdir() if path.is_file())
+    paths = [str(SEED)]
+    paths += sorted(str(path) for path in (CORPUS / "posts").iterdir() if path.is_dir())
+    paths += sorted(str(path) for path in (CORPUS / "feeds").iterdir() if path.is_file())
+    return paths
+
+
+@pytest.fixture(scope="module")
+def loaded(sources):
     return load_articles(sources, load_settings(site_url="https://digest.example/", timezone="UTC"))
 
 
@@ -37,6 +43,8 @@ def test_every_feed_gives_articles_or_one_warning_with_a_reason(loaded):
     warned = {}
     for warning in loaded.warnings:
         where, _, reason = warning.partition(": ")
+        if "without a date, dated by" in reason:
+            continue  # read, and dated: not a refusal
         assert reason.strip(), warning
         assert "unexpected" not in reason, warning  # a bug, not bad input
         warned[Path(where).name] = reason
@@ -106,3 +114,23 @@ def test_relative_links_resolve_against_the_feed_not_our_site(loaded):
     assert all(article.url.startswith("http://intertwingly.net/blog/") for article in ruby)
     ongoing = from_file(loaded, "atom_ongoing_tbray_xmlbase.atom")
     assert all(article.url.startswith("http://www.tbray.org/ongoing/When/") for article in ongoing)
+
+
+
+def test_the_acceptance_window_selects_items_from_every_readable_source(sources, loaded):
+    # Issue 2, acceptance 2: --since 1990-01-01 --as-of 2026-12-01.
+    window = make_window(parse_moment("2026-12-01", UTC), UTC, since="1990-01-01")
+    selected = {article.source for article in select_articles(loaded.articles, window).articles}
+    refused = {warning.partition(": ")[0] for warning in loaded.warnings if "without a date" not in warning}
+    readable = [source for source in sources if source not in refused]
+    assert len(readable) >= 35
+    for source in readable:
+        assert any(path == source or path.startswith(source + "/") for path in selected), source
+
+
+def test_feeds_without_any_date_are_dated_by_their_mtime_with_one_warning_each(loaded):
+    for name in ("rss091_onestepback_nodates.xml", "edge_jsonfeed10_feedparser_example.json", "edge_atom_shiftjis_undeclared.xml"):
+        (warning,) = [w for w in loaded.warnings if Path(w.partition(": ")[0]).name == name]
+        assert "without a date, dated by the feed's modification time (" in warning, warning
+        mtime = datetime.fromtimestamp(int((CORPUS / "feeds" / name).stat().st_mtime), UTC)
+        assert {article.published for article in from_file(loaded, name)} == {mtime}

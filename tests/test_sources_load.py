@@ -3,15 +3,18 @@ dropped, feeds over HTTP from a real server on 127.0.0.1."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import threading
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 import digest.sources
+from digest.selection import Window, select_articles
 from digest.settings import load_settings
 from digest.sources import load_articles
 
@@ -34,6 +37,16 @@ def test_a_folder_yields_its_posts_and_not_the_feeds_lying_in_it(settings):
         "Comma-separated tags and an offset without a colon",
     }
     assert result.warnings == []
+
+
+def test_eleventy_directory_data_tags_reach_the_articles_of_a_folder(settings):
+    result = load_articles([str(FIXTURES / "eleventy")], settings)
+    tags = {article.title: article.tags for article in result.articles}
+    assert tags == {
+        "Seed swap at the pavilion": ("seeds", "blog", "allotment-news"),
+        "Open day on the plots": ("events", "allotment-news", "blog"),
+        "Turning the compost": ("compost",),
+    }
 
 
 def test_files_are_read_by_kind_and_bad_ones_become_one_warning_each(settings, tmp_path):
@@ -74,13 +87,90 @@ def test_an_entry_that_cannot_be_an_article_is_counted_in_one_warning(settings, 
     feed = tmp_path / "partly.xml"
     feed.write_text(
         '<rss version="2.0"><channel><link>https://p.example/</link>'
-        "<item><title>Good</title><link>/g</link></item>"
+        "<item><title>Good</title><link>/g</link><pubDate>Tue, 03 Mar 2026 12:00:00 +0000</pubDate></item>"
         "<item><link>/empty-1</link></item><item><link>/empty-2</link></item></channel></rss>",
         encoding="utf-8",
     )
     result = load_articles([str(feed)], settings)
     assert [article.title for article in result.articles] == ["Good"]
     assert result.warnings == [f"{feed}: 2 entries skipped (an entry has no title and no text)"]
+
+
+# --- entries without a date: new when first seen -------------------------------------------
+
+MTIME = datetime(2026, 3, 14, 9, 26, 53, tzinfo=UTC)
+
+
+def undated_copy(tmp_path: Path, name: str = "rss091-no-dates.xml", text: str | None = None) -> Path:
+    copy = tmp_path / name
+    if text is None:
+        shutil.copy(FEEDS / name, copy)
+    else:
+        copy.write_text(text, encoding="utf-8")
+    os.utime(copy, (MTIME.timestamp(), MTIME.timestamp()))
+    return copy
+
+
+def test_a_feed_without_any_date_is_dated_by_the_file_mtime_and_selected(settings, tmp_path):
+    feed = undated_copy(tmp_path)
+    result = load_articles([str(feed)], settings)
+    assert [article.title for article in result.articles] == ["Netting the brassicas", "Water butts, a second opinion"]
+    assert all(article.published == MTIME for article in result.articles)
+    assert result.warnings == [f"{feed}: 2 entries without a date, dated by the feed's modification time (2026-03-14T09:26:53+00:00)"]
+    week = Window(datetime(2026, 3, 10, tzinfo=UTC), datetime(2026, 3, 17, tzinfo=UTC))
+    assert len(select_articles(result.articles, week).articles) == 2
+    week_before = Window(datetime(2026, 3, 3, tzinfo=UTC), datetime(2026, 3, 10, tzinfo=UTC))
+    assert select_articles(result.articles, week_before).articles == ()
+
+
+def test_the_id_of_an_entry_without_guid_link_or_date_does_not_follow_the_mtime(settings, tmp_path):
+    feed = undated_copy(tmp_path)
+    first = load_articles([str(feed)], settings).articles[1]  # "Water butts": no link, no guid
+    os.utime(feed, (MTIME.timestamp() + 86400, MTIME.timestamp() + 86400))
+    again = load_articles([str(feed)], settings).articles[1]
+    assert again.published != first.published
+    assert again.id == first.id  # else the ledger would send it again with every new mtime
+
+
+def test_undated_items_take_the_channel_date_and_dated_ones_keep_theirs(tmp_path):
+    feed = undated_copy(
+        tmp_path,
+        "parish.xml",
+        '<rss version="2.0"><channel><title>Parish</title><link>https://parish.example.org/</link>'
+        "<pubDate>Mon, 02 Mar 2026 08:00:00 GMT</pubDate><lastBuildDate>2026-03-06T18:30:00</lastBuildDate>"
+        "<item><title>Undated one</title><link>/one</link></item>"
+        "<item><title>Dated</title><link>/dated</link><pubDate>Tue, 03 Mar 2026 12:00:00 +0000</pubDate></item>"
+        "<item><title>Undated two</title><link>/two</link></item></channel></rss>",
+    )
+    # A zone-less lastBuildDate is read in the site's timezone (+01:00 in March), then shown in UTC.
+    paris = load_settings(site_url="https://site.example/", timezone="Europe/Paris")
+    result = load_articles([str(feed)], paris)
+    one, dated, two = result.articles
+    assert one.published == two.published == datetime(2026, 3, 6, 17, 30, tzinfo=UTC)  # lastBuildDate, not pubDate or mtime
+    assert dated.published == datetime(2026, 3, 3, 12, 0, tzinfo=UTC)
+    assert result.warnings == [f"{feed}: 2 entries without a date, dated by the feed's own date (2026-03-06T17:30:00+00:00)"]
+
+
+def test_a_json_feed_item_without_a_date_is_dated_by_the_mtime(settings, tmp_path):
+    feed = undated_copy(
+        tmp_path,
+        "notes.json",
+        '{"version": "https://jsonfeed.org/version/1.1", "home_page_url": "https://n.example/",'
+        ' "items": [{"id": "a", "content_text": "One undated note."}]}',
+    )
+    result = load_articles([str(feed)], settings)
+    assert [article.published for article in result.articles] == [MTIME]
+    assert result.warnings == [f"{feed}: 1 entry without a date, dated by the feed's modification time (2026-03-14T09:26:53+00:00)"]
+
+
+def test_a_markdown_post_without_a_date_stays_undated(settings, tmp_path):
+    post = tmp_path / "undated.md"
+    post.write_text("---\ntitle: Timeless\n---\nNo date here.\n", encoding="utf-8")
+    os.utime(post, (MTIME.timestamp(), MTIME.timestamp()))
+    for source in (post, tmp_path):  # as a file and in a folder
+        result = load_articles([str(source)], settings)
+        assert [article.published for article in result.articles] == [None]
+        assert result.warnings == []
 
 
 # --- over HTTP ----------------------------------------------------------------------------
@@ -99,7 +189,10 @@ class _Site(BaseHTTPRequestHandler):
         "/feeds/feed.json": (200, "application/octet-stream", (FEEDS / "jsonfeed-1.1.json").read_bytes()),
         "/login": (200, "text/html", (FEEDS / "login-page.xml").read_bytes()),
         "/gone": (404, "text/html", b"<h1>Not found</h1>"),
+        "/feeds/undated.xml": (200, "application/rss+xml", (FEEDS / "rss091-no-dates.xml").read_bytes()),
     }
+    # Last-Modified per path (RFC 9110 §8.8.2), as a static file server sends it.
+    last_modified = {"/feeds/undated.xml": "Sat, 14 Mar 2026 09:26:53 GMT"}
     requests: list[tuple[str, str]] = []
 
     def do_GET(self):  # noqa: N802 - http.server's naming
@@ -115,6 +208,8 @@ class _Site(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
+        if self.path in self.last_modified:
+            self.send_header("Last-Modified", self.last_modified[self.path])
         self.end_headers()
         self.wfile.write(body)
 
@@ -139,12 +234,14 @@ def site(monkeypatch):
 def test_feeds_over_http(settings, site, monkeypatch):
     monkeypatch.setattr(digest.sources, "FETCH_TIMEOUT", 0.3)
     sources = [f"{site}/old-feed", f"{site}/feeds/feed.json", f"{site}/login", f"{site}/gone", f"{site}/slow"]
-    result = load_articles(sources, settings)
+    as_of = datetime(2026, 12, 1, 7, 0, tzinfo=UTC)
+    result = load_articles(sources, settings, fetched_at=as_of)
     remote, tools = result.articles
     # Redirect followed; the relative link resolves against the final URL.
     assert remote.url == f"{site}/feeds/posts/remote"
     assert tools.title == "Sharpening hoes ’n’ spades"  # JSON recognised by content, not by type
     assert result.warnings == [
+        f"{site}/old-feed: 1 entry without a date, dated by the feed's modification time (2026-12-01T07:00:00+00:00)",
         f"{site}/login: not a feed: it is an HTML page",
         f"{site}/gone: HTTP 404 Not Found",
         f"{site}/slow: no answer within 0.3 s",
@@ -160,3 +257,16 @@ def test_a_refused_connection_is_a_warning(settings):
     assert result.articles == []
     (warning,) = result.warnings
     assert warning.startswith(f"http://127.0.0.1:{port}/feed.xml: cannot fetch: ")
+
+
+def test_undated_entries_of_a_fetched_feed_take_last_modified_else_the_fetch_time(settings, site):
+    result = load_articles([f"{site}/feeds/undated.xml"], settings)
+    assert {article.published for article in result.articles} == {MTIME}
+    assert result.warnings == [f"{site}/feeds/undated.xml: 2 entries without a date, dated by the feed's modification time (2026-03-14T09:26:53+00:00)"]
+    # Without Last-Modified: the time of the fetch, which a planner gives as its as_of.
+    as_of = datetime(2026, 12, 1, 7, 0, tzinfo=UTC)
+    (remote,) = load_articles([f"{site}/feeds/rss.xml"], settings, fetched_at=as_of).articles
+    assert remote.published == as_of
+    before = datetime.now(UTC).replace(microsecond=0)
+    (remote,) = load_articles([f"{site}/feeds/rss.xml"], settings).articles
+    assert before <= remote.published <= datetime.now(UTC)

@@ -122,3 +122,31 @@ def test_bad_toml_and_unclosed_front_matter(tmp_path):
     unclosed.write_text("---\ntitle: x\n\nno closing line\n", encoding="utf-8")
     with pytest.raises(SourceError, match="never closed"):
         read_post(unclosed)
+
+
+ELEVENTY = Path(__file__).parent / "fixtures" / "sources" / "eleventy"
+
+
+def test_eleventy_directory_data_files_tag_the_posts_of_their_folder_and_below():
+    seed_swap = read_post(ELEVENTY / "blog" / "2026-03-10-seed-swap.md", ELEVENTY)
+    # Own tags first, then blog.11tydata.json (a string is ONE tag to Eleventy), then blog.json.
+    assert seed_swap.tags == [["Seeds", "blog"], None, None, ["Allotment News"], ["blog"]]
+    open_day = read_post(ELEVENTY / "blog" / "events" / "2026-03-12-open-day.md", ELEVENTY)
+    assert open_day.tags == [None, None, None, ["events"], ["Allotment News"], ["blog"]]  # nearest folder first
+    compost = read_post(ELEVENTY / "notes" / "2026-03-11-compost.md", ELEVENTY)
+    assert compost.tags == ["compost", None, None]  # not under blog/
+    assert seed_swap.url is None  # blog.json's templated permalink is not an article URL
+
+
+def test_directory_data_files_above_the_walked_folder_do_not_apply():
+    open_day = read_post(ELEVENTY / "blog" / "events" / "2026-03-12-open-day.md", ELEVENTY / "blog" / "events")
+    assert open_day.tags == [None, None, None, ["events"]]
+
+
+def test_a_broken_directory_data_file_is_named(tmp_path):
+    blog = tmp_path / "blog"
+    blog.mkdir()
+    (blog / "blog.json").write_text('{"tags": ["blog",]}', encoding="utf-8")
+    (blog / "post.md").write_text("---\ntitle: P\n---\nText.\n", encoding="utf-8")
+    with pytest.raises(SourceError, match=r"Eleventy data file .*blog\.json: invalid JSON at line 1"):
+        read_post(blog / "post.md", tmp_path)

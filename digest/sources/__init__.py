@@ -10,19 +10,27 @@
 Every record goes through :func:`digest.articles.normalize`. A file, feed or
 URL that fails becomes one warning line ``"<where>: <reason>"`` and the rest
 go on; duplicates across sources are dropped by id and by URL, first wins.
+
+A feed entry without a date of its own is new when first seen, as rss2email
+treats it: it takes the feed's own date, else the feed document's
+modification time (HTTP ``Last-Modified``, else the time of the fetch; a
+file's mtime), in UTC, and the feed gets one warning line saying so. A
+Markdown post without a date stays undated: a checkout's mtime means nothing.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 
 from digest import __version__
-from digest.articles import Article, RawArticle, normalize
+from digest.articles import Article, RawArticle, aware, normalize, parse_date
 from digest.errors import SourceError
 from digest.settings import Settings
 from digest.sources import feeds, jsonfeed, markdown
@@ -42,18 +50,33 @@ class LoadResult:
     warnings: list[str]
 
 
-def load_articles(sources: Sequence[str], settings: Settings) -> LoadResult:
+@dataclass
+class _Document:
+    """What one file or URL yielded. ``modified`` is a feed document's
+    modification time (aware, UTC); None for Markdown, which is never dated by it."""
+
+    records: list[RawArticle]
+    modified: datetime | None = None
+
+
+def load_articles(sources: Sequence[str], settings: Settings, *, fetched_at: datetime | None = None) -> LoadResult:
     """Read every source (folder, file or http(s) URL) into normalized
     articles, in source order. Never raises for bad input: each unreadable
     source, file or entry is a line in ``warnings``. An error that is not about
     the input (a bug) is also a warning, marked "unexpected", and is logged
-    with its traceback."""
+    with its traceback.
+
+    Feed entries without a date are dated as the module docstring says, with
+    one warning line per feed. ``fetched_at`` (aware) stands for "the time of
+    the fetch" of URLs without ``Last-Modified``; default: the clock when the
+    response arrives. A planner passes its ``as_of`` so that such entries fall
+    in the window ending then (the clock would put them just after it)."""
     result = LoadResult(articles=[], warnings=[])
     seen: set[str] = set()
     for source in sources:
-        for where, read in _readers(source):
+        for where, read in _readers(source, fetched_at):
             try:
-                records = read()
+                document = read()
             except (SourceError, OSError) as exc:
                 result.warnings.append(f"{where}: {_reason(exc)}")
                 continue
@@ -62,12 +85,18 @@ def load_articles(sources: Sequence[str], settings: Settings) -> LoadResult:
                 result.warnings.append(f"{where}: unexpected error ({type(exc).__name__}: {exc})")
                 continue
             skipped: list[str] = []
-            for raw in records:
+            dated_by: list[tuple[datetime, str]] = []
+            for raw in document.records:
                 try:
                     article = normalize(raw, settings)
                 except SourceError as exc:
                     skipped.append(str(exc))
                     continue
+                if article.published is None and document.modified is not None:
+                    dated_by.append(_feed_date(raw, document.modified, settings))
+                    # After normalize, so the id (a hash of title and date when
+                    # there is no guid or link) does not change with the mtime.
+                    article = dataclasses.replace(article, published=dated_by[-1][0])
                 keys = {article.id, article.url} - {None}
                 if not keys & seen:
                     seen |= keys
@@ -75,37 +104,52 @@ def load_articles(sources: Sequence[str], settings: Settings) -> LoadResult:
             if skipped:
                 noun = "entry" if len(skipped) == 1 else "entries"
                 result.warnings.append(f"{where}: {len(skipped)} {noun} skipped ({skipped[0]})")
+            if dated_by:
+                noun = "entry" if len(dated_by) == 1 else "entries"
+                when, how = dated_by[0]
+                result.warnings.append(f"{where}: {len(dated_by)} {noun} without a date, dated by the feed's {how} ({when.isoformat()})")
     return result
 
 
-def _readers(source: str) -> Iterator[tuple[str, Callable[[], list[RawArticle]]]]:
+def _feed_date(raw: RawArticle, modified: datetime, settings: Settings) -> tuple[datetime, str]:
+    """(date, how) for an undated entry: the feed's own date (a zone-less one
+    read in the site's timezone), else the document's modification time; UTC."""
+    own = aware(parse_date(raw.feed_date), settings.tz)
+    if own is not None:
+        return own.astimezone(UTC), "own date"
+    return modified, "modification time"
+
+
+def _readers(source: str, fetched_at: datetime | None = None) -> Iterator[tuple[str, Callable[[], _Document]]]:
     """(where, read) pairs: one per file to read for ``source``."""
     if source.lower().startswith(("http://", "https://")):
-        yield source, lambda: _read_url(source)
+        yield source, lambda: _read_url(source, fetched_at)
         return
     path = Path(source).expanduser()
     if path.is_dir():
         for post in markdown.find_posts(path):
-            yield str(post), lambda post=post: _read_markdown(post)
+            yield str(post), lambda post=post: _read_markdown(post, path)
     elif path.is_file():
         yield str(path), lambda: _read_file(path)
     else:
         yield source, _missing
 
 
-def _missing() -> list[RawArticle]:
+def _missing() -> _Document:
     raise SourceError("no such file or folder")
 
 
-def _read_markdown(path: Path) -> list[RawArticle]:
-    post = markdown.read_post(path)
-    return [post] if post else []
+def _read_markdown(path: Path, root: Path | None = None) -> _Document:
+    post = markdown.read_post(path, root)
+    return _Document([post] if post else [])
 
 
-def _read_file(path: Path) -> list[RawArticle]:
+def _read_file(path: Path) -> _Document:
     if path.suffix.lower() in markdown.SUFFIXES:
         return _read_markdown(path)
-    return _read_document(path.read_bytes(), str(path), None, json_hint=path.suffix.lower() == ".json")
+    data = path.read_bytes()
+    modified = datetime.fromtimestamp(int(path.stat().st_mtime), UTC)
+    return _Document(_read_document(data, str(path), None, json_hint=path.suffix.lower() == ".json"), modified)
 
 
 def _read_document(data: bytes, where: str, url: str | None, json_hint: bool) -> list[RawArticle]:
@@ -114,9 +158,11 @@ def _read_document(data: bytes, where: str, url: str | None, json_hint: bool) ->
     return feeds.read_feed(data, where, url)
 
 
-def _read_url(url: str) -> list[RawArticle]:
+def _read_url(url: str, fetched_at: datetime | None = None) -> _Document:
     """Fetch a feed (redirects followed, ``FETCH_TIMEOUT``) and read it; the
-    final URL after redirects is the base of its relative links."""
+    final URL after redirects is the base of its relative links. Its
+    modification time is ``Last-Modified`` (RFC 9110 §8.8.2), else
+    ``fetched_at``, else the clock now."""
     try:
         response = httpx.get(url, timeout=FETCH_TIMEOUT, follow_redirects=True, headers={"User-Agent": USER_AGENT})
     except httpx.TimeoutException:
@@ -126,7 +172,10 @@ def _read_url(url: str) -> list[RawArticle]:
     if response.status_code >= 400:
         raise SourceError(f"HTTP {response.status_code} {response.reason_phrase}")
     content_type = response.headers.get("content-type", "").lower()
-    return _read_document(response.content, url, str(response.url), json_hint="json" in content_type)
+    records = _read_document(response.content, url, str(response.url), json_hint="json" in content_type)
+    # Last-Modified is an HTTP-date (RFC 9110 §5.6.7: IMF-fixdate, GMT), which parse_date reads.
+    modified = aware(parse_date(response.headers.get("last-modified")), UTC) or fetched_at or datetime.now(UTC)
+    return _Document(records, modified.astimezone(UTC).replace(microsecond=0))
 
 
 def _reason(exc: Exception) -> str:

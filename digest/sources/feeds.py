@@ -39,7 +39,10 @@ def read_feed(data: bytes, source: str, url: str | None = None) -> list[RawArtic
     if not entries:
         raise SourceError(_why_empty(parsed, data))
     feed_base = _feed_base(parsed, url)
-    return [_entry(entry, source, feed_base) for entry in entries]
+    # The channel's last change (lastBuildDate, Atom updated/modified, dc:date)
+    # before its pubDate: undated items appeared, at the latest, when it last changed.
+    feed_date = _date(parsed.feed, keys=("updated", "published"))
+    return [_entry(entry, source, feed_base, feed_date) for entry in entries]
 
 
 def _why_empty(parsed: Any, data: bytes) -> str:
@@ -65,7 +68,7 @@ def _feed_base(parsed: Any, url: str | None) -> str | None:
     return absolute_url(base, None)
 
 
-def _entry(entry: Any, source: str, feed_base: str | None) -> RawArticle:
+def _entry(entry: Any, source: str, feed_base: str | None, feed_date: Any) -> RawArticle:
     content = entry.get("content") or []
     body = next((part.get("value") for part in content if part.get("value")), None)
     # An entry's own xml:base (Atom) beats the feed's; feedparser records it per text construct.
@@ -91,6 +94,7 @@ def _entry(entry: Any, source: str, feed_base: str | None) -> RawArticle:
         guid=entry.get("id") or None,
         # Last resort for a feed without any absolute link: a permalink guid (RSS 2.0).
         base_url=entry_base or feed_base or absolute_url(entry.get("id"), None),
+        feed_date=feed_date,
     )
 
 
@@ -116,8 +120,9 @@ def _alternate(entry: Any) -> str | None:
     return next((link.get("href") for link in entry.get("links", []) if link.get("rel") == "alternate"), None)
 
 
-def _date(entry: Any) -> Any:
-    """Published, else updated, else created, as a value for ``parse_date``.
+def _date(entry: Any, keys: tuple[str, ...] = ("published", "updated", "created")) -> Any:
+    """The first of ``keys`` (published, else updated, else created) of an
+    entry or of the feed itself, as a value for ``parse_date``.
 
     feedparser's ``*_parsed`` are UTC struct_time and are used as they are,
     except where its reading is wrong for us: a zone-less date (which it takes
@@ -125,12 +130,13 @@ def _date(entry: Any) -> Any:
     (``08/02/2013``), and a bare number, a Unix timestamp it misreads as a
     date (``1518478934`` -> 2015-07-03). Those go as strings to our parser.
     """
-    for key in ("published", "updated", "created"):
-        raw = entry.get(key)
+    for key in keys:
+        # ``in`` first: feedparser's get("updated") falls back to "published" with a DeprecationWarning.
+        raw = entry[key] if key in entry else None
         ours = parse_date(raw) if isinstance(raw, str) else None
         if ours is not None and (raw.strip().isdigit() or not _has_zone(ours)):
             return raw
-        if entry.get(f"{key}_parsed"):
+        if f"{key}_parsed" in entry and entry[f"{key}_parsed"]:
             return entry[f"{key}_parsed"]
         if ours is not None:
             return raw

@@ -27,12 +27,7 @@ def read_json_feed(data: bytes, source: str, url: str | None = None) -> list[Raw
     it was fetched from (the last resort for relative links). Raises
     :class:`SourceError` for invalid JSON, a JSON document that is not a
     JSON Feed, or a feed without items."""
-    try:
-        feed = json.loads(data)  # bytes: UTF-8/16/32 detected as RFC 8259 §8.1 allows
-    except UnicodeDecodeError as exc:
-        raise SourceError(f"not UTF-8 text (byte at offset {exc.start})") from None
-    except json.JSONDecodeError as exc:
-        raise SourceError(f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    feed = load_json(data)
     version = feed.get("version") if isinstance(feed, dict) else None
     if not isinstance(version, str) or not version.startswith(VERSION_PREFIX):
         raise SourceError(f"not a JSON Feed (no \"version\": \"{VERSION_PREFIX}1.1\")")
@@ -43,6 +38,17 @@ def read_json_feed(data: bytes, source: str, url: str | None = None) -> list[Raw
         raise SourceError("the feed has no entries")
     base = _string(feed.get("home_page_url")) or _string(feed.get("feed_url")) or url
     return [_item(item, source, base) for item in items if isinstance(item, dict)]
+
+
+def load_json(data: bytes) -> Any:
+    """A JSON document (UTF-8/16/32 detected as RFC 8259 §8.1 allows).
+    Raises :class:`SourceError` naming the line and column of a syntax error."""
+    try:
+        return json.loads(data)
+    except UnicodeDecodeError as exc:
+        raise SourceError(f"not UTF-8 text (byte at offset {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise SourceError(f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
 
 
 def _item(item: dict[str, Any], source: str, base: str | None) -> RawArticle:

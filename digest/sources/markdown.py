@@ -11,6 +11,12 @@ as Eleventy's ``blog/blog.md``), taxonomy pages (in a ``tags/`` or
 ``categories/`` folder), drafts (``draft: true``, ``published: false``,
 ``eleventyExcludeFromCollections: true``). A broken file raises
 :class:`SourceError` naming the line and the reason.
+
+Eleventy directory data files (``blog/blog.json``, ``blog/blog.11tydata.json``)
+give their ``tags`` to every post in their folder and below, merged after the
+post's own, as Eleventy's data cascade does
+(https://www.11ty.dev/docs/data-template-dir/); their other keys (``layout``,
+a templated ``permalink``) are about the site's pages, not about articles.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from markdown_it import MarkdownIt
 
 from digest.articles import RawArticle, parse_date
 from digest.errors import SourceError
+from digest.sources.jsonfeed import load_json
 
 SUFFIXES = {".md", ".markdown"}
 TAXONOMY_FOLDERS = {"tags", "tag", "categories", "category"}
@@ -76,10 +83,13 @@ def find_posts(folder: Path) -> Iterator[Path]:
             yield path
 
 
-def read_post(path: Path) -> RawArticle | None:
+def read_post(path: Path, root: Path | None = None) -> RawArticle | None:
     """One Markdown file as a :class:`RawArticle`, or None when it is not a
-    post (see the module docstring). Raises :class:`SourceError` for bytes
-    that are not UTF-8 and for front matter that does not parse."""
+    post (see the module docstring). ``root`` is the folder being walked:
+    directory data files from the post's folder up to it apply (only the
+    post's own folder when None). Raises :class:`SourceError` for bytes
+    that are not UTF-8, for front matter that does not parse and for a
+    directory data file that is not JSON."""
     meta, body = _split(path)
     if meta is None or not _is_post(path, meta):
         return None
@@ -93,7 +103,7 @@ def read_post(path: Path) -> RawArticle | None:
         source=str(path),
         title=str(title),
         date=_date(meta, file_date),
-        tags=[meta.get("tags"), meta.get("categories"), meta.get("category")],
+        tags=[meta.get("tags"), meta.get("categories"), meta.get("category"), *_directory_tags(path, root)],
         summary_html=_markdown.renderInline(str(summary)) if summary else None,
         body_html=_markdown.render(_FOOTNOTE_REF.sub("", _TEMPLATE_TAG.sub("", body))),
         url=_site_path(str(url)) if url else None,
@@ -135,6 +145,32 @@ def _split(path: Path) -> tuple[dict[str, Any] | None, str]:
     if not isinstance(meta, dict):
         raise SourceError(f"line {first_line}: front matter is a {type(meta).__name__}, not a set of fields")
     return meta, body
+
+
+def _directory_tags(path: Path, root: Path | None) -> list[Any]:
+    """The ``tags`` of Eleventy directory data files, nearest folder first:
+    ``<folder>/<folder>.11tydata.json`` then ``<folder>/<folder>.json``, for
+    the post's folder and each parent up to ``root``."""
+    found: list[Any] = []
+    folder = path.parent
+    while True:
+        for name in (f"{folder.name}.11tydata.json", f"{folder.name}.json"):
+            data_file = folder / name
+            if data_file.is_file():
+                data = _json_data(data_file)
+                tags = data.get("tags") if isinstance(data, dict) else None
+                if tags is not None:
+                    found.append([tags] if isinstance(tags, str) else tags)  # to Eleventy a string is one tag
+        if root is None or folder == root or root not in folder.parents:
+            return found
+        folder = folder.parent
+
+
+def _json_data(path: Path) -> Any:
+    try:
+        return load_json(path.read_bytes())
+    except SourceError as exc:
+        raise SourceError(f"Eleventy data file {path}: {exc}") from None
 
 
 def _is_post(path: Path, meta: dict[str, Any]) -> bool:
