@@ -73,7 +73,7 @@ def plan_issue(
     """
     as_of = request.as_of or datetime.now(UTC)
     window = make_window(as_of, settings.tz, request.since, request.until)
-    loaded = load_articles(settings.sources, settings)
+    loaded = load_articles(settings.sources, settings, fetched_at=as_of)
     selection = select_articles(
         loaded.articles,
         window,
