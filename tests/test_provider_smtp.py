@@ -1,5 +1,8 @@
 """The SMTP provider against a real aiosmtpd server on 127.0.0.1: no mocks."""
 
+import shutil
+import ssl
+import subprocess
 from email import message_from_bytes, policy
 
 import pytest
@@ -62,6 +65,7 @@ def test_messages_arrive_intact_over_one_reused_connection(smtp_server, provider
         assert message["Message-ID"] == result.message_id
         assert recipient.unsubscribe_url in message["List-Unsubscribe"]
     assert all(envelope.mail_from == "digest@gazette.example.org" for envelope in handler.messages)
+    assert all("BODY=8BITMIME" in envelope.mail_options for envelope in handler.messages)
 
 
 def test_temporary_refusals_are_retryable_and_a_resend_delivers_them_once(
@@ -155,3 +159,51 @@ def test_a_421_closing_reply_is_retryable_and_the_next_message_opens_a_new_conne
     results = provider.send_batch(variant, recipients, ISSUE)
     assert [r.status for r in results] == [Status.ACCEPTED, Status.RETRYABLE, Status.ACCEPTED]
     assert provider.connections == 2
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory):
+    """(certificate, key) of a self-signed certificate for 127.0.0.1."""
+    if not shutil.which("openssl"):
+        pytest.skip("openssl is needed to make a test certificate")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )
+    return cert, key
+
+
+def tls_contexts(cert, key):
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(cert, key)
+    return server, ssl.create_default_context(cafile=str(cert))  # the client trusts only our certificate
+
+
+@pytest.mark.parametrize("security", ["starttls", "tls"])
+def test_starttls_and_implicit_tls_with_login(start_smtp_server, settings_for, tls_files, variant, make_recipients,
+                                              security):
+    server_context, client_context = tls_contexts(*tls_files)
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        over_tls = server.transport.get_extra_info("ssl_object") is not None
+        return AuthResult(success=over_tls and auth_data.password in ("secret", b"secret"), handled=False)
+
+    if security == "starttls":
+        options = dict(tls_context=server_context, require_starttls=True)
+    else:
+        # aiosmtpd offers AUTH only after its own STARTTLS unless told otherwise;
+        # the authenticator still insists on TLS.
+        options = dict(ssl_context=server_context, auth_require_tls=False)
+    handler, port = start_smtp_server(authenticator=authenticator, **options)
+    settings = settings_for(smtp_host="127.0.0.1", smtp_port=port, smtp_security=security, smtp_timeout=5,
+                            smtp_username="digest", smtp_password="secret")
+    provider = SMTPProvider(settings, ssl_context=client_context)
+    try:
+        results = provider.send_batch(variant, make_recipients(2), ISSUE)
+    finally:
+        provider.close()
+    assert [r.status for r in results] == [Status.ACCEPTED] * 2
+    assert len(handler.messages) == 2

@@ -106,7 +106,13 @@ class SMTPProvider:
             connection = self._connect()
             connection.data_started = False
             try:
-                connection.send_message(message, from_addr=str(self.settings.sender_email), to_addrs=[recipient.email])
+                connection.send_message(
+                    message,
+                    from_addr=str(self.settings.sender_email),
+                    to_addrs=[recipient.email],
+                    # RFC 6152: declare the 8bit UTF-8 parts to a server that offers 8BITMIME.
+                    mail_options=("BODY=8BITMIME",) if connection.has_extn("8bitmime") else (),
+                )
             except smtplib.SMTPRecipientsRefused as exc:
                 code, reply = next(iter(exc.recipients.values()))
                 return _by_code(recipient, code, reply)
@@ -146,8 +152,10 @@ class SMTPProvider:
         except (smtplib.SMTPException, OSError) as exc:
             raise _CannotConnect(f"cannot connect to the SMTP server {where}: {exc}") from None
         try:
+            connection.ehlo_or_helo_if_needed()  # learn the extensions (8BITMIME, AUTH)
             if settings.smtp_security == "starttls":
                 connection.starttls(context=self._context)
+                connection.ehlo()  # RFC 3207 §4.2: ask again over TLS
             if settings.smtp_username:
                 password = settings.smtp_password.get_secret_value() if settings.smtp_password else ""
                 connection.login(settings.smtp_username, password)
