@@ -30,9 +30,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from digest.errors import DigestError, LedgerBusyError
 from digest.providers import Recipient, RecipientResult, Status
+
+if TYPE_CHECKING:
+    from digest.settings import Settings
 
 SCHEMA_VERSION = 1
 
@@ -162,7 +166,7 @@ class Ledger:
             raise DigestError(f"the ledger {self.path} is not a digest ledger (SQLite): {exc}") from None
 
     @classmethod
-    def from_settings(cls, settings) -> Ledger:
+    def from_settings(cls, settings: Settings) -> Ledger:
         """The ledger named by ``settings.ledger``."""
         return cls(settings.ledger)
 
