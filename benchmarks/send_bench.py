@@ -219,7 +219,7 @@ def main() -> None:
           f"concurrency {args.concurrency}, stand-in {'in-process' if args.in_process else 'subprocess'}")
     print(f"  render once per variant   {render_seconds:8.2f} s")
     print(f"  ledger: enqueue all       {enqueue_seconds:8.2f} s")
-    print(f"  send (claim, request, record) {send_seconds:8.2f} s")
+    print(f"  send: claim, POST, record {send_seconds:8.2f} s")
     print(f"wall time                   {wall:8.2f} s")
     print(f"requests                    {requests:8,}")
     print(f"recipients per second       {args.subscribers / wall:8,.0f}")
