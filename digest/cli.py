@@ -134,13 +134,21 @@ def warn(message: str) -> None:
 
 def report_planning(issue) -> None:
     """Print what planning skipped: unreadable sources, undated articles, bad rows."""
-    for line in issue.source_warnings:
+    for line in issue.warnings():
         warn(line)
-    if issue.selection.undated:
-        listed = "; ".join(f"{a.title} ({a.source})" for a in issue.selection.undated)
-        warn(f"{len(issue.selection.undated)} article(s) without a date left out: {listed}")
-    for problem in issue.audience_problems:
-        warn(f"subscriber skipped: {problem}")
+
+
+def report_findings(issue, rendered, settings: Settings) -> bool:
+    """Print the built-in checks of every variant (:func:`digest.lint.lint_issue`)
+    as warnings; return whether any is an error."""
+    from digest.lint import has_errors, lint_issue
+
+    errors = False
+    for variant, findings in zip(issue.variants, lint_issue(issue, rendered, settings), strict=True):
+        for finding in findings:
+            warn(f"variant {variant.number}: {finding}")
+        errors = errors or has_errors(findings)
+    return errors
 
 
 # Commands --------------------------------------------------------------------------------

@@ -56,6 +56,16 @@ class Issue:
     def recipient_count(self) -> int:
         return sum(len(v.subscribers) for v in self.variants)
 
+    def warnings(self) -> list[str]:
+        """What planning skipped, one line each: unreadable sources, undated
+        articles (listed), subscriber rows with problems."""
+        lines = list(self.source_warnings)
+        if self.selection.undated:
+            listed = "; ".join(f"{a.title} ({a.source})" for a in self.selection.undated)
+            lines.append(f"{len(self.selection.undated)} article(s) without a date left out: {listed}")
+        lines.extend(f"subscriber skipped: {problem}" for problem in self.audience_problems)
+        return lines
+
 
 def plan_issue(
     settings: Settings,

@@ -130,7 +130,10 @@ def lint_variant(
         match = _LEFTOVER.search(value)
         if match:
             snippet = value[max(0, match.start() - 30) : match.end() + 30].replace("\n", " ")
-            findings.append(Finding("error", "template-leftover", f"unrendered template syntax in the {part}: …{snippet}…", where(snippet, None)))
+            source = where(value[match.start() : match.end() + 30].split("\n")[0], None)
+            # In an article's own text (a post about templating) it is the author's words, not a broken template.
+            severity = "warning" if source and source.startswith("article ") else "error"
+            findings.append(Finding(severity, "template-leftover", f"unrendered template syntax in the {part}: …{snippet}…", source))
 
     if not rendered.text.strip():
         findings.append(Finding("warning", "text-missing", "no plain-text part"))
@@ -229,3 +232,18 @@ def lint_message(message: EmailMessage) -> list[Finding]:
     if long_lines:
         findings.append(Finding("error", "line-length", f"{len(long_lines)} lines over 998 octets (first: line {long_lines[0]})"))
     return findings
+
+
+def lint_issue(issue, rendered: Sequence[RenderedVariant], settings: Settings) -> list[list[Finding]]:
+    """Check every variant of a planned ``issue`` (:class:`digest.issue.Issue`)
+    with its ``rendered`` form (same order): :func:`lint_variant`, then
+    :func:`lint_message` on the message built for the variant's first
+    subscriber. Returns one list of findings per variant."""
+    from digest.messages import build_message
+    from digest.unsubscribe import recipient_for
+
+    results = []
+    for variant, variant_rendered in zip(issue.variants, rendered, strict=True):
+        message = build_message(variant_rendered, recipient_for(variant.subscribers[0], settings), settings, issue_key=issue.context.key)
+        results.append([*lint_variant(variant_rendered, articles=variant.articles, settings=settings), *lint_message(message)])
+    return results

@@ -237,17 +237,9 @@ def build_preview(settings: Settings, request: IssueRequest) -> Preview:
     return Preview(
         issue_key=issue.context.key,
         articles=len(issue.selection.articles),
-        planning_warnings=tuple(_planning_warnings(issue)),
+        planning_warnings=tuple(issue.warnings()),
         variants=tuple(variants),
     )
-
-
-def _planning_warnings(issue) -> list[str]:
-    lines = list(issue.source_warnings)
-    if issue.selection.undated:
-        lines.append(f"{len(issue.selection.undated)} article(s) without a date left out: " + "; ".join(f"{a.title} ({a.source})" for a in issue.selection.undated))
-    lines.extend(f"subscriber skipped: {problem}" for problem in issue.audience_problems)
-    return lines
 
 
 _DARK_QUERY = re.compile(r"\(\s*prefers-color-scheme\s*:\s*dark\s*\)", re.IGNORECASE)

@@ -95,6 +95,15 @@ def test_template_leftovers_are_errors(settings_for, tmp_path):
     assert "the text" in findings[1].message
 
 
+def test_template_syntax_in_an_article_is_the_authors_words_a_warning_not_an_error(settings):
+    about_jinja = replace(article(0), title="Templating our newsletter", summary_html="<p>Write {{ name }} where the name goes.</p>", summary_text="Write {{ name }} where the name goes.")
+    rendered = render_variant([about_jinja], issue(), settings, variant_key="v1")
+    findings = [f for f in lint_variant(rendered, articles=[about_jinja], settings=settings) if f.code == "template-leftover"]
+    assert findings and {f.severity for f in findings} == {"warning"}
+    assert {f.where for f in findings} == {"article 'Templating our newsletter'"}
+    assert not has_errors(findings)
+
+
 def test_size_against_the_gmail_clip_and_the_budget(settings_for):
     settings = settings_for(html_budget_kb=10)
     rendered = render_variant(articles(1), issue(), settings, variant_key="v1")
