@@ -9,14 +9,18 @@ our credentials or sender; 75 another send holds the ledger.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import json
+import logging
+import sys
 import webbrowser
 from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
-from digest.errors import DigestError
+from digest.errors import DigestError, ProviderAuthError, UsageError
 from digest.settings import Settings, load_settings
 
 
@@ -93,8 +97,8 @@ def source_options(command):
 def selection_options(command):
     """--as-of, --since, --until, --tag, --exclude-tag, --limit, --intro."""
     options = [
-        click.option("--as-of", "as_of", metavar="WHEN", help="Reference time (default now), e.g. 2026-12-01 or 2026-12-01T08:00; naive times are in the site's timezone."),
-        click.option("--since", metavar="WHEN", help="Start of the window: a duration before --as-of (7d, 24h) or a date. Default: 7 days before --until."),
+        click.option("--as-of", "as_of", metavar="WHEN", help="Reference time (default now): the issue is the one the schedule places at or before it. A date means the end of that day (2026-11-30: that Monday's issue); or a time, 2026-11-30T08:00. Naive times are in the site's timezone."),
+        click.option("--since", metavar="WHEN", help="Start of the window: a duration before --as-of (7d, 24h) or a date. Default: the issue's window from the schedule (previous send to this one)."),
         click.option("--until", metavar="WHEN", help="End of the window (default --as-of)."),
         click.option("--tag", "tags", multiple=True, metavar="TAG", help="Only articles with this tag (repeatable: any of them)."),
         click.option("--exclude-tag", "exclude_tags", multiple=True, metavar="TAG", help="Leave out articles with this tag (repeatable)."),
@@ -109,9 +113,9 @@ def selection_options(command):
 def issue_request(settings: Settings, *, as_of, since, until, tags, exclude_tags, limit, intro, **extra):
     """Turn selection options into an :class:`digest.issue.IssueRequest`."""
     from digest.issue import IssueRequest
-    from digest.selection import parse_moment
+    from digest.selection import parse_as_of
 
-    moment = parse_moment(as_of, settings.tz) if as_of else datetime.now(UTC)
+    moment = parse_as_of(as_of, settings.tz) if as_of else datetime.now(UTC)
     intro_text = None
     if intro:
         path = Path(intro)
@@ -285,40 +289,300 @@ def archive(out_dir, ledger) -> None:
 @cli.command()
 @source_options
 @selection_options
-@click.option("--dry-run", is_flag=True, help="Write every message to the outbox folder instead of sending.")
-@click.option("--outbox", type=click.Path(path_type=Path), help="Outbox folder of the dry run (default ./outbox).")
-def send(settings: Settings, dry_run, outbox, **options) -> None:
-    """Send the current issue to every subscriber.
+@click.option("--dry-run", is_flag=True, help="Write every message to the outbox folder instead of sending (the ledger is not used).")
+@click.option("--outbox", type=click.Path(path_type=Path), help="Outbox folder of the dry run (default: the 'outbox' setting).")
+@click.option("--issue", "issue_key", metavar="KEY", help="Name the issue yourself (a special edition) instead of taking its key from the schedule.")
+@click.option("--resend-unknown", is_flag=True, help="Also send to recipients whose earlier request may or may not have been taken (status unknown).")
+@click.option("--include-sent", is_flag=True, help="Select articles even if an earlier issue carried them.")
+@click.option("--not-after", metavar="DURATION", help="Refuse to send when started later than this after the issue's scheduled time (e.g. 36h); default: the 'not_after' setting.")
+@click.option("--test-to", metavar="ADDRESS", help="Send one test message to ADDRESS through the real provider (subject prefixed [TEST]; never recorded).")
+@click.option("--as-subscriber", metavar="EMAIL", help="With --test-to: the variant and personalization of this subscriber (default: the largest variant's first).")
+@click.option("--force", is_flag=True, help="Send even when the built-in checks (digest lint) find errors.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+def send(settings: Settings, dry_run, outbox, issue_key, resend_unknown, include_sent, not_after, test_to, as_subscriber, force, as_json, **options) -> None:
+    """Send the current issue to every subscriber, exactly once each.
+
+    The issue is the one the 'schedule' setting places at or before --as-of
+    (default now): its key (2026-W48), its window, its scheduled time. The
+    ledger records every recipient before the first request, so running the
+    same command again after a crash or a kill resumes the issue: it sends
+    only what is still queued or retryable, never twice.
 
     \b
     Examples:
-      digest send --dry-run                    every message as .eml in ./outbox
-      digest send --dry-run --as-of 2026-12-01 next Tuesday's issue, today
+      digest send --dry-run                     every message as .eml in ./outbox
+      digest send --dry-run --as-of 2026-11-30  that Monday's issue, today
+      digest send --test-to me@example.org --as-subscriber ada@example.org
+      digest send --not-after 36h               from cron: refuse a late send
+      digest send --issue 2026-W48 --resend-unknown
     \b
-    Exit codes: 0 all accepted or nothing to send; 1 some rejected or
-    unknown; 2 bad usage or settings; 3 provider refused credentials or
-    sender; 75 another send holds the ledger.
+    Exit codes: 0 every recipient accepted, or nothing to send; 1 some
+    recipients rejected, unknown or still retryable (listed); 2 bad usage or
+    settings, errors found by the built-in checks, or too late (--not-after);
+    3 the provider refused our credentials or sender; 75 another send holds
+    the ledger.
     """
-    from digest.delivery import send_issue
+    from digest.delivery import render_issue, send_issue
     from digest.issue import plan_issue
+    from digest.ledger import Ledger
     from digest.providers import get_provider
 
     if outbox:
         settings = settings.model_copy(update={"outbox": outbox})
-    if not dry_run and settings.provider != "outbox":
-        raise DigestError("real sending is not available yet; use --dry-run")
+    if dry_run and test_to:
+        raise UsageError("--dry-run and --test-to do not go together")
+    real = not dry_run and not test_to
+    ledger = Ledger.from_settings(settings) if real else None
+    try:
+        request = issue_request(settings, **options, key=issue_key)
+        if real:
+            request = _resume_or_new(ledger, settings, request, include_sent)
+        issue = plan_issue(settings, request)
+        report_planning(issue)
+        if real and settings.provider == "outbox":
+            warn("the 'provider' setting is outbox: messages are written to the outbox folder, not sent")
+        if not issue.selection.articles or not issue.variants:
+            _say(as_json, {"issue": issue.context.key, "status": "nothing to send"}, "nothing to send")
+            return
+        if real:
+            _check_not_too_late(issue, not_after or settings.not_after)
+        rendered = render_issue(issue, settings)
+        if report_findings(issue, rendered, settings) and not dry_run and not force:
+            raise UsageError("the built-in checks found errors (above); fix them, or send with --force")
+        if test_to:
+            _send_test(issue, rendered, settings, test_to, as_subscriber)
+            return
+        provider = get_provider(settings, dry_run=dry_run)
+        with _progress(issue.recipient_count, as_json) as progress:
+            report = send_issue(
+                issue,
+                provider,
+                settings,
+                ledger=ledger,
+                scheduled_at=issue.scheduled_at,
+                resend_unknown=resend_unknown,
+                rendered=rendered,
+                progress=progress,
+            )
+    finally:
+        if ledger is not None:
+            ledger.close()
+    _print_send_report(report, issue, settings, dry_run=dry_run, as_json=as_json)
+    if report.stopped:
+        raise ProviderAuthError(report.stopped)
+    if not report.complete:
+        raise click.exceptions.Exit(1)
+
+
+def _say(as_json: bool, data: dict, text: str) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False) if as_json else text)
+
+
+def _resume_or_new(ledger, settings: Settings, request, include_sent: bool):
+    """A resumed issue keeps the articles it was created with; a new one
+    leaves out the articles earlier issues carried (unless --include-sent)."""
+    from dataclasses import replace
+
+    from digest.schedule import current_issue
+
+    key = request.key or current_issue(settings.schedule, request.as_of, settings.tz).key
+    existing = ledger.get_issue(key)
+    if existing is not None:
+        return replace(request, key=request.key, article_ids=existing.article_ids)
+    sent = frozenset() if include_sent else frozenset(ledger.sent_article_ids(except_issue=key))
+    return replace(request, already_sent=sent)
+
+
+def _check_not_too_late(issue, not_after: str | None) -> None:
+    from digest.selection import parse_duration
+
+    if not not_after or issue.scheduled_at is None:
+        return
+    limit = issue.scheduled_at + parse_duration(not_after)
+    now = datetime.now(UTC)
+    if now > limit:
+        raise UsageError(
+            f"issue {issue.context.key} was scheduled for {issue.scheduled_at.isoformat()}; it is now "
+            f"{now.isoformat(timespec='seconds')}, later than --not-after {not_after}: not sending"
+        )
+
+
+def _send_test(issue, rendered, settings: Settings, address: str, as_subscriber: str | None) -> None:
+    """One message to ``address`` through the real provider, as
+    ``as_subscriber`` (or the largest variant's first subscriber) would get
+    it, subject prefixed [TEST]; the ledger is not touched."""
+    from dataclasses import replace
+
+    from email_validator import EmailNotValidError, validate_email
+
+    from digest.providers import Status, get_provider
+    from digest.unsubscribe import recipient_for
+
+    try:
+        address = validate_email(address, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise UsageError(f"--test-to {address!r}: {exc}") from None
+    index, person = 0, issue.variants[0].subscribers[0]
+    if as_subscriber:
+        wanted = as_subscriber.strip().casefold()
+        found = [(i, s) for i, v in enumerate(issue.variants) for s in v.subscribers if s.key == wanted]
+        if not found:
+            raise UsageError(f"--as-subscriber {as_subscriber}: not in this issue's audience")
+        index, person = found[0]
+    recipient = replace(recipient_for(person, settings), email=address)
+    test = replace(rendered[index], subject=f"[TEST] {rendered[index].subject}")
+    provider = get_provider(settings)
+    try:
+        (result,) = provider.send_batch(test, [recipient], f"test-{issue.context.key}")
+    finally:
+        provider.close()
+    if result.status is not Status.ACCEPTED:
+        raise DigestError(f"test message to {address} was {result.status.value}: {result.reason}")
+    click.echo(f"test message sent to {address} as {person.email} (variant {issue.variants[index].number}): {test.subject}")
+
+
+@contextlib.contextmanager
+def _progress(total: int, quiet: bool):
+    """A progress bar on a terminal; plain log lines (one per batch) for cron."""
+    if quiet or not sys.stdout.isatty():
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+        yield None
+        return
+    with click.progressbar(length=total, label="sending", file=sys.stderr) as bar:
+        yield bar.update
+
+
+def _print_send_report(report, issue, settings: Settings, *, dry_run: bool, as_json: bool) -> None:
+    summary = {
+        "issue": report.issue_key,
+        "provider": report.provider,
+        "dry_run": dry_run,
+        "subject": report.variants[0].subject if report.variants else None,
+        "articles": len(issue.selection.articles),
+        "variants": [
+            {"number": v.number, "key": v.key, "articles": v.articles, "recipients": v.recipients, "html_kb": round(v.html_bytes / 1024, 1), "notes": list(v.notes)}
+            for v in report.variants
+        ],
+        "recipients": report.recipients,
+        "counts": report.counts,
+        "sent_now": report.sent_now,
+        "requests": report.requests,
+        "recovered_unknown": report.recovered,
+        "problems": [{"email": p.email, "status": p.status.value, "reason": p.last_error} for p in report.problems],
+        "stopped": report.stopped,
+    }
+    if as_json:
+        click.echo(json.dumps(summary, ensure_ascii=False))
+        return
+    for problem in report.problems:
+        click.echo(f"{problem.status.value}: {problem.email}: {problem.last_error or ''}")
+    if report.recovered:
+        click.echo(f"{report.recovered} recipients were in flight when a previous run stopped: now unknown (see digest status; --resend-unknown sends them)")
+    sizes = ", ".join(f"{v.html_bytes / 1024:.1f}" for v in report.variants)
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(report.counts.items()))
+    click.echo(f"subject: {summary['subject']}")
+    where = f" -> {settings.outbox}/index.html" if report.provider == "outbox" else ""
+    click.echo(
+        f"{'dry run' if dry_run else 'issue ' + report.issue_key}: {report.recipients} recipients in "
+        f"{len(report.variants)} variants, {summary['articles']} articles, HTML {sizes} KB; {counts}{where}"
+    )
+
+
+@cli.command()
+@click.option("--issue", "issue_key", metavar="KEY", help="Only this issue (default: every issue, newest first).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--ledger", type=click.Path(dir_okay=False, path_type=Path), help="Ledger file (default: the 'ledger' setting).")
+def status(issue_key, as_json, ledger) -> None:
+    """Show what each issue's send did: counts by status, and the
+    recipients rejected, unknown or still retryable, with reasons.
+
+    \b
+    Examples:
+      digest status
+      digest status --issue 2026-W48 --json
+    """
+    from digest.ledger import Ledger
+
+    settings = load_settings(ledger=ledger)
+    if not Path(settings.ledger).exists():
+        raise DigestError(f"no ledger at {settings.ledger}: nothing has been sent yet")
+    with Ledger.from_settings(settings) as book:
+        records = [book.get_issue(issue_key)] if issue_key else book.issues()
+        if issue_key and records[0] is None:
+            raise DigestError(f"no issue {issue_key} in {settings.ledger}")
+        issues = []
+        for record in records:
+            problems = [*book.problems(record.key), *[r for r in book.pending(record.key) if r.status.value == "retryable"]]
+            issues.append(
+                {
+                    "issue": record.key,
+                    "status": record.status,
+                    "created_at": record.created_at.isoformat(),
+                    "scheduled_at": record.scheduled_at.isoformat() if record.scheduled_at else None,
+                    "articles": len(record.article_ids),
+                    "counts": {s.value: n for s, n in book.counts(record.key).items() if n},
+                    "problems": [{"email": p.email, "status": p.status.value, "attempts": p.attempts, "reason": p.last_error} for p in problems],
+                }
+            )
+    if as_json:
+        click.echo(json.dumps({"issues": issues}, ensure_ascii=False))
+        return
+    for entry in issues:
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(entry["counts"].items())) or "no recipients"
+        click.echo(f"{entry['issue']} ({entry['status']}, {entry['articles']} articles): {counts}")
+        for problem in entry["problems"]:
+            click.echo(f"  {problem['status']}: {problem['email']} after {problem['attempts']} attempt(s): {problem['reason'] or ''}")
+
+
+@cli.command()
+@source_options
+@selection_options
+def lint(settings: Settings, **options) -> None:
+    """Run the built-in checks on every variant of the issue: HTML size
+    against Gmail's clipping, images without alt or size, non-https or
+    relative links, template leftovers, missing text part, missing
+    unsubscribe link or headers. Exit 1 when any is an error.
+
+    \b
+    Examples:
+      digest lint
+      digest lint --as-of 2026-11-30 --content drafts/
+    """
+    from digest.delivery import render_issue
+    from digest.issue import plan_issue
+
     issue = plan_issue(settings, issue_request(settings, **options))
     report_planning(issue)
-    if not issue.selection.articles or not issue.variants:
+    if not issue.variants:
         click.echo("nothing to send")
         return
-    report = send_issue(issue, get_provider(settings, dry_run=True), settings)
-    sizes = ", ".join(f"{v.html_bytes / 1024:.1f}" for v in report.variants)
-    click.echo(f"subject: {report.variants[0].subject}")
-    click.echo(
-        f"dry run: {len(report.results)} recipients in {len(report.variants)} variants, "
-        f"{len(issue.selection.articles)} articles, HTML {sizes} KB -> {settings.outbox}/index.html"
-    )
+    errors = report_findings(issue, render_issue(issue, settings), settings)
+    click.echo(f"{len(issue.variants)} variants checked: {'errors found' if errors else 'no errors'}")
+    if errors:
+        raise click.exceptions.Exit(1)
+
+
+@cli.command()
+@source_options
+@selection_options
+def audience(settings: Settings, **options) -> None:
+    """Show each variant of the issue: the tags that chose it, its article
+    count and its number of subscribers (after suppressions).
+
+    \b
+    Examples:
+      digest audience
+      digest audience --as-of 2026-11-30 --list garden
+    """
+    from digest.issue import plan_issue
+
+    issue = plan_issue(settings, issue_request(settings, **options))
+    report_planning(issue)
+    for variant in issue.variants:
+        tags = ", ".join(sorted(variant.tags)) or "every tag"
+        click.echo(f"variant {variant.number} [{variant.key}]: {len(variant.articles)} articles, {len(variant.subscribers)} subscribers ({tags})")
+    left_out = len(issue.subscribers) - issue.recipient_count
+    click.echo(f"{issue.recipient_count} recipients in {len(issue.variants)} variants; {left_out} subscribers get nothing this time")
 
 
 # Subscribers, suppressions and the web app (issue 4) ------------------------------------------

@@ -1,21 +1,39 @@
-"""Delivery: render each variant once, then hand its recipients to a provider
-in batches and collect one result per recipient.
+"""Delivery: render each variant once, record every recipient in the ledger,
+then hand them to a provider in batches and record one result per recipient.
 
-The provider decides where messages go (outbox files, SendGrid, SMTP); this
-loop is the same for all of them.
+The loop follows an outbox discipline (see :mod:`digest.ledger`): all
+delivery rows are written before the first request; a batch is marked
+``sending`` (committed) before its request and gets its results right after.
+So a run that is killed at any moment can be run again with the same issue
+key: it sends only what is still queued or retryable, and turns what was in
+flight into ``unknown`` instead of sending it twice.
+
+The provider decides where messages go (outbox files, SendGrid, SMTP); the
+dry run and test sends use an in-memory ledger, so they go through this same
+loop without touching the ledger file.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from digest.audience import Subscriber
+from digest.errors import ProviderAuthError
 from digest.issue import Issue
+from digest.ledger import IN_MEMORY, Delivery, DeliveryStatus, Ledger
 from digest.providers import Provider, Recipient, RecipientResult, Status
 from digest.rendering import RenderedVariant, render_variant
 from digest.settings import Settings
+
+log = logging.getLogger(__name__)
+
+GONE = "no longer in the audience (unsubscribed, suppressed or removed) since the issue was queued"
 
 
 @dataclass
@@ -35,20 +53,34 @@ class VariantReport:
 
 @dataclass
 class SendReport:
-    """What a run did: per-variant figures and per-recipient results."""
+    """What a run did.
+
+    ``counts`` are the issue's delivery rows per status at the end (so a
+    resumed issue counts what earlier runs sent too); ``problems`` the rows
+    rejected, unknown or still retryable, with reasons; ``sent_now`` how many
+    recipients this run handed to the provider; ``recovered`` how many rows a
+    crashed run had left in flight (now unknown); ``requests`` how many
+    ``send_batch`` calls were made.
+    """
 
     issue_key: str
     provider: str
     variants: list[VariantReport] = field(default_factory=list)
-    results: list[RecipientResult] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    problems: list[Delivery] = field(default_factory=list)
+    sent_now: int = 0
+    recovered: int = 0
+    requests: int = 0
+    stopped: str | None = None  # why the run stopped early (provider refused us), else None
 
     @property
-    def counts(self) -> Counter[str]:
-        return Counter(result.status.value for result in self.results)
+    def recipients(self) -> int:
+        return sum(self.counts.values())
 
     @property
-    def failed(self) -> list[RecipientResult]:
-        return [r for r in self.results if r.status is not Status.ACCEPTED]
+    def complete(self) -> bool:
+        """True when every recipient of the issue was accepted."""
+        return self.recipients == self.counts.get(DeliveryStatus.ACCEPTED.value, 0)
 
 
 def render_issue(issue: Issue, settings: Settings) -> list[RenderedVariant]:
@@ -59,7 +91,7 @@ def render_issue(issue: Issue, settings: Settings) -> list[RenderedVariant]:
     ]
 
 
-def batches(items: Sequence[Recipient], size: int) -> Iterator[Sequence[Recipient]]:
+def batches(items: Sequence, size: int) -> Iterator[Sequence]:
     """``items`` in consecutive slices of at most ``size``."""
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -70,34 +102,171 @@ def send_issue(
     provider: Provider,
     settings: Settings,
     *,
+    ledger: Ledger | None = None,
+    scheduled_at: datetime | None = None,
+    resend_unknown: bool = False,
+    rendered: Sequence[RenderedVariant] | None = None,
     recipient_for: Callable[[Subscriber, Settings], Recipient] | None = None,
+    progress: Callable[[int], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> SendReport:
-    """Render each variant of ``issue`` once and send it to its subscribers
-    through ``provider``, in batches of ``provider.max_batch_size``.
+    """Send ``issue`` to every subscriber of its variants through ``provider``.
 
-    Returns a :class:`SendReport`; raises what the provider raises for a
-    run-stopping failure (:class:`digest.errors.ProviderAuthError`). The
-    provider is closed at the end either way.
+    ``ledger`` records the issue and one delivery row per recipient (None: an
+    in-memory ledger, for the dry run and test sends). Sending the same issue
+    key again resumes it: only queued and retryable rows are sent, and
+    ``unknown`` ones too with ``resend_unknown``. Batches hold at most
+    ``provider.max_batch_size`` recipients of one variant; ``settings.concurrency``
+    batches are in flight at once. Retryable recipients get up to
+    ``settings.retry_rounds`` more rounds, ``settings.retry_delay`` seconds apart.
+    ``progress`` is called with the number of recipients of each finished batch.
+
+    Returns a :class:`SendReport`. Raises :class:`digest.errors.LedgerBusyError`
+    when another send holds the ledger; when the provider refuses our
+    credentials or sender the run stops at once, the batch is left retryable
+    and the report's ``stopped`` says why. The provider is closed either way.
     """
     if recipient_for is None:
         from digest.unsubscribe import recipient_for
-    report = SendReport(issue_key=issue.context.key, provider=provider.name)
+    own_ledger = ledger is None
+    ledger = Ledger(IN_MEMORY) if own_ledger else ledger
+    key = issue.context.key
+    report = SendReport(issue_key=key, provider=provider.name)
     try:
-        for variant, rendered in zip(issue.variants, render_issue(issue, settings), strict=True):
-            recipients = [recipient_for(subscriber, settings) for subscriber in variant.subscribers]
+        rendered = list(rendered) if rendered is not None else render_issue(issue, settings)
+        # Signed links are made per batch, when it is sent, not held for the whole audience.
+        people: dict[str, tuple[Subscriber, int]] = {}
+        for index, variant in enumerate(issue.variants):
+            for subscriber in variant.subscribers:
+                people[subscriber.key] = (subscriber, index)
             report.variants.append(
                 VariantReport(
                     number=variant.number,
                     key=variant.key,
                     articles=len(variant.articles),
-                    recipients=len(recipients),
-                    html_bytes=len(rendered.html.encode("utf-8")),
-                    subject=rendered.subject,
-                    notes=rendered.notes,
+                    recipients=len(variant.subscribers),
+                    html_bytes=len(rendered[index].html.encode("utf-8")),
+                    subject=rendered[index].subject,
+                    notes=rendered[index].notes,
                 )
             )
-            for batch in batches(recipients, provider.max_batch_size):
-                report.results.extend(provider.send_batch(rendered, batch, issue.context.key))
+        with ledger.run_lock():
+            ledger.create_issue(
+                key,
+                issue.context.window_start,
+                issue.context.window_end,
+                [a.id for a in issue.selection.articles],
+                scheduled_at,
+            )
+            ledger.enqueue(key, ((_row_of(subscriber), issue.variants[index].key) for subscriber, index in people.values()))
+            report.recovered = ledger.recover_crashed(key)
+            for round_number in range(settings.retry_rounds + 1):
+                rows = ledger.pending(key, resend_unknown=resend_unknown and round_number == 0)
+                if not rows:
+                    break
+                if round_number:
+                    log.info("round %d: %d recipients to try again", round_number + 1, len(rows))
+                    sleep(settings.retry_delay)
+                jobs = _jobs(rows, people, provider.max_batch_size, ledger, lambda s: recipient_for(s, settings))
+                try:
+                    _run_jobs(jobs, issue, rendered, provider, ledger, settings.concurrency, report, progress)
+                except ProviderAuthError as exc:
+                    report.stopped = str(exc)
+                    break
+                if resend_unknown:
+                    resend_unknown = False  # unknown rows are resent once, in the first round
+            ledger.update_issue_status(key)
+            report.counts = {status.value: n for status, n in ledger.counts(key).items() if n}
+            report.problems = [*ledger.problems(key), *_still_retryable(ledger, key)]
     finally:
         provider.close()
+        if own_ledger:
+            ledger.close()
     return report
+
+
+def _row_of(subscriber: Subscriber) -> Recipient:
+    """What the ledger keeps of a recipient (address, id, list): no links yet."""
+    return Recipient(subscriber.email, subscriber.name, subscriber.key, subscriber.list_name, unsubscribe_url="")
+
+
+def _jobs(
+    rows: Sequence[Delivery],
+    people: dict[str, tuple[Subscriber, int]],
+    size: int,
+    ledger: Ledger,
+    recipient_for: Callable[[Subscriber], Recipient],
+) -> Iterator[tuple[int, list[int], list[Recipient]]]:
+    """Group pending rows into batches of one variant each: (variant index,
+    row ids, recipients), the recipients made as each batch is taken. Rows
+    whose subscriber has left the audience since the issue was queued are
+    closed as rejected, never sent."""
+    by_variant: dict[int, list[tuple[int, Subscriber]]] = {}
+    gone: list[int] = []
+    for row in rows:
+        found = people.get(row.subscriber_id)
+        if found is None:
+            gone.append(row.id)
+            continue
+        subscriber, index = found
+        by_variant.setdefault(index, []).append((row.id, subscriber))
+    if gone:
+        ledger.mark_sending(gone)
+        ledger.record_results([(row_id, RecipientResult("", Status.REJECTED, reason=GONE)) for row_id in gone])
+    for index, members in sorted(by_variant.items()):
+        for chunk in batches(members, size):
+            yield index, [row_id for row_id, _ in chunk], [recipient_for(subscriber) for _, subscriber in chunk]
+
+
+def _run_jobs(jobs, issue, rendered, provider, ledger, concurrency, report, progress) -> None:
+    """Send ``jobs`` with at most ``concurrency`` in flight; stop submitting
+    at the first :class:`ProviderAuthError` and re-raise it."""
+
+    def send(job) -> int:
+        index, row_ids, recipients = job
+        ledger.mark_sending(row_ids)  # committed before the request: a crash now means "unknown"
+        try:
+            results = provider.send_batch(rendered[index], recipients, issue.context.key)
+        except ProviderAuthError as exc:
+            # Refused outright: nothing was taken, so these stay to be sent later.
+            ledger.record_results([(row_id, RecipientResult("", Status.RETRYABLE, reason=str(exc))) for row_id in row_ids])
+            raise
+        if len(results) != len(row_ids):
+            raise RuntimeError(f"{provider.name} answered {len(results)} results for {len(row_ids)} recipients")
+        ledger.record_results(zip(row_ids, results), article_ids=[a.id for a in issue.variants[index].articles])
+        log.info("batch of %d (variant %d): %s", len(row_ids), issue.variants[index].number, _summary(results))
+        return len(row_ids)
+
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        pending_jobs = iter(jobs)
+        running = set()
+        failure = None
+        while failure is None:
+            while len(running) < concurrency and (job := next(pending_jobs, None)) is not None:
+                running.add(pool.submit(send, job))
+            if not running:
+                break
+            done, running = wait(running, return_when=FIRST_EXCEPTION)
+            for future in done:
+                if future.exception() is not None:
+                    failure = failure or future.exception()
+                    continue
+                report.requests += 1
+                report.sent_now += future.result()
+                if progress:
+                    progress(future.result())
+        wait(running)  # let batches already in flight finish and be recorded
+        for future in running:
+            if future.exception() is None:
+                report.requests += 1
+                report.sent_now += future.result()
+        if failure is not None:
+            raise failure
+
+
+def _summary(results: Sequence[RecipientResult]) -> str:
+    return ", ".join(f"{n} {status}" for status, n in Counter(r.status.value for r in results).items())
+
+
+def _still_retryable(ledger: Ledger, key: str) -> list[Delivery]:
+    return [row for row in ledger.pending(key) if row.status is DeliveryStatus.RETRYABLE]

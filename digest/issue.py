@@ -15,7 +15,8 @@ from datetime import UTC, datetime
 from digest.articles import slugify_tag
 from digest.audience import Problem, Subscriber, Variant, build_variants, load_audience
 from digest.rendering import IssueContext
-from digest.selection import Selection, make_window, select_articles
+from digest.schedule import current_issue
+from digest.selection import Selection, make_window, select_articles, select_by_ids
 from digest.settings import Settings
 from digest.sources import load_articles
 
@@ -33,7 +34,8 @@ class IssueRequest:
     tags: tuple[str, ...] = ()
     exclude_tags: tuple[str, ...] = ()
     limit: int | None = None
-    key: str = "preview"
+    key: str | None = None  # None: the key the schedule gives (e.g. 2026-W48)
+    article_ids: tuple[str, ...] | None = None  # a resumed issue keeps the articles it was created with
     intro_markdown: str | None = None
     already_sent: frozenset[str] = frozenset()
     list_name: str | None = None
@@ -51,6 +53,7 @@ class Issue:
     subscribers: list[Subscriber]
     source_warnings: list[str] = field(default_factory=list)
     audience_problems: list[Problem] = field(default_factory=list)
+    scheduled_at: datetime | None = None
 
     @property
     def recipient_count(self) -> int:
@@ -76,22 +79,38 @@ def plan_issue(
     """Load the articles of ``settings.sources``, select them for ``request``
     and group the audience into variants.
 
+    The issue is the one ``settings.schedule`` places at or before
+    ``request.as_of``: its key (unless ``request.key`` names one) and, unless
+    ``since``/``until`` are given, its window.
+
     ``subscribers`` replaces the lists of ``settings.subscribers`` (tests,
     previews for one person). Raises :class:`digest.errors.DigestError` for a
     bad request (e.g. an empty window); unreadable sources and subscriber rows
     become warnings and problems instead.
     """
     as_of = request.as_of or datetime.now(UTC)
-    window = make_window(as_of, settings.tz, request.since, request.until)
+    scheduled = current_issue(settings.schedule, as_of, settings.tz)
+    # Without --since/--until the window is the scheduled issue's: from the
+    # previous scheduled time to this one, so consecutive issues tile.
+    if request.since or request.until:
+        window = make_window(as_of, settings.tz, request.since, request.until)
+    else:
+        window = scheduled.window
     loaded = load_articles(settings.sources, settings, fetched_at=as_of)
-    selection = select_articles(
-        loaded.articles,
-        window,
-        tags=[slugify_tag(t) for t in request.tags],
-        exclude_tags=[slugify_tag(t) for t in request.exclude_tags],
-        limit=request.limit,
-        already_sent=request.already_sent,
-    )
+    warnings = list(loaded.warnings)
+    if request.article_ids is not None:
+        selection, missing = select_by_ids(loaded.articles, request.article_ids, window)
+        if missing:
+            warnings.append(f"{missing} article(s) of this issue are no longer in the sources and are left out")
+    else:
+        selection = select_articles(
+            loaded.articles,
+            window,
+            tags=[slugify_tag(t) for t in request.tags],
+            exclude_tags=[slugify_tag(t) for t in request.exclude_tags],
+            limit=request.limit,
+            already_sent=request.already_sent,
+        )
     problems: list[Problem] = []
     if subscribers is None:
         # The chosen list minus the ledger's suppressions, with stored preferences.
@@ -99,7 +118,7 @@ def plan_issue(
         subscribers, problems = loaded_audience.subscribers, loaded_audience.problems
     audience = list(subscribers)
     context = IssueContext(
-        key=request.key,
+        key=request.key or scheduled.key,
         as_of=as_of,
         window_start=window.start,
         window_end=window.end,
@@ -110,6 +129,7 @@ def plan_issue(
         selection=selection,
         variants=build_variants(selection.articles, audience),
         subscribers=audience,
-        source_warnings=loaded.warnings,
+        source_warnings=warnings,
         audience_problems=problems,
+        scheduled_at=None if request.key else scheduled.scheduled_at,
     )

@@ -39,6 +39,8 @@ if TYPE_CHECKING:
     from digest.settings import Settings
 
 SCHEMA_VERSION = 1
+IN_MEMORY = ":memory:"
+_NO_FILE = object()  # the run lock of an in-memory ledger
 
 _SCHEMA = """
 CREATE TABLE issues (
@@ -145,6 +147,10 @@ class Ledger:
     """
 
     def __init__(self, path: Path | str, *, busy_timeout: float = 10.0) -> None:
+        # ":memory:" is a ledger of one run that touches no file: the dry run and
+        # test sends go through the same send loop without reading or writing
+        # the real ledger.
+        self.in_memory = str(path) == IN_MEMORY
         self.path = Path(path)
         self.lock_path = self.path.with_name(self.path.name + ".lock")
         self._lock = threading.RLock()
@@ -224,6 +230,13 @@ class Ledger:
         leaves a stale lock. Raises :class:`LedgerBusyError` (exit 75) at once
         when another process (or another Ledger object) holds it.
         """
+        if self.in_memory:  # nobody else can see this ledger
+            self._run_lock_handle = _NO_FILE
+            try:
+                yield
+            finally:
+                self._run_lock_handle = None
+            return
         handle = open(self.lock_path, "a+", encoding="ascii")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -247,7 +260,7 @@ class Ledger:
 
     def _release_run_lock(self) -> None:
         handle, self._run_lock_handle = self._run_lock_handle, None
-        if handle is not None:
+        if handle is not None and handle is not _NO_FILE:
             fcntl.flock(handle, fcntl.LOCK_UN)
             handle.close()
 

@@ -74,6 +74,16 @@ def parse_moment(text: str, tz: tzinfo) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=tz)
 
 
+def parse_as_of(text: str, tz: tzinfo) -> datetime:
+    """The reference time of a run: like :func:`parse_moment`, except that a
+    bare date means the end of that day (23:59:59.999999 in ``tz``), so
+    ``--as-of 2026-11-30`` is the issue sent on that day whatever its hour."""
+    moment = parse_moment(text, tz)
+    if len(text.strip()) == 10:
+        moment = datetime.combine(moment.date(), time.max, tzinfo=moment.tzinfo)
+    return moment
+
+
 def parse_bound(text: str, as_of: datetime, tz: tzinfo) -> datetime:
     """A window bound: a duration before ``as_of`` (``7d``) or a moment (see
     :func:`parse_moment`)."""
@@ -132,3 +142,13 @@ def select_articles(
         chosen = chosen[:limit]
     return Selection(window, tuple(chosen), tuple(undated), tuple(sent), considered, wanted, unwanted)
 
+
+
+def select_by_ids(articles: Iterable[Article], ids: Iterable[str], window: Window) -> tuple[Selection, int]:
+    """The articles whose id is in ``ids`` (a resumed issue keeps its
+    articles whatever the window says now), newest first, and how many of
+    ``ids`` were not found."""
+    wanted = set(ids)
+    chosen = [a for a in articles if a.id in wanted]
+    chosen.sort(key=lambda a: (a.published is not None, a.published or window.end, a.title), reverse=True)
+    return Selection(window, tuple(chosen), considered=len(chosen)), len(wanted - {a.id for a in chosen})

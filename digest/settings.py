@@ -76,6 +76,10 @@ class Settings(BaseSettings):
     schedule: str = "weekly monday 08:00"
     not_after: str | None = None
     concurrency: int = Field(default=2, ge=1, le=16)
+    # Recipients a provider answered "retryable" (throttling, 4xx SMTP replies)
+    # are tried again this many more rounds in the same run, retry_delay seconds apart.
+    retry_rounds: int = Field(default=3, ge=0, le=20)
+    retry_delay: float = Field(default=10.0, ge=0)
     batch_size: int = Field(default=1000, ge=1, le=1000)
 
     sendgrid_api_key: SecretStr | None = None
