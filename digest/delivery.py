@@ -116,7 +116,8 @@ def send_issue(
     in-memory ledger, for the dry run and test sends). Sending the same issue
     key again resumes it: only queued and retryable rows are sent, and
     ``unknown`` ones too with ``resend_unknown``. Batches hold at most
-    ``provider.max_batch_size`` recipients of one variant; ``settings.concurrency``
+    ``provider.max_batch_size`` (SendGrid: 1000) and ``settings.batch_size``
+    recipients of one variant; ``settings.concurrency``
     batches are in flight at once. Retryable recipients get up to
     ``settings.retry_rounds`` more rounds, ``settings.retry_delay`` seconds apart.
     ``progress`` is called with the number of recipients of each finished batch.
@@ -167,7 +168,8 @@ def send_issue(
                 if round_number:
                     log.info("round %d: %d recipients to try again", round_number + 1, len(rows))
                     sleep(settings.retry_delay)
-                jobs = _jobs(rows, people, provider.max_batch_size, ledger, lambda s: recipient_for(s, settings))
+                size = min(provider.max_batch_size, settings.batch_size)
+                jobs = _jobs(rows, people, size, ledger, lambda s: recipient_for(s, settings))
                 try:
                     _run_jobs(jobs, issue, rendered, provider, ledger, settings.concurrency, report, progress)
                 except ProviderAuthError as exc:

@@ -22,7 +22,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from digest.errors import SettingsError
+from digest.errors import DigestError, SettingsError
 
 CONFIG_FILE = "digest.toml"
 
@@ -80,6 +80,8 @@ class Settings(BaseSettings):
     # are tried again this many more rounds in the same run, retry_delay seconds apart.
     retry_rounds: int = Field(default=3, ge=0, le=20)
     retry_delay: float = Field(default=10.0, ge=0)
+    # Recipients per request (at most the provider's limit: SendGrid 1000). Smaller
+    # batches mean fewer "unknown" recipients when a run is killed mid-request.
     batch_size: int = Field(default=1000, ge=1, le=1000)
 
     sendgrid_api_key: SecretStr | None = None
@@ -130,6 +132,18 @@ class Settings(BaseSettings):
             zoneinfo.ZoneInfo(value)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown IANA time zone {value!r} (e.g. 'Europe/Paris')") from None
+        return value
+
+    @field_validator("not_after")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        from digest.selection import parse_duration
+
+        if value is not None:
+            try:
+                parse_duration(value)
+            except DigestError as exc:
+                raise ValueError(str(exc)) from None
         return value
 
     @field_validator("site_url", "sendgrid_host")
