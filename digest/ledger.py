@@ -38,7 +38,7 @@ from digest.providers import Recipient, RecipientResult, Status
 if TYPE_CHECKING:
     from digest.settings import Settings
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 IN_MEMORY = ":memory:"
 _NO_FILE = object()  # the run lock of an in-memory ledger
 
@@ -75,6 +75,22 @@ CREATE TABLE sent_articles (
     PRIMARY KEY (article_id, issue_key)
 );
 """
+
+# What each version adds to the one before; a new file gets _SCHEMA and then
+# every migration, an older file only the migrations it lacks, so its rows stay.
+_MIGRATIONS = {
+    2: """
+CREATE TABLE events (
+    delivery_id INTEGER NOT NULL REFERENCES deliveries (id),
+    event       TEXT NOT NULL,      -- what the provider reported later: delivered, bounce, dropped
+    event_id    TEXT NOT NULL,      -- the provider's id of the report, so a repeated report adds nothing
+    detail      TEXT,               -- the provider's reason (bounce or drop), if any
+    occurred_at TEXT,               -- when the provider saw it (UTC), if it said
+    recorded_at TEXT NOT NULL,
+    PRIMARY KEY (delivery_id, event, event_id)
+);
+""",
+}
 
 _CRASHED = "interrupted while sending: the provider may or may not have taken it"
 
@@ -183,13 +199,16 @@ class Ledger:
                 f"the ledger {self.path} has schema version {version}, newer than this digest knows "
                 f"({SCHEMA_VERSION}); upgrade digest"
             )
-        if version == 0:
+        if version < SCHEMA_VERSION:
             with self._write():
-                if self._db.execute("PRAGMA user_version").fetchone()[0] == 0:  # another process may have won
-                    for statement in _SCHEMA.split(";"):
+                version = self._db.execute("PRAGMA user_version").fetchone()[0]  # another process may have won
+                scripts = [_SCHEMA] if version == 0 else []
+                scripts += [_MIGRATIONS[v] for v in range(max(version, 1) + 1, SCHEMA_VERSION + 1)]
+                for script in scripts:
+                    for statement in script.split(";"):
                         if statement.strip():
                             self._db.execute(statement)
-                    self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -468,6 +487,40 @@ class Ledger:
             "SELECT DISTINCT article_id FROM sent_articles WHERE issue_key IS NOT ?", (except_issue,)
         )
         return {row["article_id"] for row in rows}
+
+
+def record_events(db: sqlite3.Connection, events: Iterable) -> int:
+    """Record what the provider reported about delivery rows after the send
+    (SendGrid's Event Webhook: ``delivered``, ``bounce``, ``dropped``), on
+    ``db`` inside the caller's transaction, so the caller can write other
+    rows (suppressions) in the same one. ``db`` must be a connection to a
+    ledger already at :data:`SCHEMA_VERSION` (open it once with
+    :class:`Ledger`).
+
+    Each event has the attributes ``issue_key`` and ``subscriber_id`` (the
+    delivery row's, as sent in the provider's custom args), ``event``,
+    ``event_id`` (the provider's id of the report: SendGrid's
+    ``sg_event_id``), ``detail`` (str or None) and ``occurred_at`` (aware
+    datetime or None), e.g. :class:`digest.web.DeliveryEvent`. Events that
+    match no delivery row (a test send, mail from another system) are
+    skipped; a report recorded before (providers deliver webhooks at least
+    once) adds nothing. Returns how many events were new."""
+    now = _now()
+    added = 0
+    for event in events:
+        row = db.execute(
+            "SELECT id FROM deliveries WHERE issue_key = ? AND subscriber_id = ?",
+            (event.issue_key, event.subscriber_id),
+        ).fetchone()
+        if row is None:
+            continue
+        occurred = _text(event.occurred_at) if event.occurred_at else None
+        added += db.execute(
+            "INSERT INTO events (delivery_id, event, event_id, detail, occurred_at, recorded_at) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (row[0], event.event, event.event_id, event.detail, occurred, now),
+        ).rowcount
+    return added
 
 
 def _pending_statuses(resend_unknown: bool) -> tuple[str, ...]:

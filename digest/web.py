@@ -15,8 +15,11 @@ SendGrid's Event Webhook.
   ``sendgrid_webhook_public_key`` set, the ECDSA signature is checked with the
   official library's helper and an unsigned or badly signed request gets 403.
   ``bounce``, ``dropped``, ``spamreport``, ``unsubscribe`` and
-  ``group_unsubscribe`` events become suppressions, all of a batch in one
-  transaction: a malformed batch gets 400 and records nothing.
+  ``group_unsubscribe`` events become suppressions, and ``delivered``,
+  ``bounce`` and ``dropped`` events are recorded against their delivery rows
+  in the ledger (matched through our ``issue_key`` and ``subscriber_id``
+  custom args); all of a batch in one transaction: a malformed batch gets
+  400 and records nothing.
 
 A forged, altered or malformed token gets 400 and records nothing.
 Responses carry no cookies, ``Cache-Control: no-store`` and
@@ -29,6 +32,7 @@ import json
 from collections.abc import Iterable
 from contextlib import closing
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
@@ -43,6 +47,8 @@ from starlette.routing import Route
 from digest import suppressions
 from digest.articles import slugify_tag
 from digest.errors import DigestError, SettingsError
+from digest.ledger import Ledger
+from digest.ledger import record_events as ledger_events
 from digest.unsubscribe import TokenError, read_token
 
 if TYPE_CHECKING:
@@ -182,8 +188,8 @@ def create_app(settings: Settings, *, known_tags: Iterable[str] | None = None) -
             events = parse_events(body)
         except ValueError as exc:
             return JSONResponse({"error": f"malformed event batch: {exc}"}, 400)
-        recorded = await run_in_threadpool(record_events, state.ledger, events)
-        return JSONResponse({"events": len(events), "suppressions": recorded})
+        added, matched = await run_in_threadpool(record_events, state.ledger, events)
+        return JSONResponse({"suppressions": added, "delivery_events": matched})
 
     return Starlette(
         routes=[
@@ -289,35 +295,89 @@ class SuppressionEvent:
     source: str
 
 
-def parse_events(body: bytes) -> list[SuppressionEvent]:
-    """The suppressing events of an Event Webhook batch (a JSON array of
-    objects, each with string ``event`` and ``email``); other events
-    (``processed``, ``delivered``, ``open``...) are checked and skipped.
+@dataclass(frozen=True)
+class DeliveryEvent:
+    """What SendGrid reports about one message we sent (``event`` is one of
+    :data:`DELIVERY_EVENTS`), to be recorded against its delivery row, found
+    by the ``issue_key`` and ``subscriber_id`` custom args the SendGrid
+    provider sends. ``event_id`` is SendGrid's ``sg_event_id`` (else the
+    event's timestamp); ``occurred_at`` its ``timestamp`` (Unix seconds) as
+    an aware UTC datetime, or None; ``detail`` the bounce or drop reason."""
+
+    issue_key: str
+    subscriber_id: str
+    event: str
+    event_id: str
+    detail: str | None
+    occurred_at: datetime | None
+
+
+@dataclass(frozen=True)
+class EventBatch:
+    """One Event Webhook request: the events that suppress an address and
+    the events about our delivery rows (one SendGrid event may be both)."""
+
+    suppressions: list[SuppressionEvent]
+    deliveries: list[DeliveryEvent]
+
+
+# Recorded against the delivery rows: the events that say whether a message
+# arrived (Event Webhook reference, "delivery events").
+DELIVERY_EVENTS = ("delivered", "bounce", "dropped")
+
+
+def parse_events(body: bytes) -> EventBatch:
+    """The events of an Event Webhook batch (a JSON array of objects, each
+    with a string ``event``) that matter to us: suppressing ones (with an
+    ``email``) and delivery ones carrying our custom args; other events
+    (``processed``, ``open``...) are checked and skipped.
 
     A ``bounce`` of type ``blocked`` (a temporary refusal, SendGrid's Blocks
     list) and a ``dropped`` for a reason about the message rather than the
-    address do not suppress. Raises :class:`ValueError` naming the first
-    malformed item: the whole batch is then refused."""
+    address do not suppress, but are still recorded against the delivery
+    row. Raises :class:`ValueError` naming the first malformed item: the
+    whole batch is then refused."""
     try:
         batch = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"not JSON ({exc})") from None
     if not isinstance(batch, list):
         raise ValueError("expected a JSON array of events")
-    found = []
+    found, deliveries = [], []
     for index, event in enumerate(batch):
         if not isinstance(event, dict) or not isinstance(event.get("event"), str):
             raise ValueError(f"item {index} is not an event object with an 'event' name")
         name = event["event"]
-        if name not in SUPPRESSING_EVENTS:
-            continue
-        email = event.get("email")
-        if not isinstance(email, str) or "@" not in email or not email.strip():
-            raise ValueError(f"item {index} ({name}) has no email address")
-        reason = _reason(name, event)
-        if reason is not None:
-            found.append(SuppressionEvent(email.strip(), reason, f"sendgrid:{name}"))
-    return found
+        if name in SUPPRESSING_EVENTS:
+            email = event.get("email")
+            if not isinstance(email, str) or "@" not in email or not email.strip():
+                raise ValueError(f"item {index} ({name}) has no email address")
+            reason = _reason(name, event)
+            if reason is not None:
+                found.append(SuppressionEvent(email.strip(), reason, f"sendgrid:{name}"))
+        if name in DELIVERY_EVENTS and (delivery := _delivery_event(index, name, event)):
+            deliveries.append(delivery)
+    return EventBatch(found, deliveries)
+
+
+def _delivery_event(index: int, name: str, event: dict) -> DeliveryEvent | None:
+    """The delivery event of ``event``, or None when it lacks our custom args
+    (mail sent by something else). SendGrid puts custom args at the top level
+    of each event, as the strings we sent."""
+    issue_key, subscriber_id = event.get("issue_key"), event.get("subscriber_id")
+    if issue_key is None or subscriber_id is None:
+        return None
+    if not isinstance(issue_key, str) or not isinstance(subscriber_id, str):
+        raise ValueError(f"item {index} ({name}): custom args issue_key and subscriber_id must be strings")
+    stamp = event.get("timestamp")
+    occurred = datetime.fromtimestamp(stamp, UTC) if isinstance(stamp, int | float) and not isinstance(stamp, bool) else None
+    event_id = event.get("sg_event_id")
+    reason = event.get("reason") if isinstance(event.get("reason"), str) else None
+    kind = event.get("type")
+    detail = f"{kind}: {reason}" if name == "bounce" and isinstance(kind, str) and reason else reason
+    return DeliveryEvent(
+        issue_key, subscriber_id, name, str(event_id) if event_id else str(stamp or ""), detail, occurred
+    )
 
 
 def _reason(name: str, event: dict) -> str | None:
@@ -334,12 +394,16 @@ def _reason(name: str, event: dict) -> str | None:
     return SUPPRESSING_EVENTS[name]
 
 
-def record_events(ledger: Path, events: list[SuppressionEvent]) -> int:
-    """Record ``events`` as suppressions for every list, in one transaction
-    (all or nothing). Returns how many were new; a repeated event (SendGrid
-    retries deliveries) changes nothing."""
+def record_events(ledger: Path, batch: EventBatch) -> tuple[int, int]:
+    """Record ``batch`` in the ledger file: its suppressions (for every list)
+    and its delivery events (against their delivery rows), all in one
+    transaction: all or nothing. Returns (new suppressions, new delivery
+    events); a repeated event (SendGrid retries deliveries) changes nothing."""
+    Ledger(ledger).close()  # creates the ledger's tables, or brings an older file up to date
     with closing(suppressions.connect(ledger)) as conn, conn:  # commit at the end, roll back on error
-        return sum(suppressions.add(conn, e.email, e.reason, e.source) for e in events)
+        conn.execute("BEGIN IMMEDIATE")
+        added = sum(suppressions.add(conn, e.email, e.reason, e.source) for e in batch.suppressions)
+        return added, ledger_events(conn, batch.deliveries)
 
 
 def serve(settings: Settings) -> None:

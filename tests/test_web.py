@@ -7,10 +7,14 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -22,11 +26,14 @@ from starlette.testclient import TestClient
 from digest import suppressions
 from digest.audience import load_audience
 from digest.errors import SettingsError
+from digest.ledger import SCHEMA_VERSION, DeliveryStatus, Ledger
+from digest.providers import Recipient, RecipientResult, Status
 from digest.settings import load_settings
 from digest.unsubscribe import make_token
 from digest.web import SIGNATURE_HEADER, TIMESTAMP_HEADER, create_app
 
 REPO = Path(__file__).resolve().parents[1]
+V1_LEDGER = REPO / "tests" / "fixtures" / "ledger-v1.db"
 ONE_CLICK = {"content-type": "application/x-www-form-urlencoded"}
 
 
@@ -236,6 +243,112 @@ def test_each_suppressing_event_gets_its_reason(settings):
         "h@example.org": ("unsubscribed", "sendgrid:unsubscribe"),
         "i@example.org": ("unsubscribed", "sendgrid:group_unsubscribe"),
     }
+
+
+# Delivery events against the ledger's delivery rows ---------------------------------------------
+
+
+def sent_ledger(settings, *addresses: str) -> None:
+    """A ledger file in which issue 2026-W48 went to ``addresses`` (accepted)."""
+    start = datetime(2026, 11, 16, 8, tzinfo=UTC)
+    with Ledger(settings.ledger) as ledger:
+        ledger.create_issue("2026-W48", start, start + timedelta(days=7), ["a1"])
+        people = [Recipient(a, a, a.casefold(), "garden", unsubscribe_url="") for a in addresses]
+        ledger.enqueue("2026-W48", [(person, "v1") for person in people])
+        rows = ledger.claim_batch("2026-W48", "v1", 100)
+        ledger.record_results([(row.id, RecipientResult(row.email, Status.ACCEPTED, message_id="m")) for row in rows])
+
+
+def events(ledger_path) -> list[tuple]:
+    """(address, event, detail, occurred_at) of every delivery event, by address then event."""
+    with closing(sqlite3.connect(ledger_path)) as db:
+        return db.execute(
+            "SELECT d.email, e.event, e.detail, e.occurred_at FROM events e JOIN deliveries d ON d.id = e.delivery_id "
+            "ORDER BY d.email, e.event"
+        ).fetchall()
+
+
+def test_delivered_bounce_and_dropped_are_recorded_against_their_delivery_rows(signed_client, settings, key_pair):
+    sent_ledger(settings, "Ada@example.org", "bob@example.org", "cy@example.org")
+    more = [
+        {"email": "cy@example.org", "event": "dropped", "reason": "Spam Content", "issue_key": "2026-W48", "subscriber_id": "cy@example.org", "sg_event_id": "e3"},
+        {"email": "cy@example.org", "event": "processed", "issue_key": "2026-W48", "subscriber_id": "cy@example.org"},
+        {"email": "bob@example.org", "event": "delivered", "issue_key": "test-2026-W48", "subscriber_id": "bob@example.org"},  # a test send
+        {"email": "zed@example.org", "event": "bounce", "type": "bounce", "reason": "no such user"},  # not our mail
+    ]
+    body = json.dumps([*json.loads(BATCH), *more]).encode()
+    answer = signed_client.post("/webhooks/sendgrid", content=body, headers=signed(key_pair[0], body))
+    assert answer.status_code == 200
+    assert answer.json() == {"suppressions": 2, "delivery_events": 3}
+    assert events(settings.ledger) == [
+        ("Ada@example.org", "bounce", "bounce: 550 5.1.1 unknown user", None),
+        ("bob@example.org", "delivered", None, "2025-11-29T09:36:40+00:00"),
+        ("cy@example.org", "dropped", "Spam Content", None),
+    ]
+    # The address-level outcome is unchanged: the message-level drop suppresses nobody.
+    assert {address for address, *_ in rows(settings)} == {"Ada@example.org", "zed@example.org"}
+    # SendGrid delivers webhooks at least once: a repeat records nothing more.
+    again = signed_client.post("/webhooks/sendgrid", content=body, headers=signed(key_pair[0], body))
+    assert again.json() == {"suppressions": 0, "delivery_events": 0}
+    assert len(events(settings.ledger)) == 3
+
+
+def test_suppressions_and_delivery_events_of_a_batch_are_one_transaction(settings):
+    sent_ledger(settings, "Ada@example.org", "bob@example.org")
+    with closing(sqlite3.connect(settings.ledger)) as db, db:  # a failing disk, as SQLite reports it
+        db.execute("CREATE TRIGGER refuse BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END")
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        assert client.post("/webhooks/sendgrid", content=BATCH).status_code == 500  # SendGrid retries a 5xx
+        assert rows(settings) == [] and events(settings.ledger) == []
+        with closing(sqlite3.connect(settings.ledger)) as db, db:
+            db.execute("DROP TRIGGER refuse")
+        assert client.post("/webhooks/sendgrid", content=BATCH).status_code == 200
+    assert rows(settings) == [("Ada@example.org", "bounced", "sendgrid:bounce", None)]
+    assert [(address, event) for address, event, *_ in events(settings.ledger)] == [("Ada@example.org", "bounce"), ("bob@example.org", "delivered")]
+
+
+def test_a_version_1_ledger_is_migrated_keeping_its_rows_and_takes_delivery_events(settings, tmp_path):
+    # Written by digest at schema version 1 (a real send of issue 2026-W48 to
+    # ada, Bob and cy through the outbox provider, then cy suppressed by hand).
+    shutil.copy(V1_LEDGER, settings.ledger)
+    tables = ("issues", "deliveries", "sent_articles", "suppressions")
+
+    def snapshot():
+        with closing(sqlite3.connect(settings.ledger)) as db:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            return version, {table: db.execute(f"SELECT * FROM {table} ORDER BY rowid").fetchall() for table in tables}
+
+    version, before = snapshot()
+    assert version == 1 and len(before["deliveries"]) == 3
+    batch = json.dumps(
+        [
+            {"email": "ada@example.org", "event": "bounce", "type": "bounce", "reason": "550 gone", "issue_key": "2026-W48", "subscriber_id": "ada@example.org", "sg_event_id": "x1"},
+            {"email": "Bob@example.org", "event": "delivered", "issue_key": "2026-W48", "subscriber_id": "bob@example.org", "sg_event_id": "x2"},
+        ]
+    )
+    with TestClient(create_app(settings)) as client:
+        assert client.post("/webhooks/sendgrid", content=batch).json() == {"suppressions": 1, "delivery_events": 2}
+    version, after = snapshot()
+    assert version == SCHEMA_VERSION == 2
+    assert {t: after[t] for t in tables if t != "suppressions"} == {t: before[t] for t in tables if t != "suppressions"}
+    assert after["suppressions"][: len(before["suppressions"])] == before["suppressions"]
+    assert [(address, event) for address, event, *_ in events(settings.ledger)] == [("Bob@example.org", "delivered"), ("ada@example.org", "bounce")]
+    with Ledger(settings.ledger) as ledger:  # the send loop still reads the migrated file
+        assert ledger.counts("2026-W48")[DeliveryStatus.ACCEPTED] == 3
+        assert ledger.get_issue("2026-W48").status == "finished"
+
+
+def test_custom_args_that_are_not_strings_make_the_batch_malformed(client, settings):
+    sent_ledger(settings, "Ada@example.org")
+    body = json.dumps(
+        [
+            {"email": "Ada@example.org", "event": "bounce", "issue_key": "2026-W48", "subscriber_id": "ada@example.org"},
+            {"email": "Ada@example.org", "event": "delivered", "issue_key": 202648, "subscriber_id": "ada@example.org"},
+        ]
+    ).encode()
+    answer = client.post("/webhooks/sendgrid", content=body)
+    assert answer.status_code == 400 and "item 1 (delivered)" in answer.json()["error"]
+    assert rows(settings) == [] and events(settings.ledger) == []
 
 
 def test_a_wrong_public_key_setting_is_a_settings_error(settings):
