@@ -192,6 +192,7 @@ def articles(settings: Settings, **options) -> None:
 @selection_options
 @click.option("--for-tags", "for_tags", metavar="TAGS", help="Preview as a subscriber with these tags (;-separated).")
 @click.option("--subscriber", metavar="EMAIL", help="Preview as this subscriber of the list.")
+@click.option("--variant", "variant_number", type=click.IntRange(min=1), metavar="N", help="Preview variant N as `digest audience` lists it, as its first subscriber gets it.")
 @click.option("--text", "as_text", is_flag=True, help="The plain-text part instead of the HTML.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="File to write (default: preview.html or preview.txt in the outbox folder).")
 @click.option("--open", "open_browser", is_flag=True, help="Open the preview in the browser.")
@@ -200,7 +201,7 @@ def articles(settings: Settings, **options) -> None:
 @click.option("--dark", is_flag=True, help="Take the screenshot in dark mode (prefers-color-scheme: dark).")
 @click.option("--serve", is_flag=True, help="Run a local preview server of every variant instead (Ctrl-C stops it).")
 @click.option("--port", type=click.IntRange(1, 65535), default=8026, show_default=True, help="Port of --serve, on 127.0.0.1.")
-def preview(settings: Settings, for_tags, subscriber, as_text, output, open_browser, screenshot_file, width, dark, serve, port, **options) -> None:
+def preview(settings: Settings, for_tags, subscriber, variant_number, as_text, output, open_browser, screenshot_file, width, dark, serve, port, **options) -> None:
     """Render the issue as one subscriber would get it, to a file; or take
     its picture; or serve every variant for editors to look at.
 
@@ -209,6 +210,7 @@ def preview(settings: Settings, for_tags, subscriber, as_text, output, open_brow
       digest preview --open
       digest preview --for-tags "privacy;security" --text
       digest preview --subscriber ada@example.org -o ada.html
+      digest preview --variant 2 --text
       digest preview --screenshot phone.png --width 375 --dark
       digest preview --serve --port 8026     then open http://127.0.0.1:8026/
     """
@@ -224,7 +226,18 @@ def preview(settings: Settings, for_tags, subscriber, as_text, output, open_brow
         click.echo(f"preview on http://127.0.0.1:{port}/ (reload the page after an edit; Ctrl-C stops)")
         serve_preview(lambda: load_settings(**overrides), lambda loaded: issue_request(loaded, **options), port)
         return
-    if subscriber:
+    if variant_number and (subscriber or for_tags):
+        raise UsageError("--variant goes with neither --subscriber nor --for-tags")
+    if variant_number:
+        from dataclasses import replace
+
+        # The real audience, numbered as `digest audience` numbers it; then only that variant.
+        issue = plan_issue(settings, issue_request(settings, **options))
+        chosen = [v for v in issue.variants if v.number == variant_number]
+        if not chosen:
+            raise UsageError(f"--variant {variant_number}: this issue has {len(issue.variants)} variant(s) (see digest audience)")
+        issue, person = replace(issue, variants=chosen), chosen[0].subscribers[0]
+    elif subscriber:
         from digest.audience import load_audience
 
         audience = load_audience(settings, options.get("list_name"))
@@ -234,7 +247,8 @@ def preview(settings: Settings, for_tags, subscriber, as_text, output, open_brow
             raise DigestError(f"no subscriber {subscriber} in {settings.subscribers}")
     else:
         person = Subscriber(email="preview@example.org", name="Reader", tags=frozenset(parse_tags(for_tags or "")), list_name="preview", line=0)
-    issue = plan_issue(settings, issue_request(settings, **options), subscribers=[person])
+    if not variant_number:
+        issue = plan_issue(settings, issue_request(settings, **options), subscribers=[person])
     report_planning(issue)
     if not issue.variants:
         click.echo("nothing to send: no article in the window matches")
