@@ -13,6 +13,9 @@ editors' ``templates_dir`` first and the packaged defaults second, so an
 editor copies only the files they change. ``templates/README.md`` lists the
 variables a template sees.
 
+Each email links its web copy, the issue's page of ``digest archive``
+(:func:`issue_url`), in both parts ("View in your browser").
+
 Size budget (issue 5): Gmail clips HTML bodies above about 102 KB, hiding the
 footer with the unsubscribe link. A variant whose inlined HTML is above
 ``settings.html_budget_kb`` is rendered again with shorter excerpts, then the
@@ -52,6 +55,7 @@ SHORT_EXCERPT_WORDS = 20  # first step of the size budget
 ONE_LINE_CHARS = 80  # the line under a title in the compact layout: with the date, one line at 600px
 PREHEADER_MIN, PREHEADER_MAX = 40, 100  # what inbox previews show (Litmus, Email on Acid)
 MAX_BUDGET_TRIES = 6  # renders per size-budget step, after the first
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")  # what an archive page's file name may not hold
 
 PERSON_FIELDS = ("name", "email", "unsubscribe_url", "preferences_url")
 HTML_PLACEHOLDERS = {name: f"%%digest.html.{name}%%" for name in PERSON_FIELDS}
@@ -317,6 +321,7 @@ def _context(
     preheader: str,
     tags: frozenset[str],
     placeholders: dict[str, str],
+    web_page: bool,
 ) -> dict:
     groups = _groups(articles, settings)
     level = 3 if any(title for title, _ in groups) else 2
@@ -338,6 +343,8 @@ def _context(
         "postal_address": settings.postal_address,
         "issue": context,
         "issue_label": _issue_label(context, settings),
+        "web_page": web_page,
+        "view_url": None if web_page else https(issue_url(settings, context.key)),
         "topics": ", ".join(sorted(tags)),
         "intro_html": Markup(_MARKDOWN.render(intro)) if intro else "",
         "intro_text": _markdown_text(intro),
@@ -369,6 +376,32 @@ def _markdown_text(markdown: str) -> str:
         keep = any(_MARKDOWN_BLOCK.match(line) for line in lines)  # lists, quotes, code, headings
         paragraphs.append(block if keep else " ".join(line.strip() for line in lines))
     return "\n\n".join(p for p in paragraphs if p)
+
+
+# --- the web copy of an issue ------------------------------------------------------------
+
+
+def archive_base_url(settings: Settings) -> str:
+    """Where ``digest archive`` pages are published: ``settings.archive_url``
+    or ``{site_url}archive``, without a trailing slash. Raises
+    :class:`SettingsError` unless it is an http(s) URL."""
+    base = settings.archive_url or settings.site_url.rstrip("/") + "/archive"
+    if not base.startswith(("https://", "http://")):
+        raise SettingsError(f"setting 'archive_url' (digest.toml, or DIGEST_ARCHIVE_URL): must start with http:// or https://, not {base!r}")
+    return base.rstrip("/")
+
+
+def page_name(issue_key: str) -> str:
+    """The file name of an issue's web page: its key with anything but
+    letters, digits, ``.``, ``_`` and ``-`` replaced (``2026-W48`` ->
+    ``2026-W48.html``)."""
+    return _UNSAFE_NAME.sub("-", issue_key).strip(".-") + ".html"
+
+
+def issue_url(settings: Settings, issue_key: str) -> str:
+    """The absolute URL of issue ``issue_key``'s web page, the target of the
+    "View in your browser" link: ``{archive_base_url}/{page_name}``."""
+    return f"{archive_base_url(settings)}/{page_name(issue_key)}"
 
 
 # --- subject and preheader ------------------------------------------------------------
@@ -431,15 +464,19 @@ def render_variant(
     *,
     variant_key: str,
     tags: frozenset[str] = frozenset(),
+    web_page: bool = False,
 ) -> RenderedVariant:
     """Render one variant (its ``articles`` in selection order, newest first)
     once: subject, preheader, HTML with CSS inlined, and text, with
     placeholders for the per-person values.
 
     ``tags`` are the subscribers' tags that chose these articles (empty:
-    every tag); the footer names them. HTML above ``settings.html_budget_kb``
-    (KiB, after inlining) is reduced step by step (module doc) and the steps
-    are listed in ``notes``. Raises :class:`RenderError` for a template
+    every tag); the footer names them. An email links its web copy at the
+    top ("View in your browser", :func:`issue_url`); ``web_page`` renders
+    that copy instead: no such link, and a footer without the reader's
+    address and links. HTML above ``settings.html_budget_kb`` (KiB, after
+    inlining) is reduced step by step (module doc) and the steps are listed
+    in ``notes``. Raises :class:`RenderError` for a template
     problem (file and line named) and :class:`SettingsError` for a bad
     ``subject_template``.
     """
@@ -450,7 +487,8 @@ def render_variant(
 
     def build(plan: _Plan, placeholders: dict[str, str]) -> dict:
         return _context(
-            articles, plan, context, settings, subject=subject, preheader=preheader, tags=tags, placeholders=placeholders
+            articles, plan, context, settings,
+            subject=subject, preheader=preheader, tags=tags, placeholders=placeholders, web_page=web_page,
         )
 
     def render_html(plan: _Plan) -> str:

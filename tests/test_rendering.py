@@ -283,6 +283,39 @@ def test_preheader_is_the_first_text_of_the_body_and_hidden(settings):
     assert re.search(r'<div class="preheader" style="display:none;[^"]*max-height:0', body)
 
 
+# --- "View in your browser" -------------------------------------------------------------------
+
+
+def test_view_in_browser_link_leads_to_the_issues_archive_page_in_both_parts(settings_for):
+    settings = settings_for(site_url="https://gazette.example.org/", archive_url="http://letters.example.org/back-issues/")
+    rendered = render(settings, articles(3), context=replace(issue(), key="2026 W49/special"))
+    page = "https://letters.example.org/back-issues/2026-W49-special.html"  # https, and a safe file name
+    body = rendered.html.split("<body", 1)[1]
+    link = re.search(r'<a href="([^"]+)"[^>]*>View in your browser</a>', body)
+    assert link and link[1] == page
+    # At the top: after the hidden preheader, before the masthead and the first article.
+    assert body.index('class="preheader"') < link.start() < body.index('class="site-name"') < body.index('class="cell article"')
+    lines = rendered.text.splitlines()
+    assert page in lines and lines.index(page) < lines.index("Hi %%digest.text.name%%,")
+
+
+def test_view_in_browser_defaults_to_the_archive_under_the_site(settings):
+    assert 'href="https://gazette.example.org/archive/2026-W49.html"' in render(settings, articles(1)).html
+
+
+def test_an_archive_url_that_is_not_http_is_a_settings_error(settings_for):
+    with pytest.raises(SettingsError, match="archive_url"):
+        render(settings_for(archive_url="ftp://example.org/archive"), articles(1))
+
+
+def test_the_web_page_has_no_view_link_and_names_no_reader(settings):
+    web = render(settings, articles(3), web_page=True)
+    assert "View in your browser" not in web.html and "View it in your browser" not in web.text
+    for field in ("email", "unsubscribe_url", "preferences_url"):
+        assert HTML_PLACEHOLDERS[field] not in web.html
+    assert "Plot 2: notes on compost" in web.html and settings.postal_address in web.html
+
+
 # --- size budget -----------------------------------------------------------------------------
 
 
