@@ -5,32 +5,41 @@ least one subscriber:
 
 - ``DIR/index.html``: the issues, newest first, with date and subject;
 - ``DIR/{key}.html``: one page per issue, the issue as a subscriber of every
-  tag got it (the broadest variant); the "view in browser" link target,
+  tag got it; the target of the emails' "View in your browser" link,
   published at ``{archive_url}/{key}.html``;
 - ``DIR/feed.xml``: an Atom feed of the issues (RFC 4287).
 
-The ledger keeps each issue's key, window, time and article ids, not its
-HTML, so pages are rendered again from the articles still in the sources,
-with today's templates.
+A page shows what was sent: ``digest send`` renders it and keeps it in the
+ledger before the first message goes out (:func:`keep_page`). Rendering it
+again later would not do: feeds drop their old entries, articles are edited
+or deleted, templates change, and the link in old emails must keep showing
+the issue those emails carried. Only issues sent before pages were kept are
+rendered again, from the articles still in the sources, with a warning.
 """
 
 from __future__ import annotations
 
-import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from jinja2 import Environment, StrictUndefined
 
-from digest.errors import DigestError, SettingsError
+from digest.articles import Article
+from digest.audience import variant_key
+from digest.errors import DigestError
 from digest.ledger import DeliveryStatus, IssueRecord, Ledger
+from digest.providers import Recipient
+from digest.rendering import IssueContext, archive_base_url, page_name, personalize, render_variant
 from digest.settings import Settings
 
+if TYPE_CHECKING:
+    from digest.issue import Issue
+
 ATOM = "http://www.w3.org/2005/Atom"
-_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 _INDEX = """<!doctype html>
 <html lang="{{ language }}"><head><meta charset="utf-8">
@@ -74,19 +83,38 @@ class ArchiveResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def archive_base_url(settings: Settings) -> str:
-    """``settings.archive_url`` or ``{site_url}archive``, without a trailing
-    slash. Raises :class:`SettingsError` unless it is an http(s) URL."""
-    base = settings.archive_url or settings.site_url.rstrip("/") + "/archive"
-    if not base.startswith(("https://", "http://")):
-        raise SettingsError(f"setting 'archive_url' (digest.toml, or DIGEST_ARCHIVE_URL): must start with http:// or https://, not {base!r}")
-    return base.rstrip("/")
+@dataclass(frozen=True)
+class Page:
+    """An issue's page of the archive: subject, preheader and the HTML
+    (complete, personalized for nobody)."""
+
+    subject: str
+    preheader: str
+    html: str
 
 
-def page_name(issue_key: str) -> str:
-    """The file name of an issue's page: its key with anything but letters,
-    digits, ``.``, ``_`` and ``-`` replaced (``2026-W48`` -> ``2026-W48.html``)."""
-    return _UNSAFE_NAME.sub("-", issue_key).strip(".-") + ".html"
+def render_page(articles: Sequence[Article], context: IssueContext, settings: Settings) -> Page:
+    """The archive page of an issue of ``articles`` (in selection order), as a
+    reader of every tag gets it, with the per-person values of nobody in
+    particular: the greeting says "there", and the footer names no address
+    and has no unsubscribe link (:func:`digest.rendering.render_variant` with
+    ``web_page``). Raises what rendering raises."""
+    rendered = render_variant(articles, context, settings, variant_key=variant_key([a.id for a in articles]), web_page=True)
+    nobody = Recipient(email="", name="", subscriber_id="", list_name="", unsubscribe_url=settings.site_url)
+    html, _ = personalize(rendered, nobody)
+    return Page(rendered.subject, rendered.preheader, html)
+
+
+def keep_page(ledger: Ledger, issue: Issue, settings: Settings) -> bool:
+    """Render ``issue``'s archive page (every article of its selection) and
+    keep it in ``ledger``, unless a page is kept for its key already (a
+    resumed send keeps the page of its first run). Called by ``digest send``
+    before the first message goes out. Returns whether a page was kept."""
+    key = issue.context.key
+    if ledger.page(key) is not None:
+        return False
+    page = render_page(issue.selection.articles, issue.context, settings)
+    return ledger.keep_page(key, page.subject, page.preheader, page.html)
 
 
 def sent_issues(ledger_path: Path) -> list[IssueRecord]:
@@ -105,32 +133,43 @@ def write_archive(issues: Sequence[IssueRecord] | Path, out_dir: Path, settings:
     :func:`sent_issues`) into ``out_dir`` (created if needed): the pages,
     ``index.html`` and ``feed.xml`` described in the module docstring.
 
-    Each page is the issue rendered for every tag, from the articles of
-    ``settings.sources`` whose ids the ledger recorded; articles no longer
-    found are left out with a warning, and an issue with none left gets no
-    page. Raises :class:`DigestError` for bad settings or templates.
+    A page is the one the ledger kept when the issue was sent. Without one
+    (records given, or an issue sent before pages were kept) it is rendered
+    again for every tag from the articles of ``settings.sources`` whose ids
+    the ledger recorded, with a warning; articles no longer found are left
+    out with a warning, and an issue with none left gets no page. Raises
+    :class:`DigestError` for bad settings or templates.
     """
-    from digest.sources import load_articles
-
+    kept: dict[str, dict[str, str]] = {}
     if isinstance(issues, Path):
-        issues = sent_issues(issues)
+        ledger_path, issues = issues, sent_issues(issues)
+        with Ledger(ledger_path) as ledger:
+            kept = {issue.key: page for issue in issues if (page := ledger.page(issue.key)) is not None}
     base = archive_base_url(settings)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    loaded = load_articles(settings.sources, settings)
-    by_id = {article.id: article for article in loaded.articles}
     result = ArchiveResult()
+    by_id: dict[str, Article] | None = None  # the sources, read only when a page must be rendered again
     for issue in sorted(issues, key=_issue_date, reverse=True):
-        articles = [by_id[i] for i in issue.article_ids if i in by_id]
-        missing = len(issue.article_ids) - len(articles)
-        if missing:
-            result.warnings.append(f"issue {issue.key}: {missing} of its {len(issue.article_ids)} articles are no longer in the sources; left out")
-        if not articles:
-            continue
+        if issue.key in kept:
+            page, count = Page(**kept[issue.key]), len(issue.article_ids)
+        else:
+            if by_id is None:
+                from digest.sources import load_articles
+
+                by_id = {article.id: article for article in load_articles(settings.sources, settings).articles}
+            articles = [by_id[i] for i in issue.article_ids if i in by_id]
+            missing = len(issue.article_ids) - len(articles)
+            if missing:
+                result.warnings.append(f"issue {issue.key}: {missing} of its {len(issue.article_ids)} articles are no longer in the sources; left out")
+            if not articles:
+                continue
+            result.warnings.append(f"issue {issue.key}: no page was kept when it was sent; rendered again from today's sources and templates")
+            context = IssueContext(key=issue.key, as_of=_issue_date(issue), window_start=issue.window_start, window_end=issue.window_end)
+            page, count = render_page(articles, context, settings), len(articles)
         name = page_name(issue.key)
-        subject, preheader, html = _render_page(issue, articles, settings)
-        (out_dir / name).write_text(html, encoding="utf-8")
-        result.pages.append(ArchivedIssue(issue.key, _issue_date(issue), subject, preheader, name, f"{base}/{name}", len(articles)))
+        (out_dir / name).write_text(page.html, encoding="utf-8")
+        result.pages.append(ArchivedIssue(issue.key, _issue_date(issue), page.subject, page.preheader, name, f"{base}/{name}", count))
     index = Environment(autoescape=True, undefined=StrictUndefined).from_string(_INDEX)
     (out_dir / "index.html").write_text(
         index.render(site_name=settings.site_name, site_url=settings.site_url, language=settings.language, pages=result.pages), encoding="utf-8"
@@ -141,22 +180,6 @@ def write_archive(issues: Sequence[IssueRecord] | Path, out_dir: Path, settings:
 
 def _issue_date(issue: IssueRecord) -> datetime:
     return issue.scheduled_at or issue.created_at
-
-
-def _render_page(issue: IssueRecord, articles, settings: Settings) -> tuple[str, str, str]:
-    """(subject, preheader, HTML) of ``issue`` as a reader of every tag got it,
-    with the per-person values of nobody in particular: the greeting says
-    "there", the footer "you", and the unsubscribe and preferences links, which
-    need a subscriber's own signed token, lead to the site instead."""
-    from digest.audience import variant_key
-    from digest.providers import Recipient
-    from digest.rendering import IssueContext, personalize, render_variant
-
-    context = IssueContext(key=issue.key, as_of=_issue_date(issue), window_start=issue.window_start, window_end=issue.window_end)
-    rendered = render_variant(articles, context, settings, variant_key=variant_key([a.id for a in articles]))
-    reader = Recipient(email="you", name="", subscriber_id="", list_name="", unsubscribe_url=settings.site_url)
-    html, _ = personalize(rendered, reader)
-    return rendered.subject, rendered.preheader, html
 
 
 def _write_feed(pages: Sequence[ArchivedIssue], path: Path, base: str, settings: Settings) -> None:

@@ -283,8 +283,9 @@ def preview(settings: Settings, for_tags, subscriber, variant_number, as_text, o
 def archive(out_dir, ledger) -> None:
     """Write the web archive of every issue that went out into DIR: a page
     per issue (the "view in browser" target, published at archive_url),
-    index.html and an Atom feed, feed.xml. Pages are rendered again from
-    the articles still in the sources.
+    index.html and an Atom feed, feed.xml. A page is the issue as it was
+    sent (digest send keeps it in the ledger); an issue sent before pages
+    were kept is rendered again from the articles still in the sources.
 
     \b
     Examples:
@@ -366,6 +367,10 @@ def send(settings: Settings, dry_run, outbox, issue_key, resend_unknown, include
         if test_to:
             _send_test(issue, rendered, settings, test_to, as_subscriber)
             return
+        if real:  # the archive's page: the issue as it went out, kept before the first message
+            from digest.archive import keep_page
+
+            keep_page(ledger, issue, settings)
         provider = get_provider(settings, dry_run=dry_run)
         with _progress(issue.recipient_count, as_json) as progress:
             report = send_issue(

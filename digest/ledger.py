@@ -38,7 +38,7 @@ from digest.providers import Recipient, RecipientResult, Status
 if TYPE_CHECKING:
     from digest.settings import Settings
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 IN_MEMORY = ":memory:"
 _NO_FILE = object()  # the run lock of an in-memory ledger
 
@@ -88,6 +88,17 @@ CREATE TABLE events (
     occurred_at TEXT,               -- when the provider saw it (UTC), if it said
     recorded_at TEXT NOT NULL,
     PRIMARY KEY (delivery_id, event, event_id)
+);
+""",
+    # The issue as sent, for the web archive's page ("View in your browser"):
+    # kept before the first request, so no issue row exists yet to refer to.
+    3: """
+CREATE TABLE issue_pages (
+    issue_key TEXT PRIMARY KEY,
+    subject   TEXT NOT NULL,
+    preheader TEXT NOT NULL,
+    html      TEXT NOT NULL,        -- the archive page, rendered at send time (no one's address or links)
+    created_at TEXT NOT NULL
 );
 """,
 }
@@ -477,6 +488,26 @@ class Ledger:
                 (issue_key,),
             )
         ]
+
+    # The archive page ---------------------------------------------------------------------
+
+    def keep_page(self, issue_key: str, subject: str, preheader: str, html: str) -> bool:
+        """Keep the web archive's page of ``issue_key`` (subject, preheader,
+        HTML) as it was rendered when the issue went out. The first page kept
+        stays (a resumed send does not replace it); returns whether this one
+        was kept."""
+        with self._write() as db:
+            return db.execute(
+                "INSERT INTO issue_pages (issue_key, subject, preheader, html, created_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (issue_key) DO NOTHING",
+                (issue_key, subject, preheader, html, _now()),
+            ).rowcount == 1
+
+    def page(self, issue_key: str) -> dict[str, str] | None:
+        """The page kept for ``issue_key``: ``{"subject", "preheader", "html"}``,
+        or None (an issue sent before pages were kept, or never sent)."""
+        rows = self._rows("SELECT subject, preheader, html FROM issue_pages WHERE issue_key = ?", (issue_key,))
+        return rows[0] if rows else None
 
     # Articles -------------------------------------------------------------------------------
 

@@ -1,19 +1,27 @@
 """``digest archive``: pages, index and Atom feed of the issues in a real
-SQLite ledger, rendered from the sample site's articles."""
+SQLite ledger: the pages ``digest send`` kept, or (for issues sent before
+pages were kept) rendered again from the sample site's articles."""
 
 from __future__ import annotations
 
+import email
+import email.policy
+import re
+import shutil
+import sqlite3
 import xml.etree.ElementTree as ET
+from contextlib import closing
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import feedparser
 import pytest
-from preview_samples import AS_OF, write_site
+from preview_samples import AS_OF, write_article, write_site
 
 from digest.archive import ATOM, write_archive
 from digest.errors import DigestError
 from digest.issue import IssueRequest, plan_issue
-from digest.ledger import Ledger
+from digest.ledger import SCHEMA_VERSION, Ledger
 from digest.providers import Recipient, RecipientResult, Status
 from digest.settings import load_settings
 
@@ -101,3 +109,92 @@ def test_command_line_writes_the_archive_and_names_what_it_left_out(archive):
     assert result.exit_code == 0, result.output
     assert "2 issues" in result.output and "warning: issue 2026-W49" in result.output
     assert (out / "feed.xml").is_file() and (out / "2026-W48.html").is_file()
+
+
+def run_cli(*args: str):
+    from click.testing import CliRunner
+
+    from digest.cli import cli
+
+    result = CliRunner().invoke(cli, list(args))
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def test_the_archive_shows_the_issue_as_sent_though_sources_and_templates_changed_since(tmp_path, monkeypatch):
+    """A real `digest send` (outbox provider, real ledger) keeps the page;
+    afterwards an article is renamed, another deleted and a template
+    edited, and `digest archive` still writes what went out, at the address
+    the emails' "View in your browser" link gives."""
+    monkeypatch.chdir(write_site(tmp_path))
+    run_cli("send", "--as-of", "2026-12-01T08:00")
+    message = email.message_from_bytes((tmp_path / "outbox" / "all@example.org.eml").read_bytes(), policy=email.policy.default)
+    view_link = re.search(r'<a href="([^"]+)"[^>]*>View in your browser</a>', message.get_body(("html",)).get_content())[1]
+
+    write_article(tmp_path / "content", "privacy-week.md", "Privacy week, rewritten", "2026-11-28", "privacy", "New words.")
+    (tmp_path / "content" / "python-tips.md").unlink()
+    templates = tmp_path / "templates" / "partials"
+    templates.mkdir(parents=True)
+    (templates / "header.html.j2").write_text("<tr><td><h1>A new masthead</h1></td></tr>\n", encoding="utf-8")
+    with (tmp_path / "digest.toml").open("a", encoding="utf-8") as toml:
+        toml.write('templates_dir = "templates"\n')
+
+    result = run_cli("archive", "public")
+    assert "warning" not in result.output  # nothing had to be rendered again
+    (page_file,) = (tmp_path / "public").glob("2026-W*.html")
+    assert view_link == f"https://sample.example.org/archive/{page_file.name}"
+    page = page_file.read_text("utf-8")
+    assert "Privacy week: what changed" in page and "Ten small Python tips" in page
+    assert "rewritten" not in page and "A new masthead" not in page
+    # The public copy: no reader's address or links, and no link to itself.
+    assert "all@example.org" not in page and "unsubscribe" not in page.lower() and "View in your browser" not in page
+    assert message["Subject"] in (tmp_path / "public" / "index.html").read_text("utf-8")
+
+
+def test_a_resumed_send_keeps_the_page_of_the_first_run(tmp_path):
+    with Ledger(tmp_path / "digest.db") as ledger:
+        assert ledger.keep_page("2026-W49", "First", "Pre", "<p>first</p>")
+        assert not ledger.keep_page("2026-W49", "Second", "Pre", "<p>second</p>")
+        assert ledger.page("2026-W49") == {"subject": "First", "preheader": "Pre", "html": "<p>first</p>"}
+        assert ledger.page("2026-W50") is None
+
+
+V1_LEDGER = Path(__file__).resolve().parent / "fixtures" / "ledger-v1.db"
+
+
+def test_a_version_1_ledger_is_migrated_and_its_issues_are_rendered_again(tmp_path, monkeypatch):
+    """A ledger written by digest at schema version 1 (a real send of issue
+    2026-W48 with articles /a/ and /b/, then a suppression): opening it adds
+    the pages table and keeps every row; its issue has no kept page, so the
+    archive renders it again from the sources and says so."""
+    path = tmp_path / "digest.db"
+    shutil.copy(V1_LEDGER, path)
+    tables = ("issues", "deliveries", "sent_articles", "suppressions")
+
+    def snapshot():
+        with closing(sqlite3.connect(path)) as db:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            return version, {table: db.execute(f"SELECT * FROM {table} ORDER BY rowid").fetchall() for table in tables}
+
+    version, before = snapshot()
+    assert version == 1 and before["issues"]
+    with Ledger(path) as ledger:
+        assert ledger.page("2026-W48") is None
+    version, after = snapshot()
+    assert version == SCHEMA_VERSION and after == before
+
+    (tmp_path / "content").mkdir()
+    write_article(tmp_path / "content", "a.md", "Apples in the orchard", "2026-11-20", "fruit", "Windfalls.")
+    write_article(tmp_path / "content", "b.md", "Bees in the lime", "2026-11-21", "bees", "A swarm.")
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(site_url="https://gazette.example.org/", sources=["content"], ledger=path)
+    result = write_archive(path, tmp_path / "public", settings)
+    page = (tmp_path / "public" / "2026-W48.html").read_text("utf-8")
+    assert "Apples in the orchard" in page and "Bees in the lime" in page
+    assert result.warnings == ["issue 2026-W48: no page was kept when it was sent; rendered again from today's sources and templates"]
+
+    with Ledger(path) as ledger:  # once a page is kept, it is what the archive writes
+        ledger.keep_page("2026-W48", "Kept subject", "Kept preheader", "<!doctype html><title>kept</title>")
+    result = write_archive(path, tmp_path / "public", settings)
+    assert (tmp_path / "public" / "2026-W48.html").read_text("utf-8") == "<!doctype html><title>kept</title>"
+    assert result.warnings == [] and result.pages[0].subject == "Kept subject"

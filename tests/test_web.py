@@ -329,7 +329,7 @@ def test_a_version_1_ledger_is_migrated_keeping_its_rows_and_takes_delivery_even
     with TestClient(create_app(settings)) as client:
         assert client.post("/webhooks/sendgrid", content=batch).json() == {"suppressions": 1, "delivery_events": 2}
     version, after = snapshot()
-    assert version == SCHEMA_VERSION == 2
+    assert version == SCHEMA_VERSION >= 2  # the latest schema, which has the events table
     assert {t: after[t] for t in tables if t != "suppressions"} == {t: before[t] for t in tables if t != "suppressions"}
     assert after["suppressions"][: len(before["suppressions"])] == before["suppressions"]
     assert [(address, event) for address, event, *_ in events(settings.ledger)] == [("Bob@example.org", "delivered"), ("ada@example.org", "bounce")]
