@@ -1,18 +1,17 @@
 """The default templates as a browser lays them out (headless Chromium through
 playwright): no sideways scrolling on a 375 px phone, even with a very long
 title word and URL; the dark-mode rules apply under prefers-color-scheme: dark;
-screenshots have the asked width."""
+screenshots have the asked width. The same checks on a dry run over the
+shared corpus are in test_issue5_e2e.py."""
 
 from __future__ import annotations
 
 import struct
-from pathlib import Path
 
 import pytest
 from preview_samples import LONG_WORD, sample_request, write_site
 
 from digest.errors import DigestError
-from digest.issue import IssueRequest
 from digest.preview import PHONE_WIDTH, build_preview, find_chromium, force_color_scheme, measure, screenshot
 from digest.settings import load_settings
 
@@ -90,24 +89,3 @@ def test_command_line_screenshot_at_phone_width(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert png_size(tmp_path / "shot.png")[0] == PHONE_WIDTH
     assert not (tmp_path / "outbox").exists()  # the picture instead of the HTML file
-
-
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-
-
-def test_real_corpus_issue_fits_a_phone_and_turns_dark(tmp_path, monkeypatch):
-    """The whole shared corpus (hundreds of articles from real blogs and feeds,
-    cut down by the size budget) for a reader of every tag, at 375 px."""
-    corpus = SHARED / "corpus"
-    if not corpus.is_dir():
-        pytest.skip(f"the shared corpus is not at {corpus}")
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "readers.csv").write_text("email,name,tags\nall@example.org,Al,\n", encoding="utf-8")
-    sources = [corpus / "seed", *sorted(p for p in (corpus / "posts").iterdir() if p.is_dir()), *sorted((corpus / "feeds").iterdir())]
-    settings = load_settings(sources=[str(p) for p in sources], subscribers=tmp_path / "readers.csv")
-    preview = build_preview(settings, IssueRequest(as_of=sample_request().as_of, since="1990-01-01"))
-    (everyone,) = preview.variants
-    assert everyone.articles > 100
-    measured = measure(everyone.html, PHONE_WIDTH)
-    assert measured["scroll_width"] <= PHONE_WIDTH
-    assert measured["dark"]["background"] != measured["light"]["background"]
