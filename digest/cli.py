@@ -20,8 +20,8 @@ from pathlib import Path
 
 import click
 
-from digest.errors import DigestError, ProviderAuthError, UsageError
-from digest.settings import Settings, load_settings
+from digest.errors import DigestError, ProviderAuthError, SettingsError, UsageError
+from digest.settings import DEFAULT_SECRET, Settings, load_settings
 
 
 class DigestGroup(click.Group):
@@ -33,6 +33,10 @@ class DigestGroup(click.Group):
         except DigestError as exc:
             click.secho(f"error: {exc}", fg="red", err=True)
             ctx.exit(exc.exit_code)
+        except OSError as exc:  # a folder that cannot be written, a file where a folder was expected
+            where = f": {exc.filename}" if exc.filename else ""
+            click.secho(f"error: {exc.strerror or exc}{where}", fg="red", err=True)
+            ctx.exit(1)
 
 
 @click.group(cls=DigestGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -119,7 +123,12 @@ def issue_request(settings: Settings, *, as_of, since, until, tags, exclude_tags
     intro_text = None
     if intro:
         path = Path(intro)
-        intro_text = path.read_text(encoding="utf-8") if path.is_file() else intro
+        if path.is_file():
+            intro_text = path.read_text(encoding="utf-8")
+        elif path.suffix.lower() in {".md", ".markdown", ".txt"}:
+            raise UsageError(f"--intro {intro}: no such file")
+        else:
+            intro_text = intro
     return IssueRequest(
         as_of=moment,
         since=since,
@@ -150,7 +159,9 @@ def report_findings(issue, rendered, settings: Settings) -> bool:
     errors = False
     for variant, findings in zip(issue.variants, lint_issue(issue, rendered, settings), strict=True):
         for finding in findings:
-            warn(f"variant {variant.number}: {finding}")
+            where = f" ({finding.where})" if finding.where else ""
+            colour = "red" if finding.severity == "error" else "yellow"
+            click.secho(f"{finding.severity}: variant {variant.number}: {finding.message}{where}", fg=colour, err=True)
         errors = errors or has_errors(findings)
     return errors
 
@@ -346,7 +357,17 @@ def send(settings: Settings, dry_run, outbox, issue_key, resend_unknown, include
         settings = settings.model_copy(update={"outbox": outbox})
     if dry_run and test_to:
         raise UsageError("--dry-run and --test-to do not go together")
+    if settings.provider == "outbox" and not dry_run:
+        # Writing files is not sending: recording the issue as sent would keep
+        # a later real provider from ever sending it.
+        warn("the 'provider' setting is outbox: this is a dry run (set provider to sendgrid or smtp to send)")
+        dry_run, test_to = True, None
     real = not dry_run and not test_to
+    if not dry_run and settings.secret_key.get_secret_value() == DEFAULT_SECRET:
+        raise SettingsError(
+            "setting 'secret_key' (digest.toml, or DIGEST_SECRET_KEY) still has its default value: "
+            "anyone could forge unsubscribe links; set a long random secret before sending"
+        )
     ledger = Ledger.from_settings(settings) if real else None
     try:
         request = issue_request(settings, **options, key=issue_key)
@@ -354,8 +375,6 @@ def send(settings: Settings, dry_run, outbox, issue_key, resend_unknown, include
             request = _resume_or_new(ledger, settings, request, include_sent)
         issue = plan_issue(settings, request)
         report_planning(issue)
-        if real and settings.provider == "outbox":
-            warn("the 'provider' setting is outbox: messages are written to the outbox folder, not sent")
         if not issue.selection.articles or not issue.variants:
             _say(as_json, {"issue": issue.context.key, "status": "nothing to send"}, "nothing to send")
             return

@@ -34,6 +34,7 @@ from digest.settings import Settings
 log = logging.getLogger(__name__)
 
 GONE = "no longer in the audience (unsubscribed, suppressed or removed) since the issue was queued"
+SUPPRESSED = "suppressed (unsubscribed, bounced or complained) while the issue was being sent"
 
 
 @dataclass
@@ -226,6 +227,17 @@ def _run_jobs(jobs, issue, rendered, provider, ledger, concurrency, report, prog
 
     def send(job) -> int:
         index, row_ids, recipients = job
+        # Someone may have unsubscribed (digest serve) or bounced while this run was going.
+        stopped = _suppressed_now(ledger, recipients)
+        if stopped:
+            ledger.mark_sending([row_id for row_id, r in zip(row_ids, recipients) if r.subscriber_id in stopped])
+            ledger.record_results(
+                [(row_id, RecipientResult(r.email, Status.REJECTED, reason=SUPPRESSED)) for row_id, r in zip(row_ids, recipients) if r.subscriber_id in stopped]
+            )
+            kept = [(row_id, r) for row_id, r in zip(row_ids, recipients) if r.subscriber_id not in stopped]
+            if not kept:
+                return len(row_ids)
+            row_ids, recipients = [row_id for row_id, _ in kept], [r for _, r in kept]
         ledger.mark_sending(row_ids)  # committed before the request: a crash now means "unknown"
         try:
             results = provider.send_batch(rendered[index], recipients, issue.context.key)
@@ -264,6 +276,20 @@ def _run_jobs(jobs, issue, rendered, provider, ledger, concurrency, report, prog
                 report.sent_now += future.result()
         if failure is not None:
             raise failure
+
+
+def _suppressed_now(ledger: Ledger, recipients: Sequence[Recipient]) -> set[str]:
+    """Subscriber ids of ``recipients`` suppressed in the ledger file right
+    now (one query per list in the batch)."""
+    if ledger.in_memory or not ledger.path.is_file():
+        return set()
+    from digest.suppressions import suppressed_keys
+
+    stopped: set[str] = set()
+    for list_name in {r.list_name for r in recipients}:
+        keys = suppressed_keys(ledger.path, list_name)
+        stopped.update(r.subscriber_id for r in recipients if r.list_name == list_name and r.subscriber_id in keys)
+    return stopped
 
 
 def _summary(results: Sequence[RecipientResult]) -> str:

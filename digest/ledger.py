@@ -182,6 +182,8 @@ class Ledger:
         self.lock_path = self.path.with_name(self.path.name + ".lock")
         self._lock = threading.RLock()
         self._run_lock_handle = None
+        if not self.in_memory and not self.path.parent.is_dir():
+            raise DigestError(f"the folder of the ledger {self.path} does not exist: create it, or set 'ledger'")
         try:
             self._db = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:

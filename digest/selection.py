@@ -56,7 +56,10 @@ def parse_duration(text: str) -> timedelta:
     match = _DURATION.match(text)
     if not match:
         raise UsageError(f"not a duration: {text!r} (use e.g. 7d, 24h, 90m, 2w)")
-    return timedelta(**{_UNITS[match.group(2).lower()]: int(match.group(1))})
+    try:
+        return timedelta(**{_UNITS[match.group(2).lower()]: int(match.group(1))})
+    except OverflowError:
+        raise UsageError(f"duration too long: {text!r}") from None
 
 
 def parse_moment(text: str, tz: tzinfo) -> datetime:
@@ -79,6 +82,8 @@ def parse_as_of(text: str, tz: tzinfo) -> datetime:
     bare date means the end of that day (23:59:59.999999 in ``tz``), so
     ``--as-of 2026-11-30`` is the issue sent on that day whatever its hour."""
     moment = parse_moment(text, tz)
+    if not 1970 <= moment.year <= 9998:  # the schedule looks back and forth around it
+        raise UsageError(f"--as-of {text!r} is out of range (years 1970 to 9998)")
     if len(text.strip()) == 10:
         moment = datetime.combine(moment.date(), time.max, tzinfo=moment.tzinfo)
     return moment
@@ -88,7 +93,10 @@ def parse_bound(text: str, as_of: datetime, tz: tzinfo) -> datetime:
     """A window bound: a duration before ``as_of`` (``7d``) or a moment (see
     :func:`parse_moment`)."""
     if _DURATION.match(text):
-        return as_of - parse_duration(text)
+        try:
+            return as_of - parse_duration(text)
+        except OverflowError:
+            raise UsageError(f"{text!r} before {as_of.date()} is before year 1") from None
     return parse_moment(text, tz)
 
 
@@ -97,7 +105,10 @@ def make_window(as_of: datetime, tz: tzinfo, since: str | None = None, until: st
     by default the 7 days before ``as_of``. Raises :class:`UsageError` when
     the window is empty or reversed."""
     end = parse_bound(until, as_of, tz) if until else as_of
-    start = parse_bound(since, as_of, tz) if since else end - DEFAULT_WINDOW
+    try:
+        start = parse_bound(since, as_of, tz) if since else end - DEFAULT_WINDOW
+    except OverflowError:
+        raise UsageError(f"no window before {end.date()}: too close to year 1") from None
     if start >= end:
         raise UsageError(f"empty window: since {start.isoformat()} is not before until {end.isoformat()}")
     return Window(start, end)

@@ -14,7 +14,7 @@ import zoneinfo
 from pathlib import Path
 from typing import Literal
 
-from pydantic import EmailStr, Field, SecretStr, ValidationError, field_validator
+from pydantic import EmailStr, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -25,6 +25,7 @@ from pydantic_settings import (
 from digest.errors import DigestError, SettingsError
 
 CONFIG_FILE = "digest.toml"
+DEFAULT_SECRET = "change-me-unsubscribe-secret"  # real sends refuse it: links signed with it can be forged
 
 
 class Settings(BaseSettings):
@@ -39,14 +40,16 @@ class Settings(BaseSettings):
         env_file=".env",
         env_file_encoding="utf-8",
         toml_file=CONFIG_FILE,
-        extra="forbid",
+        # Unknown keys are errors in digest.toml (a typo there must not pass
+        # silently); a .env file may hold other programs' variables too.
+        extra="ignore",
     )
 
     # The site and its sender.
     site_name: str = "Example Digest"
     site_url: str = "https://example.org/"
     sender_email: EmailStr = "digest@example.org"
-    sender_name: str = "Example Digest"
+    sender_name: str | None = None  # default: site_name
     reply_to: EmailStr | None = None
     postal_address: str = "Example Digest, 1 Example Street, Springfield"
     timezone: str = "UTC"
@@ -103,7 +106,7 @@ class Settings(BaseSettings):
     smtp_timeout: float = 30.0
 
     # Unsubscribe and the web app of `digest serve`.
-    secret_key: SecretStr = SecretStr("change-me-unsubscribe-secret")
+    secret_key: SecretStr = SecretStr(DEFAULT_SECRET)
     public_url: str | None = None
     unsubscribe_mailto: str | None = None
     serve_host: str = "127.0.0.1"
@@ -133,6 +136,17 @@ class Settings(BaseSettings):
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown IANA time zone {value!r} (e.g. 'Europe/Paris')") from None
         return value
+
+    @model_validator(mode="after")
+    def _sender_name_defaults_to_site_name(self) -> Settings:
+        if not self.sender_name:
+            self.sender_name = self.site_name
+        return self
+
+    @field_validator("sendgrid_api_key")
+    @classmethod
+    def _not_blank(cls, value: SecretStr | None) -> SecretStr | None:
+        return value if value is None or value.get_secret_value().strip() else None
 
     @field_validator("not_after")
     @classmethod
@@ -165,10 +179,23 @@ class Settings(BaseSettings):
         return (self.public_url or self.site_url).rstrip("/")
 
 
+def _unknown_toml_keys() -> list[str]:
+    """Keys of ./digest.toml that are not settings (typos), if the file parses."""
+    path = Path(CONFIG_FILE)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return []  # reported when the settings themselves are read
+    return sorted(set(data) - set(Settings.model_fields))
+
+
 def load_settings(**overrides: object) -> Settings:
     """Read the settings; ``overrides`` (e.g. from CLI options) win over every
     file and variable. Raises :class:`SettingsError` with one line per wrong
     setting, naming it and where it can be set."""
+    unknown = _unknown_toml_keys()
+    if unknown:
+        raise SettingsError("; ".join(f"setting {name!r} ({CONFIG_FILE}): unknown setting" for name in unknown))
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:

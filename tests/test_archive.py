@@ -121,14 +121,18 @@ def run_cli(*args: str):
     return result
 
 
-def test_the_archive_shows_the_issue_as_sent_though_sources_and_templates_changed_since(tmp_path, monkeypatch):
-    """A real `digest send` (outbox provider, real ledger) keeps the page;
-    afterwards an article is renamed, another deleted and a template
-    edited, and `digest archive` still writes what went out, at the address
-    the emails' "View in your browser" link gives."""
+def test_the_archive_shows_the_issue_as_sent_though_sources_and_templates_changed_since(tmp_path, monkeypatch, smtp_server):
+    """A real `digest send` (SMTP to aiosmtpd on loopback, real ledger) keeps
+    the page; afterwards an article is renamed, another deleted and a
+    template edited, and `digest archive` still writes what went out, at the
+    address the emails' "View in your browser" link gives."""
     monkeypatch.chdir(write_site(tmp_path))
+    handler, port = smtp_server
+    for name, value in {"PROVIDER": "smtp", "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(port), "SMTP_SECURITY": "none", "SECRET_KEY": "archive-test-secret"}.items():
+        monkeypatch.setenv(f"DIGEST_{name}", value)
     run_cli("send", "--as-of", "2026-12-01T08:00")
-    message = email.message_from_bytes((tmp_path / "outbox" / "all@example.org.eml").read_bytes(), policy=email.policy.default)
+    (envelope,) = [e for e in handler.messages if "all@example.org" in e.rcpt_tos]
+    message = email.message_from_bytes(envelope.content, policy=email.policy.default)
     view_link = re.search(r'<a href="([^"]+)"[^>]*>View in your browser</a>', message.get_body(("html",)).get_content())[1]
 
     write_article(tmp_path / "content", "privacy-week.md", "Privacy week, rewritten", "2026-11-28", "privacy", "New words.")

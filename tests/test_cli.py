@@ -127,3 +127,25 @@ def test_preview_writes_html_and_text_for_a_tag_set(site):
     result = run("preview", "--as-of", "2026-11-30", "--text", "-o", "p.txt")
     text = (site / "p.txt").read_text(encoding="utf-8")
     assert "<" not in text and "“Tomatoes in November”" in text
+
+
+def test_send_without_dry_run_on_the_outbox_provider_is_a_dry_run_and_records_nothing(site):
+    result = run("send", "--as-of", "2026-11-30")
+    assert result.exit_code == 0, result.output
+    assert "this is a dry run" in result.output
+    assert len(list((site / "outbox").glob("*.eml"))) == 4
+    assert not (site / "digest.db").exists()  # a later real provider can still send this issue
+
+
+def test_a_real_send_refuses_the_default_unsubscribe_secret(site, monkeypatch):
+    monkeypatch.setenv("DIGEST_PROVIDER", "smtp")
+    result = CliRunner().invoke(cli, ["send", "--as-of", "2026-11-30"])
+    assert result.exit_code == 2
+    assert "'secret_key'" in result.output
+    assert not (site / "digest.db").exists()
+
+
+def test_a_missing_intro_file_is_an_error_not_the_note(site):
+    result = CliRunner().invoke(cli, ["preview", "--as-of", "2026-11-30", "--intro", "notes/this-week.md"])
+    assert result.exit_code == 2
+    assert "no such file" in result.output

@@ -91,3 +91,17 @@ def test_undated_and_already_sent_articles_are_left_out_and_listed():
     assert [a.title for a in selection.articles] == ["fresh"]
     assert selection.undated == (undated,)
     assert selection.already_sent == (sent,)
+
+
+@pytest.mark.parametrize(("as_of", "since"), [(datetime(1, 1, 1, tzinfo=UTC), None), (AS_OF, "99999999d")])
+def test_windows_beyond_the_calendar_are_a_usage_error(as_of, since):
+    with pytest.raises(UsageError):
+        make_window(as_of, UTC, since=since)
+
+
+def test_as_of_outside_the_calendar_the_schedule_needs_is_a_usage_error():
+    from digest.selection import parse_as_of
+
+    with pytest.raises(UsageError, match="out of range"):
+        parse_as_of("0001-01-01", UTC)
+    assert parse_as_of("2026-11-30", UTC) == datetime(2026, 11, 30, 23, 59, 59, 999999, tzinfo=UTC)

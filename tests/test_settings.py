@@ -50,3 +50,22 @@ def test_secrets_do_not_print(tmp_path, monkeypatch):
     settings = load_settings()
     assert "SG.very-secret" not in repr(settings)
     assert "SG.very-secret" not in str(settings.model_dump())
+
+
+def test_a_dotenv_file_may_hold_other_programs_variables(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("OTHER_TOOL_TOKEN=1\nDIGEST_SITE_NAME=From Dotenv\n")
+    assert load_settings().site_name == "From Dotenv"
+
+
+def test_sender_name_follows_the_site_name_unless_set(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "digest.toml").write_text('site_name = "Garden Notes"\n')
+    assert load_settings().sender_name == "Garden Notes"
+    assert load_settings(sender_name="The Gardeners").sender_name == "The Gardeners"
+
+
+def test_a_blank_api_key_counts_as_none(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DIGEST_SENDGRID_API_KEY", "  ")
+    assert load_settings().sendgrid_api_key is None

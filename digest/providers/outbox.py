@@ -9,6 +9,7 @@ outbox always shows one run.
 
 from __future__ import annotations
 
+import hashlib
 import html
 import re
 from collections.abc import Sequence
@@ -41,6 +42,7 @@ class OutboxProvider:
         self.folder = Path(folder)
         self.settings = settings
         self._variants: dict[str, _VariantFiles] = {}
+        self._names: set[str] = set()
         self._clear_previous_run()
 
     def _clear_previous_run(self) -> None:
@@ -63,11 +65,22 @@ class OutboxProvider:
         results = []
         for recipient in recipients:
             message = build_message(rendered, recipient, self.settings, issue_key=issue_key)
-            name = _UNSAFE.sub("_", recipient.email) + ".eml"
+            name = self._file_name(recipient.email)
             (self.folder / name).write_bytes(message.as_bytes())
             files.recipients.append((recipient.email, name))
             results.append(RecipientResult(recipient.email, Status.ACCEPTED, message_id=message["Message-ID"]))
         return results
+
+    def _file_name(self, address: str) -> str:
+        """``address.eml``; an address with characters unsafe in file names (or
+        one that would clash with another's name) gets a short hash added, so
+        no message overwrites another."""
+        safe = _UNSAFE.sub("_", address)
+        name = f"{safe}.eml"
+        if safe != address or name in self._names:
+            name = f"{safe}-{hashlib.sha256(address.encode()).hexdigest()[:8]}.eml"
+        self._names.add(name)
+        return name
 
     def close(self) -> None:
         """Write ``index.html`` listing every variant and its recipients."""
