@@ -9,7 +9,9 @@ Columns are matched by name, ignoring case, spaces and punctuation, and the
 names other services export are understood (``Email Address``,
 ``First Name``/``Last Name``, ``TAGS``...), so an export can be used or
 imported as it is. Files are UTF-8 with or without a byte order mark, with
-LF or CRLF line ends.
+LF or CRLF line ends; a file in another encoding (UTF-16, as spreadsheets
+save "Unicode text") is one problem naming the file, not a page of garbled
+rows (:func:`encoding_problem`).
 
 **Which lists.** ``--list NAME`` picks one list; without it, the list the
 ``default_list`` setting names; without that, the only list in the folder;
@@ -17,12 +19,14 @@ with several and no default, all of them, merged (an address on two lists is
 mailed once, from the first list in name order).
 
 **Rows.** Every address is checked by email-validator (syntax only, no DNS)
-and normalized: surrounding spaces removed, the domain lower-cased, the
-local part's case kept for sending. Duplicates are found case-insensitively
-(:func:`digest.suppressions.address_key`). A bad row or a duplicate becomes
-a :class:`Problem` naming the file and line and is skipped; the run goes on.
-Rows whose ``status`` says the person left (``unsubscribed``, ``bounced``,
-``cleaned``, ``pending``...) are skipped quietly.
+and normalized: surrounding spaces removed, the domain lower-cased and in
+its ASCII (IDNA) form, the local part's case kept for sending (see
+:func:`normalize_address`; a non-ASCII local part is refused). Duplicates
+are found case-insensitively (:func:`digest.suppressions.address_key`). A bad
+row or a duplicate becomes a :class:`Problem` naming the file and line and is
+skipped; the run goes on. Rows whose ``status`` says the person left
+(``unsubscribed``, ``bounced``, ``cleaned``, ``pending``...) are skipped
+quietly; :func:`import_subscribers` records them as suppressions.
 
 **The audience** of an issue is the list's rows minus the suppressions of
 the ledger, with the tags readers chose on the preferences page in place of
@@ -36,10 +40,13 @@ subscriber.
 :func:`import_subscribers`) work on the file's raw lines: rows they do not
 touch stay byte for byte as they were, and the new file replaces the old one
 atomically (a temporary file in the same folder, then ``os.replace``).
+:func:`export_audience` writes CSV for spreadsheets and other services, with
+cells that a spreadsheet would run as formulas defused.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
@@ -56,7 +63,7 @@ from email_validator import EmailNotValidError, validate_email
 
 from digest.articles import Article, slugify_tag
 from digest.errors import DigestError
-from digest.suppressions import Suppression, address_key, all_preferences, suppressed_keys
+from digest.suppressions import Suppression, add_many, address_key, all_preferences, suppressed_keys
 
 if TYPE_CHECKING:
     from digest.settings import Settings
@@ -85,14 +92,15 @@ class Subscriber:
 
 @dataclass(frozen=True)
 class Problem:
-    """A row that was skipped, with where it is and why."""
+    """A row that was skipped, with where it is and why; ``line`` 0 means
+    the whole file (it could not be read as a list)."""
 
     file: str
     line: int
     message: str
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.message}"
+        return f"{self.file}:{self.line}: {self.message}" if self.line else f"{self.file}: {self.message}"
 
 
 @dataclass(frozen=True)
@@ -122,6 +130,20 @@ COLUMN_ALIASES = {
 }
 ACTIVE_STATUSES = {"", "subscribed", "active", "confirmed", "regular"}
 LEFT_STATUSES = {"unsubscribed", "inactive", "bounced", "cleaned", "pending", "unconfirmed", "complained", "blocked"}
+# The suppression reason of a status other services export: Mailchimp's
+# "cleaned" is a hard-bounced address, ConvertKit's "inactive" an
+# unsubscribed one. pending/unconfirmed people never confirmed: not imported,
+# but nothing to suppress.
+SUPPRESSING_STATUSES = {
+    "unsubscribed": "unsubscribed",
+    "inactive": "unsubscribed",
+    "bounced": "bounced",
+    "cleaned": "bounced",
+    "blocked": "bounced",
+    "complained": "spam-report",
+}
+# How much of a file encoding_problem() looks at.
+SNIFF_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -167,6 +189,34 @@ def read_rows(handle: BinaryIO | Iterable[bytes]) -> Iterator[Row]:
         yield Row(start, b"".join(pending), [])
 
 
+def encoding_problem(head: bytes) -> str | None:
+    """Why a file starting with ``head`` (its first bytes, up to
+    :data:`SNIFF_BYTES`) is not a UTF-8 list, or None when it may be one.
+
+    A UTF-16 or UTF-32 file (Excel's "Unicode text", Windows tools) decodes
+    as text full of NUL characters that csv would happily turn into rows:
+    its byte order mark gives it away, or without one the NUL bytes, which
+    UTF-8 text never holds."""
+    if head.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):  # before UTF-16: FF FE starts both
+        return "looks like UTF-32"
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "looks like UTF-16"
+    nuls = head.count(0)
+    if not nuls:
+        return None
+    if nuls * 5 >= len(head) * 3:  # ASCII in UTF-32 is 3/4 NULs, in UTF-16 1/2
+        return "looks like UTF-32"
+    return "looks like UTF-16" if nuls * 4 >= len(head) else "has NUL bytes"
+
+
+def _check_utf8(file: Path, handle: BinaryIO) -> str | None:
+    """The one-line problem of an open list file that is not UTF-8 text,
+    or None; the handle is left at the start."""
+    why = encoding_problem(handle.read(SNIFF_BYTES))
+    handle.seek(0)
+    return f"not UTF-8 ({why}): save it as UTF-8" if why else None
+
+
 def _column_name(header: str) -> str:
     return re.sub(r"[\W_]+", "", header.casefold())
 
@@ -198,13 +248,18 @@ class _ListReader:
     many times; equal objects also make build_variants' memo cheap)."""
 
     file: Path
-    strict_header: bool = False  # raise instead of reporting a header without an email column
-    left: int = 0  # rows whose status says the person left, skipped quietly
+    strict_header: bool = False  # raise instead of reporting a file we cannot read as a list
+    left: list[tuple[Subscriber, str]] = field(default_factory=list)  # (row, status) of people who left, skipped quietly
     tag_sets: dict[str, frozenset[str]] = field(default_factory=dict)
     seen: dict[str, int] = field(default_factory=dict)
 
     def read(self) -> Iterator[Subscriber | Problem]:
         with self.file.open("rb") as handle:
+            if (message := _check_utf8(self.file, handle)) is not None:
+                if self.strict_header:
+                    raise DigestError(f"{self.file}: {message}")
+                yield self.problem(0, message)
+                return
             rows = read_rows(handle)
             header = self._header(rows)
             if header is None:
@@ -234,7 +289,7 @@ class _ListReader:
         return Problem(str(self.file), line, message)
 
     def subscriber(self, row: Row, where: dict[str, int], width: int) -> Subscriber | Problem | None:
-        if row.undecodable:
+        if row.undecodable or b"\0" in row.raw:
             return self.problem(row.line, "not UTF-8 text; row skipped")
         if len(row.fields) > width:
             return self.problem(
@@ -253,14 +308,15 @@ class _ListReader:
         if key in self.seen:
             return self.problem(row.line, f"duplicate of line {self.seen[key]} ({email}); row skipped")
         self.seen[key] = row.line
-        if status in LEFT_STATUSES:
-            self.left += 1
-            return None
         cell = values["tags"]
         tags = self.tag_sets.get(cell)
         if tags is None:
             tags = self.tag_sets[cell] = frozenset(parse_tags(cell))
-        return Subscriber(email=email, name=values["name"], tags=tags, list_name=self.file.stem, line=row.line)
+        subscriber = Subscriber(email=email, name=values["name"], tags=tags, list_name=self.file.stem, line=row.line)
+        if status in LEFT_STATUSES:
+            self.left.append((subscriber, status))
+            return None
+        return subscriber
 
 
 def _values(fields: list[str], where: dict[str, int]) -> dict[str, str]:
@@ -282,17 +338,35 @@ def _values(fields: list[str], where: dict[str, int]) -> dict[str, str]:
 
 
 def normalize_address(raw: str) -> str:
-    """``raw`` checked and normalized for sending (spaces around removed,
-    domain lower-cased, local part kept), per email-validator's syntax rules
-    (RFC 5321/5322, no DNS lookups). Raises :class:`DigestError` with the
-    reason for an empty or invalid address."""
+    """``raw`` checked and normalized for sending, per email-validator's
+    syntax rules (RFC 5321/5322, no DNS lookups): spaces around removed,
+    local part kept, domain lower-cased and in its ASCII form (an
+    internationalized domain as IDNA "xn--" labels, RFC 5891), so the result
+    is plain ASCII that every provider and server takes.
+
+    Raises :class:`DigestError` with the reason for an empty or invalid
+    address, and for a non-ASCII local part: mailing one needs the SMTPUTF8
+    extension (RFC 6531), which SendGrid refuses (400) and most servers lack,
+    and no ASCII form of it exists."""
     address = raw.strip()
     if not address:
         raise DigestError("no email address")
     try:
-        return validate_email(address, check_deliverability=False).normalized
+        return validate_email(address, check_deliverability=False, allow_smtputf8=False).ascii_email
     except EmailNotValidError as exc:
+        if _valid_with_smtputf8(address):
+            raise DigestError(
+                f"{address!r} needs SMTPUTF8 (non-ASCII before the @), which SendGrid and most servers do not accept"
+            ) from None
         raise DigestError(f"invalid address {address!r}: {exc}") from None
+
+
+def _valid_with_smtputf8(address: str) -> bool:
+    try:
+        validate_email(address, check_deliverability=False, allow_smtputf8=True)
+    except EmailNotValidError:
+        return False
+    return True
 
 
 def _row_key(fields: list[str], where: dict[str, int]) -> str:
@@ -466,6 +540,8 @@ def _raw_records(file: Path) -> Iterator[tuple[Row, dict[str, str]]]:
     """Each data row of ``file`` with its values by our field names, without
     validating addresses: for quick look-ups in large lists."""
     with file.open("rb") as handle:
+        if _check_utf8(file, handle) is not None:
+            return
         rows = read_rows(handle)
         header = next((r for r in rows if r.fields), None)
         where = columns(header.fields) if header else {}
@@ -568,6 +644,8 @@ class _RawList:
         if not path.exists():
             return cls(path, [], None, "\n")
         with path.open("rb") as handle:
+            if (message := _check_utf8(path, handle)) is not None:
+                raise DigestError(f"{path}: {message}; the list was not changed")
             rows = list(read_rows(handle))
         header = next((r for r in rows if r.fields), None)
         if header is not None and "email" not in columns(header.fields):
@@ -618,7 +696,8 @@ def write_atomic(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` all at once: readers see the old file or
     the new one, never half of one (a temporary file in the same folder,
     flushed to disk, then ``os.replace``, atomic on POSIX and Windows). The
-    old file's permissions are kept."""
+    old file's permissions are kept; a new file gets those ``open()`` would
+    give it (0666 less the umask: 0644 usually), not mkstemp's private 0600."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
     try:
@@ -626,12 +705,18 @@ def write_atomic(path: Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        if path.exists():
-            os.chmod(handle.name, path.stat().st_mode & 0o7777)
+        os.chmod(handle.name, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_umask())
         os.replace(handle.name, path)
     except BaseException:
         Path(handle.name).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    # The only way to read it is to set it; the CLI has no other threads then.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _now_iso() -> str:
@@ -679,22 +764,51 @@ def remove_subscriber(path: Path, email: str) -> int:
 class ImportResult:
     """What :func:`import_subscribers` did: the rows ``added``; how many were
     ``already`` on the list; how many had ``left`` (a status such as
-    unsubscribed or cleaned, not imported); the ``problems`` of the source
-    file (bad addresses, duplicates), with its lines."""
+    unsubscribed or cleaned: not imported), and those rows with their status
+    (``leavers``); the suppressions recorded for them (``suppressed``:
+    address, reason, list name or None for every list); the ``problems`` of
+    the source file (bad addresses, duplicates, people on the list whom the
+    file calls unconfirmed), with its lines."""
 
     added: list[Subscriber]
     already: int
     left: int
     problems: list[Problem]
+    leavers: list[tuple[Subscriber, str]] = field(default_factory=list)
+    suppressed: list[tuple[str, str, str | None]] = field(default_factory=list)
+
+    def summary(self, target: Path) -> str:
+        """One line for the operator, e.g. ``imported 2 into subscribers/garden.csv;
+        1 already there; 2 had left (suppressed: 1 bounced on every list,
+        1 unsubscribed on garden); 0 bad rows``."""
+        text = f"imported {len(self.added)} into {target}; {self.already} already there; {self.left} had left"
+        if self.suppressed:
+            counts: dict[tuple[str, str], int] = {}
+            for _, reason, list_name in self.suppressed:
+                scope = f"on {list_name}" if list_name else "on every list"
+                counts[reason, scope] = counts.get((reason, scope), 0) + 1
+            text += " (suppressed: " + ", ".join(f"{n} {reason} {scope}" for (reason, scope), n in sorted(counts.items())) + ")"
+        return text + f"; {len(self.problems)} bad rows"
 
 
-def import_subscribers(path: Path, source: Path) -> ImportResult:
+def import_subscribers(path: Path, source: Path, ledger: Path | None = None) -> ImportResult:
     """Merge the CSV file ``source`` (our format or another service's
     export, columns matched by name: see :data:`COLUMN_ALIASES`) into the
     list file ``path``. New addresses are appended in ``path``'s column
     order; addresses already there are left as they are; rows whose status
-    says the person left are not imported. Raises :class:`DigestError` when
-    ``source`` has no email column."""
+    says the person left are not imported.
+
+    With a ``ledger`` file, those who left are suppressed there
+    (:data:`SUPPRESSING_STATUSES`; source ``import <file name>``), so a
+    person already on the list whom the other service knows as unsubscribed
+    or bounced is not mailed again: an unsubscribe for this list, a bounce or
+    complaint for every list, as the webhook records them. This happens
+    before the list is written. A row on the list that ``source`` calls
+    pending or unconfirmed is reported as a problem and left alone.
+
+    Raises :class:`DigestError` when ``source`` is missing, not UTF-8 or has
+    no email column, or when the ledger cannot be written; the list is then
+    unchanged."""
     if not source.is_file():
         raise DigestError(f"no file to import at {source}")
     raw = _RawList.read(path)
@@ -712,22 +826,46 @@ def import_subscribers(path: Path, source: Path) -> ImportResult:
         present[item.key] = 0
         result.added.append(item)
         records.append(raw.new_row(item, _now_iso()))
-    result.left = reader.left
+    result.leavers, result.left = reader.left, len(reader.left)
+    for person, status in reader.left:
+        reason = SUPPRESSING_STATUSES.get(status)
+        if reason is None and person.key in present:
+            where = f"{path} (line {present[person.key]})"
+            message = f"{person.email} is {status} here but on {where}: left on the list; check they confirmed"
+            result.problems.append(Problem(str(source), person.line, message))
+        elif reason is not None and ledger is not None:
+            result.suppressed.append((person.email, reason, path.stem if reason == "unsubscribed" else None))
+    if result.suppressed:
+        add_many(ledger, result.suppressed, f"import {source.name}")
     if records:
         raw.write((r.raw for r in raw.rows), records)
     return result
+
+
+# Cells a spreadsheet would run as a formula start with one of these (OWASP,
+# "CSV Injection"): = + - @, and tab or CR, which some programs skip first.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: str) -> str:
+    """``value`` for a CSV cell that a spreadsheet shows as text and never
+    runs: with a leading apostrophe when it starts like a formula (OWASP
+    "CSV Injection"). Only for exports: lists keep their values as typed."""
+    return "'" + value if value.startswith(FORMULA_STARTS) else value
 
 
 def export_audience(audience: Audience) -> str:
     """The audience as CSV text (``email,name,tags,list,status``): every
     subscriber with their effective tags and ``subscribed``, then every
     suppressed one with the suppression's reason as status, so another
-    service importing it does not mail people who left."""
+    service importing it does not mail people who left. Every cell goes
+    through :func:`spreadsheet_safe`: names come from sign-up forms, and an
+    address may start with ``=`` or ``-`` too."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["email", "name", "tags", "list", "status"])
-    for subscriber in audience.subscribers:
-        writer.writerow([subscriber.email, subscriber.name, ";".join(sorted(subscriber.tags)), subscriber.list_name, "subscribed"])
-    for subscriber, suppression in audience.suppressed:
-        writer.writerow([subscriber.email, subscriber.name, ";".join(sorted(subscriber.tags)), subscriber.list_name, suppression.reason])
+    everyone = [(s, "subscribed") for s in audience.subscribers] + [(s, why.reason) for s, why in audience.suppressed]
+    for subscriber, status in everyone:
+        cells = [subscriber.email, subscriber.name, ";".join(sorted(subscriber.tags)), subscriber.list_name, status]
+        writer.writerow([spreadsheet_safe(cell) for cell in cells])
     return out.getvalue()

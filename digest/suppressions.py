@@ -159,6 +159,15 @@ def add(
         return cursor.rowcount == 1
 
 
+def add_many(db: Db, entries: Iterable[tuple[str, str, str | None]], source: str) -> int:
+    """Suppress every ``(address, reason, list_name)`` of ``entries`` (as
+    :func:`add` does, one ``source`` for all) in one transaction: all or
+    none. Returns how many rows were new. Raises :class:`ValueError` as
+    :func:`add` does, :class:`DigestError` when the ledger cannot be written."""
+    with _using(db) as conn:
+        return sum(add(conn, address, reason, source, list_name) for address, reason, list_name in entries)
+
+
 def remove(db: Db, address: str, list_name: str | None = None) -> int:
     """Lift the suppressions of ``address``: only the one for ``list_name``
     when given, else every one (global and per list). Returns how many rows

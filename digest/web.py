@@ -19,16 +19,22 @@ SendGrid's Event Webhook.
   ``bounce`` and ``dropped`` events are recorded against their delivery rows
   in the ledger (matched through our ``issue_key`` and ``subscriber_id``
   custom args); all of a batch in one transaction: a malformed batch gets
-  400 and records nothing.
+  400 and records nothing. Without a key, unsigned events are taken on
+  loopback (behind a proxy, or for tests) and refused with 403 when the app
+  listens beyond it, since anyone could then suppress any address.
 
 A forged, altered or malformed token gets 400 and records nothing.
 Responses carry no cookies, ``Cache-Control: no-store`` and
 ``Referrer-Policy: no-referrer`` (the token must not leak to other sites).
+For the same reason the request log names paths without their query
+string: uvicorn's own access log, which prints the token, is off.
 """
 
 from __future__ import annotations
 
+import copy
 import json
+import logging
 from collections.abc import Iterable
 from contextlib import closing
 from dataclasses import dataclass
@@ -40,6 +46,7 @@ from urllib.parse import parse_qs
 from jinja2 import DictLoader, Environment, StrictUndefined
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
@@ -49,7 +56,7 @@ from digest.articles import slugify_tag
 from digest.errors import DigestError, SettingsError
 from digest.ledger import Ledger
 from digest.ledger import record_events as ledger_events
-from digest.unsubscribe import TokenError, read_token
+from digest.unsubscribe import TokenError, is_loopback, read_token
 
 if TYPE_CHECKING:
     from digest.settings import Settings
@@ -57,6 +64,7 @@ if TYPE_CHECKING:
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
 PAGE_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Robots-Tag": "noindex"}
+ACCESS_LOG = logging.getLogger("digest.web")
 
 # SendGrid event -> our suppression reason. Event names from SendGrid's
 # "Event Webhook reference" (delivery and engagement events).
@@ -181,6 +189,9 @@ def create_app(settings: Settings, *, known_tags: Iterable[str] | None = None) -
         )
 
     async def sendgrid_webhook(request: Request) -> Response:
+        if state.verifier is None and not is_loopback(settings.serve_host):  # anyone could suppress anyone
+            refusal = f"unsigned events are not taken on {settings.serve_host}: set sendgrid_webhook_public_key"
+            return JSONResponse({"error": refusal}, 403)
         body = await request.body()
         if state.verifier is not None and not _signed(state.verifier, body, request.headers):
             return JSONResponse({"error": "missing or invalid Event Webhook signature"}, 403)
@@ -196,8 +207,37 @@ def create_app(settings: Settings, *, known_tags: Iterable[str] | None = None) -
             Route("/unsubscribe", unsubscribe, methods=["GET", "POST"]),
             Route("/preferences", preferences, methods=["GET", "POST"]),
             Route("/webhooks/sendgrid", sendgrid_webhook, methods=["POST"]),
-        ]
+        ],
+        middleware=[Middleware(PathOnlyAccessLog)],
     )
+
+
+class PathOnlyAccessLog:
+    """ASGI middleware that logs each request as ``client "METHOD /path"
+    status`` to the ``digest.web`` logger at INFO: the path without its query
+    string, which holds unsubscribe tokens (anyone reading a log line with
+    one could unsubscribe that reader or change their topics)."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500  # what the server answers when the app fails before starting a response
+
+        async def send_noting_status(message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_noting_status)
+        finally:
+            client = scope["client"][0] if scope.get("client") else "-"
+            ACCESS_LOG.info('%s "%s %s" %d', client, scope["method"], scope["path"], status)
 
 
 def _person(state: _State, request: Request) -> tuple[str, str, str] | Response:
@@ -406,15 +446,52 @@ def record_events(ledger: Path, batch: EventBatch) -> tuple[int, int]:
         return added, ledger_events(conn, batch.deliveries)
 
 
+def serve_warnings(settings: Settings) -> list[str]:
+    """What ``digest serve`` warns about at start, one line each: a webhook
+    without a public key takes unsigned events on loopback (whoever reaches
+    it, through a reverse proxy too, can suppress any address) and refuses
+    them beyond it."""
+    if settings.sendgrid_webhook_public_key:
+        return []
+    if is_loopback(settings.serve_host):
+        return [
+            "no sendgrid_webhook_public_key: POST /webhooks/sendgrid accepts unsigned events, so anyone who can "
+            "reach it (through a proxy too) can suppress addresses; turn on SendGrid's signed Event Webhook and set the key"
+        ]
+    return [
+        f"no sendgrid_webhook_public_key: POST /webhooks/sendgrid refuses every event (403) on {settings.serve_host}; "
+        "turn on SendGrid's signed Event Webhook and set the key"
+    ]
+
+
+def uvicorn_options(settings: Settings) -> dict:
+    """Keyword arguments of ``uvicorn.run`` for ``settings``: host and port,
+    uvicorn's access log off (it prints each URL with its query, tokens
+    included) and ``digest.web``'s path-only log on, beside uvicorn's own
+    lines on stderr."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    log_config = copy.deepcopy(LOGGING_CONFIG)
+    log_config["loggers"][ACCESS_LOG.name] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    return {
+        "host": settings.serve_host,
+        "port": settings.serve_port,
+        "log_level": "info",
+        "access_log": False,
+        "log_config": log_config,
+    }
+
+
 def serve(settings: Settings) -> None:
     """Run the app on ``settings.serve_host``:``settings.serve_port`` with
-    uvicorn until interrupted. Raises :class:`SettingsError` when the app
-    would face the network with the default ``secret_key`` (anyone could
-    then forge unsubscribe links)."""
+    uvicorn until interrupted, after printing :func:`serve_warnings` on
+    stderr. Raises :class:`SettingsError` when the app would face the
+    network with the default ``secret_key`` (anyone could then forge
+    unsubscribe links)."""
+    import click
     import uvicorn
 
     from digest.settings import Settings as SettingsModel
-    from digest.unsubscribe import is_loopback
 
     default_secret = SettingsModel.model_fields["secret_key"].default.get_secret_value()
     if settings.secret_key.get_secret_value() == default_secret and not is_loopback(settings.serve_host):
@@ -422,4 +499,7 @@ def serve(settings: Settings) -> None:
             "setting 'secret_key' (digest.toml, or DIGEST_SECRET_KEY): set a long random secret before "
             f"serving on {settings.serve_host}; with the default anyone can forge unsubscribe links"
         )
-    uvicorn.run(create_app(settings), host=settings.serve_host, port=settings.serve_port, log_level="info")
+    app = create_app(settings)
+    for line in serve_warnings(settings):
+        click.secho(f"warning: {line}", fg="yellow", err=True)
+    uvicorn.run(app, **uvicorn_options(settings))

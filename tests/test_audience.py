@@ -3,6 +3,8 @@ audience after suppressions and preferences, variants, and list writes."""
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,6 +18,7 @@ from digest.audience import (
     add_subscriber,
     build_variants,
     choose_lists,
+    encoding_problem,
     export_audience,
     find_subscriber,
     import_subscribers,
@@ -63,7 +66,8 @@ ada.lovelace@example.ORG,Ada Again,
 grace@example.org,"Hopper, Grace",Bees
   bob@example.org  ,Bob,
 bob@example.org,Bob twice,roses
-zoë@example.org,Zoë,"roses, bees"
+Zoe@Bücher.Example.org,Zoë,"roses, bees"
+zoë@example.org,Zoë,
 """
 
 
@@ -74,17 +78,20 @@ def test_a_messy_list_names_each_problem_with_its_line_and_keeps_each_address_on
         "Ada.Lovelace@example.org",  # local part's case kept, domain lower-cased
         "grace@example.org",
         "bob@example.org",
-        "zoë@example.org",
+        "Zoe@xn--bcher-kva.example.org",  # an internationalized domain is mailed in its ASCII (IDNA) form
     ]
     assert [s.line for s in subscribers] == [2, 5, 6, 8]
     assert {s.list_name for s in subscribers} == {"readers"}
     assert subscribers[0].tags == {"roses", "compost"}
     assert subscribers[1].name == "Hopper, Grace"
     assert subscribers[3].tags == {"roses", "bees"}
-    assert [(p.file, p.line) for p in problems] == [(str(path), 3), (str(path), 4), (str(path), 7)]
+    assert [(p.file, p.line) for p in problems] == [(str(path), 3), (str(path), 4), (str(path), 7), (str(path), 9)]
     assert "invalid address 'not-an-address'" in problems[0].message
     assert "duplicate of line 2" in problems[1].message
     assert "duplicate of line 6" in problems[2].message
+    # SendGrid answers 400 to a non-ASCII local part; there is no ASCII form of it.
+    assert "'zoë@example.org' needs SMTPUTF8" in problems[3].message
+    assert "which SendGrid and most servers do not accept" in problems[3].message
     assert str(problems[0]).startswith(f"{path}:3: ")
 
 
@@ -117,6 +124,42 @@ def test_a_header_without_email_and_undecodable_rows_are_problems_not_crashes(tm
     assert [s.email for s in subscribers] == ["ada@example.org", "cy@example.org"]
     assert [(Path(p.file).name, p.line) for p in problems] == [("a.csv", 1), ("b.csv", 3)]
     assert "no email column" in problems[0].message and "not UTF-8" in problems[1].message
+
+
+UTF16_LIST = "email,name,tags\r\nada@example.org,Ada,roses\r\nbob@example.org,Bob,\r\n"
+
+
+def test_a_utf16_list_is_one_problem_naming_the_file_not_rows_of_nul_bytes(tmp_path):
+    (tmp_path / "a-bom.csv").write_bytes(UTF16_LIST.encode("utf-16"))  # Excel's "Unicode text": BOM, little-endian
+    (tmp_path / "b-nobom.csv").write_bytes(UTF16_LIST.encode("utf-16-be"))  # no BOM: the NUL bytes tell
+    good = write(tmp_path / "c-good.csv", "email,name,tags\ncy@example.org,Cy,\n")
+    subscribers, problems = load_subscribers(tmp_path)
+    assert [s.email for s in subscribers] == ["cy@example.org"]
+    assert [str(p) for p in problems] == [
+        f"{tmp_path / name}: not UTF-8 (looks like UTF-16): save it as UTF-8" for name in ("a-bom.csv", "b-nobom.csv")
+    ]
+    # Importing one, or writing to one, stops with the same line and changes nothing.
+    before = good.read_bytes()
+    with pytest.raises(DigestError, match=r"b-nobom\.csv: not UTF-8 \(looks like UTF-16\): save it as UTF-8"):
+        import_subscribers(good, tmp_path / "b-nobom.csv")
+    assert good.read_bytes() == before
+    with pytest.raises(DigestError, match=r"a-bom\.csv: not UTF-8 \(looks like UTF-16\)"):
+        add_subscriber(tmp_path / "a-bom.csv", "dee@example.org")
+    assert (tmp_path / "a-bom.csv").read_bytes() == UTF16_LIST.encode("utf-16")
+
+
+@pytest.mark.parametrize(
+    ("data", "verdict"),
+    [
+        (UTF16_LIST.encode("utf-32"), "looks like UTF-32"),
+        (UTF16_LIST.encode("utf-32-le"), "looks like UTF-32"),
+        (UTF16_LIST.encode("utf-16-le"), "looks like UTF-16"),
+        (b"email\nada@example.org\0\n", "has NUL bytes"),
+        (BOM + "email\nzoë@example.org\n".encode(), None),  # UTF-8, with or without BOM, is fine
+    ],
+)
+def test_encodings_other_than_utf8_are_recognized(data, verdict):
+    assert encoding_problem(data) == verdict
 
 
 def test_other_services_column_names_are_understood(tmp_path):
@@ -240,12 +283,15 @@ ODD_LIST = 'email,name,tags,status\n"ada@example.org" ,Ada,"roses;bees",subscrib
 def test_add_appends_in_the_files_own_style_and_keeps_every_byte_before(tmp_path):
     path = write(tmp_path / "garden.csv", ODD_LIST, crlf=True, bom=True)
     before = path.read_bytes()
-    added = add_subscriber(path, "  Zoë@Example.ORG ", "Zoë, Gardener", ["Fruit Trees", "bees"])
+    added = add_subscriber(path, "  Zoe@Bücher.Example.ORG ", "Zoë, Gardener", ["Fruit Trees", "bees"])
     after = path.read_bytes()
     assert after.startswith(before)
-    assert after[len(before) :] == 'Zoë@example.org,"Zoë, Gardener",bees;fruit-trees,subscribed\r\n'.encode()
-    assert added.key == "zoë@example.org"
-    assert [s.email for s in load_subscribers(path)[0]][-1] == "Zoë@example.org"
+    assert after[len(before) :] == 'Zoe@xn--bcher-kva.example.org,"Zoë, Gardener",bees;fruit-trees,subscribed\r\n'.encode()
+    assert added.key == "zoe@xn--bcher-kva.example.org"
+    assert [s.email for s in load_subscribers(path)[0]][-1] == "Zoe@xn--bcher-kva.example.org"
+    with pytest.raises(DigestError, match="ZOË@example.org' needs SMTPUTF8"):
+        add_subscriber(path, "ZOË@example.org")
+    assert path.read_bytes() == after
 
 
 def test_add_refuses_duplicates_and_bad_addresses_leaving_the_file_alone(tmp_path):
@@ -310,6 +356,58 @@ def test_import_merges_another_services_export(tmp_path):
     assert after[len(before) :] == b"cy@example.org,Cy Young,fruit-trees;roses,subscribed\r\neve@example.org,Eve,,subscribed\r\n"
 
 
+GARDEN = "email,name,tags\nada@example.org,Ada,roses\nbob@example.org,Bob,\ncy@example.org,Cy,\ndee@example.org,Dee,\n"
+MAILCHIMP = (  # columns as Mailchimp names them; people on the list above whom it knows as gone
+    '"Email Address","First Name","Last Name",Status\n'
+    "BOB@example.org,Bob,,unsubscribed\n"  # line 2: on the list
+    "cy@example.org,Cy,,cleaned\n"  # 3: on the list; Mailchimp's hard bounce
+    "dee@example.org,Dee,,pending\n"  # 4: on the list, never confirmed there
+    "eve@example.org,Eve,,unsubscribed\n"  # 5: not on the list
+    "fay@example.org,Fay,,complained\n"  # 6
+    "gus@example.org,Gus,,subscribed\n"  # 7: new
+)
+
+
+def test_import_suppresses_people_the_export_says_left_and_says_so(tmp_path):
+    folder = tmp_path / "subscribers"
+    folder.mkdir()
+    garden = write(folder / "garden.csv", GARDEN)
+    ledger = tmp_path / "digest.db"
+    result = import_subscribers(garden, write(tmp_path / "members_export.csv", MAILCHIMP), ledger)
+    assert [s.email for s in result.added] == ["gus@example.org"]
+    assert [(s.email, status) for s, status in result.leavers][:3] == [
+        ("BOB@example.org", "unsubscribed"), ("cy@example.org", "cleaned"), ("dee@example.org", "pending"),
+    ]
+    stored = {(s.address, s.reason, s.source, s.list_name) for s in suppressions.list_suppressions(ledger)}
+    assert stored == {
+        ("BOB@example.org", "unsubscribed", "import members_export.csv", "garden"),  # from this list
+        ("cy@example.org", "bounced", "import members_export.csv", None),  # a dead address: every list
+        ("eve@example.org", "unsubscribed", "import members_export.csv", "garden"),
+        ("fay@example.org", "spam-report", "import members_export.csv", None),
+    }
+    # The next issue's audience: bob and cy are out; dee is kept but reported.
+    audience = load_audience(load_settings(subscribers=folder, ledger=ledger), "garden")
+    assert [s.email for s in audience.subscribers] == ["ada@example.org", "dee@example.org", "gus@example.org"]
+    assert {s.email: why.reason for s, why in audience.suppressed} == {"bob@example.org": "unsubscribed", "cy@example.org": "bounced"}
+    (unconfirmed,) = result.problems
+    assert unconfirmed.line == 4 and "dee@example.org is pending here but on" in unconfirmed.message
+    summary = result.summary(garden)
+    assert "5 had left (suppressed: 1 bounced on every list, 1 spam-report on every list, 2 unsubscribed on garden)" in summary
+    assert summary.startswith(f"imported 1 into {garden}") and summary.endswith("1 bad rows")
+
+    again = import_subscribers(garden, tmp_path / "members_export.csv", ledger)  # harmless to repeat
+    assert again.added == [] and len(suppressions.list_suppressions(ledger)) == 4
+    assert garden.read_text().count("gus@example.org") == 1
+
+
+def test_import_without_a_ledger_suppresses_nothing_and_says_only_who_left(tmp_path):
+    garden = write(tmp_path / "garden.csv", GARDEN)
+    result = import_subscribers(garden, write(tmp_path / "export.csv", MAILCHIMP))
+    assert result.suppressed == [] and result.left == 5
+    assert "5 had left;" in result.summary(garden)
+    assert not (tmp_path / "digest.db").exists()
+
+
 def test_import_without_an_email_column_changes_nothing(tmp_path):
     path = write(tmp_path / "garden.csv", ODD_LIST)
     before = path.read_bytes()
@@ -345,8 +443,9 @@ def test_subscribers_check_names_each_problem_and_exits_1(run, tmp_path):
     result = run("subscribers", "check")
     assert result.exit_code == 1
     lines = result.stdout.splitlines()
-    assert [line.split(": ")[0] for line in lines[:3]] == [f"subscribers{os.sep}readers.csv:{n}" for n in (3, 4, 7)]
-    assert lines[-1].startswith("4 valid subscribers, 3 problems")
+    assert [line.split(": ")[0] for line in lines[:4]] == [f"subscribers{os.sep}readers.csv:{n}" for n in (3, 4, 7, 9)]
+    assert "needs SMTPUTF8" in lines[3]
+    assert lines[-1].startswith("4 valid subscribers, 4 problems")
     write(tmp_path / "subscribers" / "readers.csv", "email,name,tags\nada@example.org,Ada,roses\n")
     assert run("subscribers", "check").exit_code == 0
 
@@ -371,3 +470,52 @@ def test_subscribers_commands_edit_list_and_export(run, tmp_path):
     write(tmp_path / "subscribers" / "kitchen.csv", "email\n")
     ambiguous = run("subscribers", "add", "di@example.org")
     assert ambiguous.exit_code == 1 and "name the list with --list (lists in subscribers: garden, kitchen)" in ambiguous.output
+
+
+def test_subscribers_check_reports_a_utf16_list_in_one_line(run, tmp_path):
+    (tmp_path / "subscribers" / "readers.csv").write_bytes(UTF16_LIST.encode("utf-16"))
+    result = run("subscribers", "check")
+    assert result.exit_code == 1
+    assert result.stdout.splitlines() == [
+        f"subscribers{os.sep}readers.csv: not UTF-8 (looks like UTF-16): save it as UTF-8",
+        f"0 valid subscribers, 1 problems in subscribers{os.sep}readers.csv",
+    ]
+
+
+def test_subscribers_add_refuses_a_non_ascii_local_part_and_mails_an_idn_domain_in_ascii(run, tmp_path):
+    refused = run("subscribers", "add", "jürgen@example.org", "--list", "garden")
+    assert refused.exit_code == 1
+    assert "'jürgen@example.org' needs SMTPUTF8" in refused.output and "SendGrid" in refused.output
+    assert not (tmp_path / "subscribers" / "garden.csv").exists()
+    assert run("subscribers", "add", "ana@Bücher.example.org", "--list", "garden").exit_code == 0
+    assert run("subscribers", "list").stdout.splitlines() == ["ana@xn--bcher-kva.example.org\t\t(every tag)\tgarden"]
+
+
+FORMULAS = ["=HYPERLINK(\"https://evil.example/\",\"x\")", "+1 555 0100", "-2+3", "@SUM(A1)"]
+
+
+def test_export_defuses_spreadsheet_formulas_but_the_list_keeps_what_was_typed(run, tmp_path):
+    for n, name in enumerate(FORMULAS):
+        assert run("subscribers", "add", f"r{n}@example.org", "--name", name, "--list", "garden").exit_code == 0
+    assert run("subscribers", "add", "--name", "Ada", "--list", "garden", "--", "-x@example.org").exit_code == 0
+    assert run("subscribers", "export", "-o", "out.csv").exit_code == 0
+    exported = list(csv.reader(io.StringIO((tmp_path / "out.csv").read_text(encoding="utf-8"))))
+    assert [row[1] for row in exported[1:]] == [f"'{name}" for name in FORMULAS] + ["Ada"]
+    assert exported[-1][0] == "'-x@example.org"
+    # OWASP's first characters only: ordinary values are exported as they are.
+    assert [row[0] for row in exported[1:-1]] == [f"r{n}@example.org" for n in range(4)]
+    stored = list(csv.reader(io.StringIO((tmp_path / "subscribers" / "garden.csv").read_text(encoding="utf-8"))))
+    assert [row[1] for row in stored[1:-1]] == FORMULAS
+    assert [line.split("\t")[1] for line in run("subscribers", "list").stdout.splitlines()][:4] == FORMULAS
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o027, 0o640)])
+def test_new_lists_and_exports_get_the_usual_file_mode_not_a_private_one(run, tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        assert run("subscribers", "add", "ada@example.org", "--list", "new").exit_code == 0
+        assert run("subscribers", "export", "-o", "out.csv").exit_code == 0
+    finally:
+        os.umask(old)
+    assert (tmp_path / "subscribers" / "new.csv").stat().st_mode & 0o777 == mode
+    assert (tmp_path / "out.csv").stat().st_mode & 0o777 == mode

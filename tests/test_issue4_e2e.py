@@ -153,6 +153,24 @@ def test_a_list_with_bad_rows_duplicates_bom_and_crlf_is_checked_by_line_and_mai
     assert titles_in(text_of(messages["dee@example.org"])) == TITLES
 
 
+def test_an_idn_domain_is_mailed_in_ascii_and_a_non_ascii_local_part_is_reported_and_skipped(tmp_path):
+    site = make_site(tmp_path, "email,name,tags\nana@Bücher.example.org,Ana,roses\njürgen@example.org,Jürgen,roses\nbob@example.org,Bob,\n")
+    check = digest(site, "subscribers", "check")
+    assert check.returncode == 1
+    (problem,) = [line for line in check.stdout.splitlines() if "main.csv:" in line]
+    assert problem.endswith(
+        "main.csv:3: 'jürgen@example.org' needs SMTPUTF8 (non-ASCII before the @), "
+        "which SendGrid and most servers do not accept; row skipped"
+    )
+
+    messages = dry_run(site)
+    assert sorted(messages) == ["ana@xn--bcher-kva.example.org", "bob@example.org"]
+    # The To: header holds a deliverable ASCII address, not an RFC 2047 encoded word.
+    headers = [line for path in (site / "outbox").glob("*.eml") for line in path.read_bytes().splitlines()]
+    (to,) = [line for line in headers if line.startswith(b"To:") and b"xn--" in line]
+    assert to == b"To: Ana <ana@xn--bcher-kva.example.org>"
+
+
 # 2. Tags and variants ----------------------------------------------------------------------------
 
 

@@ -79,6 +79,19 @@ def test_writes_on_one_connection_are_all_or_nothing(db):
     assert suppressions.list_suppressions(db) == []
 
 
+def test_add_many_records_a_batch_all_or_nothing_and_counts_the_new_rows(db):
+    batch = [("ada@example.org", "unsubscribed", "garden"), ("bob@example.org", "bounced", None)]
+    assert suppressions.add_many(db, batch, "import export.csv") == 2
+    assert suppressions.add_many(db, [*batch, ("cy@example.org", "bounced", None)], "import again.csv") == 1
+    with pytest.raises(ValueError, match="reason must be one of"):
+        suppressions.add_many(db, [("dee@example.org", "bounced", None), ("eve@example.org", "gone", None)], "x")
+    assert [(s.address, s.source, s.list_name) for s in suppressions.list_suppressions(db)] == [
+        ("ada@example.org", "import export.csv", "garden"),
+        ("bob@example.org", "import export.csv", None),
+        ("cy@example.org", "import again.csv", None),
+    ]
+
+
 def test_preferences_are_stored_per_list_and_replaced(db):
     assert suppressions.get_preferences(db, "ada@example.org", "garden") is None
     suppressions.set_preferences(db, "Ada@example.org", "garden", ["roses", "compost", "roses"])

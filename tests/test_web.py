@@ -399,6 +399,27 @@ def test_the_digest_serve_process_on_loopback_takes_a_one_click_post(settings, t
         server.terminate()
         server.wait(timeout=10)
     assert rows(settings) == [("bob@example.org", "unsubscribed", "one-click", "garden")]
+    # The log names each request without its token: whoever reads it must not be able to unsubscribe anyone.
+    log = server.stdout.read().decode(errors="replace")
+    assert '"POST /unsubscribe" 200' in log and '"GET /unsubscribe" 200' in log
+    assert token[:20] not in log and "token=" not in log
+    # No webhook key: one warning line at start, saying what that means.
+    (warning,) = [line for line in log.splitlines() if "sendgrid_webhook_public_key" in line]
+    assert warning.startswith("warning: ") and "accepts unsigned events" in warning and "suppress addresses" in warning
+
+
+def test_without_a_key_the_webhook_refuses_unsigned_events_beyond_loopback(settings):
+    exposed = settings.model_copy(update={"serve_host": "0.0.0.0"})
+    body = json.dumps([{"event": "bounce", "email": "ada@example.org", "type": "bounce"}])
+    with TestClient(create_app(exposed)) as client:
+        answer = client.post("/webhooks/sendgrid", content=body)
+    assert answer.status_code == 403 and "sendgrid_webhook_public_key" in answer.json()["error"]
+    assert rows(settings) == []
+    from digest.web import serve_warnings
+
+    (warning,) = serve_warnings(exposed)
+    assert "refuses every event (403) on 0.0.0.0" in warning
+    assert serve_warnings(settings.model_copy(update={"sendgrid_webhook_public_key": "k"})) == []
 
 
 def test_serve_refuses_the_network_with_the_default_secret(tmp_path, monkeypatch):
