@@ -749,8 +749,10 @@ def subscribers_remove(settings: Settings, list_name, email) -> None:
 def subscribers_import(settings: Settings, list_name, file) -> None:
     """Merge FILE (a CSV: ours, or an export from another service, columns
     matched by name such as "Email Address", "First Name", "Tags") into a
-    list. Known addresses are left as they are; rows whose status says the
-    person left are not imported; bad rows are listed with their lines.
+    list. Known addresses are left as they are; people whose status says
+    they left (unsubscribed, cleaned, complained) are not imported and are
+    recorded as suppressions, so they are never mailed even if they are on
+    the list already; bad rows are listed with their lines.
 
     \b
     Example:
@@ -759,13 +761,10 @@ def subscribers_import(settings: Settings, list_name, file) -> None:
     from digest.audience import import_subscribers
 
     target = _write_target(settings, list_name)
-    result = import_subscribers(target, file)
+    result = import_subscribers(target, file, ledger=Path(settings.ledger))
     for problem in result.problems:
         warn(f"not imported: {problem}")
-    click.echo(
-        f"imported {len(result.added)} into {target}; {result.already} already there, "
-        f"{result.left} had left, {len(result.problems)} bad rows"
-    )
+    click.echo(result.summary(target))
 
 
 @subscribers.command("export")

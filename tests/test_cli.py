@@ -149,3 +149,17 @@ def test_a_missing_intro_file_is_an_error_not_the_note(site):
     result = CliRunner().invoke(cli, ["preview", "--as-of", "2026-11-30", "--intro", "notes/this-week.md"])
     assert result.exit_code == 2
     assert "no such file" in result.output
+
+
+def test_importing_an_export_suppresses_those_who_left_even_if_already_on_the_list(site):
+    (site / "export.csv").write_text(
+        "Email Address,First Name,Status\ngrace@example.org,Grace,unsubscribed\nnew@example.org,New,subscribed\n", encoding="utf-8"
+    )
+    result = run("subscribers", "import", "export.csv")
+    assert result.exit_code == 0, result.output
+    assert "suppressed" in result.output
+    listed = run("subscribers", "list").output
+    assert "grace@example.org\tGrace\tsuppressed: unsubscribed" in listed
+    result = run("send", "--dry-run", "--as-of", "2026-11-30")
+    emls = {p.name for p in (site / "outbox").glob("*.eml")}
+    assert "grace@example.org.eml" not in emls and "new@example.org.eml" in emls
