@@ -15,9 +15,10 @@ import math
 import re
 import time
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, tzinfo
+from datetime import time as dt_time
 from email.utils import parsedate_to_datetime
 from html.parser import HTMLParser
 from typing import TYPE_CHECKING, Any
@@ -60,6 +61,9 @@ class RawArticle:
     else pubDate), in the same forms as ``date``, or None; the loader dates
     an entry without a date of its own by it (see :mod:`digest.sources`).
     ``normalize`` ignores it, so an article's id never depends on it.
+    ``notes`` are problems the reader met that did not stop the article (a
+    field it ignored, a date it could not read), each naming the line or
+    field; the loader turns each into a warning naming the source.
     """
 
     source: str
@@ -75,6 +79,7 @@ class RawArticle:
     guid: str | None = None
     base_url: str | None = None
     feed_date: Any = None
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -117,13 +122,14 @@ def slugify_tag(text: object) -> str:
     """A tag as a slug: ``"Angry React"`` -> ``"angry-react"``.
 
     Case-folded (so ``Straße`` and ``STRASSE`` meet), NFKC-normalized; spaces,
-    underscores and slashes (hierarchical terms like ``Technology/Java``,
-    ``ci/cd``) become hyphens; letters, digits and combining marks of every
+    underscores, slashes (hierarchical terms like ``Technology/Java``,
+    ``ci/cd``) and commas (a feed category ``x,y`` is ``x-y``, not ``xy``)
+    become hyphens; letters, digits and combining marks of every
     script are kept (``배포`` stays ``배포``); other punctuation is dropped;
     hyphens collapse and are trimmed. May return ``""`` (e.g. for ``"!!"``).
     """
     value = unicodedata.normalize("NFKC", str(text)).casefold()
-    value = re.sub(r"[\s_/]+", "-", value)
+    value = re.sub(r"[\s_/,]+", "-", value)
     value = "".join(ch for ch in value if ch == "-" or ch.isalnum() or unicodedata.category(ch).startswith("M"))
     return re.sub(r"-{2,}", "-", value).strip("-")
 
@@ -154,69 +160,173 @@ def merge_tags(values: Iterable[Any]) -> tuple[str, ...]:
 # --- dates --------------------------------------------------------------------
 
 # Forms seen in real front matter and feeds that neither ISO 8601 nor RFC 2822
-# parsing accepts. Day-first for slashes: the feeds that use it are British.
+# parsing accepts. Slash dates are read apart (see ``_slash_date``).
 _DATE_FORMATS = (
     "%d %b %Y",  # 25 Aug 2024 (Astro)
     "%d %B %Y",  # 6 December 2024
     "%b %d, %Y",  # Aug 25, 2024
     "%B %d, %Y",  # August 25, 2024
-    "%d/%m/%Y %H:%M:%S",  # 08/02/2013 12:00:00 (Norfolk County Council RSS)
-    "%d/%m/%Y %H:%M",
-    "%d/%m/%Y",
-    "%Y/%m/%d %H:%M:%S",
+    "%b %d %Y",  # Nov 26 2026
+    "%B %d %Y",  # November 26 2026
+    "%Y/%m/%d %H:%M:%S",  # year first: only one reading
     "%Y/%m/%d",
     "%a %b %d %H:%M:%S %Z %Y",  # Ruby Time#to_s: Sun Aug 17 16:51:14 UTC 2008
     "%a %b %d %H:%M:%S %z %Y",
 )
 _ISO_SINGLE_DIGIT_HOUR = re.compile(r"^(\d{4}-\d\d-\d\d[T ])(\d)(:\d\d)")
+# An ISO 8601 shape whose fields may still be out of range (2026-02-30, hour 25, year 0).
+_ISO_SHAPE = re.compile(r"^(\d{4,})-(\d{1,2})-(\d{1,2})(?:[T ](\d{1,2}):(\d{1,2})(?::(\d{1,2}))?)?")
+_TIME = r"(?:[ T](\d{1,2}):(\d\d)(?::(\d\d))?)?$"
+# 08/02/2013 12:00:00 (Norfolk County Council RSS), 11/26/2026: day or month first.
+_SLASH_DATE = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})" + _TIME)
+# 26.11.2026: day first, as German, Russian and other dotted dates are written (DIN 5008).
+_DOTTED_DATE = re.compile(r"^(\d{1,2})\.(\d{1,2})\.(\d{4})" + _TIME)
+# Articles are dated within these years; datetime's own limits (1 and 9999) are
+# kept far off so that time zone shifts and window arithmetic cannot overflow,
+# and a 2-digit year read by strptime as the year 17 is refused.
+MIN_YEAR, MAX_YEAR = 1000, 9000
+UNIX_TIME_DIGITS = (9, 11)  # 1973 to 5138: a bare number of other lengths is not a Unix time
+_DATE_HINT = "write it like 2026-11-26 or 2026-11-26T09:30:00+01:00"
 
 
 def parse_date(value: Any) -> datetime | date | None:
-    """Read a date the way readers find them; None when it is not a date.
+    """Read a date the way readers find them; None when it is not a date
+    (:func:`date_problem` says why).
 
     Accepts ``datetime``/``date`` objects, ``time.struct_time`` (feedparser's,
-    always UTC), Unix timestamps (int or a string of 9-11 digits) and strings:
-    ISO 8601 (also with a space before the offset or a single-digit hour),
-    RFC 2822 (``email.utils``, which also reads 2-digit years and named zones
-    like ``EST``), and the forms in ``_DATE_FORMATS``. The result may be naive;
-    :func:`aware` settles that.
+    always UTC), Unix timestamps (a number or a string of 9-11 digits) and
+    strings: ISO 8601 (also with a space before the offset or a single-digit
+    hour), RFC 2822 (``email.utils``, which also reads 2-digit years and named
+    zones like ``EST``), day-first dotted dates (``26.11.2026``), slash dates
+    with only one reading (``26/11/2026``, ``11/26/2026``; ``03/04/2026`` is
+    refused as ambiguous) and the forms in ``_DATE_FORMATS``. Years outside
+    ``MIN_YEAR``..``MAX_YEAR`` are refused. Never raises. The result may be
+    naive; :func:`aware` settles that.
     """
-    if value is None or isinstance(value, bool):
-        return None
+    return _read_date(value)[0]
+
+
+def date_problem(value: Any) -> str | None:
+    """Why ``value`` is not a date, for a warning (``"ambiguous date
+    03/04/2026: use 2026-04-03 or 2026-03-04"``, ``"unreadable date
+    2026-11-26T25:61:00 (hour must be in 0..23)"``); None when it is one, or
+    when there is no value at all (None, empty text)."""
+    return _read_date(value)[1]
+
+
+def _read_date(value: Any) -> tuple[datetime | date | None, str | None]:
+    """(date, None), or (None, why not); (None, None) for no value."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None, None
+    if isinstance(value, bool):
+        return None, f"unreadable date {str(value).lower()}: a yes/no value, not a date"
     if isinstance(value, (datetime, date)):
-        return value
+        return _in_range(value, value.isoformat())
     if isinstance(value, time.struct_time):
-        return datetime(*value[:6], tzinfo=UTC)
-    if isinstance(value, (int, float)) or (isinstance(value, str) and re.fullmatch(r"\s*\d{9,11}\s*", value)):
-        return datetime.fromtimestamp(int(value), UTC)
-    if not isinstance(value, str) or not value.strip():
-        return None
+        # feedparser passes a leap second (:60) through; datetime has none.
+        try:
+            moment = datetime(*value[:5], min(value.tm_sec, 59), tzinfo=UTC)
+        except (ValueError, OverflowError) as exc:
+            return None, f"unreadable date ({exc})"
+        return _in_range(moment, moment.isoformat())
+    if isinstance(value, (int, float)):
+        return _unix_time(value, str(value))
+    if isinstance(value, dt_time):
+        return None, f"unreadable date {value}: a time of day, not a date"
+    if not isinstance(value, str):
+        shown = "" if isinstance(value, (list, tuple, set, dict)) else f" {_short(value)}"
+        return None, f"unreadable date{shown}: {value_kind(value)}, not a date"
     text = " ".join(value.split())
+    low, high = UNIX_TIME_DIGITS
+    if re.fullmatch(rf"\d{{{low},{high}}}", text):
+        return _unix_time(int(text), text)
     for candidate in (text, _ISO_SINGLE_DIGIT_HOUR.sub(r"\g<1>0\2\3", text)):
         try:
-            return _plausible(datetime.fromisoformat(candidate.replace("Z", "+00:00")))
+            return _in_range(datetime.fromisoformat(candidate.replace("Z", "+00:00")), text)
         except ValueError:
             pass
+    if text.isdigit():  # 2026: a year alone is no day
+        return _unix_time(int(text), text)
+    if match := _SLASH_DATE.match(text):
+        return _slash_date(match, text)
+    if match := _DOTTED_DATE.match(text):
+        return _numeric_date(match.group(3), match.group(2), match.group(1), match.groups()[3:], text)
     try:
         moment = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         pass
     else:
         if moment.tzinfo is None and text.endswith("-0000"):
             # RFC 2822 §3.3: -0000 is UTC from a system that does not know its zone.
             moment = moment.replace(tzinfo=UTC)
-        return _plausible(moment)
+        return _in_range(moment, text)
     for form in _DATE_FORMATS:
         try:
-            return _plausible(datetime.strptime(text, form))
+            return _in_range(datetime.strptime(text, form), text)
         except ValueError:
             continue
-    return None
+    if match := _ISO_SHAPE.match(text):
+        # Shaped like ISO 8601 but not a real moment: say which field is wrong.
+        return _numeric_date(*match.groups()[:3], match.groups()[3:], text)
+    return None, f"unreadable date {_short(text)}: {_DATE_HINT}"
 
 
-def _plausible(moment: datetime) -> datetime | None:
-    # strptime's %Y takes "17" as the year 17; no article is that old.
-    return moment if moment.year >= 1000 else None
+def _in_range(moment: datetime | date, shown: str) -> tuple[datetime | date | None, str | None]:
+    if MIN_YEAR <= moment.year <= MAX_YEAR:
+        return moment, None
+    return None, f"unreadable date {_short(shown)} (year {moment.year} is outside {MIN_YEAR}..{MAX_YEAR})"
+
+
+def _unix_time(number: float, shown: str) -> tuple[datetime | None, str | None]:
+    low, high = UNIX_TIME_DIGITS
+    if (isinstance(number, float) and not math.isfinite(number)) or not 10 ** (low - 1) <= number < 10**high:
+        return None, f"unreadable date {_short(shown)}: a number, but not a Unix time ({low} to {high} digits)"
+    return datetime.fromtimestamp(int(number), UTC), None
+
+
+def _numeric_date(year: str, month: str, day: str, clock: Sequence[str | None], shown: str) -> tuple[datetime | None, str | None]:
+    """The date from its numeric fields, or why they make none."""
+    try:
+        moment = datetime(int(year), int(month), int(day), *(int(part) for part in clock if part is not None))
+    except (ValueError, OverflowError) as exc:
+        return None, f"unreadable date {_short(shown)} ({exc})"
+    return _in_range(moment, shown)
+
+
+def _slash_date(match: re.Match[str], text: str) -> tuple[datetime | None, str | None]:
+    """A slash date read day first and month first: taken when only one
+    reading is a date (or both are the same day), refused when they differ,
+    since the site's convention is not known."""
+    first, second, year = match.group(1), match.group(2), match.group(3)
+    clock = match.groups()[3:]
+    readings = {moment for moment, _ in (_numeric_date(year, second, first, clock, text), _numeric_date(year, first, second, clock, text)) if moment}
+    if len(readings) == 1:
+        return readings.pop(), None
+    if not readings:
+        return _numeric_date(year, second, first, clock, text)
+    day_first, month_first = sorted(readings, key=lambda moment: (moment.month != int(second)))
+    return None, f"ambiguous date {text}: use {day_first:%Y-%m-%d} or {month_first:%Y-%m-%d}"
+
+
+def value_kind(value: object) -> str:
+    """What a value of front matter or JSON is, in words, for a message:
+    "a list", "a mapping", "a number", "a yes/no value", "binary data"."""
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, (list, tuple, set)):
+        return "a list"
+    if isinstance(value, (bytes, bytearray)):
+        return "binary data"
+    if isinstance(value, bool):
+        return "a yes/no value"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return f"a {type(value).__name__}"
+
+
+def _short(value: object, limit: int = 40) -> str:
+    text = " ".join(str(value).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def aware(value: datetime | date | None, tz: tzinfo) -> datetime | None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import time as dt_time
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from digest.articles import (
     RawArticle,
+    date_problem,
     excerpt,
     merge_tags,
     normalize,
@@ -63,6 +65,11 @@ def test_merge_tags_splits_strings_but_keeps_list_items_whole():
     assert merged == ("soil", "compost", "no-dig", "heating", "frost", "data-structure")
 
 
+def test_a_comma_inside_a_whole_tag_separates_words_and_symbols_alone_are_no_tag():
+    # A feed category is one term (NYT: "Gowanus Canal (Brooklyn, NY)"); its comma is a word break.
+    assert merge_tags([["x,y", "Gowanus Canal (Brooklyn, NY)", "🐝", "🐝 bees"]]) == ("x-y", "gowanus-canal-brooklyn-ny", "bees")
+
+
 # --- dates --------------------------------------------------------------------
 
 
@@ -79,7 +86,14 @@ def test_merge_tags_splits_strings_but_keeps_list_items_whole():
         ("1518478934", datetime(2018, 2, 12, 23, 42, 14, tzinfo=UTC)),
         ("25 Aug 2024", datetime(2024, 8, 25)),
         ("6 December 2024", datetime(2024, 12, 6)),
-        ("08/02/2013 12:00:00", datetime(2013, 2, 8, 12)),  # day first
+        ("26/11/2026", datetime(2026, 11, 26)),  # only one reading: day first
+        ("11/26/2026 09:30", datetime(2026, 11, 26, 9, 30)),  # only one reading: month first
+        ("04/04/2026", datetime(2026, 4, 4)),  # both readings are the same day
+        ("26.11.2026", datetime(2026, 11, 26)),  # dotted: day first
+        ("03.04.2026 18:05", datetime(2026, 4, 3, 18, 5)),
+        ("Nov 26 2026", datetime(2026, 11, 26)),
+        ("26 Nov 2026", datetime(2026, 11, 26)),
+        ("November 26, 2026", datetime(2026, 11, 26)),
         ("2024-07-30 09:30:00", datetime(2024, 7, 30, 9, 30)),
     ],
 )
@@ -92,6 +106,41 @@ def test_parse_date_forms(text, expected):
 @pytest.mark.parametrize("value", ["", "soon", "2026-13-45", None, True, "17 Dec 07"])
 def test_parse_date_rejects_non_dates(value):
     assert parse_date(value) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("03/04/2026", "ambiguous date 03/04/2026: use 2026-04-03 or 2026-03-04"),
+        ("08/02/2013 12:00:00", "ambiguous date 08/02/2013 12:00:00: use 2013-02-08 or 2013-08-02"),
+        ("2026-11-26T25:61:00", "unreadable date 2026-11-26T25:61:00 (hour must be in 0..23)"),
+        ("2026-02-30", "unreadable date 2026-02-30 (day is out of range for month)"),
+        ("0000-01-01", "unreadable date 0000-01-01 (year 0 is out of range)"),
+        ("99999-01-01", "unreadable date 99999-01-01 (year 99999 is out of range)"),
+        (date(1, 1, 1), "unreadable date 0001-01-01 (year 1 is outside 1000..9000)"),
+        (datetime(9999, 12, 31, 23, tzinfo=timezone(timedelta(hours=-5))), "(year 9999 is outside 1000..9000)"),
+        (2026, "unreadable date 2026: a number, but not a Unix time (9 to 11 digits)"),
+        (10**400, "a number, but not a Unix time"),
+        (float("nan"), "unreadable date nan: a number"),
+        (float("inf"), "unreadable date inf: a number"),
+        (["2026-01-01"], "unreadable date: a list, not a date"),
+        ({"on": "2026-01-01"}, "unreadable date: a mapping, not a date"),
+        (dt_time(7, 32), "unreadable date 07:32:00: a time of day, not a date"),
+        ("soon", "unreadable date soon: write it like 2026-11-26"),
+    ],
+)
+def test_date_problem_says_why_a_value_is_no_date(value, problem):
+    assert parse_date(value) is None
+    assert problem in date_problem(value)
+
+
+@pytest.mark.parametrize("value", [None, "", "  ", "2026-11-26", datetime(2026, 11, 26, tzinfo=UTC), 1518478934])
+def test_no_problem_with_a_date_or_with_no_value(value):
+    assert date_problem(value) is None
+
+
+def test_a_leap_second_from_feedparser_is_read_as_the_last_second():
+    assert parse_date(time.struct_time((2016, 12, 31, 23, 59, 60, 5, 366, 0))) == datetime(2016, 12, 31, 23, 59, 59, tzinfo=UTC)
 
 
 def test_parse_date_takes_feedparser_struct_time_as_utc():

@@ -173,6 +173,68 @@ def test_a_markdown_post_without_a_date_stays_undated(settings, tmp_path):
         assert result.warnings == []
 
 
+# --- bad values: one clean warning each, never the "unexpected error" of a bug ---------------
+
+BAD_FRONT_MATTER = {
+    "hour-25.md": ("date: 2026-11-26T25:61:00", "line 3, date: unreadable date 2026-11-26T25:61:00 (hour must be in 0..23); the post is left undated"),
+    "year-0.md": ("date: 0000-01-01", "line 3, date: unreadable date 0000-01-01 (year 0 is out of range); the post is left undated"),
+    "nan.md": ("date: .nan", "line 3, date: unreadable date nan: a number, but not a Unix time (9 to 11 digits); the post is left undated"),
+    "slashes.md": ("date: 03/04/2026", "line 3, date: ambiguous date 03/04/2026: use 2026-04-03 or 2026-03-04; the post is left undated"),
+    "title-list.md": ("x: 1", None),  # title replaced below
+    "tags-map.md": ("date: 2026-11-20\ntags: {a: 1}", "line 4, tags: a mapping, not a list of tags; ignored"),
+    "url-number.md": ("date: 2026-11-20\nurl: 42", "line 4, url: a number, not a link; ignored"),
+    "image-list.md": ("date: 2026-11-20\nimage: [[a.png]]", "line 4, image: a list, not an image path or URL; ignored"),
+}
+
+
+def test_bad_front_matter_values_are_one_clean_warning_each(settings, tmp_path, caplog):
+    for name, (fields, _) in BAD_FRONT_MATTER.items():
+        title = "title: [a, b]" if name == "title-list.md" else "title: Beans"
+        (tmp_path / name).write_text(f"---\n{title}\n{fields}\n---\nText.\n", encoding="utf-8")
+    result = load_articles([str(tmp_path)], settings)
+    expected = {f"{tmp_path / name}: {note}" for name, (_, note) in BAD_FRONT_MATTER.items() if note}
+    expected.add(f"{tmp_path / 'title-list.md'}: line 2, title: a list, not text")
+    assert set(result.warnings) == expected and len(result.warnings) == len(expected)
+    assert not [record for record in caplog.records if record.levelname == "ERROR"]  # no traceback logged
+    by_file = {Path(article.source).name: article for article in result.articles}
+    assert "title-list.md" not in by_file  # refused; every other post is kept
+    assert [by_file[name].published for name in ("hour-25.md", "year-0.md", "nan.md", "slashes.md")] == [None] * 4
+    assert by_file["tags-map.md"].tags == () and by_file["url-number.md"].url == "https://site.example/url-number/"
+
+
+def test_an_ambiguous_feed_date_is_not_guessed_and_the_warning_says_why(settings, tmp_path):
+    feed = undated_copy(
+        tmp_path,
+        "council.xml",
+        '<rss version="2.0"><channel><title>Council</title><link>https://council.example.org/</link>'
+        "<lastBuildDate>Fri, 06 Mar 2026 18:30:00 GMT</lastBuildDate>"
+        "<item><title>Bins</title><link>/bins</link><pubDate>03/04/2026 12:00:00</pubDate></item>"
+        "<item><title>Parking</title><link>/parking</link><pubDate>26/03/2026 12:00:00</pubDate></item>"
+        "<item><title>Library</title><link>/library</link></item></channel></rss>",
+    )
+    bins, parking, library = load_articles([str(feed)], settings).articles
+    assert parking.published == datetime(2026, 3, 26, 12, tzinfo=UTC)  # only one reading
+    assert bins.published == library.published == datetime(2026, 3, 6, 18, 30, tzinfo=UTC)  # the channel's date
+    assert load_articles([str(feed)], settings).warnings == [
+        f"{feed}: 2 entries without a readable date (1 with one that cannot be, e.g. ambiguous date 03/04/2026 12:00:00: "
+        "use 2026-04-03 or 2026-03-04), dated by the feed's own date (2026-03-06T18:30:00+00:00)"
+    ]
+
+
+def test_lone_surrogates_in_feeds_are_no_crash(settings, tmp_path):
+    json_feed = tmp_path / "feed.json"
+    json_feed.write_text(
+        '{"version": "https://jsonfeed.org/version/1.1", "items": [{"title": "Beans \\ud800 up",'
+        ' "content_text": "x", "date_published": "2026-03-06T10:00:00Z"}]}',
+        encoding="utf-8",
+    )
+    rss = tmp_path / "feed.xml"
+    rss.write_text('<rss version="2.0"><channel><title>T</title><item><title>a &#xD800; b</title></item></channel></rss>', encoding="utf-8")
+    result = load_articles([str(json_feed), str(rss)], settings)
+    assert [article.title for article in result.articles] == ["Beans \ufffd up"]
+    assert result.warnings == [f"{rss}: not a readable feed: surrogates not allowed ('\\ud800')"]
+
+
 # --- over HTTP ----------------------------------------------------------------------------
 
 

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from digest.articles import normalize, parse_date
 from digest.errors import SourceError
+from digest.settings import load_settings
 from digest.sources.markdown import find_posts, read_post
 
 SITE = Path(__file__).parent / "fixtures" / "sources" / "site"
@@ -150,3 +152,100 @@ def test_a_broken_directory_data_file_is_named(tmp_path):
     (blog / "post.md").write_text("---\ntitle: P\n---\nText.\n", encoding="utf-8")
     with pytest.raises(SourceError, match=r"Eleventy data file .*blog\.json: invalid JSON at line 1"):
         read_post(blog / "post.md", tmp_path)
+
+
+# --- front matter values of the wrong kind: the post goes on, or one clean refusal ------------
+
+
+def front(tmp_path: Path, fields: str, name: str = "post.md") -> Path:
+    page = tmp_path / name
+    page.write_text(f"---\ntitle: Beans\n{fields}\n---\nThe runner beans are up.\n", encoding="utf-8")
+    return page
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("2026-11-26T25:61:00", "unreadable date 2026-11-26T25:61:00 (hour must be in 0..23)"),  # a YAML timestamp out of range
+        ("2026-02-30", "unreadable date 2026-02-30 (day is out of range for month)"),
+        ("0000-01-01", "unreadable date 0000-01-01 (year 0 is out of range)"),
+        ("99999-01-01", "unreadable date 99999-01-01 (year 99999 is out of range)"),
+        ("0001-01-01T00:00:00+05:00", "unreadable date 0001-01-01T00:00:00+05:00 (year 1 is outside 1000..9000)"),
+        ("99999999999999999", "unreadable date 99999999999999999: a number, but not a Unix time (9 to 11 digits)"),
+        (".inf", "unreadable date inf: a number, but not a Unix time (9 to 11 digits)"),
+        (".nan", "unreadable date nan: a number, but not a Unix time (9 to 11 digits)"),
+        ("[2026-01-01]", "unreadable date: a list, not a date"),
+        ("{on: 2026-01-01}", "unreadable date: a mapping, not a date"),
+        ("03/04/2026", "ambiguous date 03/04/2026: use 2026-04-03 or 2026-03-04"),
+    ],
+)
+def test_a_date_that_cannot_be_read_leaves_the_post_undated_with_a_note_naming_the_line(tmp_path, value, problem):
+    raw = read_post(front(tmp_path, f"tags: [beans]\ndate: {value}"))
+    assert raw.date is None
+    assert raw.notes == [f"line 4, date: {problem}; the post is left undated"]
+
+
+def test_an_unreadable_date_falls_back_to_the_file_name_and_says_so(tmp_path):
+    raw = read_post(front(tmp_path, "date: 2026-11-26T25:61:00", name="2026-11-26-beans.md"))
+    assert raw.date == date(2026, 11, 26)
+    assert raw.notes == ["line 3, date: unreadable date 2026-11-26T25:61:00 (hour must be in 0..23); dated by its file name instead"]
+
+
+@pytest.mark.parametrize(("value", "expected"), [("26.11.2026", datetime(2026, 11, 26)), ("Nov 26 2026", datetime(2026, 11, 26))])
+def test_more_date_forms_in_front_matter(tmp_path, value, expected):
+    raw = read_post(front(tmp_path, f"date: {value}"))
+    assert parse_date(raw.date) == expected and raw.notes == []
+
+
+@pytest.mark.parametrize(
+    ("fields", "note"),
+    [
+        ("tags: {garden: beans}", "line 3, tags: a mapping, not a list of tags; ignored"),
+        ("tags: [beans, {a: b}]", "line 3, tags: a mapping in the list is not a tag; ignored"),
+        ("url: 42", "line 3, url: a number, not a link; ignored"),
+        ("permalink: [a, b]", "line 3, permalink: a list, not a link; ignored"),
+        ("image: [[a.png]]", "line 3, image: a list, not an image path or URL; ignored"),
+        ("image: 7", "line 3, image: a number, not an image path or URL; ignored"),
+        ("coverImage: {alt: A bean}", "line 3, coverImage: a mapping, not an image path or URL; ignored"),
+        ("summary: [a, b]", "line 3, summary: a list, not text; ignored"),
+        ("slug: {en: beans}", "line 3, slug: a mapping, not text; ignored"),
+        ("author: {email: a@example.org}", "line 3, author: a mapping with no name in it; ignored"),
+    ],
+)
+def test_a_field_of_the_wrong_kind_is_ignored_with_a_note(tmp_path, fields, note):
+    raw = read_post(front(tmp_path, fields))
+    assert raw.title == "Beans"
+    assert raw.notes == [note]
+    assert raw.url is None and raw.image is None and raw.summary_html is None and raw.slug == "post"
+
+
+@pytest.mark.parametrize(("fields", "kind"), [("title: [a, b]", "a list"), ("title: {en: Beans}", "a mapping"), ("title: !!binary aGk=", "binary data")])
+def test_a_title_that_is_not_text_refuses_the_post_naming_the_line(tmp_path, fields, kind):
+    page = tmp_path / "post.md"
+    page.write_text(f"---\ndraft: false\n{fields}\n---\nText.\n", encoding="utf-8")
+    with pytest.raises(SourceError) as error:
+        read_post(page)
+    assert str(error.value) == f"line 3, title: {kind}, not text"
+
+
+def test_numbers_and_dates_written_where_text_goes_are_text(tmp_path):
+    page = tmp_path / "p.md"
+    page.write_text("---\ntitle: 2026\nslug: 404\ntags: 7\nauthor: [Ada, {name: 12}]\n---\nx\n", encoding="utf-8")
+    raw = read_post(page)
+    assert (raw.title, raw.slug, raw.tags[0], raw.author, raw.notes) == ("2026", "404", ["7"], "Ada, 12", [])
+
+
+def test_a_comma_in_a_tag_list_item_splits_it_as_in_a_string(tmp_path):
+    raw = read_post(front(tmp_path, "tags: ['x,y', 'runner beans, peas', '🐝']\ncategories: Soil,Compost"))
+    assert normalize(raw, load_settings(site_url="https://site.example/")).tags == ("x", "y", "runner-beans", "peas", "soil", "compost")
+    assert raw.notes == []
+
+
+def test_toml_errors_name_the_line_of_the_file_and_a_toml_time_is_no_date(tmp_path):
+    bad = tmp_path / "bad.md"
+    bad.write_text('\n+++\ntitle = "x"\ndate = 2026-02-30\n+++\n', encoding="utf-8")
+    with pytest.raises(SourceError, match=r"bad TOML front matter: Invalid date or datetime \(line 4, column 8\)"):
+        read_post(bad)
+    clock = tmp_path / "clock.md"
+    clock.write_text('+++\ntitle = "x"\ndate = 07:32:00\n+++\n', encoding="utf-8")
+    assert read_post(clock).notes == ["line 3, date: unreadable date 07:32:00: a time of day, not a date; the post is left undated"]

@@ -16,6 +16,9 @@ treats it: it takes the feed's own date, else the feed document's
 modification time (HTTP ``Last-Modified``, else the time of the fetch; a
 file's mtime), in UTC, and the feed gets one warning line saying so. A
 Markdown post without a date stays undated: a checkout's mtime means nothing.
+A date that is there but cannot be read (``2026-02-30``, the ambiguous
+``03/04/2026``) is said in a warning: the post's own, or, for a feed, in its
+"dated by" line.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from pathlib import Path
 import httpx
 
 from digest import __version__
-from digest.articles import Article, RawArticle, aware, normalize, parse_date
+from digest.articles import Article, RawArticle, aware, date_problem, normalize, parse_date
 from digest.errors import SourceError
 from digest.settings import Settings
 from digest.sources import feeds, jsonfeed, markdown
@@ -86,7 +89,9 @@ def load_articles(sources: Sequence[str], settings: Settings, *, fetched_at: dat
                 continue
             skipped: list[str] = []
             dated_by: list[tuple[datetime, str]] = []
+            unreadable: list[str] = []  # why the dates of entries dated by the feed could not be read
             for raw in document.records:
+                result.warnings.extend(f"{where}: {note}" for note in raw.notes)
                 try:
                     article = normalize(raw, settings)
                 except SourceError as exc:
@@ -94,6 +99,8 @@ def load_articles(sources: Sequence[str], settings: Settings, *, fetched_at: dat
                     continue
                 if article.published is None and document.modified is not None:
                     dated_by.append(_feed_date(raw, document.modified, settings))
+                    if problem := date_problem(raw.date):
+                        unreadable.append(problem)
                     # After normalize, so the id (a hash of title and date when
                     # there is no guid or link) does not change with the mtime.
                     article = dataclasses.replace(article, published=dated_by[-1][0])
@@ -107,7 +114,13 @@ def load_articles(sources: Sequence[str], settings: Settings, *, fetched_at: dat
             if dated_by:
                 noun = "entry" if len(dated_by) == 1 else "entries"
                 when, how = dated_by[0]
-                result.warnings.append(f"{where}: {len(dated_by)} {noun} without a date, dated by the feed's {how} ({when.isoformat()})")
+                if not unreadable:
+                    what = "without a date"
+                elif len(unreadable) == len(dated_by):
+                    what = f"with a date that cannot be read ({unreadable[0]})"
+                else:
+                    what = f"without a readable date ({len(unreadable)} with one that cannot be, e.g. {unreadable[0]})"
+                result.warnings.append(f"{where}: {len(dated_by)} {noun} {what}, dated by the feed's {how} ({when.isoformat()})")
     return result
 
 

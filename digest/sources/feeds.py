@@ -32,7 +32,10 @@ def read_feed(data: bytes, source: str, url: str | None = None) -> list[RawArtic
     :class:`SourceError` when the document is not a feed or has no entries.
     """
     headers = {"content-location": url} if url else None
-    parsed = feedparser.parse(data, response_headers=headers)
+    try:
+        parsed = feedparser.parse(data, response_headers=headers)
+    except UnicodeError as exc:  # feedparser fails on a character reference to a lone surrogate (&#xD800;)
+        raise SourceError(f"not a readable feed: {exc.reason} ({exc.object[exc.start : exc.end]!a})") from None
     # An empty <item/> nested in an item (PCMag's feed) or a truncated one
     # parses as an entry with no fields at all: not an article.
     entries = [entry for entry in parsed.entries if any(entry.get(key) for key in _ENTRY_FIELDS)]
@@ -129,7 +132,10 @@ def _date(entry: Any, keys: tuple[str, ...] = ("published", "updated", "created"
     as UTC, but the site's timezone applies), a date it could not parse
     (``08/02/2013``), and a bare number, a Unix timestamp it misreads as a
     date (``1518478934`` -> 2015-07-03). Those go as strings to our parser.
+    When no key gives a date, the first text found goes as it is, so that
+    the warning can say why it is not one (``08/02/2013`` is ambiguous).
     """
+    unreadable = None
     for key in keys:
         # ``in`` first: feedparser's get("updated") falls back to "published" with a DeprecationWarning.
         raw = entry[key] if key in entry else None
@@ -140,7 +146,9 @@ def _date(entry: Any, keys: tuple[str, ...] = ("published", "updated", "created"
             return entry[f"{key}_parsed"]
         if ours is not None:
             return raw
-    return None
+        if unreadable is None and isinstance(raw, str) and raw.strip():
+            unreadable = raw
+    return unreadable
 
 
 def _has_zone(moment: Any) -> bool:

@@ -42,13 +42,32 @@ def read_json_feed(data: bytes, source: str, url: str | None = None) -> list[Raw
 
 def load_json(data: bytes) -> Any:
     """A JSON document (UTF-8/16/32 detected as RFC 8259 §8.1 allows).
-    Raises :class:`SourceError` naming the line and column of a syntax error."""
+    A lone surrogate escape (``"\\ud800"``, which RFC 8259 §8.2 leaves
+    undefined and no UTF-8 text can hold) becomes U+FFFD. Raises
+    :class:`SourceError` naming the line and column of a syntax error."""
     try:
-        return json.loads(data)
+        return _scrub(json.loads(data))
     except UnicodeDecodeError as exc:
         raise SourceError(f"not UTF-8 text (byte at offset {exc.start})") from None
     except json.JSONDecodeError as exc:
         raise SourceError(f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    except RecursionError:
+        raise SourceError("JSON nested too deeply") from None
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _scrub(value: Any) -> Any:
+    """``value`` with every lone surrogate in its strings replaced by U+FFFD
+    (json pairs valid ones into one character, so any left is lone)."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_scrub(item) for item in value]
+    if isinstance(value, dict):
+        return {_scrub(key): _scrub(item) for key, item in value.items()}
+    return value
 
 
 def _item(item: dict[str, Any], source: str, base: str | None) -> RawArticle:

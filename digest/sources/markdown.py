@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from frontmatter import detect_format
 from frontmatter.default_handlers import BaseHandler, YAMLHandler
 from markdown_it import MarkdownIt
 
-from digest.articles import RawArticle, parse_date
+from digest.articles import RawArticle, date_problem, parse_date, value_kind
 from digest.errors import SourceError
 from digest.sources.jsonfeed import load_json
 
@@ -69,7 +70,72 @@ class _TomlHandler(BaseHandler):
         return tomllib.loads(fm)
 
 
-_HANDLERS = [YAMLHandler(), _TomlHandler()]
+class _YamlLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """PyYAML's safe loader (libyaml's when there, as python-frontmatter
+    picks), except that a timestamp that is no real moment (``2026-02-30``,
+    hour 25, year 0) stays the text it was: the date reader then says what
+    is wrong with it, instead of a ValueError escaping the loader."""
+
+
+def _timestamp(loader: yaml.BaseLoader, node: yaml.Node) -> Any:
+    try:
+        return yaml.constructor.SafeConstructor.construct_yaml_timestamp(loader, node)  # type: ignore[arg-type]
+    except (ValueError, OverflowError):
+        return loader.construct_scalar(node)  # type: ignore[arg-type]
+
+
+_YamlLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp)
+
+
+class _YamlHandler(YAMLHandler):
+    """``---`` YAML front matter, read with :class:`_YamlLoader`."""
+
+    def load(self, fm: str, **kwargs: object) -> Any:
+        return yaml.load(fm, Loader=_YamlLoader)  # a SafeLoader: no Python objects
+
+
+_HANDLERS = [_YamlHandler(), _TomlHandler()]
+# A top-level key at the start of a front matter line (YAML "key:", TOML "key =").
+_KEY_LINE = re.compile(r"""^["']?([^\s"':=#\[\]{}]+)["']?[ \t]*[:=]""")
+
+
+@dataclass
+class _FrontMatter:
+    """A post's front matter (``meta``), the file line of each top-level key
+    (``lines``), and ``notes``: problems with a field that do not stop the
+    post (the field is ignored), each naming its line and field."""
+
+    meta: dict[str, Any]
+    lines: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def where(self, key: str) -> str:
+        line = self.lines.get(key)
+        return f"line {line}, {key}" if line else key
+
+    def note(self, key: str, problem: str) -> None:
+        self.notes.append(f"{self.where(key)}: {problem}")
+
+    def first(self, keys: tuple[str, ...]) -> tuple[str, Any]:
+        """(key, value) of the first of ``keys`` with a value other than
+        None, "", an empty list or mapping, or a bool; (keys[0], None) when
+        there is none."""
+        for key in keys:
+            value = self.meta.get(key)
+            if value not in (None, "", [], {}) and not isinstance(value, bool):
+                return key, value
+        return keys[0], None
+
+    def read(self, keys: tuple[str, ...], reader: Callable[[Any], str | None], problem: str) -> str | None:
+        """The first of ``keys`` as ``reader`` reads it; a value it cannot
+        read is noted ("a list, not a link; ignored") and ignored."""
+        key, value = self.first(keys)
+        if value is None:
+            return None
+        found = reader(value)
+        if found is None:
+            self.note(key, f"{value_kind(value)}{problem}; ignored")
+        return found
 
 
 def find_posts(folder: Path) -> Iterator[Path]:
@@ -87,35 +153,46 @@ def read_post(path: Path, root: Path | None = None) -> RawArticle | None:
     """One Markdown file as a :class:`RawArticle`, or None when it is not a
     post (see the module docstring). ``root`` is the folder being walked:
     directory data files from the post's folder up to it apply (only the
-    post's own folder when None). Raises :class:`SourceError` for bytes
-    that are not UTF-8, for front matter that does not parse and for a
-    directory data file that is not JSON."""
-    meta, body = _split(path)
-    if meta is None or not _is_post(path, meta):
+    post's own folder when None).
+
+    Raises :class:`SourceError` for bytes that are not UTF-8, for front
+    matter that does not parse, for a title that is not text (a list, a
+    mapping) and for a directory data file that is not JSON. A field of the
+    wrong kind that the post can do without (a mapping of tags, a list as
+    ``url``, an unreadable or ambiguous date) is ignored and said in
+    ``notes``, naming its line; tags are split at commas in a list as in a
+    string (``[x,y]`` is two tags, as ``"x, y"`` is)."""
+    front, body = _split(path)
+    if front is None or not _is_post(path, front.meta):
         return None
-    title = _first(meta, TITLE_KEYS)
+    title_key, title = front.first(TITLE_KEYS)
     if title is None:
         return None
+    if _text(title) is None:
+        raise SourceError(f"{front.where(title_key)}: {value_kind(title)}, not text")
     file_slug, file_date = _slug_and_date(path)
-    url = _first(meta, URL_KEYS)
-    summary = _first(meta, SUMMARY_KEYS)
+    # A link must be text: ``url: 42`` is a slip, not the path /42.
+    url = front.read(URL_KEYS, lambda value: value if isinstance(value, str) else None, ", not a link")
+    summary = front.read(SUMMARY_KEYS, _text, ", not text")
+    tags = [_tags(front, key, front.meta.get(key)) for key in ("tags", "categories", "category")]
     return RawArticle(
         source=str(path),
-        title=str(title),
-        date=_date(meta, file_date),
-        tags=[meta.get("tags"), meta.get("categories"), meta.get("category"), *_directory_tags(path, root)],
-        summary_html=_markdown.renderInline(str(summary)) if summary else None,
+        title=_text(title),
+        date=_date(front, file_date),
+        tags=[*tags, *_directory_tags(path, root, front)],
+        summary_html=_markdown.renderInline(summary) if summary else None,
         body_html=_markdown.render(_FOOTNOTE_REF.sub("", _TEMPLATE_TAG.sub("", body))),
-        url=_site_path(str(url)) if url else None,
-        slug=str(meta.get("slug") or file_slug),
-        author=_author(meta.get("author") or meta.get("authors")),
-        image=_image(_first(meta, IMAGE_KEYS)),
+        url=_site_path(url) if url else None,
+        slug=front.read(("slug",), _text, ", not text") or file_slug,
+        author=front.read(("author", "authors"), _names, " with no name in it"),
+        image=_image(front),
         guid=None,
         base_url=None,
+        notes=front.notes,
     )
 
 
-def _split(path: Path) -> tuple[dict[str, Any] | None, str]:
+def _split(path: Path) -> tuple[_FrontMatter | None, str]:
     """(front matter, body); front matter None when the file has none."""
     data = path.read_bytes()
     try:
@@ -131,6 +208,7 @@ def _split(path: Path) -> tuple[dict[str, Any] | None, str]:
         front, body = handler.split(stripped)
     except ValueError:
         raise SourceError(f"line {first_line}: front matter opened with {handler.START_DELIMITER!r} is never closed") from None
+    # Line i of ``front`` (from 0: the rest of the delimiter's line) is line first_line + i of the file.
     try:
         meta = handler.load(front)
     except yaml.MarkedYAMLError as exc:
@@ -139,18 +217,56 @@ def _split(path: Path) -> tuple[dict[str, Any] | None, str]:
     except yaml.YAMLError as exc:
         raise SourceError(f"bad YAML front matter: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
-        raise SourceError(f"bad TOML front matter: {exc}") from None
+        where = re.sub(r"\(at line (\d+), column (\d+)\)", lambda m: f"(line {first_line + int(m[1]) - 1}, column {m[2]})", str(exc))
+        raise SourceError(f"bad TOML front matter: {where}") from None
+    except RecursionError:  # nesting deeper than the parser's stack
+        raise SourceError(f"line {first_line}: front matter nested too deeply") from None
     if meta is None:
-        return {}, body
+        meta = {}
     if not isinstance(meta, dict):
-        raise SourceError(f"line {first_line}: front matter is a {type(meta).__name__}, not a set of fields")
-    return meta, body
+        raise SourceError(f"line {first_line}: front matter is {value_kind(meta)}, not a set of fields")
+    lines: dict[str, int] = {}
+    for number, line in enumerate(front.split("\n")):
+        if match := _KEY_LINE.match(line):
+            lines.setdefault(match[1], first_line + number)
+    return _FrontMatter(meta, lines), body
 
 
-def _directory_tags(path: Path, root: Path | None) -> list[Any]:
+def _text(value: Any) -> str | None:
+    """A scalar written as text: a string, a number or a date (``title: 2024``);
+    None for a list, a mapping, a yes/no value or binary data."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float, date)):
+        return None
+    return str(value)
+
+
+def _tag_list(value: Any) -> tuple[list[str] | str | None, str | None]:
+    """(tags, problem) of a tags field: a string as it is (``merge_tags``
+    splits it), a list with each item split at commas, one number or date as
+    one tag; a mapping or a yes/no value is no tags, and the problem says so."""
+    if value is None or isinstance(value, str):
+        return value, None
+    if isinstance(value, (list, tuple, set)):
+        tags = [part for item in value if (text := _text(item)) is not None for part in text.split(",")]
+        odd = next((item for item in value if item is not None and _text(item) is None), None)
+        return tags, (f"{value_kind(odd)} in the list is not a tag; ignored" if odd is not None else None)
+    if (text := _text(value)) is not None:
+        return [text], None
+    return None, f"{value_kind(value)}, not a list of tags; ignored"
+
+
+def _tags(front: _FrontMatter, key: str, value: Any) -> list[str] | str | None:
+    tags, problem = _tag_list(value)
+    if problem:
+        front.note(key, problem)
+    return tags
+
+
+def _directory_tags(path: Path, root: Path | None, front: _FrontMatter) -> list[Any]:
     """The ``tags`` of Eleventy directory data files, nearest folder first:
     ``<folder>/<folder>.11tydata.json`` then ``<folder>/<folder>.json``, for
-    the post's folder and each parent up to ``root``."""
+    the post's folder and each parent up to ``root``. Tags that are not a
+    list or a string are noted in ``front`` and ignored."""
     found: list[Any] = []
     folder = path.parent
     while True:
@@ -159,8 +275,13 @@ def _directory_tags(path: Path, root: Path | None) -> list[Any]:
             if data_file.is_file():
                 data = _json_data(data_file)
                 tags = data.get("tags") if isinstance(data, dict) else None
-                if tags is not None:
-                    found.append([tags] if isinstance(tags, str) else tags)  # to Eleventy a string is one tag
+                if isinstance(tags, str):
+                    found.append([tags])  # to Eleventy a string is one tag
+                elif tags is not None:
+                    listed, problem = _tag_list(tags)
+                    found.append(listed)
+                    if problem:
+                        front.notes.append(f"Eleventy data file {data_file}, tags: {problem}")
         if root is None or folder == root or root not in folder.parents:
             return found
         folder = folder.parent
@@ -185,15 +306,6 @@ def _true(value: Any) -> bool:
     return value is True or (isinstance(value, str) and value.strip().lower() in ("true", "yes"))
 
 
-def _first(meta: dict[str, Any], keys: tuple[str, ...]) -> Any:
-    """The first of ``keys`` with a value other than None, "" or a bool."""
-    for key in keys:
-        value = meta.get(key)
-        if value is not None and value != "" and not isinstance(value, bool):
-            return value
-    return None
-
-
 def _slug_and_date(path: Path) -> tuple[str, date | None]:
     """The file's slug and the date in a Jekyll-style name; a page bundle
     (``folder/index.md``) takes its folder's name."""
@@ -207,11 +319,27 @@ def _slug_and_date(path: Path) -> tuple[str, date | None]:
         return stem, None
 
 
-def _date(meta: dict[str, Any], file_date: date | None) -> Any:
-    """The first readable of: a date key, the date in Zola's ``path``, the
-    date in the file name (front matter wins: it may carry a time and zone)."""
-    candidates = [meta.get(key) for key in DATE_KEYS] + [_path_date(meta.get("path")), file_date]
-    return next((value for value in candidates if parse_date(value) is not None), None)
+def _date(front: _FrontMatter, file_date: date | None) -> Any:
+    """The first readable of: the date keys in order, the date in Zola's
+    ``path``, the date in the file name (front matter first: it may carry a
+    time and zone). The first date key that cannot be read is noted, with
+    what dated the post instead, or that it is left undated."""
+    candidates = [(key, front.meta.get(key)) for key in DATE_KEYS]
+    candidates += [("path", _path_date(front.meta.get("path"))), ("file name", file_date)]
+    unreadable: tuple[str, str] | None = None
+    for key, value in candidates:
+        if isinstance(value, bool):  # published: true is a flag, not a date
+            continue
+        if parse_date(value) is not None:
+            if unreadable:
+                front.note(unreadable[0], f"{unreadable[1]}; dated by its {key} instead")
+            return value
+        problem = date_problem(value)
+        if problem and unreadable is None:
+            unreadable = (key, problem)
+    if unreadable:
+        front.note(unreadable[0], f"{unreadable[1]}; the post is left undated")
+    return None
 
 
 def _path_date(value: Any) -> date | None:
@@ -234,25 +362,30 @@ def _site_path(value: str) -> str:
     return "/" + value.lstrip("/")
 
 
-def _author(value: Any) -> str | None:
-    """A string, a list of names, or a mapping with ``name``."""
+def _names(value: Any) -> str | None:
+    """``author``: a name, a list of names, or mappings with ``name``; the
+    names joined by ", ", or None when there is none."""
     if isinstance(value, dict):
         value = value.get("name")
-    if isinstance(value, list):
-        names = [_author(item) for item in value]
+    if isinstance(value, (list, tuple)):
+        names = [_names(item) for item in value]
         value = ", ".join(name for name in names if name)
-    text = str(value).strip() if value else ""
-    return text or None
+    text = _text(value)
+    return " ".join(text.split()) or None if text else None
 
 
-def _image(value: Any) -> str | None:
+def _image(front: _FrontMatter) -> str | None:
+    """The first image key (Liquid prefixes like ``{{ site.url }}`` dropped,
+    so the path resolves against site_url); see :func:`_image_path`."""
+    found = front.read(IMAGE_KEYS, _image_path, ", not an image path or URL")
+    return _TEMPLATE_TAG.sub("", found).strip() or None if found else None
+
+
+def _image_path(value: Any) -> str | None:
     """A path or URL, a mapping with ``src``/``url`` (Astro ``coverImage``),
-    or a list of those (Hugo ``images``); Liquid prefixes like
-    ``{{ site.url }}`` are dropped so the path resolves against site_url."""
+    or a list of those (Hugo ``images``, the first counts)."""
     if isinstance(value, list):
         value = value[0] if value else None
     if isinstance(value, dict):
         value = value.get("src") or value.get("url")
-    if not isinstance(value, str):
-        return None
-    return _TEMPLATE_TAG.sub("", value).strip() or None
+    return value if isinstance(value, str) else None
