@@ -34,6 +34,8 @@ from digest.settings import Settings
 
 Severity = Literal["error", "warning"]
 _LEFTOVER = re.compile(r"\{\{|\{%|\{#")  # Jinja delimiters (jinja.palletsprojects.com "Template Designer")
+# An image scaled to its width keeps its proportions with CSS height:auto; no height attribute then.
+_AUTO_HEIGHT = re.compile(r"(?:^|;)\s*height\s*:\s*auto\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -85,9 +87,12 @@ def lint_variant(
     - HTML size (UTF-8 bytes, after inlining): error above Gmail's ~102 KB
       clip (the footer with the unsubscribe link would be hidden), warning
       above ``settings.html_budget_kb``;
-    - images: error without ``alt`` (WCAG 2.2 SC 1.1.1), warning without
-      pixel ``width``/``height`` (Outlook shows it at file size), error when
-      the source is relative, warning when not https;
+    - images: error without ``alt`` (WCAG 2.2 SC 1.1.1), warning without a
+      pixel ``width`` (Outlook shows it at file size) or without a pixel
+      ``height`` unless its style says ``height:auto`` (scaled to the
+      width), warning for a ``width``/``height`` that is not a bare integer
+      (``auto``, ``600px``: invalid HTML), error when the source is
+      relative, warning when not https;
     - links: error when relative or of another scheme than https, http,
       mailto (email has no base URL), warning for plain http;
     - template leftovers ``{{``, ``{%``, ``{#`` in subject, preheader, HTML
@@ -115,8 +120,11 @@ def lint_variant(
         if attrs.get("alt") is None:
             findings.append(Finding("error", "img-alt", f"image without alt text: {src or '(no src)'}", where(src, line)))
         for name in ("width", "height"):
-            value = (attrs.get(name) or "").strip()
-            if not (value.isdigit() or (name == "height" and value == "auto")):
+            value = attrs.get(name)
+            if value is not None and not value.strip().isdigit():
+                # HTML: a dimension attribute is a non-negative integer; "auto" or "600px" is invalid.
+                findings.append(Finding("warning", f"img-{name}", f"image {name}={value!r} is not a number of pixels: {src}", where(src, line)))
+            elif value is None and not (name == "height" and _AUTO_HEIGHT.search(attrs.get("style") or "")):
                 findings.append(Finding("warning", f"img-{name}", f"image without a pixel {name}: {src}", where(src, line)))
         scheme = urlsplit(src).scheme.lower()
         if not scheme:

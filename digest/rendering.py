@@ -20,8 +20,9 @@ Size budget (issue 5): Gmail clips HTML bodies above about 102 KB, hiding the
 footer with the unsubscribe link. A variant whose inlined HTML is above
 ``settings.html_budget_kb`` is rendered again with shorter excerpts, then the
 compact layout for its oldest articles, then its oldest articles as "More this
-week" links; the footer is never cut. ``RenderedVariant.notes`` says what was
-done.
+week" links, then the oldest of those counted in one "N more articles" link to
+the issue's web page; the newest few keep the standard layout while they fit,
+and the footer is never cut. ``RenderedVariant.notes`` says what was done.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ SHORT_EXCERPT_WORDS = 20  # first step of the size budget
 ONE_LINE_CHARS = 80  # the line under a title in the compact layout: with the date, one line at 600px
 PREHEADER_MIN, PREHEADER_MAX = 40, 100  # what inbox previews show (Litmus, Email on Acid)
 MAX_BUDGET_TRIES = 6  # renders per size-budget step, after the first
+KEEP_NEWEST = 5  # the newest articles the size budget leaves in the standard layout while they fit
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")  # what an archive page's file name may not hold
 
 PERSON_FIELDS = ("name", "email", "unsubscribe_url", "preferences_url")
@@ -213,7 +215,7 @@ class _Plan:
     excerpt_words: int | None = None  # None: the article's own summary
     compact: frozenset[str] = frozenset()  # ids in the compact layout
     linked: frozenset[str] = frozenset()  # ids listed under "More this week"
-    unlisted: frozenset[str] = frozenset()  # ids only counted ("N more on example.org")
+    unlisted: frozenset[str] = frozenset()  # ids only counted ("N more articles", a link to the web page)
     notes: tuple[str, ...] = ()
 
 
@@ -474,9 +476,10 @@ def render_variant(
     every tag); the footer names them. An email links its web copy at the
     top ("View in your browser", :func:`issue_url`); ``web_page`` renders
     that copy instead: no such link, and a footer without the reader's
-    address and links. HTML above ``settings.html_budget_kb`` (KiB, after
-    inlining) is reduced step by step (module doc) and the steps are listed
-    in ``notes``. Raises :class:`RenderError` for a template
+    address and links. An email's HTML above ``settings.html_budget_kb``
+    (KiB, after inlining) is reduced step by step (module doc) and the steps
+    are listed in ``notes``; a web page is never reduced (no mail app clips
+    it, and an email's "N more articles" link leads there). Raises :class:`RenderError` for a template
     problem (file and line named) and :class:`SettingsError` for a bad
     ``subject_template``.
     """
@@ -498,7 +501,7 @@ def render_variant(
     plan = _initial_plan(articles, settings)
     html = render_html(plan)
     budget = settings.html_budget_kb * 1024
-    if _size(html) > budget:
+    if _size(html) > budget and not web_page:  # a web page is not clipped: it shows every article
         plan, html = _fit_budget(articles, plan, html, budget, render_html, settings)
     text = _render_template(env, "digest.txt.j2", build(plan, TEXT_PLACEHOLDERS)).strip() + "\n"
     return RenderedVariant(
@@ -529,45 +532,58 @@ def _fit_budget(
     settings: Settings,
 ) -> tuple[_Plan, str]:
     """Reduce the HTML below ``budget`` bytes in the steps an editor would
-    take, each only as far as needed: shorter excerpts; the compact layout
-    for the oldest articles; the oldest articles as "More this week" links;
-    last, the oldest links replaced by one link to the site. The returned
+    take, each only as far as needed and oldest articles first: shorter
+    excerpts; the compact layout; "More this week" links; last, the oldest
+    links left out and counted in one "N more articles" link to the issue's
+    web page (:func:`issue_url`, where every article is shown). The newest
+    ``KEEP_NEWEST`` articles keep the standard layout: they go the same way,
+    oldest first, only when they alone are over the budget. The returned
     plan's ``notes`` say what was done."""
     initial, start = plan, _size(html)
     plan = replace(plan, excerpt_words=SHORT_EXCERPT_WORDS)
     html = render_html(plan)
-    if _size(html) > budget and settings.layout != "compact":
-        standard = [a for a in _oldest_first(articles) if a.id not in plan.compact | plan.linked]
-        plan, html = _smallest_change(
-            standard, lambda k: replace(plan, compact=plan.compact | {a.id for a in standard[:k]}), html, budget, render_html
-        )
-    if _size(html) > budget:
-        shown = [a for a in _oldest_first(articles) if a.id not in plan.linked]
-        plan, html = _smallest_change(
-            shown, lambda k: replace(plan, linked=plan.linked | {a.id for a in shown[:k]}), html, budget, render_html
-        )
-    if _size(html) > budget:
-        listed = [a for a in _oldest_first(articles) if a.id in plan.linked]
-        plan, html = _smallest_change(
-            listed, lambda k: replace(plan, unlisted=frozenset(a.id for a in listed[:k])), html, budget, render_html
-        )
-    host = urlsplit(settings.site_url).hostname or settings.site_url
+    by_age = _oldest_first(articles)
+    for spared in ({a.id for a in by_age[-KEEP_NEWEST:]}, set()):
+        older = [a for a in by_age if a.id not in spared]
+        if _size(html) > budget and settings.layout != "compact":
+            standard = [a for a in older if a.id not in plan.compact | plan.linked]
+            plan, html = _smallest_change(
+                standard, lambda k, p=plan, c=standard: replace(p, compact=p.compact | _ids(c[:k])), html, budget, render_html
+            )
+        if _size(html) > budget:
+            shown = [a for a in older if a.id not in plan.linked]
+            plan, html = _smallest_change(
+                shown, lambda k, p=plan, c=shown: replace(p, linked=p.linked | _ids(c[:k])), html, budget, render_html
+            )
+        if _size(html) > budget:
+            listed = [a for a in older if a.id in plan.linked - plan.unlisted]
+            plan, html = _smallest_change(
+                listed, lambda k, p=plan, c=listed: replace(p, unlisted=p.unlisted | _ids(c[:k])), html, budget, render_html
+            )
     compact = len(plan.compact - plan.linked)
     in_full = len(articles) - compact - len(plan.linked)
     linked = len(plan.linked - initial.linked - plan.unlisted)
     if compact and in_full:
-        compact_step = f"compact layout for the {compact} oldest articles"
+        compact_step = f"compact layout for {_oldest(compact)}"
     else:
         compact_step = f"compact layout for all {compact} articles left in the email" if compact else ""
     steps = [
         f"HTML was {start / 1024:.1f} KB, over the {budget // 1024} KB budget",
         f"excerpts shortened to about {SHORT_EXCERPT_WORDS} words",
         compact_step,
-        f"the {linked} oldest articles listed as 'More this week' links" if linked else "",
-        f"the {len(plan.unlisted)} oldest articles left out, with a link to {host}" if plan.unlisted else "",
+        f"{_oldest(linked)} listed as 'More this week' links" if linked else "",
+        f"{_oldest(len(plan.unlisted))} left out, counted in a link to the issue's web page" if plan.unlisted else "",
         f"{'now' if _size(html) <= budget else 'still over budget at'} {_size(html) / 1024:.1f} KB",
     ]
     return replace(plan, notes=tuple(step for step in steps if step)), html
+
+
+def _oldest(count: int) -> str:
+    return "the oldest article" if count == 1 else f"the {count} oldest articles"
+
+
+def _ids(articles: Sequence[Article]) -> frozenset[str]:
+    return frozenset(a.id for a in articles)
 
 
 def _smallest_change(

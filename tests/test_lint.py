@@ -54,6 +54,23 @@ def test_image_without_alt_and_size_is_found_at_its_template_line(settings_for, 
     assert has_errors(findings)
 
 
+@pytest.mark.parametrize(
+    ("img", "codes_found"),
+    [
+        ('<img src="https://gazette.example.org/a.png" alt="A" width="552" style="height:auto">', set()),
+        ('<img src="https://gazette.example.org/a.png" alt="A" width="552" height="300">', set()),
+        ('<img src="https://gazette.example.org/a.png" alt="A" width="552" height="auto">', {"img-height"}),  # not a number
+        ('<img src="https://gazette.example.org/a.png" alt="A" width="552px" style="height:auto">', {"img-width"}),
+        ('<img src="https://gazette.example.org/a.png" alt="A" width="552" style="max-height:auto">', {"img-height"}),
+    ],
+)
+def test_image_sizes_are_pixel_numbers_or_a_height_left_to_css(settings, img, codes_found):
+    rendered = render_variant(articles(1), issue(), settings, variant_key="v1")
+    findings = lint_variant(replace(rendered, html=rendered.html.replace("</h1>", "</h1>" + img)))
+    assert codes(findings) == codes_found
+    assert all(f.severity == "warning" for f in findings)
+
+
 def test_a_relative_link_in_a_template_is_made_absolute_and_a_bad_scheme_is_an_error(settings_for, tmp_path):
     footer = default("partials/footer.html.j2").replace(
         "<p>{{ postal_address }}</p>", '<p>{{ postal_address }} <a href="/contact">Contact</a> <a href="javascript:alert(1)">Tip</a></p>'

@@ -4,6 +4,7 @@ styles, the size budget and the text part."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import replace
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import jinja2
 import pytest
-from rendering_samples import article, articles, issue, recipient
+from rendering_samples import article, articles, issue, recipient, run_email_lint
 
 import digest.rendering as rendering
 from digest.audience import Subscriber, build_variants
@@ -209,6 +210,8 @@ def test_images_only_from_https_with_alt_and_pixel_width(settings):
     assert 'alt="Plot 0: notes on allotment"' in images[0]
     assert 'width="552"' in images[0] and 'width="100%"' not in images[0]
     assert "display:block" in images[0] and "border:0" in images[0]
+    # Its height is not known: no height attribute (height="auto" is invalid HTML), CSS keeps the proportions.
+    assert " height=" not in images[0] and re.search(r'style="[^"]*(?<![-\w])height:auto', images[0])
 
 
 def test_plain_http_article_links_are_upgraded_to_https(settings):
@@ -346,6 +349,61 @@ def test_the_budget_changes_the_oldest_articles_first_and_says_so(settings_for):
     assert "Plot 0:" not in more  # the newest is not
     assert re.search(r'<h2 class="title"[^>]*><a [^>]*>Plot 0:', rendered.html.split(">More this week<", 1)[0])
     assert HTML_PLACEHOLDERS["unsubscribe_url"] in rendered.html and settings.postal_address in rendered.html
+
+
+def standard_cells(html: str) -> list[int]:
+    """The article numbers shown in the standard layout, in order."""
+    return [int(n) for n in re.findall(r'class="cell article".*?<h\d[^>]*>.*?Plot (\d+):', html, re.DOTALL)]
+
+
+def test_a_huge_issue_keeps_the_newest_in_full_and_counts_the_oldest_in_a_link_to_its_web_page(settings_for):
+    settings = settings_for(html_budget_kb=20, site_url="https://gazette.example.org/", postal_address="1 Lane, Springfield")
+    items = articles(150)
+    rendered = render(settings, items)
+    assert len(rendered.html.encode("utf-8")) <= 20 * 1024
+    assert standard_cells(rendered.html) == [0, 1, 2, 3, 4]  # the newest, in full
+    link = re.search(r'<a href="([^"]+)"[^>]*>(\d+) more articles</a>', rendered.html)
+    web_page = rendering.issue_url(settings, issue().key)
+    assert link and link[1] == web_page
+    left_out = [item.title for item in items if item.title not in rendered.html]
+    assert left_out == [item.title for item in items[-int(link[2]) :]]  # exactly the oldest ones
+    assert f"the {link[2]} oldest articles left out, counted in a link to the issue's web page" in rendered.notes
+    assert f"{link[2]} more articles, in your browser:\n{web_page}\n" in rendered.text
+    assert "Plot 149:" not in rendered.text and "Plot 0:" in rendered.text
+    # The web page is not clipped by any mail app: it shows every article, in full.
+    page = render(settings, items, web_page=True)
+    assert page.notes == () and "more articles" not in page.html
+    assert standard_cells(page.html) == list(range(150))
+
+
+def test_when_the_newest_alone_are_over_the_budget_they_go_compact_oldest_first(settings_for):
+    settings = settings_for(html_budget_kb=10, site_url="https://gazette.example.org/", postal_address="1 Lane, Springfield")
+    items = [article(n, title=f"Plot {n}: " + "a long report on the allotment, " * 4) for n in range(30)]
+    rendered = render(settings, items)
+    assert len(rendered.html.encode("utf-8")) <= 10 * 1024
+    shown = standard_cells(rendered.html)
+    assert shown and shown == list(range(len(shown))) and len(shown) < 5  # the newest stay longest
+    assert f"Plot {len(shown)}:" in rendered.html.split('class="cell compact"', 1)[1]
+    assert HTML_PLACEHOLDERS["unsubscribe_url"] in rendered.html and "1 Lane, Springfield" in rendered.html
+
+
+def test_a_budgeted_email_with_images_and_a_count_link_passes_email_lint(settings_for, tmp_path):
+    settings = settings_for(
+        html_budget_kb=20,
+        site_name="The Gazette",
+        site_url="https://gazette.example.org/",
+        sender_email="news@gazette.example.org",
+        postal_address="The Gazette, 12 Orchard Lane, Springfield 01234",
+    )
+    items = [article(n, image=f"https://gazette.example.org/images/{n}.jpg") for n in range(120)]
+    rendered = render(settings, items)
+    assert "more articles</a>" in rendered.html and rendered.html.count("<img ") == 5
+    path = tmp_path / "reader.eml"
+    path.write_bytes(build_message(rendered, recipient(1), settings, issue_key="2026-W49").as_bytes())
+    result = run_email_lint(path)
+    report = json.loads(result.stdout)["reports"][0]
+    problems = [(f["rule"], f["message"]) for f in report["findings"] if f["severity"] != "info"]
+    assert result.returncode == 0 and problems == [], problems
 
 
 def test_no_notes_when_within_budget(settings):
