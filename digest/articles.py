@@ -178,7 +178,7 @@ _ISO_SINGLE_DIGIT_HOUR = re.compile(r"^(\d{4}-\d\d-\d\d[T ])(\d)(:\d\d)")
 _ISO_SHAPE = re.compile(r"^(\d{4,})-(\d{1,2})-(\d{1,2})(?:[T ](\d{1,2}):(\d{1,2})(?::(\d{1,2}))?)?")
 _TIME = r"(?:[ T](\d{1,2}):(\d\d)(?::(\d\d))?)?$"
 # 08/02/2013 12:00:00 (Norfolk County Council RSS), 11/26/2026: day or month first.
-_SLASH_DATE = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})" + _TIME)
+SLASH_DATE = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})" + _TIME)
 # 26.11.2026: day first, as German, Russian and other dotted dates are written (DIN 5008).
 _DOTTED_DATE = re.compile(r"^(\d{1,2})\.(\d{1,2})\.(\d{4})" + _TIME)
 # Articles are dated within these years; datetime's own limits (1 and 9999) are
@@ -247,7 +247,7 @@ def _read_date(value: Any) -> tuple[datetime | date | None, str | None]:
             pass
     if text.isdigit():  # 2026: a year alone is no day
         return _unix_time(int(text), text)
-    if match := _SLASH_DATE.match(text):
+    if match := SLASH_DATE.match(text):
         return _slash_date(match, text)
     if match := _DOTTED_DATE.match(text):
         return _numeric_date(match.group(3), match.group(2), match.group(1), match.groups()[3:], text)

@@ -16,6 +16,17 @@ FAKE_SENDGRID = SHARED / "tools" / "fake_sendgrid.py"
 SENDGRID_KEY = "SG.test-key-not-a-secret"
 
 
+@pytest.fixture(autouse=True)
+def _isolated_settings(tmp_path_factory, monkeypatch):
+    """Every test starts in an empty working directory with no DIGEST_*
+    variables, so the repository's own digest.toml (the example site) and
+    the developer's environment never leak into a test's settings."""
+    for name in list(os.environ):
+        if name.startswith("DIGEST_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+
+
 def load_fake_sendgrid():
     """The stand-in as a module (it lives outside the repo); skips the test
     when ../shared is absent."""

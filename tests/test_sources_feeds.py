@@ -130,3 +130,15 @@ def test_feedparser_struct_time_and_our_parser_agree_on_zoned_dates():
     raw = one_item(b"<pubDate>Wed, 17 Jan 2018 15:50:00 EST</pubDate>")
     assert isinstance(raw.date, time.struct_time)
     assert parse_date(raw.date) == datetime(2018, 1, 17, 20, 50, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(("language", "expected"), [("en-us", datetime(2026, 3, 4, tzinfo=UTC)), ("en-gb", datetime(2026, 4, 3, tzinfo=UTC)), ("", datetime(2026, 4, 3, tzinfo=UTC))])
+def test_a_slash_date_in_a_feed_follows_the_feeds_language(language, expected):
+    data = (
+        f'<?xml version="1.0"?><rss version="2.0"><channel><title>Parish news</title><link>https://parish.example.org/</link>'
+        f"<language>{language}</language><item><title>Fete</title><link>https://parish.example.org/fete</link>"
+        "<pubDate>03/04/2026</pubDate></item></channel></rss>"
+    ).encode()
+    (raw,) = read_feed(data, "parish.xml")
+    article = normalize(raw, load_settings())
+    assert article.published.astimezone(UTC) == expected

@@ -202,7 +202,7 @@ def test_bad_front_matter_values_are_one_clean_warning_each(settings, tmp_path, 
     assert by_file["tags-map.md"].tags == () and by_file["url-number.md"].url == "https://site.example/url-number/"
 
 
-def test_an_ambiguous_feed_date_is_not_guessed_and_the_warning_says_why(settings, tmp_path):
+def test_an_ambiguous_feed_date_follows_the_feeds_convention_not_its_modification_time(settings, tmp_path):
     feed = undated_copy(
         tmp_path,
         "council.xml",
@@ -214,10 +214,10 @@ def test_an_ambiguous_feed_date_is_not_guessed_and_the_warning_says_why(settings
     )
     bins, parking, library = load_articles([str(feed)], settings).articles
     assert parking.published == datetime(2026, 3, 26, 12, tzinfo=UTC)  # only one reading
-    assert bins.published == library.published == datetime(2026, 3, 6, 18, 30, tzinfo=UTC)  # the channel's date
+    assert bins.published == datetime(2026, 4, 3, 12, tzinfo=UTC)  # no en-US language: day first
+    assert library.published == datetime(2026, 3, 6, 18, 30, tzinfo=UTC)  # undated: the channel's date
     assert load_articles([str(feed)], settings).warnings == [
-        f"{feed}: 2 entries without a readable date (1 with one that cannot be, e.g. ambiguous date 03/04/2026 12:00:00: "
-        "use 2026-04-03 or 2026-03-04), dated by the feed's own date (2026-03-06T18:30:00+00:00)"
+        f"{feed}: 1 entry without a date, dated by the feed's own date (2026-03-06T18:30:00+00:00)"
     ]
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import feedparser
 
-from digest.articles import RawArticle, absolute_url, html_to_text, parse_date
+from digest.articles import SLASH_DATE, RawArticle, absolute_url, html_to_text, parse_date
 from digest.errors import SourceError
 
 _HTML_TYPES = {"text/html", "application/xhtml+xml"}
@@ -44,8 +44,9 @@ def read_feed(data: bytes, source: str, url: str | None = None) -> list[RawArtic
     feed_base = _feed_base(parsed, url)
     # The channel's last change (lastBuildDate, Atom updated/modified, dc:date)
     # before its pubDate: undated items appeared, at the latest, when it last changed.
-    feed_date = _date(parsed.feed, keys=("updated", "published"))
-    return [_entry(entry, source, feed_base, feed_date) for entry in entries]
+    day_first = not str(parsed.feed.get("language", "")).lower().startswith("en-us")
+    feed_date = _slash_convention(_date(parsed.feed, keys=("updated", "published")), day_first)
+    return [_entry(entry, source, feed_base, feed_date, day_first) for entry in entries]
 
 
 def _why_empty(parsed: Any, data: bytes) -> str:
@@ -71,7 +72,7 @@ def _feed_base(parsed: Any, url: str | None) -> str | None:
     return absolute_url(base, None)
 
 
-def _entry(entry: Any, source: str, feed_base: str | None, feed_date: Any) -> RawArticle:
+def _entry(entry: Any, source: str, feed_base: str | None, feed_date: Any, day_first: bool = True) -> RawArticle:
     content = entry.get("content") or []
     body = next((part.get("value") for part in content if part.get("value")), None)
     # An entry's own xml:base (Atom) beats the feed's; feedparser records it per text construct.
@@ -86,7 +87,7 @@ def _entry(entry: Any, source: str, feed_base: str | None, feed_date: Any) -> Ra
     return RawArticle(
         source=source,
         title=_text(entry.get("title_detail")) or entry.get("title"),
-        date=_date(entry),
+        date=_slash_convention(_date(entry), day_first),
         tags=[[tag.get("term") or tag.get("label") for tag in entry.get("tags", [])]],
         summary_html=_html(entry.get("summary_detail")),
         body_html=_html(content[0]) if body else None,
@@ -149,6 +150,20 @@ def _date(entry: Any, keys: tuple[str, ...] = ("published", "updated", "created"
         if unreadable is None and isinstance(raw, str) and raw.strip():
             unreadable = raw
     return unreadable
+
+
+def _slash_convention(value: Any, day_first: bool) -> Any:
+    """A feed's ``08/02/2013`` read by the feed's own convention: month first
+    when its language is en-US, day first otherwise. A feed's dates cannot be
+    corrected by the editor, and leaving the entry undated would date it by
+    the feed's modification time, making old news look new; a Markdown post's
+    ambiguous date is refused instead (its author can fix it)."""
+    if not isinstance(value, str) or not (match := SLASH_DATE.match(value.strip())):
+        return value
+    first, second, year = match.group(1), match.group(2), match.group(3)
+    day, month = (first, second) if day_first else (second, first)
+    rest = value.strip()[match.end(3):]
+    return f"{year}-{int(month):02d}-{int(day):02d}{rest.replace(' ', 'T', 1) if rest.strip() else ''}"
 
 
 def _has_zone(moment: Any) -> bool:
