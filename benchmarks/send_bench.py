@@ -1,13 +1,18 @@
-"""Sending speed: N synthetic subscribers in V variants through the ledger and
-the SendGrid provider to the local stand-in, against the naive way.
+"""Sending speed: N synthetic subscribers in V variants sent by the product's
+own path (``digest.issue.plan_issue`` then ``digest.delivery.send_issue``
+with the SendGrid provider and a ledger file) to the local stand-in, against
+the naive way.
 
     python benchmarks/send_bench.py                      # 100,000 subscribers, 20 variants
-    python benchmarks/send_bench.py -n 5000 -v 5 --sample 100
+    python benchmarks/send_bench.py -n 20000 -v 5 --sample 100
 
-The way digest sends: each variant rendered (and CSS-inlined) once; the
-audience written to the ledger in one transaction, from a generator (no list
-of subscriber objects); batches of up to 1000 claimed from the ledger and sent
-``--concurrency`` at a time, one request per batch. The naive way, timed on
+A site is generated in a temporary folder: Markdown articles (three "news"
+ones everyone gets, two per variant tag) and a subscriber CSV whose rows
+follow one tag each. The send is what `digest send` does after parsing its
+options: plan the issue (read the articles and the list, validate every
+address, group variants), render and inline each variant once, write the
+audience to the ledger in one transaction, then requests of up to 1000
+recipients, ``--concurrency`` at a time. The naive way, timed on
 ``--sample`` subscribers and extrapolated: render and inline per subscriber,
 one request per recipient.
 
@@ -21,18 +26,16 @@ every subscriber exactly once, and the speed ratio.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
-import queue
 import resource
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -40,18 +43,28 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_TOOLS = REPO.parent / "shared" / "tools"
 sys.path.insert(0, str(REPO))
 
-from digest.articles import Article  # noqa: E402
-from digest.audience import Subscriber  # noqa: E402
+from digest.delivery import render_issue, send_issue  # noqa: E402
+from digest.issue import IssueRequest, plan_issue  # noqa: E402
 from digest.ledger import Ledger  # noqa: E402
-from digest.providers import Recipient, Status  # noqa: E402
+from digest.providers import Status  # noqa: E402
 from digest.providers.sendgrid import SendGridProvider  # noqa: E402
-from digest.rendering import IssueContext, RenderedVariant, render_variant  # noqa: E402
-from digest.settings import Settings, load_settings  # noqa: E402
+from digest.rendering import render_variant  # noqa: E402
+from digest.settings import load_settings  # noqa: E402
 from digest.unsubscribe import recipient_for  # noqa: E402
 
 API_KEY = "SG.benchmark"
-ISSUE_KEY = "2026-W48"
-AS_OF = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+AS_OF = datetime(2026, 11, 23, 23, 0, tzinfo=UTC)  # issue 2026-W48 of "weekly monday 08:00"
+SCHEDULED = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+
+ARTICLE = """\
+---
+title: "Allotment notes №{n}: leeks, frost and “soil”"
+date: {date}
+tags: [{tag}]
+author: A. Gardener
+---
+{body}
+"""
 
 
 def start_stand_in(record: Path, in_process: bool):
@@ -84,87 +97,33 @@ def stand_in_stats(url: str) -> dict:
         return json.load(response)
 
 
-def synthetic_articles(variants: int) -> list[list[Article]]:
-    """Per variant: three articles everyone gets and two of its own tag."""
-
-    def article(n: int, tag: str) -> Article:
-        return Article(
-            id=f"https://gazette.example.org/{n}", title=f"Allotment notes №{n}: leeks, frost and “soil”",
-            url=f"https://gazette.example.org/{n}", published=AS_OF - timedelta(hours=n + 1), tags=(tag,),
-            summary_html=f"<p>What we learned this week about bed {n}, with <em>care</em>.</p>" * 3,
-            summary_text=f"What we learned this week about bed {n}, with care. " * 3,
-            author="A. Gardener", image=None, reading_minutes=4, source="bench",
-        )
-
-    common = [article(n, "news") for n in range(3)]
-    return [common + [article(100 + 2 * v, f"tag{v}"), article(101 + 2 * v, f"tag{v}")] for v in range(variants)]
-
-
-def render(articles: list[Article], settings: Settings, key: str) -> RenderedVariant:
-    context = IssueContext(ISSUE_KEY, AS_OF, AS_OF - timedelta(days=7), AS_OF)
-    return render_variant(articles, context, settings, variant_key=key)
+def write_site(folder: Path, subscribers: int, variants: int) -> None:
+    """posts/ (three "news" articles, two per tag0..tagV-1) and readers.csv
+    (subscriber n follows news and tag n % V), written row by row."""
+    posts = folder / "posts"
+    posts.mkdir()
+    body = "What we learned this week about the beds, with *care* and a [link](https://gazette.example.org/).\n\n" * 3
+    tags = ["news"] * 3 + [f"tag{v}" for v in range(variants) for _ in range(2)]
+    for n, tag in enumerate(tags):
+        date = (SCHEDULED - timedelta(hours=n + 1)).isoformat()
+        (posts / f"{n}.md").write_text(ARTICLE.format(n=n, date=date, tag=tag, body=body), encoding="utf-8")
+    with open(folder / "readers.csv", "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["email", "name", "tags"])
+        writer.writerows((f"reader{n}@example.org", f"Reader {n}", f"news;tag{n % variants}") for n in range(subscribers))
 
 
-def subscriber(n: int) -> Subscriber:
-    return Subscriber(email=f"reader{n}@example.org", name=f"Reader {n}", tags=frozenset(), list_name="main", line=n + 2)
-
-
-def audience(count: int, variants: int) -> Iterator[tuple[Recipient, str]]:
-    """(recipient, variant key) for ``count`` subscribers, made one at a time.
-    The ledger needs only the address, id and list: links are signed at send
-    time, once."""
-    for n in range(count):
-        email = f"reader{n}@example.org"
-        yield Recipient(email, f"Reader {n}", email, "main", unsubscribe_url=""), f"v{n % variants}"
-
-
-def send_all(ledger: Ledger, provider: SendGridProvider, rendered: dict[str, RenderedVariant],
-             settings: Settings, concurrency: int) -> Counter:
-    """Claim and send every pending batch, ``concurrency`` at a time; a
-    variant goes back in the queue while it has rows left."""
-    work: queue.Queue[str] = queue.Queue()
-    for key in rendered:
-        work.put(key)
-    outcome: Counter = Counter()
-    lock = threading.Lock()
-
-    def worker():
-        while True:
-            try:
-                key = work.get_nowait()
-            except queue.Empty:
-                return
-            batch = ledger.claim_batch(ISSUE_KEY, key, provider.max_batch_size)
-            if not batch:
-                continue
-            work.put(key)
-            # The ledger keeps no names (it stores what was sent, not the audience); the
-            # send loop takes them from the audience, here a stand-in name.
-            people = [recipient_for(Subscriber(row.email, "Reader", frozenset(), row.list_name, 0), settings)
-                      for row in batch]
-            results = provider.send_batch(rendered[key], people, ISSUE_KEY)
-            ledger.record_results(zip((row.id for row in batch), results), article_ids=rendered[key].article_ids)
-            with lock:
-                outcome.update(result.status.value for result in results)
-
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return outcome
-
-
-def naive(sample: int, variants: int, article_sets: list[list[Article]], provider: SendGridProvider,
-          settings: Settings) -> float:
+def naive(sample: int, issue, settings, provider: SendGridProvider) -> float:
     """Seconds per recipient when rendering and inlining per subscriber and
     sending one request per recipient."""
+    people = [(variant, subscriber) for variant in issue.variants for subscriber in variant.subscribers[:sample]]
+    people = people[::max(1, len(people) // sample)][:sample]
     started = time.perf_counter()
-    for n in range(sample):
-        rendered = render(article_sets[n % variants], settings, f"v{n % variants}")
-        results = provider.send_batch(rendered, [recipient_for(subscriber(n), settings)], ISSUE_KEY)
+    for variant, subscriber in people:
+        rendered = render_variant(variant.articles, issue.context, settings, variant_key=variant.key, tags=variant.tags)
+        results = provider.send_batch(rendered, [recipient_for(subscriber, settings)], "naive")
         assert results[0].status is Status.ACCEPTED, results[0]
-    return (time.perf_counter() - started) / sample
+    return (time.perf_counter() - started) / len(people)
 
 
 def main() -> None:
@@ -179,29 +138,30 @@ def main() -> None:
         raise SystemExit(f"the SendGrid stand-in is not at {SHARED_TOOLS} (../shared is absent)")
     os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 
-    with tempfile.TemporaryDirectory() as folder:
-        record = Path(folder) / "sent.jsonl"
+    with tempfile.TemporaryDirectory() as name:
+        folder = Path(name)
+        write_site(folder, args.subscribers, args.variants)
+        os.chdir(folder)  # settings files of the current folder are read: the generated site has none
+        record = folder / "sent.jsonl"
         url, stop = start_stand_in(record, args.in_process)
         try:
-            settings = load_settings(provider="sendgrid", sendgrid_api_key=API_KEY, sendgrid_host=url,
-                                     ledger=Path(folder) / "digest.db", site_url="https://gazette.example.org/")
-            provider = SendGridProvider(settings)
-            article_sets = synthetic_articles(args.variants)
-
+            settings = load_settings(
+                provider="sendgrid", sendgrid_api_key=API_KEY, sendgrid_host=url, concurrency=args.concurrency,
+                sources=["posts"], subscribers=folder / "readers.csv", ledger=folder / "digest.db",
+                site_url="https://gazette.example.org/", timezone="UTC", schedule="weekly monday 08:00",
+            )
             started = time.perf_counter()
-            rendered = {f"v{v}": render(article_sets[v], settings, f"v{v}") for v in range(args.variants)}
-            render_seconds = time.perf_counter() - started
-
-            with Ledger(settings.ledger) as ledger, ledger.run_lock():
-                ledger.create_issue(ISSUE_KEY, AS_OF - timedelta(days=7), AS_OF,
-                                    sorted({a.id for s in article_sets for a in s}), scheduled_at=AS_OF)
-                mark = time.perf_counter()
-                ledger.enqueue(ISSUE_KEY, audience(args.subscribers, args.variants))
-                enqueue_seconds = time.perf_counter() - mark
-                mark = time.perf_counter()
-                outcome = send_all(ledger, provider, rendered, settings, args.concurrency)
-                send_seconds = time.perf_counter() - mark
-                counts = ledger.counts(ISSUE_KEY)
+            issue = plan_issue(settings, IssueRequest(as_of=AS_OF))
+            plan_seconds = time.perf_counter() - started
+            mark = time.perf_counter()
+            rendered = render_issue(issue, settings)
+            render_seconds = time.perf_counter() - mark
+            mark = time.perf_counter()
+            provider = SendGridProvider(settings)
+            with Ledger.from_settings(settings) as ledger:
+                report = send_issue(issue, provider, settings, ledger=ledger, scheduled_at=issue.scheduled_at,
+                                    rendered=rendered)
+            send_seconds = time.perf_counter() - mark
             wall = time.perf_counter() - started
             requests = stand_in_stats(url)["requests"]
             peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -210,26 +170,27 @@ def main() -> None:
             per_address = Counter(json.loads(line)["to"] for line in lines)
             exactly_once = len(per_address) == args.subscribers and set(per_address.values()) == {1}
 
-            per_recipient_naive = naive(args.sample, args.variants, article_sets, provider, settings)
+            per_recipient_naive = naive(args.sample, issue, settings, SendGridProvider(settings))
         finally:
             stop()
+            os.chdir(REPO)
 
-    html_kb = sum(len(r.html.encode()) for r in rendered.values()) / len(rendered) / 1024
-    print(f"subscribers {args.subscribers:,} in {args.variants} variants (HTML {html_kb:.0f} KB each), "
+    html_kb = sum(len(r.html.encode()) for r in rendered) / len(rendered) / 1024
+    print(f"subscribers {args.subscribers:,} in {len(issue.variants)} variants (HTML {html_kb:.0f} KB each), "
           f"concurrency {args.concurrency}, stand-in {'in-process' if args.in_process else 'subprocess'}")
-    print(f"  render once per variant   {render_seconds:8.2f} s")
-    print(f"  ledger: enqueue all       {enqueue_seconds:8.2f} s")
-    print(f"  send: claim, POST, record {send_seconds:8.2f} s")
-    print(f"wall time                   {wall:8.2f} s")
-    print(f"requests                    {requests:8,}")
-    print(f"recipients per second       {args.subscribers / wall:8,.0f}")
-    print(f"peak memory (max RSS)       {peak_mb:8.0f} MB")
-    print(f"results                     {dict(outcome)}; ledger {dict((k.value, v) for k, v in counts.items() if v)}")
+    print(f"  plan: articles, list, variants {plan_seconds:8.2f} s")
+    print(f"  render once per variant        {render_seconds:8.2f} s")
+    print(f"  send: ledger, POST, record     {send_seconds:8.2f} s")
+    print(f"wall time                        {wall:8.2f} s")
+    print(f"requests                         {requests:8,}")
+    print(f"recipients per second            {args.subscribers / wall:8,.0f}")
+    print(f"peak memory (max RSS)            {peak_mb:8.0f} MB")
+    print(f"ledger                           {report.counts}")
     print(f"stand-in recorded each subscriber exactly once: {exactly_once} ({len(lines):,} records)")
     naive_total = per_recipient_naive * args.subscribers
     print(f"naive (render+inline per subscriber, one request each), {args.sample} sampled: "
           f"{per_recipient_naive * 1000:.1f} ms per recipient, about {naive_total:,.0f} s for {args.subscribers:,}")
-    print(f"ratio naive / digest        {naive_total / wall:8.0f}x")
+    print(f"ratio naive / digest             {naive_total / wall:8.0f}x")
 
 
 if __name__ == "__main__":

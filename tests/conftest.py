@@ -1,14 +1,23 @@
 """Shared fixtures: the local SendGrid stand-in (../shared/tools/fake_sendgrid.py)
-and a real aiosmtpd server on 127.0.0.1 whose answers a test can steer."""
+in this process or as a program, a real aiosmtpd server on 127.0.0.1 whose
+answers a test can steer, and small sites of our own on which tests run the
+real `digest` command line."""
 
 from __future__ import annotations
 
+import csv
 import importlib.util
+import json
 import os
 import socket
+import subprocess
 import sys
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import frontmatter
 import pytest
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -234,3 +243,167 @@ def make_provider(settings_for):
     yield make
     for provider in made:
         provider.close()
+
+
+# The real command line on a site of our own (issue 3's acceptance tests) ------------------
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Issue 2026-W48 of the schedule "weekly monday 08:00" (UTC): scheduled
+# 2026-11-23 08:00, window (2026-11-16 08:00, 2026-11-23 08:00]. --as-of takes
+# a date as the end of that day, so this date names that Monday's issue.
+WEEK48 = "2026-11-23"
+WEEK49 = "2026-11-30"
+
+BODY = """\
+{title}: what happened at the allotment this week, with “curly quotes” and a few words more.
+
+A second paragraph, so the summary has something to cut.
+"""
+
+# (file stem, title, date, tag). Tagged subscribers (news;tagK) get the week's
+# "news" article and tagK's, untagged ones every article: six variants in week
+# 48. One article falls in week 49 only, for everyone.
+ARTICLES = [
+    ("news-48", "Grüße aus dem Garten: frost on the leeks", "2026-11-22T09:00:00+00:00", "news"),
+    *[(f"tag{k}-48", f"Bed {k} notes: Kürbis and kale", f"2026-11-{17 + k}T10:00:00+00:00", f"tag{k}") for k in range(5)],
+    ("news-49", "Winter pruning, step by step", "2026-11-26T09:00:00+00:00", "news"),
+]
+
+
+def reader(n: int) -> tuple[str, str, str]:
+    """Subscriber ``n`` of a generated list: (email, name, tags). Every
+    seventh name has a comma (SendGrid refuses those in To names) and UTF-8;
+    every sixth subscriber chose no tags (every article); half the others
+    follow tag4, so that variant outgrows one request of 1000."""
+    name = f"Doe, Zoë №{n}" if n % 7 == 0 else f"Reader {n}"
+    return f"reader{n}@example.org", name, "" if n % 6 == 5 else f"news;tag{min(n % 8, 4)}"
+
+
+@dataclass
+class Site:
+    """A site in its own folder (digest.toml, posts/, readers.csv) and the
+    environment its `digest` runs get: no DIGEST_* of the caller, the repo
+    importable, loopback without a proxy; ``settings`` become DIGEST_*
+    variables (the API key travels that way, as in cron)."""
+
+    root: Path
+    settings: dict[str, object] = field(default_factory=dict)
+    started: list[subprocess.Popen] = field(default_factory=list)  # killed at teardown if still running
+
+    def env(self, **settings: object) -> dict[str, str]:
+        env = {name: value for name, value in os.environ.items() if not name.startswith("DIGEST_")}
+        env.update(PYTHONPATH=str(REPO), NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
+        for name, value in {**self.settings, **settings}.items():
+            env[f"DIGEST_{name.upper()}"] = str(value)
+        return env
+
+    def command(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "digest", *args]
+
+    def run(self, *args: str, timeout: float = 120, **settings: object) -> subprocess.CompletedProcess:
+        """`digest ARGS` to the end; its output is text. A traceback is a
+        failure whatever the exit code (errors are one line)."""
+        done = subprocess.run(
+            self.command(*args), cwd=self.root, env=self.env(**settings), capture_output=True, text=True,
+            timeout=timeout,
+        )
+        assert "Traceback" not in done.stderr + done.stdout, done.stderr
+        return done
+
+    def start(self, *args: str, **settings: object) -> subprocess.Popen:
+        """`digest ARGS` started in the background, output to run-N.out in the site."""
+        with open(self.root / f"run-{len(self.started)}.out", "w") as out:  # the child keeps its own copy
+            process = subprocess.Popen(
+                self.command(*args), cwd=self.root, env=self.env(**settings), stdout=out, stderr=subprocess.STDOUT
+            )
+        self.started.append(process)
+        return process
+
+    def output(self, process: subprocess.Popen) -> str:
+        """What a run begun with :meth:`start` has written so far."""
+        return (self.root / f"run-{self.started.index(process)}.out").read_text(encoding="utf-8", errors="replace")
+
+    def status(self, **settings: object) -> dict:
+        """`digest status --json`, parsed: {issue key: entry}."""
+        done = self.run("status", "--json", **settings)
+        assert done.returncode == 0, done.stderr
+        return {entry["issue"]: entry for entry in json.loads(done.stdout)["issues"]}
+
+    def write_readers(self, count: int, *, extra: Sequence[tuple[str, str, str]] = ()) -> set[str]:
+        """readers.csv with subscribers 0..count-1 (see :func:`reader`) and
+        ``extra`` rows; returns every address."""
+        rows = [reader(n) for n in range(count)] + list(extra)
+        with open(self.root / "readers.csv", "w", encoding="utf-8", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["email", "name", "tags"])
+            writer.writerows(rows)
+        return {email for email, _, _ in rows}
+
+
+@pytest.fixture
+def make_site(tmp_path):
+    """``make_site(readers=20, **toml)``: a site in a fresh folder with
+    :data:`ARTICLES` and ``readers`` generated subscribers; ``toml`` settings
+    go into its digest.toml (the sendgrid provider unless told otherwise)."""
+    made = []
+
+    def make(readers: int = 20, **toml: object) -> Site:
+        root = tmp_path / f"site-{len(made)}"
+        (root / "posts").mkdir(parents=True)
+        for stem, title, date, tag in ARTICLES:
+            post = frontmatter.Post(BODY.format(title=title), title=title, date=date, tags=[tag])
+            (root / "posts" / f"{stem}.md").write_text(frontmatter.dumps(post), encoding="utf-8")
+        config = {
+            "site_name": "Allotment Gazette", "site_url": "https://gazette.example.org/",
+            "sender_email": "digest@gazette.example.org", "sender_name": "The Allotment Gazette",
+            "sources": ["posts"], "subscribers": "readers.csv", "provider": "sendgrid",
+            "secret_key": "issue-3-tests-signing-secret-7c1e9a04b6d2f853", **toml,
+        }
+        (root / "digest.toml").write_text("".join(f"{key} = {json.dumps(value)}\n" for key, value in config.items()), encoding="utf-8")
+        site = Site(root)
+        site.write_readers(readers)
+        made.append(site)
+        return site
+
+    yield make
+    for process in (process for site in made for process in site.started):
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=30)
+
+
+def recorded(records: Iterable[dict]) -> Counter:
+    """How many times the stand-in recorded each address."""
+    return Counter(record["to"] for record in records)
+
+
+@pytest.fixture
+def stand_in_process(tmp_path, _loopback_without_proxy):
+    """``start(*options)``: ../shared/tools/fake_sendgrid.py as a program
+    (``--record``, only ``SENDGRID_KEY`` accepted, plus ``options`` such as
+    ``"--delay-ms", "40"``), for tests that kill processes; returns
+    ``(url, record path)``. Terminated after the test."""
+    load_fake_sendgrid()  # skips without ../shared
+    processes = []
+
+    def start(*options: str) -> tuple[str, Path]:
+        record = tmp_path / f"stand-in-{len(processes)}.jsonl"
+        process = subprocess.Popen(
+            [sys.executable, str(FAKE_SENDGRID), "--port", "0", "--record", str(record), "--api-key", SENDGRID_KEY, *options],
+            stdout=subprocess.PIPE, text=True,
+        )
+        processes.append(process)
+        line = process.stdout.readline().strip()  # "listening on http://127.0.0.1:PORT"
+        assert line.startswith("listening on "), line
+        return line.removeprefix("listening on "), record
+
+    yield start
+    for process in processes:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def read_record(path: Path) -> list[dict]:
+    """The lines of a stand-in's --record file."""
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()] if path.exists() else []
