@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import urllib.request
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -320,10 +321,6 @@ class Site:
         self.started.append(process)
         return process
 
-    def output(self, process: subprocess.Popen) -> str:
-        """What a run begun with :meth:`start` has written so far."""
-        return (self.root / f"run-{self.started.index(process)}.out").read_text(encoding="utf-8", errors="replace")
-
     def status(self, **settings: object) -> dict:
         """`digest status --json`, parsed: {issue key: entry}."""
         done = self.run("status", "--json", **settings)
@@ -407,3 +404,9 @@ def stand_in_process(tmp_path, _loopback_without_proxy):
 def read_record(path: Path) -> list[dict]:
     """The lines of a stand-in's --record file."""
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()] if path.exists() else []
+
+
+def stand_in_stats(url: str) -> dict:
+    """The /__stats counters of a stand-in started by :func:`stand_in_process`."""
+    with urllib.request.urlopen(f"{url}/__stats", timeout=10) as response:
+        return json.load(response)

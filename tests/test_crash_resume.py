@@ -14,8 +14,8 @@ slow enough to be killed mid-flight. Then, per trial:
   landed: ``concurrency`` (2, the default) batches of ``batch_size``. The
   issue's "one batch per kill" holds per request in flight.
 
-Trials run in two streams at once, each on its own site and ledger, so that
-both cores work. In CI: 20 trials of 2,000 subscribers (two variants) in
+Trials run in two streams at once, each with its own site, ledger and
+stand-in, so that both cores work. In CI: 20 trials of 2,000 subscribers (two variants) in
 batches of 100, so one kill may strand at most 200. The acceptance form, by
 hand (about five minutes)::
 
@@ -35,7 +35,7 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
-from conftest import SENDGRID_KEY, WEEK48, Site, read_record
+from conftest import SENDGRID_KEY, WEEK48, Site, read_record, stand_in_stats
 
 TRIALS = int(os.environ.get("DIGEST_KILL_TRIALS", "20"))
 SUBSCRIBERS = int(os.environ.get("DIGEST_KILL_SUBSCRIBERS", "2000"))
@@ -45,20 +45,20 @@ CONCURRENCY = 2  # the default of the concurrency setting
 STREAMS = 2
 
 
-def kill_at_random(site: Site, process, batches: int, chance: random.Random) -> bool:
+def kill_at_random(process, url: str, batches: int, chance: random.Random) -> bool:
     """SIGKILL ``process`` at a random moment: while it starts (plans,
-    renders, enqueues), or inside the requests that follow its k-th
-    answered batch (its cron log line), k drawn from the batches an issue
-    takes. Returns whether it was killed (it may have finished first)."""
+    renders, enqueues), or just after its k-th request reached the stand-in
+    at ``url``, k drawn from the batches an issue takes. Returns whether it
+    was killed (it may have finished first)."""
     target = chance.randint(0, batches - 1)
     if target == 0:
         time.sleep(chance.uniform(0, 1.0))
     else:
-        deadline = time.monotonic() + 120
-        while process.poll() is None and site.output(process).count(" batch of ") < target:
+        start, deadline = stand_in_stats(url)["requests"], time.monotonic() + 120
+        while process.poll() is None and stand_in_stats(url)["requests"] - start < target:
             assert time.monotonic() < deadline, "the send made no progress"
             time.sleep(0.01)
-        time.sleep(chance.uniform(0, DELAY_MS / 1000))  # inside the next requests
+        time.sleep(chance.uniform(0, DELAY_MS / 1000))  # while that request waits at the stand-in
     if process.poll() is not None:
         return False
     process.send_signal(signal.SIGKILL)
@@ -66,13 +66,14 @@ def kill_at_random(site: Site, process, batches: int, chance: random.Random) -> 
     return True
 
 
-def run_trials(site: Site, keys: list[str], batches: int, chance: random.Random) -> dict[str, tuple[bool, int]]:
-    """Each issue of ``keys`` in turn: started, killed at random, run again
-    until it exits 0 or 1. Returns key -> (killed, last exit code)."""
+def run_trials(site: Site, url: str, keys: list[str], batches: int, chance: random.Random) -> dict[str, tuple[bool, int]]:
+    """Each issue of ``keys`` in turn on ``site``, whose stand-in is at
+    ``url``: started, killed at random, run again until it exits 0 or 1.
+    Returns key -> (killed, last exit code)."""
     outcome = {}
     for key in keys:
         command = ("send", "--as-of", WEEK48, "--issue", key, "--include-sent")
-        killed = kill_at_random(site, site.start(*command), batches, chance)
+        killed = kill_at_random(site.start(*command), url, batches, chance)
         for _ in range(3):
             done = site.run(*command)
             if done.returncode in (0, 1):
@@ -83,12 +84,13 @@ def run_trials(site: Site, keys: list[str], batches: int, chance: random.Random)
 
 
 def test_sends_killed_at_random_and_run_again_never_double_anyone_and_lose_nobody(make_site, stand_in_process):
-    url, record = stand_in_process("--delay-ms", str(DELAY_MS))
     # Two variants (each run renders every variant: more would only slow the trials down).
     readers = [(f"reader{n}@example.org", f"Reader {n}", "" if n % 2 else "news;tag4") for n in range(SUBSCRIBERS)]
     everyone = {address for address, _, _ in readers}
+    # Per stream a site (its ledger) and a stand-in (whose request count times the kills).
     sites = [make_site(readers=0, batch_size=BATCH) for _ in range(STREAMS)]
-    for site in sites:
+    stand_ins = [stand_in_process("--delay-ms", str(DELAY_MS)) for _ in range(STREAMS)]
+    for site, (url, _) in zip(sites, stand_ins):
         site.settings.update(sendgrid_host=url, sendgrid_api_key=SENDGRID_KEY)
         site.write_readers(0, extra=readers)
     batches = math.ceil(SUBSCRIBERS / BATCH) + 1  # about: each variant may end with a short batch
@@ -96,15 +98,15 @@ def test_sends_killed_at_random_and_run_again_never_double_anyone_and_lose_nobod
 
     with ThreadPoolExecutor(STREAMS) as pool:
         streams = [
-            pool.submit(run_trials, site, keys[stream::STREAMS], batches, random.Random(f"kill-{stream}"))
-            for stream, site in enumerate(sites)
+            pool.submit(run_trials, site, url, keys[stream::STREAMS], batches, random.Random(f"kill-{stream}"))
+            for stream, (site, (url, _)) in enumerate(zip(sites, stand_ins))
         ]
         outcome = {key: result for stream in streams for key, result in stream.result().items()}
 
     assert sum(killed for killed, _ in outcome.values()) >= TRIALS * 3 // 4  # most kills beat the send's end
     status = {key: entry for site in sites for key, entry in site.status().items()}
     per_issue: dict[str, Counter] = {}
-    for line in read_record(record):
+    for line in (line for _, record in stand_ins for line in read_record(record)):
         per_issue.setdefault(line["custom_args"]["issue_key"], Counter())[line["to"]] += 1
     stranded = []
     for key, (_, exit_code) in sorted(outcome.items()):
