@@ -368,10 +368,12 @@ def send(settings: Settings, dry_run, outbox, issue_key, resend_unknown, include
             "setting 'secret_key' (digest.toml, or DIGEST_SECRET_KEY) still has its default value: "
             "anyone could forge unsubscribe links; set a long random secret before sending"
         )
-    ledger = Ledger.from_settings(settings) if real else None
+    # The ledger file is created only when something is sent: a refused or
+    # empty run leaves no trace.
+    ledger = Ledger.from_settings(settings) if real and Path(settings.ledger).exists() else None
     try:
         request = issue_request(settings, **options, key=issue_key)
-        if real:
+        if ledger is not None:
             request = _resume_or_new(ledger, settings, request, include_sent)
         issue = plan_issue(settings, request)
         report_planning(issue)
@@ -386,10 +388,12 @@ def send(settings: Settings, dry_run, outbox, issue_key, resend_unknown, include
         if test_to:
             _send_test(issue, rendered, settings, test_to, as_subscriber)
             return
-        if real:  # the archive's page: the issue as it went out, kept before the first message
+        if real:
             from digest.archive import keep_page
 
-            keep_page(ledger, issue, settings)
+            if ledger is None:
+                ledger = Ledger.from_settings(settings)
+            keep_page(ledger, issue, settings)  # the archive's page: the issue as it went out
         provider = get_provider(settings, dry_run=dry_run)
         with _progress(issue.recipient_count, as_json) as progress:
             report = send_issue(
@@ -508,12 +512,15 @@ def _print_send_report(report, issue, settings: Settings, *, dry_run: bool, as_j
         "recovered_unknown": report.recovered,
         "problems": [{"email": p.email, "status": p.status.value, "reason": p.last_error} for p in report.problems],
         "stopped": report.stopped,
+        "gave_up": report.gave_up,
     }
     if as_json:
         click.echo(json.dumps(summary, ensure_ascii=False))
         return
     for problem in report.problems:
         click.echo(f"{problem.status.value}: {problem.email}: {problem.last_error or ''}")
+    if report.gave_up:
+        click.echo(f"stopped early: {report.gave_up}; the rest stay queued: run the same command again later")
     if report.recovered:
         click.echo(f"{report.recovered} recipients were in flight when a previous run stopped: now unknown (see digest status; --resend-unknown sends them)")
     sizes = ", ".join(f"{v.html_bytes / 1024:.1f}" for v in report.variants)

@@ -34,6 +34,7 @@ from digest.settings import Settings
 log = logging.getLogger(__name__)
 
 GONE = "no longer in the audience (unsubscribed, suppressed or removed) since the issue was queued"
+GIVE_UP_AFTER = 3  # batches in a row that the provider took nobody of: it is down
 SUPPRESSED = "suppressed (unsubscribed, bounced or complained) while the issue was being sent"
 
 
@@ -73,6 +74,7 @@ class SendReport:
     recovered: int = 0
     requests: int = 0
     stopped: str | None = None  # why the run stopped early (provider refused us), else None
+    gave_up: str | None = None  # why the run left recipients queued (provider down), else None
 
     @property
     def recipients(self) -> int:
@@ -176,6 +178,8 @@ def send_issue(
                 except ProviderAuthError as exc:
                     report.stopped = str(exc)
                     break
+                if report.gave_up:
+                    break
                 if resend_unknown:
                     resend_unknown = False  # unknown rows are resent once, in the first round
             ledger.update_issue_status(key)
@@ -236,7 +240,7 @@ def _run_jobs(jobs, issue, rendered, provider, ledger, concurrency, report, prog
             )
             kept = [(row_id, r) for row_id, r in zip(row_ids, recipients) if r.subscriber_id not in stopped]
             if not kept:
-                return len(row_ids)
+                return len(row_ids), None
             row_ids, recipients = [row_id for row_id, _ in kept], [r for _, r in kept]
         ledger.mark_sending(row_ids)  # committed before the request: a crash now means "unknown"
         try:
@@ -249,13 +253,15 @@ def _run_jobs(jobs, issue, rendered, provider, ledger, concurrency, report, prog
             raise RuntimeError(f"{provider.name} answered {len(results)} results for {len(row_ids)} recipients")
         ledger.record_results(zip(row_ids, results), article_ids=[a.id for a in issue.variants[index].articles])
         log.info("batch of %d (variant %d): %s", len(row_ids), issue.variants[index].number, _summary(results))
-        return len(row_ids)
+        not_taken = all(r.status is Status.RETRYABLE for r in results)
+        return len(row_ids), (results[-1].reason if not_taken else None)
 
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         pending_jobs = iter(jobs)
         running = set()
         failure = None
-        while failure is None:
+        streak = 0  # consecutive batches the provider took nobody of
+        while failure is None and report.gave_up is None:
             while len(running) < concurrency and (job := next(pending_jobs, None)) is not None:
                 running.add(pool.submit(send, job))
             if not running:
@@ -265,15 +271,21 @@ def _run_jobs(jobs, issue, rendered, provider, ledger, concurrency, report, prog
                 if future.exception() is not None:
                     failure = failure or future.exception()
                     continue
+                count, not_taken = future.result()
                 report.requests += 1
-                report.sent_now += future.result()
+                report.sent_now += count
                 if progress:
-                    progress(future.result())
+                    progress(count)
+                streak = streak + 1 if not_taken else 0
+                if streak >= GIVE_UP_AFTER:
+                    # Down or unreachable: leave the rest queued for the next run
+                    # rather than retrying every batch for minutes.
+                    report.gave_up = f"the provider took none of {streak} batches in a row (last: {not_taken})"
         wait(running)  # let batches already in flight finish and be recorded
         for future in running:
             if future.exception() is None:
                 report.requests += 1
-                report.sent_now += future.result()
+                report.sent_now += future.result()[0]
         if failure is not None:
             raise failure
 

@@ -163,3 +163,11 @@ def test_importing_an_export_suppresses_those_who_left_even_if_already_on_the_li
     result = run("send", "--dry-run", "--as-of", "2026-11-30")
     emls = {p.name for p in (site / "outbox").glob("*.eml")}
     assert "grace@example.org.eml" not in emls and "new@example.org.eml" in emls
+
+
+def test_a_real_send_with_nothing_to_send_leaves_no_ledger_file(site, monkeypatch):
+    monkeypatch.setenv("DIGEST_PROVIDER", "smtp")
+    monkeypatch.setenv("DIGEST_SECRET_KEY", "a-long-random-secret-for-this-test")
+    result = run("send", "--as-of", "2020-01-06")
+    assert result.exit_code == 0 and "nothing to send" in result.output
+    assert not (site / "digest.db").exists()

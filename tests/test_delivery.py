@@ -6,6 +6,7 @@ import email.policy
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from pydantic import SecretStr
 
 from digest import suppressions
 from digest.articles import Article
@@ -78,3 +79,23 @@ def test_a_ledger_in_a_missing_folder_is_one_clear_error(tmp_path):
 
     with pytest.raises(DigestError, match="does not exist"):
         Ledger(tmp_path / "no-such-folder" / "digest.db")
+
+
+def test_a_provider_that_is_down_is_given_up_on_after_a_few_batches_and_the_rest_stay_queued(settings, tmp_path):
+    import socket
+
+    from digest.providers.sendgrid import SendGridProvider
+
+    with socket.socket() as probe:  # a loopback port nobody listens on: connections are refused
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    down = settings.model_copy(update={"provider": "sendgrid", "sendgrid_host": f"http://127.0.0.1:{closed_port}", "sendgrid_api_key": SecretStr("SG.x"), "sendgrid_max_tries": 1, "sendgrid_retry_wait": 0})
+    issue = make_issue([f"reader{n}@example.org" for n in range(20)])  # 10 batches of 2
+    with Ledger(settings.ledger) as ledger:
+        report = send_issue(issue, SendGridProvider(down), down, ledger=ledger)
+        pending = ledger.pending("2026-W49")
+    assert report.gave_up and "took none of 3 batches" in report.gave_up
+    assert report.requests == 3  # concurrency 1: it stops at the third refused batch
+    assert report.counts == {"queued": 14, "retryable": 6}
+    assert len(pending) == 20  # nobody lost: all of them go out on the next run
+    assert not report.complete
