@@ -165,6 +165,7 @@ def send_issue(
             ledger.enqueue(key, ((_row_of(subscriber), issue.variants[index].key) for subscriber, index in people.values()))
             report.recovered = ledger.recover_crashed(key)
             for round_number in range(settings.retry_rounds + 1):
+                # Unknown rows are resent once, in the first round, and only when asked.
                 rows = ledger.pending(key, resend_unknown=resend_unknown and round_number == 0)
                 if not rows:
                     break
@@ -180,8 +181,6 @@ def send_issue(
                     break
                 if report.gave_up:
                     break
-                if resend_unknown:
-                    resend_unknown = False  # unknown rows are resent once, in the first round
             ledger.update_issue_status(key)
             report.counts = {status.value: n for status, n in ledger.counts(key).items() if n}
             report.problems = [*ledger.problems(key), *_still_retryable(ledger, key)]
