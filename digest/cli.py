@@ -13,6 +13,7 @@ import contextlib
 import functools
 import json
 import logging
+import os
 import sys
 import webbrowser
 from datetime import UTC, datetime
@@ -33,10 +34,31 @@ class DigestGroup(click.Group):
         except DigestError as exc:
             click.secho(f"error: {exc}", fg="red", err=True)
             ctx.exit(exc.exit_code)
+        except BrokenPipeError:  # `digest status | head`: the reader went away
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (Python's advice: no second error at exit)
+            ctx.exit(1)
         except OSError as exc:  # a folder that cannot be written, a file where a folder was expected
             where = f": {exc.filename}" if exc.filename else ""
             click.secho(f"error: {exc.strerror or exc}{where}", fg="red", err=True)
             ctx.exit(1)
+        except Exception as exc:  # a bug: still one line, and never a secret
+            if os.environ.get("DIGEST_DEBUG"):
+                raise
+            click.secho(f"error: unexpected {type(exc).__name__}: {_redacted(str(exc))} (DIGEST_DEBUG=1 shows the traceback)", fg="red", err=True)
+            ctx.exit(1)
+
+
+def _redacted(text: str) -> str:
+    """``text`` without any secret of the settings (an API key in an error message)."""
+    try:
+        settings = load_settings()
+    except DigestError:
+        return text
+    for secret in (settings.sendgrid_api_key, settings.smtp_password, settings.secret_key):
+        value = secret.get_secret_value() if secret is not None else ""
+        if len(value) >= 4:
+            text = text.replace(value, "***")
+    return text
 
 
 @click.group(cls=DigestGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -377,11 +399,17 @@ def send(settings: Settings, dry_run, outbox, issue_key, resend_unknown, include
             request = _resume_or_new(ledger, settings, request, include_sent)
         issue = plan_issue(settings, request)
         report_planning(issue)
+        if not issue.subscribers:
+            # A list that reads as nobody is a broken list, not a quiet week: cron must see it.
+            why = f"{len(issue.audience_problems)} problems above" if issue.audience_problems else "it is empty"
+            raise SettingsError(f"no subscriber to send to in {settings.subscribers} ({why})")
         if not issue.selection.articles or not issue.variants:
             _say(as_json, {"issue": issue.context.key, "status": "nothing to send"}, "nothing to send")
             return
         if real:
             _check_not_too_late(issue, not_after or settings.not_after)
+            if issue.scheduled_at and issue.scheduled_at > datetime.now(UTC):
+                warn(f"issue {issue.context.key} is scheduled for {issue.scheduled_at.astimezone(settings.tz):%Y-%m-%d %H:%M}; sending it now, as --as-of asks")
         rendered = render_issue(issue, settings)
         if report_findings(issue, rendered, settings) and not dry_run and not force:
             raise UsageError("the built-in checks found errors (above); fix them, or send with --force")
@@ -471,7 +499,9 @@ def _send_test(issue, rendered, settings: Settings, address: str, as_subscriber:
         if not found:
             raise UsageError(f"--as-subscriber {as_subscriber}: not in this issue's audience")
         index, person = found[0]
-    recipient = replace(recipient_for(person, settings), email=address)
+    # Personalized as the reader, but every link is the test address's own:
+    # clicking "unsubscribe" in a test must not unsubscribe a real reader.
+    recipient = recipient_for(replace(person, email=address), settings)
     test = replace(rendered[index], subject=f"[TEST] {rendered[index].subject}")
     provider = get_provider(settings)
     try:
@@ -511,14 +541,20 @@ def _print_send_report(report, issue, settings: Settings, *, dry_run: bool, as_j
         "requests": report.requests,
         "recovered_unknown": report.recovered,
         "problems": [{"email": p.email, "status": p.status.value, "reason": p.last_error} for p in report.problems],
+        "skipped": [p.email for p in report.skipped],
         "stopped": report.stopped,
         "gave_up": report.gave_up,
     }
     if as_json:
         click.echo(json.dumps(summary, ensure_ascii=False))
         return
-    for problem in report.problems:
+    shown = 20  # a cron log needs the count and a few examples; digest status lists them all
+    for problem in report.problems[:shown]:
         click.echo(f"{problem.status.value}: {problem.email}: {problem.last_error or ''}")
+    if len(report.problems) > shown:
+        click.echo(f"... and {len(report.problems) - shown} more: digest status --issue {report.issue_key} lists them all")
+    if report.skipped:
+        click.echo(f"{len(report.skipped)} left out on purpose (unsubscribed, bounced or removed while the issue went out)")
     if report.gave_up:
         click.echo(f"stopped early: {report.gave_up}; the rest stay queued: run the same command again later")
     if report.recovered:
@@ -529,7 +565,8 @@ def _print_send_report(report, issue, settings: Settings, *, dry_run: bool, as_j
     where = f" -> {settings.outbox}/index.html" if report.provider == "outbox" else ""
     click.echo(
         f"{'dry run' if dry_run else 'issue ' + report.issue_key}: {report.recipients} recipients in "
-        f"{len(report.variants)} variants, {summary['articles']} articles, HTML {sizes} KB; {counts}{where}"
+        f"{len(report.variants)} variants, {summary['articles']} articles, HTML {sizes} KB; {counts}"
+        f"{'' if dry_run else f' ({report.sent_now} handed to {report.provider} in this run)'}{where}"
     )
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from digest.audience import Subscriber
-from digest.errors import ProviderAuthError
+from digest.errors import DigestError, ProviderAuthError
 from digest.issue import Issue
 from digest.ledger import IN_MEMORY, Delivery, DeliveryStatus, Ledger
 from digest.providers import Provider, Recipient, RecipientResult, Status
@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 GONE = "no longer in the audience (unsubscribed, suppressed or removed) since the issue was queued"
 GIVE_UP_AFTER = 3  # batches in a row that the provider took nobody of: it is down
 SUPPRESSED = "suppressed (unsubscribed, bounced or complained) while the issue was being sent"
+ON_PURPOSE = (GONE, SUPPRESSED)  # "rejected" by us, not by the provider: not a failure
 
 
 @dataclass
@@ -80,10 +81,13 @@ class SendReport:
     def recipients(self) -> int:
         return sum(self.counts.values())
 
+    skipped: list[Delivery] = field(default_factory=list)  # left out on purpose: suppressed or left the list
+
     @property
     def complete(self) -> bool:
-        """True when every recipient of the issue was accepted."""
-        return self.recipients == self.counts.get(DeliveryStatus.ACCEPTED.value, 0)
+        """True when every recipient of the issue was accepted, or skipped on
+        purpose (unsubscribed, bounced or removed while the issue went out)."""
+        return self.recipients == self.counts.get(DeliveryStatus.ACCEPTED.value, 0) + len(self.skipped)
 
 
 def render_issue(issue: Issue, settings: Settings) -> list[RenderedVariant]:
@@ -183,7 +187,9 @@ def send_issue(
                     break
             ledger.update_issue_status(key)
             report.counts = {status.value: n for status, n in ledger.counts(key).items() if n}
-            report.problems = [*ledger.problems(key), *_still_retryable(ledger, key)]
+            problems = [*ledger.problems(key), *_still_retryable(ledger, key)]
+            report.skipped = [p for p in problems if p.last_error in ON_PURPOSE]
+            report.problems = [p for p in problems if p.last_error not in ON_PURPOSE]
     finally:
         provider.close()
         if own_ledger:
@@ -244,8 +250,9 @@ def _run_jobs(jobs, issue, rendered, provider, ledger, concurrency, report, prog
         ledger.mark_sending(row_ids)  # committed before the request: a crash now means "unknown"
         try:
             results = provider.send_batch(rendered[index], recipients, issue.context.key)
-        except ProviderAuthError as exc:
-            # Refused outright: nothing was taken, so these stay to be sent later.
+        except DigestError as exc:
+            # Refused outright (credentials, sender) or misconfigured (TLS, login):
+            # raised before anything was sent, so these stay to be sent later.
             ledger.record_results([(row_id, RecipientResult("", Status.RETRYABLE, reason=str(exc))) for row_id in row_ids])
             raise
         if len(results) != len(row_ids):

@@ -145,8 +145,14 @@ class Settings(BaseSettings):
 
     @field_validator("sendgrid_api_key")
     @classmethod
-    def _not_blank(cls, value: SecretStr | None) -> SecretStr | None:
-        return value if value is None or value.get_secret_value().strip() else None
+    def _api_key(cls, value: SecretStr | None) -> SecretStr | None:
+        # A key read from a file often ends in a newline; an HTTP header cannot hold it.
+        key = value.get_secret_value().strip() if value is not None else ""
+        if not key:
+            return None
+        if not key.isascii() or not key.isprintable() or " " in key:
+            raise ValueError("must be one line of printable ASCII (check where it was copied from)")
+        return SecretStr(key)
 
     @field_validator("not_after")
     @classmethod

@@ -171,3 +171,11 @@ def test_a_real_send_with_nothing_to_send_leaves_no_ledger_file(site, monkeypatc
     result = run("send", "--as-of", "2020-01-06")
     assert result.exit_code == 0 and "nothing to send" in result.output
     assert not (site / "digest.db").exists()
+
+
+@pytest.mark.parametrize("content", ["", "x,y\n1,2\n"])
+def test_a_subscriber_list_that_reads_as_nobody_stops_the_send_with_exit_2(site, content):
+    (site / "readers.csv").write_text(content, encoding="utf-8")
+    result = CliRunner().invoke(cli, ["send", "--dry-run", "--as-of", "2026-11-30"])
+    assert result.exit_code == 2, result.output
+    assert "no subscriber to send to" in result.output

@@ -54,8 +54,10 @@ def test_an_address_suppressed_while_the_issue_is_being_sent_is_not_mailed(setti
     written = sorted(p.name for p in settings.outbox.glob("*.eml"))
     assert "reader5@example.org.eml" not in written
     assert len(written) == 5
-    assert [(p.email, p.last_error) for p in report.problems] == [("reader5@example.org", SUPPRESSED)]
+    assert [(p.email, p.last_error) for p in report.skipped] == [("reader5@example.org", SUPPRESSED)]
+    assert report.problems == []
     assert report.counts == {"accepted": 5, "rejected": 1}
+    assert report.complete  # leaving is not a failure: cron must not see a red run
 
 
 def test_addresses_that_share_a_file_name_each_get_their_own_message(settings):
@@ -99,3 +101,23 @@ def test_a_provider_that_is_down_is_given_up_on_after_a_few_batches_and_the_rest
     assert report.counts == {"queued": 14, "retryable": 6}
     assert len(pending) == 20  # nobody lost: all of them go out on the next run
     assert not report.complete
+
+
+def test_a_misconfigured_provider_leaves_the_batch_to_send_later_not_unknown(settings, smtp_server):
+    from digest.errors import DigestError
+    from digest.providers.smtp import SMTPProvider
+
+    handler, port = smtp_server  # plain SMTP, no STARTTLS offered
+    wrong = settings.model_copy(update={"provider": "smtp", "smtp_host": "127.0.0.1", "smtp_port": port, "smtp_security": "starttls"})
+    issue = make_issue(["ada@example.org", "grace@example.org", "alan@example.org"])
+    with Ledger(settings.ledger) as ledger:
+        with pytest.raises(DigestError):
+            send_issue(issue, SMTPProvider(wrong), wrong, ledger=ledger)
+        counts = ledger.counts("2026-W49")
+    assert counts["sending"] == 0 and counts["unknown"] == 0
+    assert counts["retryable"] + counts["queued"] == 3
+    right = settings.model_copy(update={"provider": "smtp", "smtp_host": "127.0.0.1", "smtp_port": port, "smtp_security": "none"})
+    with Ledger(settings.ledger) as ledger:
+        report = send_issue(issue, SMTPProvider(right), right, ledger=ledger)
+    assert report.counts == {"accepted": 3}
+    assert sorted(address for envelope in handler.messages for address in envelope.rcpt_tos) == ["ada@example.org", "alan@example.org", "grace@example.org"]

@@ -69,3 +69,13 @@ def test_a_blank_api_key_counts_as_none(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DIGEST_SENDGRID_API_KEY", "  ")
     assert load_settings().sendgrid_api_key is None
+
+
+def test_an_api_key_read_from_a_file_loses_its_newline_and_a_broken_one_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DIGEST_SENDGRID_API_KEY", "SG.abc.def\n")
+    assert load_settings().sendgrid_api_key.get_secret_value() == "SG.abc.def"
+    monkeypatch.setenv("DIGEST_SENDGRID_API_KEY", "SG.abc\ndef")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert "'sendgrid_api_key'" in str(caught.value) and "SG.abc" not in str(caught.value)
