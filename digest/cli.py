@@ -423,7 +423,7 @@ def send(settings: Settings, dry_run, outbox, issue_key, resend_unknown, include
                 ledger = Ledger.from_settings(settings)
             keep_page(ledger, issue, settings)  # the archive's page: the issue as it went out
         provider = get_provider(settings, dry_run=dry_run)
-        with _progress(issue.recipient_count, as_json) as progress:
+        with _progress(issue.recipient_count, as_json, dry_run) as progress:
             report = send_issue(
                 issue,
                 provider,
@@ -514,8 +514,12 @@ def _send_test(issue, rendered, settings: Settings, address: str, as_subscriber:
 
 
 @contextlib.contextmanager
-def _progress(total: int, quiet: bool):
-    """A progress bar on a terminal; plain log lines (one per batch) for cron."""
+def _progress(total: int, quiet: bool, dry_run: bool):
+    """A progress bar on a terminal; plain log lines (one per batch) for cron;
+    neither for a dry run, which writes files in a moment and says so after."""
+    if dry_run:
+        yield None
+        return
     if quiet or not sys.stdout.isatty():
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
         yield None
