@@ -370,8 +370,8 @@ def send(settings: Settings, dry_run, outbox, issue_key, resend_unknown, include
     3 the provider refused our credentials or sender; 75 another send holds
     the ledger.
     """
-    from digest.delivery import render_issue, send_issue
-    from digest.issue import plan_issue
+    from digest.delivery import check_not_too_late, render_issue, send_issue
+    from digest.issue import plan_issue, resume_or_new
     from digest.ledger import Ledger
     from digest.providers import get_provider
 
@@ -396,7 +396,7 @@ def send(settings: Settings, dry_run, outbox, issue_key, resend_unknown, include
     try:
         request = issue_request(settings, **options, key=issue_key)
         if ledger is not None:
-            request = _resume_or_new(ledger, settings, request, include_sent)
+            request = resume_or_new(request, ledger, settings, include_sent=include_sent)
         issue = plan_issue(settings, request)
         report_planning(issue)
         if not issue.subscribers:
@@ -407,7 +407,7 @@ def send(settings: Settings, dry_run, outbox, issue_key, resend_unknown, include
             _say(as_json, {"issue": issue.context.key, "status": "nothing to send"}, "nothing to send")
             return
         if real:
-            _check_not_too_late(issue, not_after or settings.not_after)
+            check_not_too_late(issue, not_after or settings.not_after)
             if issue.scheduled_at and issue.scheduled_at > datetime.now(UTC):
                 warn(f"issue {issue.context.key} is scheduled for {issue.scheduled_at.astimezone(settings.tz):%Y-%m-%d %H:%M}; sending it now, as --as-of asks")
         rendered = render_issue(issue, settings)
@@ -448,69 +448,11 @@ def _say(as_json: bool, data: dict, text: str) -> None:
     click.echo(json.dumps(data, ensure_ascii=False) if as_json else text)
 
 
-def _resume_or_new(ledger, settings: Settings, request, include_sent: bool):
-    """A resumed issue keeps the articles it was created with; a new one
-    leaves out the articles earlier issues carried (unless --include-sent)."""
-    from dataclasses import replace
-
-    from digest.schedule import current_issue
-
-    key = request.key or current_issue(settings.schedule, request.as_of, settings.tz).key
-    existing = ledger.get_issue(key)
-    if existing is not None:
-        return replace(request, key=request.key, article_ids=existing.article_ids)
-    sent = frozenset() if include_sent else frozenset(ledger.sent_article_ids(except_issue=key))
-    return replace(request, already_sent=sent)
-
-
-def _check_not_too_late(issue, not_after: str | None) -> None:
-    from digest.selection import parse_duration
-
-    if not not_after or issue.scheduled_at is None:
-        return
-    limit = issue.scheduled_at + parse_duration(not_after)
-    now = datetime.now(UTC)
-    if now > limit:
-        raise UsageError(
-            f"issue {issue.context.key} was scheduled for {issue.scheduled_at.isoformat()}; it is now "
-            f"{now.isoformat(timespec='seconds')}, later than --not-after {not_after}: not sending"
-        )
-
-
 def _send_test(issue, rendered, settings: Settings, address: str, as_subscriber: str | None) -> None:
-    """One message to ``address`` through the real provider, as
-    ``as_subscriber`` (or the largest variant's first subscriber) would get
-    it, subject prefixed [TEST]; the ledger is not touched."""
-    from dataclasses import replace
+    from digest.delivery import send_test
 
-    from email_validator import EmailNotValidError, validate_email
-
-    from digest.providers import Status, get_provider
-    from digest.unsubscribe import recipient_for
-
-    try:
-        address = validate_email(address, check_deliverability=False).normalized
-    except EmailNotValidError as exc:
-        raise UsageError(f"--test-to {address!r}: {exc}") from None
-    index, person = 0, issue.variants[0].subscribers[0]
-    if as_subscriber:
-        wanted = as_subscriber.strip().casefold()
-        found = [(i, s) for i, v in enumerate(issue.variants) for s in v.subscribers if s.key == wanted]
-        if not found:
-            raise UsageError(f"--as-subscriber {as_subscriber}: not in this issue's audience")
-        index, person = found[0]
-    # Personalized as the reader, but every link is the test address's own:
-    # clicking "unsubscribe" in a test must not unsubscribe a real reader.
-    recipient = recipient_for(replace(person, email=address), settings)
-    test = replace(rendered[index], subject=f"[TEST] {rendered[index].subject}")
-    provider = get_provider(settings)
-    try:
-        (result,) = provider.send_batch(test, [recipient], f"test-{issue.context.key}")
-    finally:
-        provider.close()
-    if result.status is not Status.ACCEPTED:
-        raise DigestError(f"test message to {address} was {result.status.value}: {result.reason}")
-    click.echo(f"test message sent to {address} as {person.email} (variant {issue.variants[index].number}): {test.subject}")
+    person, number, subject = send_test(issue, rendered, settings, address, as_subscriber)
+    click.echo(f"test message sent to {address} as {person.email} (variant {number}): {subject}")
 
 
 @contextlib.contextmanager

@@ -20,15 +20,16 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 
 from digest.audience import Subscriber
-from digest.errors import DigestError, ProviderAuthError
+from digest.errors import DigestError, ProviderAuthError, UsageError
 from digest.issue import Issue
 from digest.ledger import IN_MEMORY, Delivery, DeliveryStatus, Ledger
 from digest.providers import Provider, Recipient, RecipientResult, Status
 from digest.rendering import RenderedVariant, render_variant
+from digest.selection import parse_duration
 from digest.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -316,3 +317,59 @@ def _summary(results: Sequence[RecipientResult]) -> str:
 
 def _still_retryable(ledger: Ledger, key: str) -> list[Delivery]:
     return [row for row in ledger.pending(key) if row.status is DeliveryStatus.RETRYABLE]
+
+
+def check_not_too_late(issue: Issue, not_after: str | None, *, now: datetime | None = None) -> None:
+    """Raise :class:`digest.errors.UsageError` when ``now`` (default: the
+    current time) is later than ``not_after`` (a duration such as ``36h``)
+    after the issue's scheduled time: a machine restored from a snapshot
+    must not send last week's issue days late. Issues named with ``--issue``
+    have no scheduled time and are never too late."""
+    if not not_after or issue.scheduled_at is None:
+        return
+    now = now or datetime.now(UTC)
+    if now > issue.scheduled_at + parse_duration(not_after):
+        raise UsageError(
+            f"issue {issue.context.key} was scheduled for {issue.scheduled_at.isoformat()}; it is now "
+            f"{now.isoformat(timespec='seconds')}, later than --not-after {not_after}: not sending"
+        )
+
+
+def send_test(
+    issue: Issue, rendered: Sequence[RenderedVariant], settings: Settings, address: str, as_subscriber: str | None = None
+) -> tuple[Subscriber, int, str]:
+    """Send one message to ``address`` through the configured provider, as
+    ``as_subscriber`` (default: the largest variant's first subscriber)
+    would get it, its subject prefixed ``[TEST]``; the ledger is not
+    touched. Returns (the subscriber it stands for, their variant number,
+    the subject). Raises :class:`digest.errors.UsageError` for a bad address
+    or an unknown subscriber, :class:`digest.errors.DigestError` when the
+    provider does not accept it."""
+    from email_validator import EmailNotValidError, validate_email
+
+    from digest.providers import get_provider
+    from digest.unsubscribe import recipient_for
+
+    try:
+        address = validate_email(address, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise UsageError(f"--test-to {address!r}: {exc}") from None
+    index, person = 0, issue.variants[0].subscribers[0]
+    if as_subscriber:
+        wanted = as_subscriber.strip().casefold()
+        found = [(i, s) for i, v in enumerate(issue.variants) for s in v.subscribers if s.key == wanted]
+        if not found:
+            raise UsageError(f"--as-subscriber {as_subscriber}: not in this issue's audience")
+        index, person = found[0]
+    # Personalized as the reader, but every link is the test address's own:
+    # clicking "unsubscribe" in a test must not unsubscribe a real reader.
+    recipient = recipient_for(replace(person, email=address), settings)
+    test = replace(rendered[index], subject=f"[TEST] {rendered[index].subject}")
+    provider = get_provider(settings)
+    try:
+        (result,) = provider.send_batch(test, [recipient], f"test-{issue.context.key}")
+    finally:
+        provider.close()
+    if result.status is not Status.ACCEPTED:
+        raise DigestError(f"test message to {address} was {result.status.value}: {result.reason}")
+    return person, issue.variants[index].number, test.subject

@@ -9,7 +9,7 @@ Planning reads sources and subscriber lists but sends and writes nothing, so
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from digest.articles import slugify_tag
@@ -133,3 +133,16 @@ def plan_issue(
         audience_problems=problems,
         scheduled_at=None if request.key else scheduled.scheduled_at,
     )
+
+
+def resume_or_new(request: IssueRequest, ledger, settings: Settings, *, include_sent: bool = False) -> IssueRequest:
+    """``request`` adjusted for what the ledger (:class:`digest.ledger.Ledger`)
+    knows: an issue already in it (a resume) keeps the articles it was
+    created with; a new one leaves out the articles earlier issues carried,
+    unless ``include_sent``."""
+    key = request.key or current_issue(settings.schedule, request.as_of or datetime.now(UTC), settings.tz).key
+    existing = ledger.get_issue(key)
+    if existing is not None:
+        return replace(request, article_ids=existing.article_ids)
+    sent = frozenset() if include_sent else frozenset(ledger.sent_article_ids(except_issue=key))
+    return replace(request, already_sent=sent)

@@ -25,7 +25,7 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Literal
 
 from digest.errors import SettingsError
-from digest.selection import Window, parse_duration  # noqa: F401  (parse_duration re-exported: "36h", "7d", "90m")
+from digest.selection import Window
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 

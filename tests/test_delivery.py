@@ -121,3 +121,17 @@ def test_a_misconfigured_provider_leaves_the_batch_to_send_later_not_unknown(set
         report = send_issue(issue, SMTPProvider(right), right, ledger=ledger)
     assert report.counts == {"accepted": 3}
     assert sorted(address for envelope in handler.messages for address in envelope.rcpt_tos) == ["ada@example.org", "alan@example.org", "grace@example.org"]
+
+
+def test_an_issue_is_too_late_only_past_not_after_from_its_scheduled_time():
+    from dataclasses import replace as changed
+
+    from digest.delivery import check_not_too_late
+    from digest.errors import UsageError
+
+    issue = changed(make_issue(["ada@example.org"]), scheduled_at=AS_OF)
+    check_not_too_late(issue, "36h", now=AS_OF + timedelta(hours=35))
+    check_not_too_late(issue, None, now=AS_OF + timedelta(days=30))
+    with pytest.raises(UsageError, match="later than --not-after 36h"):
+        check_not_too_late(issue, "36h", now=AS_OF + timedelta(hours=37))
+    check_not_too_late(changed(issue, scheduled_at=None), "1h", now=AS_OF + timedelta(days=30))  # named with --issue

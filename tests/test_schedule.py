@@ -6,7 +6,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from digest.errors import SettingsError
-from digest.schedule import current_issue, parse_duration, parse_schedule
+from digest.schedule import current_issue, parse_schedule
+from digest.selection import parse_duration
 
 PARIS = ZoneInfo("Europe/Paris")
 NEW_YORK = ZoneInfo("America/New_York")

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
-from digest.errors import ProviderAuthError  # noqa: F401  (re-exported for providers)
 
 if TYPE_CHECKING:
     from digest.rendering import RenderedVariant
