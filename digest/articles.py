@@ -31,7 +31,7 @@ from digest.errors import SourceError
 if TYPE_CHECKING:
     from digest.settings import Settings
 
-EXCERPT_WORDS = 50  # "about 50 words" (issue 2)
+EXCERPT_WORDS = 50  # about 50 words: two or three lines of a digest
 SUMMARY_MAX_WORDS = 60  # a summary longer than this is cut to an excerpt
 # Word budgets as characters, for text whose "words" are not space-separated:
 # at most 8 characters a word (long URLs, German), 3 where Chinese or
@@ -526,7 +526,7 @@ def sanitize_html(fragment: str, base: str | None) -> str:
 def normalize(raw: RawArticle, settings: Settings) -> Article:
     """Turn a reader's :class:`RawArticle` into an :class:`Article`.
 
-    Rules (issue 2, "Normalization"): links absolute against ``raw.base_url``,
+    Rules: links absolute against ``raw.base_url``,
     else the article's own URL, else ``settings.site_url``; a naive date is
     read in ``settings.tz``; tags merged into slugs; a summary is sanitized
     (and cut to an excerpt when it is really a whole article, as feeds often

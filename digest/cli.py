@@ -613,7 +613,7 @@ def audience(settings: Settings, **options) -> None:
     click.echo(f"{issue.recipient_count} recipients in {len(issue.variants)} variants; {left_out} subscribers get nothing this time")
 
 
-# Subscribers, suppressions and the web app (issue 4) ------------------------------------------
+# Subscribers, suppressions and the web app ------------------------------------------------------
 
 
 def list_options(command):

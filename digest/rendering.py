@@ -16,7 +16,7 @@ variables a template sees.
 Each email links its web copy, the issue's page of ``digest archive``
 (:func:`issue_url`), in both parts ("View in your browser").
 
-Size budget (issue 5): Gmail clips HTML bodies above about 102 KB, hiding the
+Size budget: Gmail clips HTML bodies above about 102 KB, hiding the
 footer with the unsubscribe link. A variant whose inlined HTML is above
 ``settings.html_budget_kb`` is rendered again with shorter excerpts, then the
 compact layout for its oldest articles, then its oldest articles as "More this

@@ -246,7 +246,7 @@ def make_provider(settings_for):
         provider.close()
 
 
-# The real command line on a site of our own (issue 3's acceptance tests) ------------------
+# The real command line on a site of our own (the delivery acceptance tests) ---------------
 
 REPO = Path(__file__).resolve().parents[1]
 

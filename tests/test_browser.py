@@ -2,7 +2,7 @@
 playwright): no sideways scrolling on a 375 px phone, even with a very long
 title word and URL; the dark-mode rules apply under prefers-color-scheme: dark;
 screenshots have the asked width. The same checks on a dry run over the
-shared corpus are in test_issue5_e2e.py."""
+shared corpus are in test_email_e2e.py."""
 
 from __future__ import annotations
 

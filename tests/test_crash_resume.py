@@ -1,4 +1,4 @@
-"""Issue 3, acceptance 2: `digest send` killed with SIGKILL at random moments
+"""Crash and resume: `digest send` killed with SIGKILL at random moments
 and run again loses nobody and doubles nobody.
 
 Each trial is one issue (``--issue kill-NN``, articles reused with

@@ -1,4 +1,4 @@
-"""Issue 3's acceptance through the real command line: `digest send` and
+"""Delivery acceptance through the real command line: `digest send` and
 `digest status` run as programs in a site of our own, against the SendGrid
 stand-in (../shared/tools/fake_sendgrid.py, in this process) or a real
 aiosmtpd server on loopback. What the stand-in recorded and what

@@ -121,7 +121,7 @@ def test_relative_links_resolve_against_the_feed_not_our_site(loaded):
 
 
 def test_the_acceptance_window_selects_items_from_every_readable_source(sources, loaded):
-    # Issue 2, acceptance 2: --since 1990-01-01 --as-of 2026-12-01. Undated feeds are
+    # The acceptance run: --since 1990-01-01 --as-of 2026-12-01. Undated feeds are
     # dated by their file's mtime, which is when this copy of the corpus was laid out:
     # move as-of past it should the copy be newer than the acceptance date.
     newest_mtime = max(path.stat().st_mtime for path in (CORPUS / "feeds").iterdir())

@@ -1,4 +1,4 @@
-"""Issue 5's acceptance list, checked through the real command line
+"""The email acceptance list (client safety, size, phones, dark mode, preview, text), checked through the real command line
 (``python -m digest`` in a subprocess, in a folder of its own) on the shared
 corpus and on sites written here:
 

@@ -1,4 +1,4 @@
-"""Issue 4's acceptance list, end to end through the real command line
+"""The audience acceptance list (lists, variants, unsubscribe, bounces), end to end through the real command line
 (``python -m digest`` in a site folder of our own: digest.toml, Markdown
 articles, a CSV list), the real ``digest serve`` process on loopback, the
 SendGrid stand-in and ``../shared/tools/email_lint.py``."""
