@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from rendering_samples import article as sample_article
+
 from digest import suppressions
 from digest.articles import Article
 from digest.audience import (
@@ -40,19 +42,7 @@ def write(path: Path, text: str, *, crlf: bool = False, bom: bool = False) -> Pa
 
 
 def article(ident: str, *tags: str) -> Article:
-    return Article(
-        id=ident,
-        title=f"Article {ident}",
-        url=f"https://example.org/{ident}",
-        published=datetime(2026, 11, 20, tzinfo=UTC),
-        tags=tags,
-        summary_html="",
-        summary_text="",
-        author=None,
-        image=None,
-        reading_minutes=1,
-        source="test",
-    )
+    return sample_article(0, id=ident, title=f"Article {ident}", url=f"https://example.org/{ident}", published=datetime(2026, 11, 20, tzinfo=UTC), tags=tags)
 
 
 def person(email: str, *tags: str, list_name: str = "readers") -> Subscriber:

@@ -5,7 +5,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from digest.articles import Article
+from rendering_samples import article as sample_article
+
 from digest.errors import UsageError
 from digest.selection import make_window, parse_bound, parse_duration, select_articles
 
@@ -13,19 +14,7 @@ AS_OF = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
 
 
 def article(title, published, tags=(), id=None):
-    return Article(
-        id=id or title,
-        title=title,
-        url=f"https://example.org/{title}",
-        published=published,
-        tags=tuple(tags),
-        summary_html="",
-        summary_text="",
-        author=None,
-        image=None,
-        reading_minutes=1,
-        source="test",
-    )
+    return sample_article(0, id=id or title, title=title, url=f"https://example.org/{title}", published=published, tags=tuple(tags))
 
 
 def test_default_window_is_the_seven_days_before_as_of():
