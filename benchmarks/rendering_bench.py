@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import digest.rendering as rendering  # noqa: E402
 from digest.articles import Article  # noqa: E402
 from digest.messages import build_message  # noqa: E402
-from digest.providers import Recipient  # noqa: E402
+from digest.recipients import Recipient  # noqa: E402
 from digest.settings import load_settings  # noqa: E402
 
 AS_OF = datetime(2026, 11, 30, 8, tzinfo=UTC)

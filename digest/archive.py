@@ -32,7 +32,7 @@ from digest.articles import Article
 from digest.audience import variant_key
 from digest.errors import DigestError
 from digest.ledger import DeliveryStatus, IssueRecord, Ledger
-from digest.providers import Recipient
+from digest.recipients import Recipient
 from digest.rendering import IssueContext, archive_base_url, page_name, personalize, render_variant
 from digest.settings import Settings
 

@@ -21,15 +21,12 @@ from datetime import UTC, date, datetime, tzinfo
 from datetime import time as dt_time
 from email.utils import parsedate_to_datetime
 from html.parser import HTMLParser
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 
 import nh3
 
 from digest.errors import SourceError
-
-if TYPE_CHECKING:
-    from digest.settings import Settings
 
 EXCERPT_WORDS = 50  # about 50 words: two or three lines of a digest
 SUMMARY_MAX_WORDS = 60  # a summary longer than this is cut to an excerpt
@@ -523,25 +520,25 @@ def sanitize_html(fragment: str, base: str | None) -> str:
 # --- normalize -----------------------------------------------------------------------
 
 
-def normalize(raw: RawArticle, settings: Settings) -> Article:
+def normalize(raw: RawArticle, *, site_url: str, tz: tzinfo) -> Article:
     """Turn a reader's :class:`RawArticle` into an :class:`Article`.
 
     Rules: links absolute against ``raw.base_url``,
-    else the article's own URL, else ``settings.site_url``; a naive date is
-    read in ``settings.tz``; tags merged into slugs; a summary is sanitized
+    else the article's own URL, else ``site_url`` (the site's home page, as in
+    settings); a naive date is read in ``tz`` (the site's time zone); tags merged into slugs; a summary is sanitized
     (and cut to an excerpt when it is really a whole article, as feeds often
     put the full post in their description); without one, the excerpt comes
     from the body's first paragraphs. Raises :class:`SourceError` when the
     record has neither a title nor any text to make one from.
     """
-    base = raw.base_url if absolute_url(raw.base_url, None) else settings.site_url
+    base = raw.base_url if absolute_url(raw.base_url, None) else site_url
     if raw.url:
         url = absolute_url(raw.url, base)
     elif raw.slug:
-        url = absolute_url(quote(raw.slug.strip("/")) + "/", settings.site_url)
+        url = absolute_url(quote(raw.slug.strip("/")) + "/", site_url)
     else:
         url = None
-    link_base = raw.base_url if absolute_url(raw.base_url, None) else (url or settings.site_url)
+    link_base = raw.base_url if absolute_url(raw.base_url, None) else (url or site_url)
 
     body = text_blocks(raw.body_html)  # parsed once: long feed bodies dominate the cost
     body_text = _prose(body)
@@ -553,7 +550,7 @@ def normalize(raw: RawArticle, settings: Settings) -> Article:
     if not title:
         raise SourceError("an entry has no title and no text")
 
-    published = aware(parse_date(raw.date), settings.tz)
+    published = aware(parse_date(raw.date), tz)
     return Article(
         id=_stable_id(raw.guid, url, title, published, base),
         title=title,

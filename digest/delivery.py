@@ -23,13 +23,14 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from digest.audience import Subscriber
+from digest.subscribers import Subscriber
 from digest.errors import DigestError, ProviderAuthError, UsageError
 from digest.issue import Issue
 from digest.ledger import IN_MEMORY, Delivery, DeliveryStatus, Ledger
-from digest.providers import Provider, Recipient, RecipientResult, Status
+from digest.providers import Provider
+from digest.recipients import Recipient, RecipientResult, Status
 from digest.rendering import RenderedVariant, render_variant
-from digest.selection import parse_duration
+from digest.moments import parse_duration
 from digest.settings import Settings
 
 log = logging.getLogger(__name__)

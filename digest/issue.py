@@ -13,7 +13,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from digest.articles import slugify_tag
-from digest.audience import Problem, Subscriber, Variant, build_variants, load_audience
+from digest.audience import Variant, build_variants, load_audience
+from digest.subscribers import Problem, Subscriber
 from digest.rendering import IssueContext
 from digest.schedule import current_issue
 from digest.selection import Selection, make_window, select_articles, select_by_ids

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from digest.errors import DigestError, LedgerBusyError
-from digest.providers import Recipient, RecipientResult, Status
+from digest.recipients import Recipient, RecipientResult, Status
 
 if TYPE_CHECKING:
     from digest.settings import Settings

@@ -19,7 +19,7 @@ from email.utils import make_msgid
 from urllib.parse import urlsplit
 
 from digest.errors import DigestError
-from digest.providers import Recipient
+from digest.recipients import Recipient
 from digest.rendering import RenderedVariant, personalize
 from digest.settings import Settings
 

@@ -27,7 +27,6 @@ and the footer is never cut. ``RenderedVariant.notes`` says what was done.
 
 from __future__ import annotations
 
-import logging
 import math
 import re
 import textwrap
@@ -37,7 +36,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
 import jinja2
 from markdown_it import MarkdownIt
@@ -46,7 +45,9 @@ from markupsafe import Markup, escape
 import digest
 from digest.articles import Article, excerpt, slugify_tag
 from digest.errors import DigestError, SettingsError
-from digest.providers import Recipient
+from digest.inlining import inline_css
+from digest.personalization import HTML_PLACEHOLDERS, TEXT_PLACEHOLDERS, fill_placeholders
+from digest.recipients import Recipient
 from digest.settings import Settings
 
 GMAIL_CLIP_BYTES = 102 * 1024  # Gmail hides the rest of a message above ~102 KB of HTML
@@ -59,11 +60,6 @@ MAX_BUDGET_TRIES = 6  # renders per size-budget step, after the first
 KEEP_NEWEST = 5  # the newest articles the size budget leaves in the standard layout while they fit
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")  # what an archive page's file name may not hold
 
-PERSON_FIELDS = ("name", "email", "unsubscribe_url", "preferences_url")
-HTML_PLACEHOLDERS = {name: f"%%digest.html.{name}%%" for name in PERSON_FIELDS}
-TEXT_PLACEHOLDERS = {name: f"%%digest.text.{name}%%" for name in PERSON_FIELDS}
-_HTML_PLACEHOLDER = re.compile(r"%%digest\.html\.([a-z_]+)%%")
-_TEXT_PLACEHOLDER = re.compile(r"%%digest\.text\.([a-z_]+)%%")
 
 # Zero-width non-joiner + no-break space, repeated after the preheader (Cerberus).
 PREHEADER_SPACER = "\u200c\u00a0" * 40
@@ -621,76 +617,10 @@ def _smallest_change(
     return best, best_html
 
 
-# --- CSS inlining -----------------------------------------------------------------------
-
-
-def inline_css(html: str, base_url: str | None) -> str:
-    """The one place premailer is called (so it can be swapped).
-
-    Copies the ``<style>`` rules into ``style=""`` attributes; keeps ``@media``
-    and ``:hover`` rules in a ``<style>`` in ``<head>``, marked ``!important``
-    so that they win over the inlined styles; never fetches remote CSS; makes
-    links and image sources absolute against ``base_url``, except the
-    per-person placeholders. cssutils' log messages are silenced (they are
-    about CSS that mail clients need, such as ``mso-`` properties).
-    """
-    from premailer import Premailer  # imported here: cssutils is slow to import
-
-    logging.getLogger("CSSUTILS").setLevel(logging.CRITICAL)
-    inliner = Premailer(
-        base_url=base_url,
-        allow_network=False,
-        disable_validation=True,
-        strip_important=False,  # keeps the !important premailer adds to the @media rules it leaves
-        cssutils_logging_level=logging.CRITICAL,
-        remove_classes=False,
-        # The templates set img/table width and height attributes themselves; premailer
-        # would otherwise copy CSS widths into them (width="100%" on an <img>).
-        disable_basic_attributes=["width", "height"],
-    )
-    out = inliner.transform(html)
-    if base_url:
-        # premailer joins every href with base_url; a placeholder is not a URL yet.
-        for placeholder in HTML_PLACEHOLDERS.values():
-            out = out.replace(urljoin(base_url, placeholder), placeholder)
-    return out
-
-
 # --- personalization ----------------------------------------------------------------------
-
-
-def person_values(recipient: Recipient) -> dict[str, str]:
-    """The per-person values of ``recipient``, by field name (raw, not escaped).
-    A recipient without a name is greeted as "there"; without a preferences
-    link, the unsubscribe page (which offers the choices) stands in."""
-    return {
-        "name": recipient.name.strip() or "there",
-        "email": recipient.email,
-        "unsubscribe_url": recipient.unsubscribe_url,
-        "preferences_url": recipient.preferences_url or recipient.unsubscribe_url,
-    }
 
 
 def personalize(rendered: RenderedVariant, recipient: Recipient) -> tuple[str, str]:
     """(html, text) of ``rendered`` with ``recipient``'s values filled in
-    (HTML-escaped in the HTML, as-is in the text). One pass per part, so a
-    value that looks like a placeholder is never expanded again."""
-    values = person_values(recipient)
-    escaped = {name: str(escape(value)) for name, value in values.items()}
-
-    def fill(table: dict[str, str]) -> Callable[[re.Match[str]], str]:
-        return lambda match: table.get(match[1], match[0])
-
-    html = _HTML_PLACEHOLDER.sub(fill(escaped), rendered.html)
-    text = _TEXT_PLACEHOLDER.sub(fill(values), rendered.text)
-    return html, text
-
-
-def substitutions(recipient: Recipient) -> dict[str, str]:
-    """SendGrid substitutions for ``recipient``: placeholder -> value, for
-    both parts (the HTML ones escaped). SendGrid's limit is 10,000 bytes of
-    substitutions per personalization (Mail Send "Limitations")."""
-    values = person_values(recipient)
-    table = {HTML_PLACEHOLDERS[name]: str(escape(value)) for name, value in values.items()}
-    table.update({TEXT_PLACEHOLDERS[name]: value for name, value in values.items()})
-    return table
+    (see :func:`digest.personalization.fill_placeholders`)."""
+    return fill_placeholders(rendered.html, rendered.text, recipient)

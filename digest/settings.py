@@ -23,6 +23,7 @@ from pydantic_settings import (
 )
 
 from digest.errors import DigestError, SettingsError
+from digest.moments import parse_duration
 
 CONFIG_FILE = "digest.toml"
 DEFAULT_SECRET = "change-me-unsubscribe-secret"  # real sends refuse it: links signed with it can be forged
@@ -157,8 +158,6 @@ class Settings(BaseSettings):
     @field_validator("not_after")
     @classmethod
     def _duration(cls, value: str | None) -> str | None:
-        from digest.selection import parse_duration
-
         if value is not None:
             try:
                 parse_duration(value)

@@ -24,10 +24,10 @@ from urllib.parse import urlsplit
 from itsdangerous import BadData, Signer, base64_decode, base64_encode
 
 from digest.errors import DigestError, SettingsError
-from digest.providers import Recipient
+from digest.recipients import Recipient
 
 if TYPE_CHECKING:
-    from digest.audience import Subscriber
+    from digest.subscribers import Subscriber
     from digest.settings import Settings
 
 SALT = "digest.unsubscribe.v1"

@@ -266,7 +266,7 @@ def _suppression(ledger: Path, email: str, list_name: str) -> suppressions.Suppr
 def _current_choice(settings: Settings, email: str, list_name: str) -> tuple[frozenset[str], bool]:
     """The reader's tags (stored choice, else their CSV row's) and whether
     they are suppressed for the list."""
-    from digest.audience import choose_lists, find_subscriber
+    from digest.subscribers import choose_lists, find_subscriber
 
     ledger = Path(settings.ledger)
     stored = suppressions.get_preferences(ledger, email, list_name) if ledger.is_file() else None
@@ -280,7 +280,7 @@ def _current_choice(settings: Settings, email: str, list_name: str) -> tuple[fro
 
 
 def _list_and_article_tags(settings: Settings) -> set[str]:
-    from digest.audience import list_files, list_tags
+    from digest.subscribers import list_files, list_tags
     from digest.sources import load_articles
 
     try:

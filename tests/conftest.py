@@ -173,7 +173,8 @@ def smtp_server(start_smtp_server):
 def variant():
     """A rendered variant as rendering makes it: UTF-8 subject, HTML and text
     with the per-person placeholders that personalize()/substitutions() fill."""
-    from digest.rendering import HTML_PLACEHOLDERS, TEXT_PLACEHOLDERS, RenderedVariant
+    from digest.personalization import HTML_PLACEHOLDERS, TEXT_PLACEHOLDERS
+    from digest.rendering import RenderedVariant
 
     html = (
         '<!doctype html><html lang="en"><body><table role="presentation" width="600"><tr><td>'
@@ -195,7 +196,7 @@ def variant():
 def make_recipients():
     """``make(n, start=0, names=None)``: recipients reader{i}@example.org,
     named ``names[i - start]`` when given, else "Reader i"."""
-    from digest.providers import Recipient
+    from digest.recipients import Recipient
 
     def make(n, start=0, names=None):
         return [

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from digest.articles import Article
-from digest.providers import Recipient
+from digest.recipients import Recipient
 from digest.rendering import IssueContext
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"

@@ -22,7 +22,7 @@ from digest.archive import ATOM, write_archive
 from digest.errors import DigestError
 from digest.issue import IssueRequest, plan_issue
 from digest.ledger import SCHEMA_VERSION, Ledger
-from digest.providers import Recipient, RecipientResult, Status
+from digest.recipients import Recipient, RecipientResult, Status
 from digest.settings import load_settings
 
 ARCHIVE_URL = "https://sample.example.org/letters"

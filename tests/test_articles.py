@@ -148,14 +148,14 @@ def test_parse_date_takes_feedparser_struct_time_as_utc():
 
 
 def test_naive_dates_are_read_in_the_site_timezone(settings):
-    naive = normalize(RawArticle(source="t", title="t", date="2026-07-01 09:00:00"), settings)
-    day = normalize(RawArticle(source="t", title="t", date=date(2026, 1, 15)), settings)
-    offset = normalize(RawArticle(source="t", title="t", date="2026-07-01T09:00:00+09:00"), settings)
+    naive = normalize(RawArticle(source="t", title="t", date="2026-07-01 09:00:00"), site_url=settings.site_url, tz=settings.tz)
+    day = normalize(RawArticle(source="t", title="t", date=date(2026, 1, 15)), site_url=settings.site_url, tz=settings.tz)
+    offset = normalize(RawArticle(source="t", title="t", date="2026-07-01T09:00:00+09:00"), site_url=settings.site_url, tz=settings.tz)
     assert naive.published == datetime(2026, 7, 1, 9, tzinfo=PARIS)
     assert naive.published.utcoffset() == timedelta(hours=2)  # summer time in Paris
     assert day.published == datetime(2026, 1, 15, tzinfo=PARIS)
     assert offset.published.utcoffset() == timedelta(hours=9)
-    assert normalize(RawArticle(source="t", title="t", date="someday"), settings).published is None
+    assert normalize(RawArticle(source="t", title="t", date="someday"), site_url=settings.site_url, tz=settings.tz).published is None
 
 
 # --- excerpts -----------------------------------------------------------------------
@@ -219,7 +219,7 @@ def test_sanitize_keeps_simple_markup_and_drops_the_rest():
 
 
 def test_relative_links_and_images_become_absolute(settings):
-    bundle = normalize(RawArticle(source="t", title="t", slug="Rhubarb Forcing", image="./crowns.jpg"), settings)
+    bundle = normalize(RawArticle(source="t", title="t", slug="Rhubarb Forcing", image="./crowns.jpg"), site_url=settings.site_url, tz=settings.tz)
     assert bundle.url == "https://site.example/blog/Rhubarb%20Forcing/"
     assert bundle.image == "https://site.example/blog/Rhubarb%20Forcing/crowns.jpg"
     fed = normalize(
@@ -227,12 +227,12 @@ def test_relative_links_and_images_become_absolute(settings):
             source="t", title="t", url="/post", image="img/a.png", base_url="https://feed.example/blog/",
             summary_html='<a href="other">x</a>',
         ),
-        settings,
+        site_url=settings.site_url, tz=settings.tz,
     )  # fmt: skip
     assert fed.url == "https://feed.example/post"
     assert fed.image == "https://feed.example/blog/img/a.png"
     assert 'href="https://feed.example/blog/other"' in fed.summary_html
-    assert normalize(RawArticle(source="t", title="t", url="javascript:alert(1)"), settings).url is None
+    assert normalize(RawArticle(source="t", title="t", url="javascript:alert(1)"), site_url=settings.site_url, tz=settings.tz).url is None
 
 
 # --- summary and excerpt -----------------------------------------------------------------
@@ -243,7 +243,7 @@ def test_without_summary_the_excerpt_comes_from_the_first_paragraphs_of_the_body
         "<h2>Before you start</h2><p>First &amp; foremost: it’s “simple”.</p>"
         "<pre><code>not prose</code></pre><p>Second paragraph.</p><table><tr><td>cell</td></tr></table>"
     )
-    article = normalize(RawArticle(source="t", title="t", body_html=body), settings)
+    article = normalize(RawArticle(source="t", title="t", body_html=body), site_url=settings.site_url, tz=settings.tz)
     assert article.summary_text == "First & foremost: it’s “simple”. Second paragraph."
     assert article.summary_html == "First &amp; foremost: it’s “simple”. Second paragraph."
 
@@ -251,7 +251,7 @@ def test_without_summary_the_excerpt_comes_from_the_first_paragraphs_of_the_body
 def test_a_short_summary_is_sanitized_html_and_its_plain_text(settings):
     article = normalize(
         RawArticle(source="t", title="t", summary_html="<p>Sow <em>now</em> &amp; water.</p><script>x()</script>", body_html="<p>Body.</p>"),
-        settings,
+        site_url=settings.site_url, tz=settings.tz,
     )
     assert article.summary_html == "<p>Sow <em>now</em> &amp; water.</p>"
     assert article.summary_text == "Sow now & water."
@@ -259,7 +259,7 @@ def test_a_short_summary_is_sanitized_html_and_its_plain_text(settings):
 
 def test_a_summary_that_is_a_whole_article_is_cut_to_an_excerpt(settings):
     paragraphs = "".join(f"<p>{words(20)} <b>bold</b> end{i}.</p>" for i in range(10))
-    article = normalize(RawArticle(source="t", title="t", summary_html=paragraphs), settings)
+    article = normalize(RawArticle(source="t", title="t", summary_html=paragraphs), site_url=settings.site_url, tz=settings.tz)
     assert len(article.summary_text.split()) <= 50
     assert "<" not in article.summary_html  # plain excerpt, escaped: no tag cut in half
     assert article.summary_text.startswith("word0 word1")
@@ -273,16 +273,16 @@ def test_stable_ids(settings):
     bare_guid = RawArticle(source="t", title="t", guid="42", base_url="https://feed.example/")
     url_only = RawArticle(source="t", title="t", url="https://a.example/x")
     nothing = RawArticle(source="t", title="Same", date="2026-01-01")
-    assert normalize(with_guid, settings).id == "tag:example.org,2026:1"
-    assert normalize(bare_guid, settings).id == "https://feed.example/#42"  # "42" is only unique within its feed
-    assert normalize(url_only, settings).id == "https://a.example/x"
-    first, again = normalize(nothing, settings), normalize(RawArticle(source="other", title="Same", date="2026-01-01"), settings)
+    assert normalize(with_guid, site_url=settings.site_url, tz=settings.tz).id == "tag:example.org,2026:1"
+    assert normalize(bare_guid, site_url=settings.site_url, tz=settings.tz).id == "https://feed.example/#42"  # "42" is only unique within its feed
+    assert normalize(url_only, site_url=settings.site_url, tz=settings.tz).id == "https://a.example/x"
+    first, again = normalize(nothing, site_url=settings.site_url, tz=settings.tz), normalize(RawArticle(source="other", title="Same", date="2026-01-01"), site_url=settings.site_url, tz=settings.tz)
     assert first.id == again.id and first.id.startswith("sha256:")
-    assert normalize(RawArticle(source="t", title="Same", date="2026-01-02"), settings).id != first.id
+    assert normalize(RawArticle(source="t", title="Same", date="2026-01-02"), site_url=settings.site_url, tz=settings.tz).id != first.id
 
 
 def test_a_record_without_title_takes_one_from_its_text_and_one_without_anything_is_refused(settings):
-    titled = normalize(RawArticle(source="t", body_html=f"<p>{words(30)}</p>"), settings)
+    titled = normalize(RawArticle(source="t", body_html=f"<p>{words(30)}</p>"), site_url=settings.site_url, tz=settings.tz)
     assert titled.title == words(10) + "…"
     with pytest.raises(SourceError):
-        normalize(RawArticle(source="t", title="   "), settings)
+        normalize(RawArticle(source="t", title="   "), site_url=settings.site_url, tz=settings.tz)

@@ -10,7 +10,7 @@ from pydantic import SecretStr
 
 from digest import suppressions
 from digest.articles import Article
-from digest.audience import Subscriber
+from digest.subscribers import Subscriber
 from digest.delivery import SUPPRESSED, send_issue
 from digest.issue import Issue
 from digest.ledger import Ledger

@@ -15,7 +15,7 @@ import pytest
 from conftest import SENDGRID_KEY
 from digest.errors import DigestError, LedgerBusyError
 from digest.ledger import SCHEMA_VERSION, DeliveryStatus, Ledger
-from digest.providers import Recipient, RecipientResult, Status
+from digest.recipients import Recipient, RecipientResult, Status
 
 REPO = Path(__file__).resolve().parents[1]
 END = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)
@@ -248,7 +248,7 @@ SEND_LOOP = """
 import sys
 from datetime import datetime, timedelta, UTC
 from digest.ledger import Ledger
-from digest.providers import Recipient
+from digest.recipients import Recipient
 from digest.providers.sendgrid import SendGridProvider
 from digest.rendering import RenderedVariant
 from digest.settings import load_settings

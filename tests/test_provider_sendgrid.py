@@ -11,7 +11,7 @@ import pytest
 from conftest import SENDGRID_KEY
 from digest.errors import ProviderAuthError, SettingsError
 from digest.messages import list_unsubscribe_headers
-from digest.providers import Status
+from digest.recipients import Status
 from digest.providers.sendgrid import SendGridProvider
 from digest.rendering import personalize
 

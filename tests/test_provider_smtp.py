@@ -10,7 +10,7 @@ from aiosmtpd.smtp import AuthResult
 
 from conftest import free_port
 from digest.errors import ProviderAuthError, SettingsError
-from digest.providers import Status
+from digest.recipients import Status
 from digest.providers.smtp import SMTPProvider
 from digest.rendering import personalize
 

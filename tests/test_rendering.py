@@ -15,9 +15,11 @@ import pytest
 from rendering_samples import article, articles, issue, recipient, run_email_lint
 
 import digest.rendering as rendering
-from digest.audience import Subscriber, build_variants
+from digest.audience import build_variants
+from digest.subscribers import Subscriber
 from digest.errors import SettingsError
 from digest.messages import build_message
+from digest.personalization import substitutions
 from digest.rendering import (
     HTML_PLACEHOLDERS,
     TEXT_PLACEHOLDERS,
@@ -25,7 +27,6 @@ from digest.rendering import (
     default_templates_dir,
     personalize,
     render_variant,
-    substitutions,
 )
 
 SCRIPT_TITLE = '<script>alert("x")</script> & “news”'

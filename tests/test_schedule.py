@@ -7,7 +7,7 @@ import pytest
 
 from digest.errors import SettingsError
 from digest.schedule import current_issue, parse_schedule
-from digest.selection import parse_duration
+from digest.moments import parse_duration
 
 PARIS = ZoneInfo("Europe/Paris")
 NEW_YORK = ZoneInfo("America/New_York")

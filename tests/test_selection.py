@@ -8,7 +8,8 @@ import pytest
 from rendering_samples import article as sample_article
 
 from digest.errors import UsageError
-from digest.selection import make_window, parse_bound, parse_duration, select_articles
+from digest.moments import parse_bound, parse_duration
+from digest.selection import make_window, select_articles
 
 AS_OF = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
 
@@ -89,7 +90,7 @@ def test_windows_beyond_the_calendar_are_a_usage_error(as_of, since):
 
 
 def test_as_of_outside_the_calendar_the_schedule_needs_is_a_usage_error():
-    from digest.selection import parse_as_of
+    from digest.moments import parse_as_of
 
     with pytest.raises(UsageError, match="out of range"):
         parse_as_of("0001-01-01", UTC)

@@ -10,7 +10,8 @@ from pathlib import Path
 import frontmatter
 import pytest
 
-from digest.selection import make_window, parse_moment, select_articles
+from digest.moments import parse_moment
+from digest.selection import make_window, select_articles
 from digest.settings import load_settings
 from digest.sources import load_articles
 

@@ -21,7 +21,7 @@ def settings():
 
 
 def articles(name, settings):
-    return [normalize(raw, settings) for raw in read_json_feed((FEEDS / name).read_bytes(), name)]
+    return [normalize(raw, site_url=settings.site_url, tz=settings.tz) for raw in read_json_feed((FEEDS / name).read_bytes(), name)]
 
 
 def test_json_feed_1_0(settings):

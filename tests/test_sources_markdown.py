@@ -237,7 +237,8 @@ def test_numbers_and_dates_written_where_text_goes_are_text(tmp_path):
 
 def test_a_comma_in_a_tag_list_item_splits_it_as_in_a_string(tmp_path):
     raw = read_post(front(tmp_path, "tags: ['x,y', 'runner beans, peas', '🐝']\ncategories: Soil,Compost"))
-    assert normalize(raw, load_settings(site_url="https://site.example/")).tags == ("x", "y", "runner-beans", "peas", "soil", "compost")
+    settings = load_settings(site_url="https://site.example/")
+    assert normalize(raw, site_url=settings.site_url, tz=settings.tz).tags == ("x", "y", "runner-beans", "peas", "soil", "compost")
     assert raw.notes == []
 
 

@@ -7,7 +7,7 @@ import string
 import pytest
 from itsdangerous import URLSafeSerializer
 
-from digest.audience import Subscriber
+from digest.subscribers import Subscriber
 from digest.errors import SettingsError
 from digest.settings import load_settings
 from digest.unsubscribe import (

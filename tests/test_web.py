@@ -27,7 +27,7 @@ from digest import suppressions
 from digest.audience import load_audience
 from digest.errors import SettingsError
 from digest.ledger import SCHEMA_VERSION, DeliveryStatus, Ledger
-from digest.providers import Recipient, RecipientResult, Status
+from digest.recipients import Recipient, RecipientResult, Status
 from digest.settings import load_settings
 from digest.unsubscribe import make_token
 from digest.web import SIGNATURE_HEADER, TIMESTAMP_HEADER, create_app

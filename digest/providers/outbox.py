@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from digest.messages import build_message
-from digest.providers import Recipient, RecipientResult, Status
+from digest.recipients import Recipient, RecipientResult, Status
 from digest.rendering import RenderedVariant, personalize
 from digest.settings import Settings
 

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 from digest.errors import ProviderAuthError, SettingsError
 from digest.messages import build_message
-from digest.providers import Recipient, RecipientResult, Status
+from digest.recipients import Recipient, RecipientResult, Status
 from digest.rendering import RenderedVariant
 from digest.settings import Settings
 

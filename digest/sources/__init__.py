@@ -93,7 +93,7 @@ def load_articles(sources: Sequence[str], settings: Settings, *, fetched_at: dat
             for raw in document.records:
                 result.warnings.extend(f"{where}: {note}" for note in raw.notes)
                 try:
-                    article = normalize(raw, settings)
+                    article = normalize(raw, site_url=settings.site_url, tz=settings.tz)
                 except SourceError as exc:
                     skipped.append(str(exc))
                     continue

@@ -1,0 +1,83 @@
+"""The command line. Commands parse options, call plain functions of the
+pipeline and print; every error a user can fix is one line on stderr and a
+documented exit code (see README.md):
+
+0 everything went out, or nothing to send; 1 some recipients rejected or
+unknown, or problems found; 2 bad usage or settings; 3 the provider refused
+our credentials or sender; 75 another send holds the ledger.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from digest.cli import content, lists, sending, web
+from digest.errors import DigestError
+from digest.settings import load_settings
+
+
+class DigestGroup(click.Group):
+    """Turns a :class:`DigestError` into one line on stderr and its exit code."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except DigestError as exc:
+            click.secho(f"error: {exc}", fg="red", err=True)
+            ctx.exit(exc.exit_code)
+        except BrokenPipeError:  # `digest status | head`: the reader went away
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (Python's advice: no second error at exit)
+            ctx.exit(1)
+        except OSError as exc:  # a folder that cannot be written, a file where a folder was expected
+            where = f": {exc.filename}" if exc.filename else ""
+            click.secho(f"error: {exc.strerror or exc}{where}", fg="red", err=True)
+            ctx.exit(1)
+        except Exception as exc:  # a bug: still one line, and never a secret
+            if os.environ.get("DIGEST_DEBUG"):
+                raise
+            click.secho(f"error: unexpected {type(exc).__name__}: {_redacted(str(exc))} (DIGEST_DEBUG=1 shows the traceback)", fg="red", err=True)
+            ctx.exit(1)
+
+
+def _redacted(text: str) -> str:
+    """``text`` without any secret of the settings (an API key in an error message)."""
+    try:
+        settings = load_settings()
+    except DigestError:
+        return text
+    for secret in (settings.sendgrid_api_key, settings.smtp_password, settings.secret_key):
+        value = secret.get_secret_value() if secret is not None else ""
+        if len(value) >= 4:
+            text = text.replace(value, "***")
+    return text
+
+
+@click.group(cls=DigestGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="digest")
+def cli() -> None:
+    """Build a newsletter digest from your articles and send it.
+
+    \b
+    Examples:
+      digest articles --since 30d            what would go into the issue
+      digest preview --tag privacy --open    see it as a privacy reader will
+      digest send --dry-run                  write every message to ./outbox
+    Settings come from digest.toml, .env and DIGEST_* variables.
+    """
+
+
+for command in (
+    content.articles, content.preview, content.lint,
+    sending.send, sending.status,
+    lists.audience, lists.subscribers, lists.suppressions,
+    web.serve, web.archive,
+):  # fmt: skip
+    cli.add_command(command)
+
+
+def main() -> None:
+    """The console script ``digest`` and ``python -m digest``."""
+    cli(prog_name="digest")

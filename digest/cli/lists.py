@@ -1,0 +1,274 @@
+"""Commands about who gets an issue: audience, subscribers, suppressions."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import click
+
+from digest.errors import DigestError
+from digest.settings import Settings, load_settings
+from digest.cli.options import issue_request, list_option, report_planning, selection_options, source_options, subscribers_option, warn
+
+
+@click.command()
+@source_options
+@selection_options
+def audience(settings: Settings, **options) -> None:
+    """Show each variant of the issue: the tags that chose it, its article
+    count and its number of subscribers (after suppressions).
+
+    \b
+    Examples:
+      digest audience
+      digest audience --as-of 2026-11-30 --list garden
+    """
+    from digest.issue import plan_issue
+
+    issue = plan_issue(settings, issue_request(settings, **options))
+    report_planning(issue)
+    for variant in issue.variants:
+        tags = ", ".join(sorted(variant.tags)) or "every tag"
+        click.echo(f"variant {variant.number} [{variant.key}]: {len(variant.articles)} articles, {len(variant.subscribers)} subscribers ({tags})")
+    left_out = len(issue.subscribers) - issue.recipient_count
+    click.echo(f"{issue.recipient_count} recipients in {len(issue.variants)} variants; {left_out} subscribers get nothing this time")
+
+
+def list_options(command):
+    """--subscribers and --list for the commands that read or edit lists."""
+
+    @subscribers_option
+    @list_option
+    @functools.wraps(command)
+    def wrapper(*args, subscribers, **kwargs):
+        return command(*args, settings=load_settings(subscribers=subscribers), **kwargs)
+
+    return wrapper
+
+
+def _write_target(settings: Settings, list_name: str | None) -> Path:
+    from digest.subscribers import list_file
+
+    return list_file(Path(settings.subscribers), list_name, settings.default_list)
+
+
+@click.group()
+def subscribers() -> None:
+    """Check, list and edit subscriber lists (CSV files in subscribers/).
+
+    \b
+    Examples:
+      digest subscribers check
+      digest subscribers list --list garden
+      digest subscribers add ada@example.org --name "Ada" --tags "roses;bees"
+      digest subscribers import mailchimp-export.csv --list garden
+    """
+
+
+@subscribers.command("check")
+@list_options
+def subscribers_check(settings: Settings, list_name) -> None:
+    """Validate the list(s): print each bad row and duplicate with its file
+    and line; exit 1 if there is any.
+
+    \b
+    Examples:
+      digest subscribers check
+      digest subscribers check --list garden
+    """
+    from digest.subscribers import choose_lists, load_subscribers
+
+    files = choose_lists(Path(settings.subscribers), list_name, settings.default_list)
+    found, problems = load_subscribers(Path(settings.subscribers), list_name=list_name, default_list=settings.default_list)
+    for problem in problems:
+        click.echo(str(problem))
+    click.echo(f"{len(found)} valid subscribers, {len(problems)} problems in {', '.join(str(f) for f in files) or 'no list'}")
+    if problems:
+        raise click.exceptions.Exit(1)
+
+
+@subscribers.command("list")
+@list_options
+@click.option("--ledger", type=click.Path(path_type=Path), help="Ledger file with the suppressions (default: the 'ledger' setting).")
+def subscribers_list(settings: Settings, list_name, ledger) -> None:
+    """The effective audience: who gets the next issue, with their tags
+    (stored preferences applied), then the suppressed, marked as such.
+
+    \b
+    Examples:
+      digest subscribers list
+      digest subscribers list --list garden | grep suppressed
+    """
+    from digest.audience import load_audience
+
+    audience = load_audience(settings, list_name, ledger=ledger)
+    for problem in audience.problems:
+        warn(f"subscriber skipped: {problem}")
+    for person in audience.subscribers:
+        click.echo(f"{person.email}\t{person.name}\t{';'.join(sorted(person.tags)) or '(every tag)'}\t{person.list_name}")
+    for person, why in audience.suppressed:
+        click.echo(f"{person.email}\t{person.name}\tsuppressed: {why.reason} ({why.source}, {why.created_at:%Y-%m-%d})\t{person.list_name}")
+    click.echo(f"{len(audience.subscribers)} subscribers, {len(audience.suppressed)} suppressed", err=True)
+
+
+@subscribers.command("add")
+@list_options
+@click.argument("email")
+@click.option("--name", default="", help="The subscriber's name.")
+@click.option("--tags", default="", metavar="TAGS", help="Tags, ;-separated (none: every article).")
+def subscribers_add(settings: Settings, list_name, email, name, tags) -> None:
+    """Add EMAIL at the end of a list (created if absent); other rows are
+    left byte for byte.
+
+    \b
+    Examples:
+      digest subscribers add ada@example.org --name "Ada Lovelace" --tags "roses;bees"
+      digest subscribers add bob@example.org --list kitchen
+    """
+    from digest.subscribers import add_subscriber
+
+    target = _write_target(settings, list_name)
+    added = add_subscriber(target, email, name, [tags])
+    click.echo(f"added {added.email} to {target}")
+
+
+@subscribers.command("remove")
+@list_options
+@click.argument("email")
+def subscribers_remove(settings: Settings, list_name, email) -> None:
+    """Remove EMAIL's row from a list (other rows stay byte for byte). To
+    stop mail to an address whatever the lists say, use
+    `digest suppressions add` instead.
+
+    \b
+    Example:
+      digest subscribers remove ada@example.org --list garden
+    """
+    from digest.subscribers import remove_subscriber
+
+    target = _write_target(settings, list_name)
+    removed = remove_subscriber(target, email)
+    click.echo(f"removed {removed} row(s) of {email.strip()} from {target}")
+
+
+@subscribers.command("import")
+@list_options
+@click.argument("file", type=click.Path(path_type=Path))
+def subscribers_import(settings: Settings, list_name, file) -> None:
+    """Merge FILE (a CSV: ours, or an export from another service, columns
+    matched by name such as "Email Address", "First Name", "Tags") into a
+    list. Known addresses are left as they are; people whose status says
+    they left (unsubscribed, cleaned, complained) are not imported and are
+    recorded as suppressions, so they are never mailed even if they are on
+    the list already; bad rows are listed with their lines.
+
+    \b
+    Example:
+      digest subscribers import ~/Downloads/members_export.csv --list garden
+    """
+    from digest.subscribers import import_subscribers
+
+    target = _write_target(settings, list_name)
+    result = import_subscribers(target, file, ledger=Path(settings.ledger))
+    for problem in result.problems:
+        warn(f"not imported: {problem}")
+    click.echo(result.summary(target))
+
+
+@subscribers.command("export")
+@list_options
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="File to write (atomically); default: standard output.")
+def subscribers_export(settings: Settings, list_name, output) -> None:
+    """Write the audience as CSV (email,name,tags,list,status): subscribers
+    with their effective tags, and suppressed addresses with the reason as
+    status, so another service does not mail people who left.
+
+    \b
+    Examples:
+      digest subscribers export --list garden -o garden-export.csv
+      digest subscribers export > everyone.csv
+    """
+    from digest.audience import export_audience, load_audience
+    from digest.subscribers import write_atomic
+
+    text = export_audience(load_audience(settings, list_name))
+    if output:
+        write_atomic(output, text.encode("utf-8"))
+        click.echo(f"wrote {output}")
+    else:
+        click.echo(text, nl=False)
+
+
+@click.group()
+def suppressions() -> None:
+    """Addresses that are never mailed, whatever the lists say (kept in the ledger).
+
+    \b
+    Examples:
+      digest suppressions list
+      digest suppressions add ada@example.org --reason manual
+      digest suppressions remove ada@example.org
+    """
+
+
+def _ledger_option(command):
+    return click.option("--ledger", type=click.Path(path_type=Path), help="Ledger file (default: the 'ledger' setting).")(command)
+
+
+@suppressions.command("list")
+@_ledger_option
+@click.option("--list", "list_name", metavar="NAME", help="Only those that apply to this list (its own and the global ones).")
+def suppressions_list(ledger, list_name) -> None:
+    """Every suppression, oldest first: address, reason, source, list, time.
+
+    \b
+    Example:
+      digest suppressions list --list garden
+    """
+    from digest import suppressions as store
+
+    path = ledger or load_settings().ledger
+    found = store.list_suppressions(path, list_name) if Path(path).is_file() else []
+    for item in found:
+        click.echo(f"{item.address}\t{item.reason}\t{item.source}\t{item.list_name or '(every list)'}\t{item.created_at.isoformat()}")
+    click.echo(f"{len(found)} suppressions", err=True)
+
+
+@suppressions.command("add")
+@_ledger_option
+@click.argument("email")
+@click.option("--reason", type=click.Choice(["manual", "unsubscribed", "bounced", "spam-report"]), default="manual", show_default=True)
+@click.option("--list", "list_name", metavar="NAME", help="Only for this list (default: every list).")
+def suppressions_add(ledger, email, reason, list_name) -> None:
+    """Never mail EMAIL again (on every list, or on --list NAME).
+
+    \b
+    Example:
+      digest suppressions add ada@example.org --reason bounced
+    """
+    from digest import suppressions as store
+    from digest.subscribers import normalize_address
+
+    address = normalize_address(email)
+    added = store.add(ledger or load_settings().ledger, address, reason, "cli", list_name)
+    click.echo(f"suppressed {address} ({reason}, {list_name or 'every list'})" if added else f"{address} was already suppressed")
+
+
+@suppressions.command("remove")
+@_ledger_option
+@click.argument("email")
+@click.option("--list", "list_name", metavar="NAME", help="Only the suppression for this list (default: all of EMAIL's).")
+def suppressions_remove(ledger, email, list_name) -> None:
+    """Lift EMAIL's suppressions so the lists apply again.
+
+    \b
+    Example:
+      digest suppressions remove ada@example.org
+    """
+    from digest import suppressions as store
+
+    removed = store.remove(ledger or load_settings().ledger, email, list_name)
+    if not removed:
+        raise DigestError(f"{email.strip()} is not suppressed{' on ' + list_name if list_name else ''}")
+    click.echo(f"lifted {removed} suppression(s) of {email.strip()}")

@@ -1,0 +1,54 @@
+"""Commands that publish: serve (unsubscribe, preferences, webhooks) and
+archive (the static web archive)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from digest.settings import load_settings
+from digest.cli.options import warn
+
+
+@click.command()
+@click.option("--host", help="Address to listen on (default: the 'serve_host' setting, 127.0.0.1).")
+@click.option("--port", type=click.IntRange(1, 65535), help="Port (default: the 'serve_port' setting, 8025).")
+def serve(host, port) -> None:
+    """Run the web app: one-click unsubscribe (POST /unsubscribe), the
+    unsubscribe and preferences pages, and SendGrid's Event Webhook
+    (POST /webhooks/sendgrid). Put it behind your https site and set
+    public_url to where it is reachable.
+
+    \b
+    Examples:
+      digest serve
+      DIGEST_PUBLIC_URL=https://news.example.org digest serve --port 9000
+    """
+    from digest.web import serve as run
+
+    run(load_settings(serve_host=host, serve_port=port))
+
+
+@click.command()
+@click.argument("out_dir", metavar="DIR", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--ledger", type=click.Path(dir_okay=False, path_type=Path), help="Ledger file of the sent issues (default: the 'ledger' setting).")
+def archive(out_dir, ledger) -> None:
+    """Write the web archive of every issue that went out into DIR: a page
+    per issue (the "view in browser" target, published at archive_url),
+    index.html and an Atom feed, feed.xml. A page is the issue as it was
+    sent (digest send keeps it in the ledger); an issue sent before pages
+    were kept is rendered again from the articles still in the sources.
+
+    \b
+    Examples:
+      digest archive public/archive
+      digest archive site/letters --ledger /var/lib/digest/digest.db
+    """
+    from digest.archive import write_archive
+
+    settings = load_settings(ledger=ledger)
+    result = write_archive(Path(settings.ledger), out_dir, settings)
+    for line in result.warnings:
+        warn(line)
+    click.echo(f"{len(result.pages)} issues -> {out_dir / 'index.html'}, {out_dir / 'feed.xml'}")

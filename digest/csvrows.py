@@ -1,0 +1,91 @@
+"""CSV records that keep their bytes: the file format under subscriber lists.
+
+:func:`read_rows` yields every record of a CSV file with its exact bytes, so
+that an edit can rewrite a list keeping the rows it does not touch byte for
+byte; :func:`encoding_problem` tells a UTF-16 or UTF-32 file (as spreadsheets
+save "Unicode text") from UTF-8 before csv turns it into rows of garbage.
+Imports nothing of ours but ``errors``.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+# How much of a file encoding_problem() looks at.
+SNIFF_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Row:
+    """One CSV record as it stands in its file: ``line`` its first line
+    number, ``raw`` its exact bytes (line end and, for the header, any byte
+    order mark included), ``fields`` its parsed values (empty for a blank
+    line), ``undecodable`` whether a line of it was not UTF-8."""
+
+    line: int
+    raw: bytes
+    fields: list[str]
+    undecodable: bool = False
+
+
+def read_rows(handle: BinaryIO | Iterable[bytes]) -> Iterator[Row]:
+    """The records of a CSV file opened in binary mode, one at a time.
+
+    Every byte of the input belongs to exactly one row, so joining the
+    ``raw`` of all rows gives the file back unchanged: that is what lets list
+    writes keep untouched rows byte for byte. Quoted values may span lines.
+    """
+    pending: list[bytes] = []
+    bad_lines: list[int] = []
+
+    def text_lines() -> Iterator[str]:
+        for number, raw in enumerate(handle, start=1):
+            pending.append(raw)
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                bad_lines.append(number)
+                text = raw.decode("utf-8", errors="replace")
+            yield text.removeprefix("\ufeff") if number == 1 else text
+
+    reader = csv.reader(text_lines())
+    start = 1
+    for fields in reader:
+        yield Row(start, b"".join(pending), fields, undecodable=any(n >= start for n in bad_lines))
+        pending.clear()
+        start = reader.line_num + 1
+    if pending:  # only possible for input csv did not turn into a record
+        yield Row(start, b"".join(pending), [])
+
+
+def encoding_problem(head: bytes) -> str | None:
+    """Why a file starting with ``head`` (its first bytes, up to
+    :data:`SNIFF_BYTES`) is not a UTF-8 list, or None when it may be one.
+
+    A UTF-16 or UTF-32 file (Excel's "Unicode text", Windows tools) decodes
+    as text full of NUL characters that csv would happily turn into rows:
+    its byte order mark gives it away, or without one the NUL bytes, which
+    UTF-8 text never holds."""
+    if head.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):  # before UTF-16: FF FE starts both
+        return "looks like UTF-32"
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "looks like UTF-16"
+    nuls = head.count(0)
+    if not nuls:
+        return None
+    if nuls * 5 >= len(head) * 3:  # ASCII in UTF-32 is 3/4 NULs, in UTF-16 1/2
+        return "looks like UTF-32"
+    return "looks like UTF-16" if nuls * 4 >= len(head) else "has NUL bytes"
+
+
+def check_utf8(file: Path, handle: BinaryIO) -> str | None:
+    """The one-line problem of an open list file that is not UTF-8 text,
+    or None; the handle is left at the start."""
+    why = encoding_problem(handle.read(SNIFF_BYTES))
+    handle.seek(0)
+    return f"not UTF-8 ({why}): save it as UTF-8" if why else None
