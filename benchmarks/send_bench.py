@@ -46,8 +46,8 @@ sys.path.insert(0, str(REPO))
 from digest.delivery import render_issue, send_issue  # noqa: E402
 from digest.issue import IssueRequest, plan_issue  # noqa: E402
 from digest.ledger import Ledger  # noqa: E402
-from digest.recipients import Status  # noqa: E402
 from digest.providers.sendgrid import SendGridProvider  # noqa: E402
+from digest.recipients import Status  # noqa: E402
 from digest.rendering import render_variant  # noqa: E402
 from digest.settings import load_settings  # noqa: E402
 from digest.unsubscribe import recipient_for  # noqa: E402

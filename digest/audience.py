@@ -24,7 +24,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-
 from digest.articles import Article
 from digest.subscribers import Problem, Subscriber, choose_lists, iter_subscribers
 from digest.suppressions import Suppression, all_preferences, suppressed_keys

@@ -23,15 +23,15 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from digest.subscribers import Subscriber
 from digest.errors import DigestError, ProviderAuthError, UsageError
 from digest.issue import Issue
 from digest.ledger import IN_MEMORY, Delivery, DeliveryStatus, Ledger
+from digest.moments import parse_duration
 from digest.providers import Provider
 from digest.recipients import Recipient, RecipientResult, Status
 from digest.rendering import RenderedVariant, render_variant
-from digest.moments import parse_duration
 from digest.settings import Settings
+from digest.subscribers import Subscriber
 
 log = logging.getLogger(__name__)
 
@@ -241,11 +241,11 @@ def _run_jobs(jobs, issue, rendered, provider, ledger, concurrency, report, prog
         # Someone may have unsubscribed (digest serve) or bounced while this run was going.
         stopped = _suppressed_now(ledger, recipients)
         if stopped:
-            ledger.mark_sending([row_id for row_id, r in zip(row_ids, recipients) if r.subscriber_id in stopped])
+            ledger.mark_sending([row_id for row_id, r in zip(row_ids, recipients, strict=True) if r.subscriber_id in stopped])
             ledger.record_results(
-                [(row_id, RecipientResult(r.email, Status.REJECTED, reason=SUPPRESSED)) for row_id, r in zip(row_ids, recipients) if r.subscriber_id in stopped]
+                [(row_id, RecipientResult(r.email, Status.REJECTED, reason=SUPPRESSED)) for row_id, r in zip(row_ids, recipients, strict=True) if r.subscriber_id in stopped]
             )
-            kept = [(row_id, r) for row_id, r in zip(row_ids, recipients) if r.subscriber_id not in stopped]
+            kept = [(row_id, r) for row_id, r in zip(row_ids, recipients, strict=True) if r.subscriber_id not in stopped]
             if not kept:
                 return len(row_ids), None
             row_ids, recipients = [row_id for row_id, _ in kept], [r for _, r in kept]
@@ -259,7 +259,7 @@ def _run_jobs(jobs, issue, rendered, provider, ledger, concurrency, report, prog
             raise
         if len(results) != len(row_ids):
             raise RuntimeError(f"{provider.name} answered {len(results)} results for {len(row_ids)} recipients")
-        ledger.record_results(zip(row_ids, results), article_ids=[a.id for a in issue.variants[index].articles])
+        ledger.record_results(zip(row_ids, results, strict=True), article_ids=[a.id for a in issue.variants[index].articles])
         log.info("batch of %d (variant %d): %s", len(row_ids), issue.variants[index].number, _summary(results))
         not_taken = all(r.status is Status.RETRYABLE for r in results)
         return len(row_ids), (results[-1].reason if not_taken else None)

@@ -14,12 +14,12 @@ from datetime import UTC, datetime
 
 from digest.articles import slugify_tag
 from digest.audience import Variant, build_variants, load_audience
-from digest.subscribers import Problem, Subscriber
 from digest.rendering import IssueContext
 from digest.schedule import current_issue
 from digest.selection import Selection, make_window, select_articles, select_by_ids
 from digest.settings import Settings
 from digest.sources import load_articles
+from digest.subscribers import Problem, Subscriber
 
 
 @dataclass(frozen=True)

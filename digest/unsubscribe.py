@@ -27,8 +27,8 @@ from digest.errors import DigestError, SettingsError
 from digest.recipients import Recipient
 
 if TYPE_CHECKING:
-    from digest.subscribers import Subscriber
     from digest.settings import Settings
+    from digest.subscribers import Subscriber
 
 SALT = "digest.unsubscribe.v1"
 LOOPBACK_NAMES = {"localhost"}

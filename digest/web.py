@@ -280,8 +280,8 @@ def _current_choice(settings: Settings, email: str, list_name: str) -> tuple[fro
 
 
 def _list_and_article_tags(settings: Settings) -> set[str]:
-    from digest.subscribers import list_files, list_tags
     from digest.sources import load_articles
+    from digest.subscribers import list_files, list_tags
 
     try:
         tags = list_tags(list_files(Path(settings.subscribers)))

@@ -10,16 +10,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-
 from rendering_samples import article as sample_article
 
 from digest import suppressions
 from digest.articles import Article
 from digest.audience import build_variants, export_audience, load_audience
 from digest.csvrows import encoding_problem
-from digest.subscribers import Subscriber, add_subscriber, choose_lists, find_subscriber, import_subscribers, list_tags, load_subscribers, remove_subscriber
 from digest.errors import DigestError
 from digest.settings import load_settings
+from digest.subscribers import Subscriber, add_subscriber, choose_lists, find_subscriber, import_subscribers, list_tags, load_subscribers, remove_subscriber
 
 BOM = b"\xef\xbb\xbf"
 

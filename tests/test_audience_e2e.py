@@ -25,12 +25,12 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from conftest import SENDGRID_KEY, SHARED, free_port
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-
-from conftest import SENDGRID_KEY, SHARED, free_port
-from digest.web import SIGNATURE_HEADER
 from test_web import ONE_CLICK, signed
+
+from digest.web import SIGNATURE_HEADER
 
 REPO = Path(__file__).resolve().parents[1]
 EMAIL_LINT = SHARED / "tools" / "email_lint.py"

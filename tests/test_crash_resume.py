@@ -90,7 +90,7 @@ def test_sends_killed_at_random_and_run_again_never_double_anyone_and_lose_nobod
     # Per stream a site (its ledger) and a stand-in (whose request count times the kills).
     sites = [make_site(readers=0, batch_size=BATCH) for _ in range(STREAMS)]
     stand_ins = [stand_in_process("--delay-ms", str(DELAY_MS)) for _ in range(STREAMS)]
-    for site, (url, _) in zip(sites, stand_ins):
+    for site, (url, _) in zip(sites, stand_ins, strict=False):
         site.settings.update(sendgrid_host=url, sendgrid_api_key=SENDGRID_KEY)
         site.write_readers(0, extra=readers)
     batches = math.ceil(SUBSCRIBERS / BATCH) + 1  # about: each variant may end with a short batch
@@ -99,7 +99,7 @@ def test_sends_killed_at_random_and_run_again_never_double_anyone_and_lose_nobod
     with ThreadPoolExecutor(STREAMS) as pool:
         streams = [
             pool.submit(run_trials, site, url, keys[stream::STREAMS], batches, random.Random(f"kill-{stream}"))
-            for stream, (site, (url, _)) in enumerate(zip(sites, stand_ins))
+            for stream, (site, (url, _)) in enumerate(zip(sites, stand_ins, strict=False))
         ]
         outcome = {key: result for stream in streams for key, result in stream.result().items()}
 

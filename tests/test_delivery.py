@@ -10,15 +10,15 @@ from pydantic import SecretStr
 
 from digest import suppressions
 from digest.articles import Article
-from digest.subscribers import Subscriber
+from digest.audience import build_variants
 from digest.delivery import SUPPRESSED, send_issue
 from digest.issue import Issue
 from digest.ledger import Ledger
 from digest.providers.outbox import OutboxProvider
 from digest.rendering import IssueContext
 from digest.selection import Window, select_articles
-from digest.audience import build_variants
 from digest.settings import load_settings
+from digest.subscribers import Subscriber
 
 AS_OF = datetime(2026, 11, 30, 8, tzinfo=UTC)
 

@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-
 from conftest import SENDGRID_KEY
+
 from digest.errors import DigestError, LedgerBusyError
 from digest.ledger import SCHEMA_VERSION, DeliveryStatus, Ledger
 from digest.recipients import Recipient, RecipientResult, Status

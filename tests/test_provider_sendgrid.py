@@ -7,12 +7,12 @@ import threading
 from collections import Counter
 
 import pytest
-
 from conftest import SENDGRID_KEY
+
 from digest.errors import ProviderAuthError, SettingsError
 from digest.messages import list_unsubscribe_headers
-from digest.recipients import Status
 from digest.providers.sendgrid import SendGridProvider
+from digest.recipients import Status
 from digest.rendering import personalize
 
 ISSUE = "2026-W48"
@@ -117,7 +117,7 @@ def test_faults_and_rate_limits_still_end_with_everyone_exactly_once(
             results = provider.send_batch(variant, mine, ISSUE)
             accepted.update(r.email for r in results if r.status is Status.ACCEPTED)
             assert not [r for r in results if r.status in (Status.REJECTED, Status.UNKNOWN)]
-            mine = [p for p, r in zip(mine, results) if r.status is Status.RETRYABLE]
+            mine = [p for p, r in zip(mine, results, strict=False) if r.status is Status.RETRYABLE]
 
     threads = [threading.Thread(target=lambda b=b: [worker(x) for x in b]) for b in (batches[0::2], batches[1::2])]
     for thread in threads:

@@ -7,11 +7,11 @@ from email import message_from_bytes, policy
 
 import pytest
 from aiosmtpd.smtp import AuthResult
-
 from conftest import free_port
+
 from digest.errors import ProviderAuthError, SettingsError
-from digest.recipients import Status
 from digest.providers.smtp import SMTPProvider
+from digest.recipients import Status
 from digest.rendering import personalize
 
 ISSUE = "2026-W48"
@@ -82,7 +82,7 @@ def test_temporary_refusals_are_retryable_and_a_resend_delivers_them_once(
     assert [r.status for r in results] == [Status.ACCEPTED, Status.RETRYABLE, Status.ACCEPTED,
                                           Status.RETRYABLE, Status.ACCEPTED]
     assert results[1].reason.startswith("451 4.7.1")
-    retry = [recipient for recipient, result in zip(recipients, results) if result.status is Status.RETRYABLE]
+    retry = [recipient for recipient, result in zip(recipients, results, strict=False) if result.status is Status.RETRYABLE]
     assert {r.status for r in provider.send_batch(variant, retry, ISSUE)} == {Status.ACCEPTED}
     assert {address: len(messages) for address, messages in received(handler).items()} == {
         recipient.email: 1 for recipient in recipients

@@ -16,7 +16,6 @@ from rendering_samples import article, articles, issue, recipient, run_email_lin
 
 import digest.rendering as rendering
 from digest.audience import build_variants
-from digest.subscribers import Subscriber
 from digest.errors import SettingsError
 from digest.messages import build_message
 from digest.personalization import substitutions
@@ -28,6 +27,7 @@ from digest.rendering import (
     personalize,
     render_variant,
 )
+from digest.subscribers import Subscriber
 
 SCRIPT_TITLE = '<script>alert("x")</script> & “news”'
 
@@ -419,7 +419,7 @@ def test_text_part_reads_as_text_wrapped_at_72_with_links_on_their_own_lines(set
     rendered = render(settings, items)
     _, text = personalize(rendered, recipient(2))
     lines = text.splitlines()
-    assert all(len(line) <= 72 for line in lines if not line.startswith("https://")), [l for l in lines if len(l) > 72]
+    assert all(len(line) <= 72 for line in lines if not line.startswith("https://")), [line for line in lines if len(line) > 72]
     assert not re.search(r"</?[a-zA-Z][^>]*>", text), "no HTML tags"
     assert not re.search(r"&(#\d+|#x[0-9a-fA-F]+|[a-zA-Z]+);", text), "no HTML entities"
     assert "“quoted”" in text and "that’s" in text and "it’s" in text

@@ -6,8 +6,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from digest.errors import SettingsError
-from digest.schedule import current_issue, parse_schedule
 from digest.moments import parse_duration
+from digest.schedule import current_issue, parse_schedule
 
 PARIS = ZoneInfo("Europe/Paris")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -87,7 +87,7 @@ def test_as_of_in_another_zone_or_naive_is_compared_as_the_same_instant():
 def test_windows_chain_without_gaps_and_keep_wall_clock_time_across_a_year_of_dst_changes():
     issues = [current_issue("daily 07:30", at("2026-01-01T12:00", NEW_YORK) + timedelta(days=n), NEW_YORK)
               for n in range(366)]
-    for previous, issue in zip(issues, issues[1:]):
+    for previous, issue in zip(issues, issues[1:], strict=False):
         assert issue.window_start == previous.window_end
         assert issue.scheduled_at.astimezone(NEW_YORK).time() == time(7, 30)
     lengths = {issue.window_end - issue.window_start for issue in issues}

@@ -4,7 +4,6 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-
 from rendering_samples import article as sample_article
 
 from digest.errors import UsageError

@@ -15,6 +15,7 @@ import time
 from collections import Counter
 
 from conftest import SENDGRID_KEY, WEEK48, WEEK49, reader, recorded
+
 from digest.personalization import HTML_PLACEHOLDERS, TEXT_PLACEHOLDERS
 
 SEND = ("send", "--as-of", WEEK48)

@@ -7,9 +7,9 @@ import string
 import pytest
 from itsdangerous import URLSafeSerializer
 
-from digest.subscribers import Subscriber
 from digest.errors import SettingsError
 from digest.settings import load_settings
+from digest.subscribers import Subscriber
 from digest.unsubscribe import (
     SALT,
     TokenError,

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import click
 
+from digest.cli.options import issue_request, report_findings, report_planning, selection_options, source_options
 from digest.errors import DigestError, UsageError
 from digest.settings import Settings, load_settings
-from digest.cli.options import issue_request, report_findings, report_planning, selection_options, source_options
 
 
 @click.command()
@@ -69,8 +69,8 @@ def preview(settings: Settings, for_tags, subscriber, variant_number, as_text, o
       digest preview --screenshot phone.png --width 375 --dark
       digest preview --serve --port 8026     then open http://127.0.0.1:8026/
     """
-    from digest.subscribers import Subscriber, parse_tags
     from digest.issue import plan_issue
+    from digest.subscribers import Subscriber, parse_tags
 
     if serve:
         from digest.preview import serve_preview

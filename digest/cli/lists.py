@@ -7,9 +7,9 @@ from pathlib import Path
 
 import click
 
+from digest.cli.options import issue_request, list_option, report_planning, selection_options, source_options, subscribers_option, warn
 from digest.errors import DigestError
 from digest.settings import Settings, load_settings
-from digest.cli.options import issue_request, list_option, report_planning, selection_options, source_options, subscribers_option, warn
 
 
 @click.command()

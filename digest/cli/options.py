@@ -12,7 +12,6 @@ import click
 from digest.errors import UsageError
 from digest.settings import Settings, load_settings
 
-
 subscribers_option = click.option(
     "--subscribers",
     "subscribers",

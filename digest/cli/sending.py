@@ -11,9 +11,9 @@ from pathlib import Path
 
 import click
 
+from digest.cli.options import issue_request, report_findings, report_planning, selection_options, source_options, warn
 from digest.errors import DigestError, ProviderAuthError, SettingsError, UsageError
 from digest.settings import DEFAULT_SECRET, Settings, load_settings
-from digest.cli.options import issue_request, report_findings, report_planning, selection_options, source_options, warn
 
 
 @click.command()

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from digest.settings import load_settings
 from digest.cli.options import warn
+from digest.settings import load_settings
 
 
 @click.command()

@@ -57,8 +57,8 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 
 from digest.errors import ProviderAuthError, SettingsError
 from digest.messages import list_unsubscribe_headers
-from digest.recipients import Recipient, RecipientResult, Status
 from digest.personalization import substitutions
+from digest.recipients import Recipient, RecipientResult, Status
 from digest.rendering import RenderedVariant
 from digest.settings import Settings
 
