@@ -29,29 +29,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from digest.errors import DigestError, LedgerBusyError
+from digest.ledger.model import SUPPRESSION_TABLES
 
 REASONS = ("unsubscribed", "bounced", "spam-report", "manual")
 EVERY_LIST = ""  # stored instead of NULL so that the unique key also holds for global rows
 BUSY_TIMEOUT_MS = 5000
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS suppressions (
-    address_key TEXT NOT NULL,
-    address TEXT NOT NULL,
-    reason TEXT NOT NULL CHECK (reason IN ('unsubscribed', 'bounced', 'spam-report', 'manual')),
-    source TEXT NOT NULL,
-    list_name TEXT NOT NULL DEFAULT '',
-    created_at TEXT NOT NULL,
-    PRIMARY KEY (address_key, list_name)
-);
-CREATE TABLE IF NOT EXISTS preferences (
-    address_key TEXT NOT NULL,
-    list_name TEXT NOT NULL,
-    tags TEXT NOT NULL,
-    updated_at TEXT NOT NULL,
-    PRIMARY KEY (address_key, list_name)
-);
-"""
+_SCHEMA = SUPPRESSION_TABLES  # part of the ledger's schema; created here too in a file only suppressions have touched
 
 Db = Path | str | sqlite3.Connection
 
