@@ -319,6 +319,21 @@ class Ledger:
                     (reason, now_text(), *chunk),
                 )
 
+    def release(self, rows: Sequence[Delivery]) -> None:
+        """Give back claimed ``rows`` (as :meth:`claim` returned them) that
+        were never sent: each goes back to its status before the claim, its
+        attempt not counted, so the next run or another worker sends it."""
+        with self._write() as db:
+            db.executemany(
+                "UPDATE deliveries SET status = ?, attempts = ?, worker = ?, lease_until = NULL WHERE id = ? AND status = 'sending'",
+                [(row.status.value, row.attempts, row.worker, row.id) for row in rows],
+            )
+
+    def variant_counts(self, issue_key: str) -> dict[str, int]:
+        """Rows of ``issue_key`` per variant key."""
+        rows = self._rows("SELECT variant_key, count(*) AS n FROM deliveries WHERE issue_key = ? GROUP BY variant_key", (issue_key,))
+        return {row["variant_key"]: row["n"] for row in rows}
+
     def mark_sending(self, ids: Sequence[int]) -> None:
         """Mark rows ``ids`` ``sending`` (one more attempt each) and commit,
         before their request goes out."""
