@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from digest.articles import Article
 from digest.subscribers import Problem, Subscriber, choose_lists, iter_subscribers
-from digest.suppressions import Suppression, all_preferences, suppressed_keys
+from digest.suppressions import Suppression, all_preferences, present, suppressed_keys
 
 if TYPE_CHECKING:
     from digest.settings import Settings
@@ -66,7 +66,7 @@ def load_audience(
     list_name: str | None = None,
     *,
     path: Path | None = None,
-    ledger: Path | None = None,
+    ledger: Path | str | None = None,
     use_ledger: bool = True,
 ) -> Audience:
     """The audience of ``settings.subscribers`` (or ``path``), for
@@ -79,11 +79,11 @@ def load_audience(
     :class:`DigestError` for a missing list or an unreadable ledger.
     """
     files = choose_lists(Path(path or settings.subscribers), list_name, settings.default_list)
-    ledger = Path(ledger or settings.ledger)
+    ledger = ledger or settings.ledger
     kept: list[Subscriber] = []
     suppressed: list[tuple[Subscriber, Suppression]] = []
     problems: list[Problem] = []
-    state = _LedgerState(ledger if use_ledger and ledger.is_file() else None)
+    state = _LedgerState(ledger if use_ledger and present(ledger) else None)
     for item in iter_subscribers(files):
         if isinstance(item, Problem):
             problems.append(item)
@@ -101,7 +101,7 @@ class _LedgerState:
     """Suppressions and preferences per list, each read in one query the
     first time a subscriber of that list is met."""
 
-    ledger: Path | None
+    ledger: Path | str | None
     suppressions: dict[str, dict[str, Suppression]] = field(default_factory=dict)
     preferences: dict[str, dict[str, frozenset[str]]] = field(default_factory=dict)
     tag_sets: dict[frozenset[str], frozenset[str]] = field(default_factory=dict)

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 
 from digest.errors import DigestError, ProviderAuthError, UsageError
 from digest.issue import Issue
-from digest.ledger import IN_MEMORY, Claim, Delivery, DeliveryStatus, Ledger
+from digest.ledger import IN_MEMORY, Claim, Delivery, DeliveryStatus, IssueRecord, Ledger
 from digest.moments import parse_duration
 from digest.providers import Provider
 from digest.recipients import Recipient, RecipientResult, Status
@@ -348,18 +348,20 @@ def _summary(results: Sequence[RecipientResult]) -> str:
     return ", ".join(f"{n} {status}" for status, n in Counter(r.status.value for r in results).items())
 
 
-def check_not_too_late(issue: Issue, not_after: str | None, *, now: datetime | None = None) -> None:
+def check_not_too_late(issue: Issue | IssueRecord, not_after: str | None, *, now: datetime | None = None) -> None:
     """Raise :class:`digest.errors.UsageError` when ``now`` (default: the
     current time) is later than ``not_after`` (a duration such as ``36h``)
     after the issue's scheduled time: a machine restored from a snapshot
-    must not send last week's issue days late. Issues named with ``--issue``
+    must not send last week's issue days late (``issue`` may be the ledger's
+    record of it, for a worker that did not plan it). Issues named with ``--issue``
     have no scheduled time and are never too late."""
     if not not_after or issue.scheduled_at is None:
         return
     now = now or datetime.now(UTC)
+    key = issue.key if isinstance(issue, IssueRecord) else issue.context.key
     if now > issue.scheduled_at + parse_duration(not_after):
         raise UsageError(
-            f"issue {issue.context.key} was scheduled for {issue.scheduled_at.isoformat()}; it is now "
+            f"issue {key} was scheduled for {issue.scheduled_at.isoformat()}; it is now "
             f"{now.isoformat(timespec='seconds')}, later than --not-after {not_after}: not sending"
         )
 

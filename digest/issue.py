@@ -136,12 +136,17 @@ def plan_issue(
     )
 
 
+def issue_key(request: IssueRequest, settings: Settings) -> str:
+    """The key of the issue ``request`` names: its own, else the schedule's at ``request.as_of`` (default now)."""
+    return request.key or current_issue(settings.schedule, request.as_of or datetime.now(UTC), settings.tz).key
+
+
 def resume_or_new(request: IssueRequest, ledger, settings: Settings, *, include_sent: bool = False) -> IssueRequest:
     """``request`` adjusted for what the ledger (:class:`digest.ledger.Ledger`)
     knows: an issue already in it (a resume) keeps the articles it was
     created with; a new one leaves out the articles earlier issues carried,
     unless ``include_sent``."""
-    key = request.key or current_issue(settings.schedule, request.as_of or datetime.now(UTC), settings.tz).key
+    key = issue_key(request, settings)
     existing = ledger.get_issue(key)
     if existing is not None:
         return replace(request, article_ids=existing.article_ids)

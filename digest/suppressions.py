@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from digest.errors import DigestError, LedgerBusyError
+from digest.ledger import postgresql, scheme_of
 from digest.ledger.model import SUPPRESSION_TABLES
 
 REASONS = ("unsubscribed", "bounced", "spam-report", "manual")
@@ -37,7 +38,7 @@ BUSY_TIMEOUT_MS = 5000
 
 _SCHEMA = SUPPRESSION_TABLES  # part of the ledger's schema; created here too in a file only suppressions have touched
 
-Db = Path | str | sqlite3.Connection
+Db = Path | str | sqlite3.Connection | postgresql.Connection
 
 
 @dataclass(frozen=True)
@@ -67,13 +68,17 @@ def address_key(address: str) -> str:
     return address.strip().casefold()
 
 
-def connect(path: Path | str) -> sqlite3.Connection:
+def connect(path: Path | str) -> sqlite3.Connection | postgresql.Connection:
     """Open the ledger file (created if absent) in WAL mode with a busy
-    timeout of :data:`BUSY_TIMEOUT_MS`, and create this module's tables.
+    timeout of :data:`BUSY_TIMEOUT_MS`, and create this module's tables; or,
+    for a ``postgresql://`` URL, connect to that ledger (its schema brought
+    up to date).
 
     WAL lets ``digest serve`` record unsubscribes while a send reads the file.
     Raises :class:`LedgerBusyError` when the file stays locked longer than the
     timeout, :class:`DigestError` when it cannot be opened."""
+    if scheme_of(path):
+        return postgresql.connect(str(path))
     try:
         conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
@@ -92,7 +97,7 @@ def connect(path: Path | str) -> sqlite3.Connection:
 def _using(db: Db) -> Iterator[sqlite3.Connection]:
     """A connection for one call: the caller's own, or a fresh one that is
     committed (or rolled back on error) and closed at the end."""
-    if isinstance(db, sqlite3.Connection):
+    if isinstance(db, sqlite3.Connection | postgresql.Connection):
         yield db
         return
     with closing(connect(db)) as conn:
@@ -101,6 +106,29 @@ def _using(db: Db) -> Iterator[sqlite3.Connection]:
                 yield conn
         except sqlite3.OperationalError as exc:
             raise _ledger_error(db, exc) from None
+        except conn_errors(conn) as exc:
+            raise DigestError(f"ledger {conn.name}: {str(exc).strip().splitlines()[0]}") from None
+
+
+def conn_errors(conn: object) -> tuple[type[BaseException], ...]:
+    """The database errors of ``conn`` other than SQLite's, for one readable line."""
+    return getattr(conn, "errors", ())
+
+
+@contextmanager
+def transaction(target: Path | str) -> Iterator[sqlite3.Connection | postgresql.Connection]:
+    """One write transaction on the ledger at ``target`` (taking SQLite's
+    write lock at once, so it cannot fail half-way on a busy file):
+    committed at the end, rolled back on an error, then closed."""
+    with closing(connect(target)) as conn, conn:
+        if isinstance(conn, sqlite3.Connection):
+            conn.execute("BEGIN IMMEDIATE")
+        yield conn
+
+
+def present(target: Path | str) -> bool:
+    """Whether a ledger is there to read: a file that exists, or a PostgreSQL URL."""
+    return bool(scheme_of(target)) or Path(target).is_file()
 
 
 def _ledger_error(path: object, exc: sqlite3.OperationalError) -> DigestError:
@@ -136,8 +164,8 @@ def add(
     when = (at or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="seconds")
     with _using(db) as conn:
         cursor = conn.execute(
-            "INSERT OR IGNORE INTO suppressions (address_key, address, reason, source, list_name, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO suppressions (address_key, address, reason, source, list_name, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (address_key(address), address, reason, source, list_name or EVERY_LIST, when),
         )
         return cursor.rowcount == 1

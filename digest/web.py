@@ -36,7 +36,6 @@ import copy
 import json
 import logging
 from collections.abc import Iterable
-from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -122,8 +121,8 @@ class _State:
     tags: frozenset[str] | None
 
     @property
-    def ledger(self) -> Path:
-        return Path(self.settings.ledger)
+    def ledger(self) -> Path | str:
+        return self.settings.ledger
 
     def page(self, name: str, status_code: int = 200, **values: object) -> HTMLResponse:
         values = {"site_name": self.settings.site_name, "site_url": self.settings.site_url, **values}
@@ -259,8 +258,8 @@ def _form_field(request: Request, body: bytes, name: str) -> str | None:
     return values[0] if values else None
 
 
-def _suppression(ledger: Path, email: str, list_name: str) -> suppressions.Suppression | None:
-    return suppressions.is_suppressed(ledger, email, list_name) if ledger.is_file() else None
+def _suppression(ledger: Path | str, email: str, list_name: str) -> suppressions.Suppression | None:
+    return suppressions.is_suppressed(ledger, email, list_name) if suppressions.present(ledger) else None
 
 
 def _current_choice(settings: Settings, email: str, list_name: str) -> tuple[frozenset[str], bool]:
@@ -268,8 +267,8 @@ def _current_choice(settings: Settings, email: str, list_name: str) -> tuple[fro
     they are suppressed for the list."""
     from digest.subscribers import choose_lists, find_subscriber
 
-    ledger = Path(settings.ledger)
-    stored = suppressions.get_preferences(ledger, email, list_name) if ledger.is_file() else None
+    ledger = settings.ledger
+    stored = suppressions.get_preferences(ledger, email, list_name) if suppressions.present(ledger) else None
     if stored is None:
         try:
             row = find_subscriber(choose_lists(Path(settings.subscribers), list_name), email)
@@ -434,14 +433,13 @@ def _reason(name: str, event: dict) -> str | None:
     return SUPPRESSING_EVENTS[name]
 
 
-def record_events(ledger: Path, batch: EventBatch) -> tuple[int, int]:
+def record_events(ledger: Path | str, batch: EventBatch) -> tuple[int, int]:
     """Record ``batch`` in the ledger file: its suppressions (for every list)
     and its delivery events (against their delivery rows), all in one
     transaction: all or nothing. Returns (new suppressions, new delivery
     events); a repeated event (SendGrid retries deliveries) changes nothing."""
     Ledger(ledger).close()  # creates the ledger's tables, or brings an older file up to date
-    with closing(suppressions.connect(ledger)) as conn, conn:  # commit at the end, roll back on error
-        conn.execute("BEGIN IMMEDIATE")
+    with suppressions.transaction(ledger) as conn:
         added = sum(suppressions.add(conn, e.email, e.reason, e.source) for e in batch.suppressions)
         return added, ledger_events(conn, batch.deliveries)
 

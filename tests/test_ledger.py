@@ -1,4 +1,6 @@
-"""The ledger: a real SQLite file, real processes for crashes and the run lock."""
+"""The ledger: the same tests on a real SQLite file and a real PostgreSQL
+database (each test its own); real processes for crashes and the run lock
+of a file."""
 
 import random
 import signal
@@ -7,6 +9,7 @@ import subprocess
 import sys
 import threading
 from collections import Counter
+from contextlib import closing, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,7 +17,7 @@ import pytest
 from conftest import SENDGRID_KEY
 
 from digest.errors import DigestError, LedgerBusyError
-from digest.ledger import SCHEMA_VERSION, DeliveryStatus, Ledger
+from digest.ledger import SCHEMA_VERSION, DeliveryStatus, Ledger, postgresql
 from digest.recipients import Recipient, RecipientResult, Status
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,15 +32,28 @@ def person(n: int, list_name: str = "main") -> Recipient:
 
 
 @pytest.fixture
-def ledger(tmp_path):
+def ledger(ledger_target):
+    with Ledger(ledger_target) as opened:
+        opened.create_issue("2026-W48", START, END, ["a1", "a2"], scheduled_at=END)
+        yield opened
+
+
+@pytest.fixture
+def file_ledger(tmp_path):
     with Ledger(tmp_path / "digest.db") as opened:
         opened.create_issue("2026-W48", START, END, ["a1", "a2"], scheduled_at=END)
         yield opened
 
 
-def other_connection(ledger: Ledger) -> sqlite3.Connection:
+@contextmanager
+def other_connection(ledger: Ledger):
     """What another process sees: only committed data."""
-    return sqlite3.connect(ledger.path)
+    if ledger.exclusive:
+        with closing(sqlite3.connect(ledger.path)) as db:
+            yield db
+        return
+    with closing(postgresql.Connection(ledger.url)) as db:
+        yield db
 
 
 def run_child(code: str, *args: str) -> subprocess.Popen:
@@ -199,7 +215,8 @@ with ledger.run_lock():
 """
 
 
-def test_rows_left_sending_by_a_killed_process_become_unknown_and_are_resent_only_on_request(ledger):
+def test_rows_left_sending_by_a_killed_process_become_unknown_and_are_resent_only_on_request(file_ledger):
+    ledger = file_ledger
     ledger.enqueue("2026-W48", [(person(n), "v1") for n in range(5)])
     child = run_child(CRASH_AFTER_CLAIM, str(ledger.path))
     out, _ = child.communicate(timeout=30)
@@ -224,7 +241,8 @@ with Ledger(sys.argv[1]).run_lock():
 """
 
 
-def test_only_one_send_holds_the_run_lock_and_it_dies_with_its_process(ledger):
+def test_only_one_send_holds_the_run_lock_and_it_dies_with_its_process(file_ledger):
+    ledger = file_ledger
     holder = run_child(HOLD_LOCK, str(ledger.path))
     try:
         assert holder.stdout.readline().strip() == "locked"

@@ -14,7 +14,7 @@ import sys
 
 import click
 
-from digest.cli import content, lists, sending, web
+from digest.cli import content, ledger, lists, sending, web
 from digest.errors import DigestError
 from digest.settings import load_settings
 
@@ -74,6 +74,7 @@ for command in (
     sending.send, sending.status,
     lists.audience, lists.subscribers, lists.suppressions,
     web.serve, web.archive,
+    ledger.ledger,
 ):  # fmt: skip
     cli.add_command(command)
 

@@ -170,7 +170,7 @@ def subscribers_import(settings: Settings, list_name, file) -> None:
     from digest.subscribers import import_subscribers
 
     target = _write_target(settings, list_name)
-    result = import_subscribers(target, file, ledger=Path(settings.ledger))
+    result = import_subscribers(target, file, ledger=settings.ledger)
     for problem in result.problems:
         warn(f"not imported: {problem}")
     click.echo(result.summary(target))

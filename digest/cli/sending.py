@@ -54,7 +54,7 @@ def send(settings: Settings, dry_run, outbox, issue_key, resend_unknown, include
     """
     from digest.delivery import check_not_too_late, render_issue, send_issue
     from digest.issue import plan_issue, resume_or_new
-    from digest.ledger import Ledger
+    from digest.ledger import Ledger, exists
     from digest.providers import get_provider
 
     if outbox:
@@ -74,9 +74,19 @@ def send(settings: Settings, dry_run, outbox, issue_key, resend_unknown, include
         )
     # The ledger file is created only when something is sent: a refused or
     # empty run leaves no trace.
-    ledger = Ledger.from_settings(settings) if real and Path(settings.ledger).exists() else None
+    ledger = Ledger.from_settings(settings) if real and exists(settings.ledger) else None
     try:
         request = issue_request(settings, **options, key=issue_key)
+        if ledger is not None and not ledger.exclusive:
+            queued = _queued_elsewhere(ledger, request, settings)
+            if queued is not None:
+                # Another worker queued this issue: send it as queued, reading
+                # neither the content nor the lists.
+                check_not_too_late(queued, not_after or settings.not_after)
+                report = _send_queued(ledger, queued.key, settings, resend_unknown, as_json)
+                _print_send_report(report, len(queued.article_ids), settings, dry_run=False, as_json=as_json)
+                _exit_for(report)
+                return
         if ledger is not None:
             request = resume_or_new(request, ledger, settings, include_sent=include_sent)
         issue = plan_issue(settings, request)
@@ -119,11 +129,32 @@ def send(settings: Settings, dry_run, outbox, issue_key, resend_unknown, include
     finally:
         if ledger is not None:
             ledger.close()
-    _print_send_report(report, issue, settings, dry_run=dry_run, as_json=as_json)
+    _print_send_report(report, len(issue.selection.articles), settings, dry_run=dry_run, as_json=as_json)
+    _exit_for(report)
+
+
+def _exit_for(report) -> None:
     if report.stopped:
         raise ProviderAuthError(report.stopped)
     if not report.complete:
         raise click.exceptions.Exit(1)
+
+
+def _queued_elsewhere(ledger, request, settings: Settings):
+    """The issue ``request`` names when a shared ledger has it queued already (its record), else None."""
+    from digest.issue import issue_key
+
+    record = ledger.get_issue(issue_key(request, settings))
+    return record if record is not None and record.queued_at is not None else None
+
+
+def _send_queued(ledger, key: str, settings: Settings, resend_unknown: bool, as_json: bool):
+    from digest.delivery import send_queued
+    from digest.providers import get_provider
+
+    total = sum(ledger.variant_counts(key).values())
+    with _progress(total, as_json, False) as progress:
+        return send_queued(ledger, key, get_provider(settings), settings, resend_unknown=resend_unknown, progress=progress)
 
 
 def _say(as_json: bool, data: dict, text: str) -> None:
@@ -152,13 +183,13 @@ def _progress(total: int, quiet: bool, dry_run: bool):
         yield bar.update
 
 
-def _print_send_report(report, issue, settings: Settings, *, dry_run: bool, as_json: bool) -> None:
+def _print_send_report(report, articles: int, settings: Settings, *, dry_run: bool, as_json: bool) -> None:
     summary = {
         "issue": report.issue_key,
         "provider": report.provider,
         "dry_run": dry_run,
         "subject": report.variants[0].subject if report.variants else None,
-        "articles": len(issue.selection.articles),
+        "articles": articles,
         "variants": [
             {"number": v.number, "key": v.key, "articles": v.articles, "recipients": v.recipients, "html_kb": round(v.html_bytes / 1024, 1), "notes": list(v.notes)}
             for v in report.variants
@@ -201,7 +232,7 @@ def _print_send_report(report, issue, settings: Settings, *, dry_run: bool, as_j
 @click.command()
 @click.option("--issue", "issue_key", metavar="KEY", help="Only this issue (default: every issue, newest first).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@click.option("--ledger", type=click.Path(dir_okay=False, path_type=Path), help="Ledger file (default: the 'ledger' setting).")
+@click.option("--ledger", metavar="FILE_OR_URL", help="Ledger file or postgresql:// URL (default: the 'ledger' setting).")
 def status(issue_key, as_json, ledger) -> None:
     """Show what each issue's send did: counts by status, and the
     recipients rejected, unknown or still retryable, with reasons.
@@ -211,18 +242,18 @@ def status(issue_key, as_json, ledger) -> None:
       digest status
       digest status --issue 2026-W48 --json
     """
-    from digest.ledger import Ledger
+    from digest.ledger import Ledger, exists
 
     settings = load_settings(ledger=ledger)
-    if not Path(settings.ledger).exists():
+    if not exists(settings.ledger):
         raise DigestError(f"no ledger at {settings.ledger}: nothing has been sent yet")
     with Ledger.from_settings(settings) as book:
         records = [book.get_issue(issue_key)] if issue_key else book.issues()
         if issue_key and records[0] is None:
-            raise DigestError(f"no issue {issue_key} in {settings.ledger}")
+            raise DigestError(f"no issue {issue_key} in {book.name}")
         issues = []
         for record in records:
-            problems = [*book.problems(record.key), *[r for r in book.pending(record.key) if r.status.value == "retryable"]]
+            problems = [*book.problems(record.key), *book.retryable(record.key)]
             issues.append(
                 {
                     "issue": record.key,

@@ -109,6 +109,9 @@ class Ledger:
     def _queue_lock(self, db: Any, issue_key: str) -> None:
         """Hold, until the transaction ends, the lock under which an issue is queued."""
 
+    def _after_copy(self, db: Any) -> None:
+        """What the target of a copy does once every row is in (renumbering)."""
+
     def run_lock(self) -> AbstractContextManager[None]:
         raise NotImplementedError
 

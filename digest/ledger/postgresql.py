@@ -181,6 +181,10 @@ class PostgreSQLLedger(Ledger):
     def _queue_lock(self, db: Connection, issue_key: str) -> None:
         db.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (f"digest issue {issue_key}",))
 
+    def _after_copy(self, db: Connection) -> None:
+        # Rows were copied with their ids: new rows must be numbered after them.
+        db.execute("SELECT setval(pg_get_serial_sequence('deliveries', 'id'), (SELECT coalesce(max(id), 0) + 1 FROM deliveries), false)")
+
     def run_lock(self):
         """Nothing to hold: workers share a PostgreSQL ledger (claims and
         leases keep them apart)."""
