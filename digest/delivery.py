@@ -146,21 +146,32 @@ def send_issue(
         for index, variant in enumerate(issue.variants):
             report.variants.append(_variant_report(variant.number, rendered[index], len(variant.subscribers), len(variant.articles)))
         with ledger.run_lock():
-            resumed = ledger.get_issue(key) is not None
-            entries = ((_row_of(s), variant.key) for variant in issue.variants for s in variant.subscribers)
-            articles = [a.id for a in issue.selection.articles]
-            queued = ledger.queue_issue(key, issue.context.window_start, issue.context.window_end, articles, scheduled_at, entries, rendered)
-            if resumed and queued:
-                # Readers who left (unsubscribed, suppressed, removed) since the
-                # issue was queued: closed, never sent. Only ids are held.
-                present = {s.key for s in issue.subscribers}
-                ledger.close_rows([row_id for row_id, sid in ledger.pending_ids(key) if sid not in present], GONE)
+            queue_issue(issue, ledger, rendered, scheduled_at=scheduled_at)
             _deliver(ledger, key, provider, settings, report, resend_unknown, recipient_for, progress, sleep)
     finally:
         provider.close()
         if own_ledger:
             ledger.close()
     return report
+
+
+def queue_issue(issue: Issue, ledger: Ledger, rendered: Sequence[RenderedVariant], *, scheduled_at: datetime | None = None) -> bool:
+    """Write ``issue`` into ``ledger`` before anything is sent: the issue,
+    one queued row per subscriber of its variants, and ``rendered`` (its
+    variants, in order), in one transaction (see
+    :meth:`digest.ledger.Ledger.queue_issue`). On a resume, readers who
+    left the audience since it was queued are closed, never sent (only ids
+    are held), and readers who joined are added. Returns False when a shared
+    ledger had the issue queued by another worker already (nothing written)."""
+    key = issue.context.key
+    resumed = ledger.get_issue(key) is not None
+    entries = ((_row_of(s), variant.key) for variant in issue.variants for s in variant.subscribers)
+    articles = [a.id for a in issue.selection.articles]
+    queued = ledger.queue_issue(key, issue.context.window_start, issue.context.window_end, articles, scheduled_at, entries, rendered)
+    if resumed and queued:
+        present = {s.key for s in issue.subscribers}
+        ledger.close_rows([row_id for row_id, sid in ledger.pending_ids(key) if sid not in present], GONE)
+    return queued
 
 
 def send_queued(

@@ -52,8 +52,9 @@ def send(settings: Settings, dry_run, outbox, issue_key, resend_unknown, include
     3 the provider refused our credentials or sender; 75 another send holds
     the ledger.
     """
-    from digest.delivery import check_not_too_late, render_issue, send_issue
-    from digest.issue import plan_issue, resume_or_new
+    from digest.delivery import check_not_too_late, queue_issue, send_issue
+    from digest.issue import issue_key as issue_key_of
+    from digest.issue import resume_or_new
     from digest.ledger import Ledger, exists
     from digest.providers import get_provider
 
@@ -78,42 +79,34 @@ def send(settings: Settings, dry_run, outbox, issue_key, resend_unknown, include
     try:
         request = issue_request(settings, **options, key=issue_key)
         if ledger is not None and not ledger.exclusive:
-            queued = _queued_elsewhere(ledger, request, settings)
-            if queued is not None:
-                # Another worker queued this issue: send it as queued, reading
-                # neither the content nor the lists.
-                check_not_too_late(queued, not_after or settings.not_after)
-                report = _send_queued(ledger, queued.key, settings, resend_unknown, as_json)
-                _print_send_report(report, len(queued.article_ids), settings, dry_run=False, as_json=as_json)
-                _exit_for(report)
-                return
+            # A ledger many workers share: the first to take the issue's queue
+            # lock plans and queues it; the others find it queued and send it
+            # as it was queued, reading neither the content nor the lists.
+            key = issue_key_of(request, settings)
+            with ledger.queue_lock(key):
+                queued = ledger.get_issue(key)
+                if queued is None or queued.queued_at is None:
+                    planned = _plan(settings, request, ledger, include_sent=include_sent, not_after=not_after, force=force, as_json=as_json)
+                    if planned is None:
+                        return
+                    issue, rendered = planned
+                    queue_issue(issue, ledger, rendered, scheduled_at=issue.scheduled_at)
+                    queued = ledger.get_issue(key)
+                else:
+                    check_not_too_late(queued, not_after or settings.not_after)
+            report = _send_queued(ledger, key, settings, resend_unknown, as_json)
+            _print_send_report(report, len(queued.article_ids), settings, dry_run=False, as_json=as_json)
+            _exit_for(report)
+            return
         if ledger is not None:
             request = resume_or_new(request, ledger, settings, include_sent=include_sent)
-        issue = plan_issue(settings, request)
-        report_planning(issue)
-        if not issue.subscribers:
-            # A list that reads as nobody is a broken list, not a quiet week: cron must see it.
-            why = f"{len(issue.audience_problems)} problems above" if issue.audience_problems else "it is empty"
-            raise SettingsError(f"no subscriber to send to in {settings.subscribers} ({why})")
-        if not issue.selection.articles or not issue.variants:
-            _say(as_json, {"issue": issue.context.key, "status": "nothing to send"}, "nothing to send")
+        planned = _plan(settings, request, ledger, include_sent=include_sent, not_after=not_after, force=force, as_json=as_json,
+                        dry_run=dry_run, test_to=test_to, as_subscriber=as_subscriber)
+        if planned is None:
             return
-        if real:
-            check_not_too_late(issue, not_after or settings.not_after)
-            if issue.scheduled_at and issue.scheduled_at > datetime.now(UTC):
-                warn(f"issue {issue.context.key} is scheduled for {issue.scheduled_at.astimezone(settings.tz):%Y-%m-%d %H:%M}; sending it now, as --as-of asks")
-        rendered = render_issue(issue, settings)
-        if report_findings(issue, rendered, settings) and not dry_run and not force:
-            raise UsageError("the built-in checks found errors (above); fix them, or send with --force")
-        if test_to:
-            _send_test(issue, rendered, settings, test_to, as_subscriber)
-            return
-        if real:
-            from digest.archive import keep_page
-
-            if ledger is None:
-                ledger = Ledger.from_settings(settings)
-            keep_page(ledger, issue, settings)  # the archive's page: the issue as it went out
+        issue, rendered = planned
+        if real and ledger is None:
+            ledger = Ledger.from_settings(settings)
         provider = get_provider(settings, dry_run=dry_run)
         with _progress(issue.recipient_count, as_json, dry_run) as progress:
             report = send_issue(
@@ -133,19 +126,55 @@ def send(settings: Settings, dry_run, outbox, issue_key, resend_unknown, include
     _exit_for(report)
 
 
+def _plan(settings: Settings, request, ledger, *, include_sent, not_after, force, as_json, dry_run=False, test_to=None, as_subscriber=None):
+    """Plan, render and check the issue ``request`` names, and keep its
+    archive page when sending for real. Returns (issue, rendered variants),
+    or None when the command is done (nothing to send, a test message sent).
+    Raises :class:`UsageError`/:class:`SettingsError` as ``digest send`` exits."""
+    from digest.archive import keep_page
+    from digest.delivery import check_not_too_late, render_issue
+    from digest.issue import plan_issue, resume_or_new
+    from digest.ledger import Ledger
+
+    real = not dry_run and not test_to
+    if ledger is not None and not ledger.exclusive:
+        request = resume_or_new(request, ledger, settings, include_sent=include_sent)
+    issue = plan_issue(settings, request)
+    report_planning(issue)
+    if not issue.subscribers:
+        # A list that reads as nobody is a broken list, not a quiet week: cron must see it.
+        why = f"{len(issue.audience_problems)} problems above" if issue.audience_problems else "it is empty"
+        raise SettingsError(f"no subscriber to send to in {settings.subscribers} ({why})")
+    if not issue.selection.articles or not issue.variants:
+        _say(as_json, {"issue": issue.context.key, "status": "nothing to send"}, "nothing to send")
+        return None
+    if real:
+        check_not_too_late(issue, not_after or settings.not_after)
+        if issue.scheduled_at and issue.scheduled_at > datetime.now(UTC):
+            warn(f"issue {issue.context.key} is scheduled for {issue.scheduled_at.astimezone(settings.tz):%Y-%m-%d %H:%M}; sending it now, as --as-of asks")
+    rendered = render_issue(issue, settings)
+    if report_findings(issue, rendered, settings) and not dry_run and not force:
+        raise UsageError("the built-in checks found errors (above); fix them, or send with --force")
+    if test_to:
+        _send_test(issue, rendered, settings, test_to, as_subscriber)
+        return None
+    if real:
+        if ledger is None:
+            ledger = Ledger.from_settings(settings)
+            try:
+                keep_page(ledger, issue, settings)  # the archive's page: the issue as it went out
+            finally:
+                ledger.close()
+        else:
+            keep_page(ledger, issue, settings)
+    return issue, rendered
+
+
 def _exit_for(report) -> None:
     if report.stopped:
         raise ProviderAuthError(report.stopped)
     if not report.complete:
         raise click.exceptions.Exit(1)
-
-
-def _queued_elsewhere(ledger, request, settings: Settings):
-    """The issue ``request`` names when a shared ledger has it queued already (its record), else None."""
-    from digest.issue import issue_key
-
-    record = ledger.get_issue(issue_key(request, settings))
-    return record if record is not None and record.queued_at is not None else None
 
 
 def _send_queued(ledger, key: str, settings: Settings, resend_unknown: bool, as_json: bool):

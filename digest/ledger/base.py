@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Sequence, Sized
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -108,6 +108,14 @@ class Ledger:
 
     def _queue_lock(self, db: Any, issue_key: str) -> None:
         """Hold, until the transaction ends, the lock under which an issue is queued."""
+
+    def queue_lock(self, issue_key: str) -> AbstractContextManager[None]:
+        """Hold, for the block, the lock under which issue ``issue_key`` is
+        queued, so that of many workers arriving at once only the first
+        reads the content and the lists and queues the issue; the others
+        wait, then find it queued. Nothing to hold on an exclusive ledger
+        (its run lock keeps other sends out)."""
+        return nullcontext()
 
     def _after_copy(self, db: Any) -> None:
         """What the target of a copy does once every row is in (renumbering)."""

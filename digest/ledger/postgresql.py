@@ -179,7 +179,20 @@ class PostgreSQLLedger(Ledger):
         return db.execute("SELECT now()").fetchone()[0]
 
     def _queue_lock(self, db: Connection, issue_key: str) -> None:
-        db.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (f"digest issue {issue_key}",))
+        db.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (_queue_lock_name(issue_key),))
+
+    @contextmanager
+    def queue_lock(self, issue_key: str) -> Iterator[None]:
+        """A session-level advisory lock on the issue (the same one
+        :meth:`queue_issue` takes for its transaction; they nest), released
+        at the end of the block, or by the server when this worker dies."""
+        with self._write() as db:
+            db.execute("SELECT pg_advisory_lock(hashtextextended(?, 0))", (_queue_lock_name(issue_key),))
+        try:
+            yield
+        finally:
+            with self._write() as db:
+                db.execute("SELECT pg_advisory_unlock(hashtextextended(?, 0))", (_queue_lock_name(issue_key),))
 
     def _after_copy(self, db: Connection) -> None:
         # Rows were copied with their ids: new rows must be numbered after them.
@@ -193,6 +206,10 @@ class PostgreSQLLedger(Ledger):
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+
+def _queue_lock_name(issue_key: str) -> str:
+    return f"digest issue {issue_key}"
 
 
 def _first_line(exc: BaseException) -> str:
