@@ -133,6 +133,8 @@ def held_by(database: str, pid: int) -> int:
     already called unknown because its lease ran out."""
     prefix = f"{socket.gethostname()}:{pid}:"
     with psycopg.connect(database) as db:
+        if not db.execute("SELECT to_regclass('deliveries') IS NOT NULL").fetchone()[0]:
+            return 0  # killed before the ledger was even made
         return db.execute(
             "SELECT count(*) FROM deliveries WHERE starts_with(worker, %s) AND status IN ('sending', 'unknown')", (prefix,)
         ).fetchone()[0]
