@@ -332,3 +332,40 @@ def test_undated_entries_of_a_fetched_feed_take_last_modified_else_the_fetch_tim
     before = datetime.now(UTC).replace(microsecond=0)
     (remote,) = load_articles([f"{site}/feeds/rss.xml"], settings).articles
     assert before <= remote.published <= datetime.now(UTC)
+
+
+def _post(folder: Path, name: str, title: str) -> Path:
+    path = folder / name
+    path.write_text(f"---\ntitle: {title}\ndate: 2026-11-20\ntags: [bees]\n---\nBody of {title}.\n", encoding="utf-8")
+    return path
+
+
+def test_unchanged_files_are_not_parsed_again_and_an_edit_or_other_settings_are_seen(tmp_path, settings):
+    posts = tmp_path / "posts"
+    posts.mkdir()
+    first = _post(posts, "one.md", "One")
+    _post(posts, "two.md", "Two")
+    feed = shutil.copy(sorted((FIXTURES / "feeds").glob("*.xml"))[0], tmp_path / "feed.xml")
+    sources = [str(posts), str(feed)]
+    before = load_articles(sources, settings).articles
+    again = load_articles(sources, settings).articles
+    assert [a.title for a in again] == [a.title for a in before]
+    assert all(x is y for x, y in zip(again, before, strict=True))  # the same objects: nothing parsed again
+
+    # An edit keeping the size and the mtime's second still shows: the key is size and mtime in ns.
+    first.write_text(first.read_text(encoding="utf-8").replace("One", "Uno"), encoding="utf-8")
+    stat = first.stat()
+    os.utime(first, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))
+    edited = load_articles(sources, settings).articles
+    assert [a.title for a in edited] == [("Uno" if a.title == "One" else a.title) for a in before]
+    two_before = next(a for a in before if a.title == "Two")
+    assert next(a for a in edited if a.title == "Two") is two_before  # only the edited file was read
+
+    # Other settings shape articles (absolute links, time zone): not taken from the cache.
+    other = load_settings(site_url="https://other.example/", timezone="Europe/Paris")
+    assert all(a is not b for a, b in zip(load_articles(sources, other).articles, edited, strict=True))
+
+    # An Eleventy directory data file added beside a post changes its tags.
+    (posts / "posts.json").write_text('{"tags": ["garden"]}', encoding="utf-8")
+    tagged = load_articles([str(posts)], settings).articles
+    assert all("garden" in a.tags for a in tagged)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -77,51 +78,84 @@ def load_articles(sources: Sequence[str], settings: Settings, *, fetched_at: dat
     result = LoadResult(articles=[], warnings=[])
     seen: set[str] = set()
     for source in sources:
-        for where, read in _readers(source, fetched_at):
-            try:
-                document = read()
-            except (SourceError, OSError) as exc:
-                result.warnings.append(f"{where}: {_reason(exc)}")
-                continue
-            except Exception as exc:  # noqa: BLE001 - one bad file must not stop the run
-                log.exception("reading %s", where)
-                result.warnings.append(f"{where}: unexpected error ({type(exc).__name__}: {exc})")
-                continue
-            skipped: list[str] = []
-            dated_by: list[tuple[datetime, str]] = []
-            unreadable: list[str] = []  # why the dates of entries dated by the feed could not be read
-            for raw in document.records:
-                result.warnings.extend(f"{where}: {note}" for note in raw.notes)
-                try:
-                    article = normalize(raw, site_url=settings.site_url, tz=settings.tz)
-                except SourceError as exc:
-                    skipped.append(str(exc))
-                    continue
-                if article.published is None and document.modified is not None:
-                    dated_by.append(_feed_date(raw, document.modified, settings))
-                    if problem := date_problem(raw.date):
-                        unreadable.append(problem)
-                    # After normalize, so the id (a hash of title and date when
-                    # there is no guid or link) does not change with the mtime.
-                    article = dataclasses.replace(article, published=dated_by[-1][0])
+        for where, read, stamp in _readers(source, fetched_at):
+            articles, warnings = _document_articles(where, read, stamp, settings)
+            result.warnings.extend(warnings)
+            for article in articles:
                 keys = {article.id, article.url} - {None}
                 if not keys & seen:
                     seen |= keys
                     result.articles.append(article)
-            if skipped:
-                noun = "entry" if len(skipped) == 1 else "entries"
-                result.warnings.append(f"{where}: {len(skipped)} {noun} skipped ({skipped[0]})")
-            if dated_by:
-                noun = "entry" if len(dated_by) == 1 else "entries"
-                when, how = dated_by[0]
-                if not unreadable:
-                    what = "without a date"
-                elif len(unreadable) == len(dated_by):
-                    what = f"with a date that cannot be read ({unreadable[0]})"
-                else:
-                    what = f"without a readable date ({len(unreadable)} with one that cannot be, e.g. {unreadable[0]})"
-                result.warnings.append(f"{where}: {len(dated_by)} {noun} {what}, dated by the feed's {how} ({when.isoformat()})")
     return result
+
+
+# Files read before, by (path, walked root): (their size, mtime and the settings
+# normalizing them, what they gave). An editor's preview re-renders after every
+# template edit; the sources it re-reads have mostly not changed.
+_PARSED: dict[tuple[str, str], tuple[tuple, tuple[list[Article], list[str]]]] = {}
+_PARSED_LOCK = threading.Lock()
+
+
+def _document_articles(where: str, read: Callable[[], _Document], stamp: tuple | None, settings: Settings) -> tuple[list[Article], list[str]]:
+    """The normalized articles of one file or URL and its warning lines;
+    from the cache when the file's path, size and mtime (``stamp``) and the
+    settings that shape articles are those it was read with."""
+    key = (stamp[0], stamp[1]) if stamp else None
+    version = (*stamp[2:], settings.site_url, str(settings.tz)) if stamp else None
+    if key is not None:
+        with _PARSED_LOCK:
+            found = _PARSED.get(key)
+        if found is not None and found[0] == version:
+            return found[1]
+    parsed = _parse_document(where, read, settings)
+    if key is not None:
+        with _PARSED_LOCK:
+            _PARSED[key] = (version, parsed)
+    return parsed
+
+
+def _parse_document(where: str, read: Callable[[], _Document], settings: Settings) -> tuple[list[Article], list[str]]:
+    articles: list[Article] = []
+    warnings: list[str] = []
+    try:
+        document = read()
+    except (SourceError, OSError) as exc:
+        return [], [f"{where}: {_reason(exc)}"]
+    except Exception as exc:  # noqa: BLE001 - one bad file must not stop the run
+        log.exception("reading %s", where)
+        return [], [f"{where}: unexpected error ({type(exc).__name__}: {exc})"]
+    skipped: list[str] = []
+    dated_by: list[tuple[datetime, str]] = []
+    unreadable: list[str] = []  # why the dates of entries dated by the feed could not be read
+    for raw in document.records:
+        warnings.extend(f"{where}: {note}" for note in raw.notes)
+        try:
+            article = normalize(raw, site_url=settings.site_url, tz=settings.tz)
+        except SourceError as exc:
+            skipped.append(str(exc))
+            continue
+        if article.published is None and document.modified is not None:
+            dated_by.append(_feed_date(raw, document.modified, settings))
+            if problem := date_problem(raw.date):
+                unreadable.append(problem)
+            # After normalize, so the id (a hash of title and date when
+            # there is no guid or link) does not change with the mtime.
+            article = dataclasses.replace(article, published=dated_by[-1][0])
+        articles.append(article)
+    if skipped:
+        noun = "entry" if len(skipped) == 1 else "entries"
+        warnings.append(f"{where}: {len(skipped)} {noun} skipped ({skipped[0]})")
+    if dated_by:
+        noun = "entry" if len(dated_by) == 1 else "entries"
+        when, how = dated_by[0]
+        if not unreadable:
+            what = "without a date"
+        elif len(unreadable) == len(dated_by):
+            what = f"with a date that cannot be read ({unreadable[0]})"
+        else:
+            what = f"without a readable date ({len(unreadable)} with one that cannot be, e.g. {unreadable[0]})"
+        warnings.append(f"{where}: {len(dated_by)} {noun} {what}, dated by the feed's {how} ({when.isoformat()})")
+    return articles, warnings
 
 
 def _feed_date(raw: RawArticle, modified: datetime, settings: Settings) -> tuple[datetime, str]:
@@ -133,19 +167,33 @@ def _feed_date(raw: RawArticle, modified: datetime, settings: Settings) -> tuple
     return modified, "modification time"
 
 
-def _readers(source: str, fetched_at: datetime | None = None) -> Iterator[tuple[str, Callable[[], _Document]]]:
-    """(where, read) pairs: one per file to read for ``source``."""
+def _readers(source: str, fetched_at: datetime | None = None) -> Iterator[tuple[str, Callable[[], _Document], tuple | None]]:
+    """(where, read, stamp) triples: one per file to read for ``source``;
+    ``stamp`` (path, root, size, mtime in ns) tells a file unchanged since it
+    was last read, None for a URL (always fetched again)."""
     if source.lower().startswith(("http://", "https://")):
-        yield source, lambda: _read_url(source, fetched_at)
+        yield source, lambda: _read_url(source, fetched_at), None
         return
     path = Path(source).expanduser()
     if path.is_dir():
         for post in markdown.find_posts(path):
-            yield str(post), lambda post=post: _read_markdown(post, path)
+            yield str(post), lambda post=post: _read_markdown(post, path), _stamp(post, path)
     elif path.is_file():
-        yield str(path), lambda: _read_file(path)
+        yield str(path), lambda: _read_file(path), _stamp(path, None)
     else:
-        yield source, _missing
+        yield source, _missing, None
+
+
+def _stamp(path: Path, root: Path | None) -> tuple | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    # A post's directory data files (_dir.json and the like) shape it too: a
+    # folder's mtime changes when one is added or removed, not when edited,
+    # so Markdown posts are keyed by their folder's files' mtimes as well.
+    extra = markdown.data_stamp(path, root) if path.suffix.lower() in markdown.SUFFIXES else ()
+    return (str(path), str(root), stat.st_size, stat.st_mtime_ns, stat.st_ino, extra)
 
 
 def _missing() -> _Document:
