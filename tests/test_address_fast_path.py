@@ -9,8 +9,8 @@ import random
 import pytest
 from email_validator import EmailNotValidError, validate_email
 
+from digest.addresses import _plain_ascii, normalize_address
 from digest.errors import DigestError
-from digest.subscribers import _plain_ascii, normalize_address
 
 LOCAL_BITS = ["a", "Z", "0", "reader", "Ada", "o'brien", "x+tag", "_", "-", "!", "#", "$", "%", "&", "*", "/", "=", "?", "^", "`", "{", "|", "}", "~",
               ".", "..", " ", '"', "(", ")", ",", ":", ";", "<", ">", "[", "]", "\\", "é", "ß", "\t", "@"]

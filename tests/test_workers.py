@@ -12,7 +12,7 @@ CI runs them small; the acceptance sizes, by hand::
 
     DIGEST_WORKERS_SUBSCRIBERS=20000 DIGEST_WORKERS_KILLS=20 .venv/bin/python -m pytest -q -s tests/test_workers.py
 
-(about four minutes; the speed check then asks for 35%, see RATIO).
+(about four minutes; the speed check is then end to end).
 """
 
 from __future__ import annotations
@@ -34,12 +34,10 @@ SUBSCRIBERS = int(os.environ.get("DIGEST_WORKERS_SUBSCRIBERS", "4000"))
 KILLS = int(os.environ.get("DIGEST_WORKERS_KILLS", "6"))
 WORKERS = 4
 # The speed check: requests of 200 ms, so that sending, not starting Python and
-# planning, is what is measured. At the acceptance size (20,000 subscribers in
-# 250 requests) 4 workers must take at most 35% of one's time; CI's smaller run
-# (80 requests) has the same fixed start-up cost over a shorter send, hence 60%.
+# planning, is what is measured: 250 requests at the acceptance size (20,000
+# subscribers), 80 in CI.
 FULL_SIZE = SUBSCRIBERS >= 20000
 REQUESTS = 250 if FULL_SIZE else 80
-RATIO = 0.35 if FULL_SIZE else 0.6
 SEND = ("send", "--as-of", WEEK48)
 
 
@@ -112,10 +110,14 @@ def test_a_worker_needs_only_the_ledger_and_the_provider_settings(make_site, sta
 
 def test_four_workers_take_a_fraction_of_the_time_of_one_with_a_slow_provider(make_site, stand_in_process, postgres_server):
     """The stand-in waits 200 ms per request, so the time is the requests'
-    own: 4 workers (2 requests in flight each) against 1, end to end (each
-    process started, the issue planned and queued once, sent, reported)."""
+    own: 4 workers (2 requests in flight each) against 1. End to end (each
+    process started, the issue planned and queued once, sent, reported) at
+    the acceptance size; in CI's short run the fixed start-up of Python
+    processes on a busy machine would swamp the send, so there the sending
+    span (first to last request the stand-in received) is compared, and the
+    end to end time must still be shorter."""
     count = SUBSCRIBERS
-    timings = {}
+    timings, spans = {}, {}
     for workers in (1, WORKERS):
         url, record = stand_in_process("--lean", "--delay-ms", "200")
         database = _fresh_database(postgres_server, f"speed{workers}")
@@ -124,11 +126,18 @@ def test_four_workers_take_a_fraction_of_the_time_of_one_with_a_slow_provider(ma
         codes = wait_all([site.start(*SEND, **sendgrid(url)) for _ in range(workers)])
         timings[workers] = time.monotonic() - started
         assert codes == [0] * workers
-        sent = Counter(line["to"] for line in read_record(record))
+        lines = read_record(record)
+        sent = Counter(line["to"] for line in lines)
         assert set(sent) == everyone(count) and set(sent.values()) == {1}
         assert stand_in_stats(url)["requests"] >= REQUESTS  # (batches are per variant: a few more)
-    print(f"1 worker {timings[1]:.1f} s, {WORKERS} workers {timings[WORKERS]:.1f} s: {timings[WORKERS] / timings[1]:.0%}")
-    assert timings[WORKERS] <= RATIO * timings[1]
+        arrivals = [line["received_at"] for line in lines]
+        spans[workers] = max(arrivals) - min(arrivals) + 0.2  # + the last request's own 200 ms
+    print(f"end to end: 1 worker {timings[1]:.1f} s, {WORKERS} workers {timings[WORKERS]:.1f} s: {timings[WORKERS] / timings[1]:.0%}; "
+          f"sending: {spans[1]:.1f} s, {spans[WORKERS]:.1f} s: {spans[WORKERS] / spans[1]:.0%}")
+    if FULL_SIZE:
+        assert timings[WORKERS] <= 0.35 * timings[1]
+    else:
+        assert spans[WORKERS] <= 0.35 * spans[1] and timings[WORKERS] < timings[1]
 
 
 def _fresh_database(server: str, suffix: str) -> str:

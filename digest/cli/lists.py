@@ -248,7 +248,7 @@ def suppressions_add(ledger, email, reason, list_name) -> None:
       digest suppressions add ada@example.org --reason bounced
     """
     from digest import suppressions as store
-    from digest.subscribers import normalize_address
+    from digest.addresses import normalize_address
 
     address = normalize_address(email)
     added = store.add(ledger or load_settings().ledger, address, reason, "cli", list_name)
