@@ -19,7 +19,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -102,7 +102,7 @@ class _LedgerState:
     first time a subscriber of that list is met."""
 
     ledger: Path | str | None
-    suppressions: dict[str, dict[str, Suppression]] = field(default_factory=dict)
+    suppressions: dict[str, Mapping[str, Suppression]] = field(default_factory=dict)
     preferences: dict[str, dict[str, frozenset[str]]] = field(default_factory=dict)
     tag_sets: dict[frozenset[str], frozenset[str]] = field(default_factory=dict)
 
