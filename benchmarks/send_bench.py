@@ -51,7 +51,6 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_TOOLS = REPO.parent / "shared" / "tools"
 sys.path.insert(0, str(REPO))
 
-from digest import suppressions  # noqa: E402
 from digest.delivery import queue_issue, render_issue, send_queued  # noqa: E402
 from digest.issue import IssueRequest, plan_issue  # noqa: E402
 from digest.ledger import Ledger  # noqa: E402
@@ -218,8 +217,10 @@ def main() -> None:
                 sender_email="digest@gazette.example.org", secret_key=SECRET,
             )
             settings = load_settings(**values)
-            if args.suppressions:
-                suppressions.add_many(settings.ledger, ((f"left{n}@example.net", "unsubscribed", None) for n in range(args.suppressions)), "bench")
+            if args.suppressions:  # in a child, so this process's peak RSS is the send's alone
+                code = ("import sys; sys.path.insert(0, sys.argv[3]); from digest import suppressions; "
+                        "suppressions.add_many(sys.argv[1], ((f'left{n}@example.net', 'unsubscribed', None) for n in range(int(sys.argv[2]))), 'bench')")
+                subprocess.run([sys.executable, "-c", code, str(settings.ledger), str(args.suppressions), str(REPO)], check=True)
             phases = Phases(url)
             if args.workers == 1:
                 issue = phases.run("plan: articles, list, variants", lambda: plan_issue(settings, IssueRequest(as_of=AS_OF)))
