@@ -407,3 +407,14 @@ def test_only_the_first_worker_queues_an_issue_on_a_shared_ledger(postgres_url):
         assert second.get_issue("2026-W48").queued_at is not None
         assert second.variant_counts("2026-W48") == {"v1": 2}
         assert [v["html"] for v in second.variants("2026-W48")] == ["<p>"]
+
+
+def test_a_row_queued_without_a_name_gets_it_when_queued_again_and_nothing_else_changes(ledger):
+    from dataclasses import replace
+
+    nameless = replace(person(1), name="")  # as rows queued before schema 4 are
+    assert ledger.enqueue("2026-W48", [(nameless, "v1")]) == 1
+    ledger.enqueue("2026-W48", [(person(1), "v2")])  # a resume: the name arrives, the variant stays
+    ledger.enqueue("2026-W48", [(replace(person(1), name="Other"), "v2")])  # a name kept is kept
+    (row,) = ledger.pending("2026-W48")
+    assert (row.name, row.variant_key, row.status) == ("Reader 1", "v1", DeliveryStatus.QUEUED)

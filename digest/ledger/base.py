@@ -255,7 +255,9 @@ class Ledger:
             added += db.executemany(
                 "INSERT INTO deliveries (issue_key, email, name, subscriber_id, list_name, variant_key, status, "
                 "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?) "
-                "ON CONFLICT (issue_key, subscriber_id) DO NOTHING",
+                # A row queued before rows kept names (schema 3) gets it now, for its message.
+                "ON CONFLICT (issue_key, subscriber_id) DO UPDATE SET name = excluded.name "
+                "WHERE deliveries.name = '' AND excluded.name <> ''",
                 chunk,
             ).rowcount
         return added
