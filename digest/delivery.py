@@ -15,6 +15,7 @@ loop without touching the ledger file.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import secrets
@@ -228,6 +229,24 @@ def _deliver(ledger, key, provider, settings, report, resend_unknown, recipient_
     variants = {stored["variant_key"]: RenderedVariant(**stored) for stored in ledger.variants(key)}
     me = worker_id()
     report.recovered = ledger.recover_crashed(key)
+    # What is alive now (a planned audience of a million) lives until the end:
+    # the collector need not walk it again for every batch's garbage.
+    gc.freeze()
+    try:
+        _rounds(ledger, key, provider, settings, report, resend_unknown, recipient_for, sleep, me, progress, variants)
+    finally:
+        gc.unfreeze()
+    if not ledger.exclusive:
+        _settle(ledger, key, settings, sleep)
+    ledger.update_issue_status(key)
+    report.counts = {status.value: n for status, n in ledger.counts(key).items() if n}
+    problems = [*ledger.problems(key), *ledger.retryable(key)]
+    report.skipped = [p for p in problems if p.last_error in ON_PURPOSE]
+    report.problems = [p for p in problems if p.last_error not in ON_PURPOSE]
+
+
+def _rounds(ledger, key, provider, settings, report, resend_unknown, recipient_for, sleep, me, progress, variants) -> None:
+    """The first round and up to ``settings.retry_rounds`` more for retryable rows."""
     for round_number in range(settings.retry_rounds + 1):
         if round_number:
             if not ledger.retryable(key):
@@ -251,13 +270,6 @@ def _deliver(ledger, key, provider, settings, report, resend_unknown, recipient_
             break
         if report.gave_up:
             break
-    if not ledger.exclusive:
-        _settle(ledger, key, settings, sleep)
-    ledger.update_issue_status(key)
-    report.counts = {status.value: n for status, n in ledger.counts(key).items() if n}
-    problems = [*ledger.problems(key), *ledger.retryable(key)]
-    report.skipped = [p for p in problems if p.last_error in ON_PURPOSE]
-    report.problems = [p for p in problems if p.last_error not in ON_PURPOSE]
 
 
 def _settle(ledger: Ledger, key: str, settings: Settings, sleep: Callable[[float], None]) -> None:
