@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from digest.articles import slugify_tag
 from digest.audience import Variant, build_variants, load_audience
 from digest.rendering import IssueContext
-from digest.schedule import current_issue
-from digest.selection import Selection, make_window, select_articles, select_by_ids
+from digest.schedule import ScheduledIssue, current_issue, window_since_last_send
+from digest.selection import Selection, Window, make_window, select_articles, select_by_ids
 from digest.settings import Settings
 from digest.sources import load_articles
 from digest.subscribers import Problem, Subscriber
@@ -40,6 +40,7 @@ class IssueRequest:
     intro_markdown: str | None = None
     already_sent: frozenset[str] = frozenset()
     list_name: str | None = None
+    window_start: datetime | None = None  # None: the schedule's period; see resume_or_new
 
 
 @dataclass
@@ -55,6 +56,8 @@ class Issue:
     source_warnings: list[str] = field(default_factory=list)
     audience_problems: list[Problem] = field(default_factory=list)
     scheduled_at: datetime | None = None
+    sources_failed: list[str] = field(default_factory=list)  # "<where>: <reason>" per file or URL not read
+    every_source_failed: bool = False
 
     @property
     def recipient_count(self) -> int:
@@ -95,6 +98,8 @@ def plan_issue(
     # previous scheduled time to this one, so consecutive issues tile.
     if request.since or request.until:
         window = make_window(as_of, settings.tz, request.since, request.until)
+    elif request.window_start is not None:
+        window = Window(request.window_start, scheduled.window_end)
     else:
         window = scheduled.window
     loaded = load_articles(settings.sources, settings, fetched_at=as_of)
@@ -133,17 +138,38 @@ def plan_issue(
         source_warnings=warnings,
         audience_problems=problems,
         scheduled_at=None if request.key else scheduled.scheduled_at,
+        sources_failed=list(loaded.failed),
+        every_source_failed=loaded.every_source_failed,
     )
 
 
 def resume_or_new(request: IssueRequest, ledger, settings: Settings, *, include_sent: bool = False) -> IssueRequest:
     """``request`` adjusted for what the ledger (:class:`digest.ledger.Ledger`)
-    knows: an issue already in it (a resume) keeps the articles it was
-    created with; a new one leaves out the articles earlier issues carried,
-    unless ``include_sent``."""
-    key = request.key or current_issue(settings.schedule, request.as_of or datetime.now(UTC), settings.tz).key
+    knows: an issue already in it (a resume) keeps the articles and window
+    it was created with; a new one starts its window where the last issue
+    that went out to its list ended (:func:`history_window`) and leaves out
+    the articles earlier issues carried, unless ``include_sent``."""
+    scheduled = current_issue(settings.schedule, request.as_of or datetime.now(UTC), settings.tz)
+    key = request.key or scheduled.key
     existing = ledger.get_issue(key)
     if existing is not None:
-        return replace(request, article_ids=existing.article_ids)
+        return replace(request, article_ids=existing.article_ids, window_start=existing.window_start)
     sent = frozenset() if include_sent else frozenset(ledger.sent_article_ids(except_issue=key))
-    return replace(request, already_sent=sent)
+    start = history_window(scheduled, ledger, settings, request.list_name).start
+    return replace(request, already_sent=sent, window_start=start)
+
+
+def history_window(scheduled: ScheduledIssue, ledger, settings: Settings, list_name: str | None) -> Window:
+    """The window of ``scheduled`` for the list(s) ``list_name`` picks
+    (``--list``; default as :func:`digest.subscribers.choose_lists`): from
+    the end of the last issue that went out to them (the ledger's history)
+    to its scheduled time; the schedule's period for the first issue.
+
+    The start is a function of (list, ledger history) only: per-subscriber
+    frequencies can ask the same of their own cadence."""
+    from pathlib import Path
+
+    from digest.subscribers import choose_lists
+
+    names = [f.stem for f in choose_lists(Path(settings.subscribers), list_name, settings.default_list)]
+    return window_since_last_send(scheduled, ledger.last_sent_window_end(names, scheduled.window_end))

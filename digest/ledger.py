@@ -521,6 +521,52 @@ class Ledger:
         )
         return {row["article_id"] for row in rows}
 
+    # History for the cron job: windows, rejected recipients, where articles went --------------
+
+    def last_sent_window_end(self, list_names: Iterable[str], before: datetime) -> datetime | None:
+        """The end of the window of the latest scheduled issue (not one named
+        with ``--issue``) that went out to at least one recipient of
+        ``list_names`` and whose window ends before ``before`` (aware), or
+        None when there is none: the start of the next issue's window."""
+        names = sorted(set(list_names))
+        if not names:
+            return None
+        rows = self._rows(
+            "SELECT window_end FROM issues WHERE scheduled_at IS NOT NULL AND EXISTS ("
+            "SELECT 1 FROM deliveries WHERE issue_key = issues.key AND status = 'accepted' "
+            f"AND list_name IN ({','.join('?' * len(names))}))",
+            names,
+        )
+        ends = [end for row in rows if (end := datetime.fromisoformat(row["window_end"])) < before]
+        return max(ends, default=None)
+
+    def has_deliveries(self, issue_key: str) -> bool:
+        """Whether issue ``key`` has any delivery row: its audience is queued (and frozen)."""
+        return bool(self._rows("SELECT 1 FROM deliveries WHERE issue_key = ? LIMIT 1", (issue_key,)))
+
+    def requeue_rejected(self, issue_key: str, *, except_reasons: Iterable[str] = ()) -> int:
+        """Turn the ``rejected`` rows of ``issue_key`` back into ``queued``
+        (``--retry-rejected``, once the cause is fixed), except those whose
+        ``last_error`` is one of ``except_reasons`` (left out on purpose);
+        return how many. Their ``last_error`` stays until the next answer."""
+        kept = [*except_reasons, ""]  # NOT IN needs one value at least
+        with self._write() as db:
+            return db.execute(
+                "UPDATE deliveries SET status = 'queued', updated_at = ? WHERE issue_key = ? AND status = 'rejected' "
+                f"AND coalesce(last_error, '-') NOT IN ({','.join('?' * len(kept))})",
+                (_now(), issue_key, *kept),
+            ).rowcount
+
+    def issues_of_articles(self, article_ids: Iterable[str]) -> dict[str, str]:
+        """article id -> the key of the first issue (by creation) that
+        carried it, for the articles of ``article_ids`` that went out."""
+        wanted = set(article_ids)
+        rows = self._rows(
+            "SELECT s.article_id, s.issue_key FROM sent_articles s JOIN issues i ON i.key = s.issue_key "
+            "ORDER BY i.created_at DESC, i.rowid DESC"
+        )
+        return {row["article_id"]: row["issue_key"] for row in rows if row["article_id"] in wanted}
+
 
 def record_events(db: sqlite3.Connection, events: Iterable) -> int:
     """Record what the provider reported about delivery rows after the send

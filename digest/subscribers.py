@@ -52,7 +52,7 @@ from email_validator import EmailNotValidError, validate_email
 
 from digest.articles import slugify_tag
 from digest.csvrows import Row, check_utf8, read_rows
-from digest.errors import DigestError
+from digest.errors import DigestError, SettingsError
 from digest.suppressions import add_many, address_key
 
 if TYPE_CHECKING:
@@ -283,12 +283,12 @@ def _row_key(fields: list[str], where: dict[str, int]) -> str:
 
 def list_files(path: Path) -> list[Path]:
     """The CSV lists at ``path``: the file itself, or every ``*.csv`` in the
-    folder, in name order. Raises :class:`DigestError` when ``path`` does not exist."""
+    folder, in name order. Raises :class:`SettingsError` (exit 2) when ``path`` does not exist."""
     if path.is_dir():
         return sorted(path.glob("*.csv"))
     if path.is_file():
         return [path]
-    raise DigestError(f"no subscriber list at {path}")
+    raise SettingsError(f"no subscriber list at {path}")
 
 
 def choose_lists(path: Path, list_name: str | None = None, default_list: str | None = None) -> list[Path]:
@@ -305,7 +305,7 @@ def choose_lists(path: Path, list_name: str | None = None, default_list: str | N
     if not chosen:
         known = ", ".join(f.stem for f in files) or "none"
         origin = "--list" if list_name else "setting 'default_list'"
-        raise DigestError(f"{origin}: no list {wanted!r} in {path} (lists: {known})")
+        raise SettingsError(f"{origin}: no list {wanted!r} in {path} (lists: {known})")
     return chosen
 
 

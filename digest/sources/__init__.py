@@ -51,6 +51,8 @@ class LoadResult:
 
     articles: list[Article]
     warnings: list[str]
+    failed: list[str] = dataclasses.field(default_factory=list)  # "<where>: <reason>" of each file or URL not read
+    every_source_failed: bool = False  # there were sources, and not one file or URL of them could be read
 
 
 @dataclass
@@ -76,17 +78,22 @@ def load_articles(sources: Sequence[str], settings: Settings, *, fetched_at: dat
     in the window ending then (the clock would put them just after it)."""
     result = LoadResult(articles=[], warnings=[])
     seen: set[str] = set()
+    sources_read = 0
     for source in sources:
+        read_one, failed_before = False, len(result.failed)
         for where, read in _readers(source, fetched_at):
             try:
                 document = read()
             except (SourceError, OSError) as exc:
                 result.warnings.append(f"{where}: {_reason(exc)}")
+                result.failed.append(result.warnings[-1])
                 continue
             except Exception as exc:  # noqa: BLE001 - one bad file must not stop the run
                 log.exception("reading %s", where)
                 result.warnings.append(f"{where}: unexpected error ({type(exc).__name__}: {exc})")
+                result.failed.append(result.warnings[-1])
                 continue
+            read_one = True
             skipped: list[str] = []
             dated_by: list[tuple[datetime, str]] = []
             unreadable: list[str] = []  # why the dates of entries dated by the feed could not be read
@@ -121,6 +128,9 @@ def load_articles(sources: Sequence[str], settings: Settings, *, fetched_at: dat
                 else:
                     what = f"without a readable date ({len(unreadable)} with one that cannot be, e.g. {unreadable[0]})"
                 result.warnings.append(f"{where}: {len(dated_by)} {noun} {what}, dated by the feed's {how} ({when.isoformat()})")
+        # A source counts as read unless it failed as a whole (an empty folder is a quiet week).
+        sources_read += read_one or len(result.failed) == failed_before
+    result.every_source_failed = bool(sources) and bool(result.failed) and sources_read == 0
     return result
 
 
