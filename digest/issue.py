@@ -12,14 +12,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from digest.articles import slugify_tag
+from digest.articles import Article, slugify_tag
 from digest.audience import Variant, build_variants, load_audience
 from digest.rendering import IssueContext
 from digest.schedule import ScheduledIssue, current_issue, window_since_last_send
 from digest.selection import Selection, Window, make_window, select_articles, select_by_ids
 from digest.settings import Settings
-from digest.sources import load_articles
+from digest.sources import DATE_LINES, load_articles
 from digest.subscribers import Problem, Subscriber
+from digest.words import plural
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class Issue:
     audience_problems: list[Problem] = field(default_factory=list)
     scheduled_at: datetime | None = None
     sources_failed: list[str] = field(default_factory=list)  # "<where>: <reason>" per file or URL not read
+    duplicates: list[tuple[Article, Article]] = field(default_factory=list)  # (left out, the same article kept)
     every_source_failed: bool = False
 
     @property
@@ -64,12 +66,14 @@ class Issue:
         return sum(len(v.subscribers) for v in self.variants)
 
     def warnings(self) -> list[str]:
-        """What planning skipped, one line each: unreadable sources, undated
-        articles (listed), subscriber rows with problems."""
+        """What planning skipped, one line each: unreadable sources and
+        dates, undated articles (by title, the first ``DATE_LINES``, then
+        "and N more"), subscriber rows with problems."""
         lines = list(self.source_warnings)
-        if self.selection.undated:
-            listed = "; ".join(f"{a.title} ({a.source})" for a in self.selection.undated)
-            lines.append(f"{len(self.selection.undated)} article(s) without a date left out: {listed}")
+        undated = self.selection.undated
+        lines.extend(f"left out, no date: {a.title} ({a.source})" for a in undated[:DATE_LINES])
+        if len(undated) > DATE_LINES:
+            lines.append(f"and {plural(len(undated) - DATE_LINES, 'more article')} without a date left out")
         lines.extend(f"subscriber skipped: {problem}" for problem in self.audience_problems)
         return lines
 
@@ -107,7 +111,7 @@ def plan_issue(
     if request.article_ids is not None:
         selection, missing = select_by_ids(loaded.articles, request.article_ids, window)
         if missing:
-            warnings.append(f"{missing} article(s) of this issue are no longer in the sources and are left out")
+            warnings.append(f"{plural(missing, 'article')} of this issue no longer in the sources, left out")
     else:
         selection = select_articles(
             loaded.articles,
@@ -139,6 +143,7 @@ def plan_issue(
         audience_problems=problems,
         scheduled_at=None if request.key else scheduled.scheduled_at,
         sources_failed=list(loaded.failed),
+        duplicates=list(loaded.duplicates),
         every_source_failed=loaded.every_source_failed,
     )
 

@@ -309,6 +309,44 @@ def test_schedule_shows_the_issue_a_send_would_handle_and_the_next_ones_in_both_
     assert later["now"]["issue"] == "2026-W50" and later["now"]["window_start"] == "2026-11-23T13:00:00+00:00"
 
 
+# 4. No article disappears without a word --------------------------------------------------
+
+EVENTS_FEED = """<rss version="2.0"><channel><title>Events</title><link>https://gazette.example.org/</link>
+<item><title>Seed swap (Saturday)</title><guid isPermaLink="false">event-41-sat</guid>
+<link>https://gazette.example.org/events/seed-swap</link><pubDate>Tue, 17 Nov 2026 09:00:00 +0000</pubDate></item>
+<item><title>Seed swap (Sunday)</title><guid isPermaLink="false">event-41-sun</guid>
+<link>https://gazette.example.org/events/seed-swap</link><pubDate>Tue, 17 Nov 2026 09:05:00 +0000</pubDate></item>
+<item><title>Grüße aus dem Garten: frost on the leeks</title><guid isPermaLink="false">tag:gazette,2026:news-48</guid>
+<link>https://gazette.example.org/news-48/</link><pubDate>Sun, 22 Nov 2026 09:00:00 +0000</pubDate></item>
+<item><title>Old news</title><guid>tag:gazette,2025:old</guid><link>https://gazette.example.org/old/</link>
+<pubDate>Sat, 01 Nov 2025 09:00:00 +0000</pubDate></item>
+</channel></rss>"""
+
+
+def test_two_guids_sharing_a_link_are_both_sent_and_a_post_in_the_folder_and_the_feed_once(make_site, fake_sendgrid):
+    site = make_site(readers=3)
+    (site.root / "events.xml").write_text(EVENTS_FEED, encoding="utf-8")
+    content = ("--content", "posts", "--content", "events.xml")
+    listed = site.run("articles", "--as-of", WEEK48, *content)
+    assert listed.returncode == 0, listed.stderr
+    assert "8 of 11 articles selected" in listed.stdout  # 7 posts and 4 entries; 2 events, 6 posts in the window; news-48 once
+    assert "Seed swap (Saturday)" in listed.stdout and "Seed swap (Sunday)" in listed.stdout
+    explained = site.run("articles", "--as-of", WEEK48, "--explain", *content).stdout
+    assert "identity: guid tag:gazette,2026:event-41-sat" not in explained  # a bare guid gets its feed in front
+    assert "identity: guid events.xml#event-41-sat" in explained or "#event-41-sat" in explained
+    assert "identity: URL https://gazette.example.org/news-48/" in explained
+    assert re.search(r"Grüße aus dem Garten: frost on the leeks \(events\.xml; guid tag:gazette,2026:news-48\): duplicate of 'Grüße aus dem Garten: frost on the leeks' \(posts/news-48\.md", explained), explained
+    assert "Old news (events.xml; guid tag:gazette,2025:old): outside the window (published 2025-11-01 09:00)" in explained
+    sent = site.run(*SEND, "--json", *content, **sendgrid(fake_sendgrid))
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+    titles = json.loads(sent.stdout)["article_titles"]
+    assert len(titles) == 8 and titles.count("Grüße aus dem Garten: frost on the leeks") == 1
+    again = site.run("articles", "--as-of", "2026-11-30", "--since", "21d", "--explain", *content).stdout
+    assert re.search(r"\n  Bed 0 notes: Kürbis and kale \(posts/tag0-48\.md; URL [^)]+\): already sent in 2026-W48\n", again), again
+    # The events went to nobody (every reader chose tags; the events have none): not sent, so still selectable.
+    assert "Seed swap (Sunday)" in again.split("left out")[0]
+
+
 # 5. Recovering from a rejection --------------------------------------------------------------
 
 
