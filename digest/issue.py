@@ -74,7 +74,7 @@ class Issue:
         lines.extend(f"left out, no date: {a.title} ({a.source})" for a in undated[:DATE_LINES])
         if len(undated) > DATE_LINES:
             lines.append(f"and {plural(len(undated) - DATE_LINES, 'more article')} without a date left out")
-        lines.extend(f"subscriber skipped: {problem}" for problem in self.audience_problems)
+        lines.extend(f"{'subscriber skipped' if p.kind == 'row' else 'subscriber list'}: {p}" for p in self.audience_problems)
         return lines
 
 

@@ -54,6 +54,7 @@ from digest.articles import slugify_tag
 from digest.csvrows import Row, check_utf8, read_rows
 from digest.errors import DigestError, SettingsError
 from digest.suppressions import add_many, address_key
+from digest.words import plural
 
 if TYPE_CHECKING:
     pass
@@ -83,11 +84,14 @@ class Subscriber:
 @dataclass(frozen=True)
 class Problem:
     """A row that was skipped, with where it is and why; ``line`` 0 means
-    the whole file (it could not be read as a list)."""
+    the whole file (it could not be read as a list). ``kind`` is ``"row"``,
+    or ``"column"`` for a header column that is not read (named once per
+    file: its values are ignored, which may not be what the list means)."""
 
     file: str
     line: int
     message: str
+    kind: str = "row"
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}: {self.message}" if self.line else f"{self.file}: {self.message}"
@@ -136,6 +140,16 @@ def columns(header: Sequence[str]) -> dict[str, int]:
     return found
 
 
+KNOWN_COLUMNS = "email, name (or first_name, last_name), tags, status, subscribed_at"
+
+
+def unread_columns(header: Sequence[str]) -> list[str]:
+    """The titles of ``header`` that no field of ours reads (a ``labels``
+    column meant as tags, a typo), in order; blank titles left out."""
+    aliases = set().union(*COLUMN_ALIASES.values())
+    return [title.strip() for title in header if title.strip() and _column_name(title) not in aliases]
+
+
 def parse_tags(value: str) -> list[str]:
     """Tags of a subscriber row as slugs: ``;``-separated (commas accepted
     too, as exports from other services use them; quotes around a tag are
@@ -175,6 +189,8 @@ class _ListReader:
                     raise DigestError(str(problem))
                 yield problem
                 return
+            if unread := unread_columns(header.fields):
+                yield Problem(str(self.file), header.line, f"{plural(len(unread), 'column')} not read, values ignored: {', '.join(map(repr, unread))} (columns read: {KNOWN_COLUMNS})", "column")
             for row in rows:
                 if row.fields or row.undecodable:
                     item = self.subscriber(row, where, len(header.fields))
@@ -595,7 +611,8 @@ def import_subscribers(path: Path, source: Path, ledger: Path | None = None) -> 
     reader = _ListReader(source, strict_header=True)
     for item in reader.read():
         if isinstance(item, Problem):
-            result.problems.append(item)
+            if item.kind == "row":  # exports carry many columns of their own service: not a problem here
+                result.problems.append(item)
             continue
         if item.key in present:
             result.already += 1

@@ -347,6 +347,40 @@ def test_two_guids_sharing_a_link_are_both_sent_and_a_post_in_the_folder_and_the
     assert "Seed swap (Sunday)" in again.split("left out")[0]
 
 
+# 6. Settings and lists never ignore what they do not understand ---------------------------
+
+
+def test_a_csv_column_that_is_not_read_is_named_once_per_file_by_check_and_by_send(make_site, fake_sendgrid):
+    site = make_site(readers=0)
+    rows = "".join(f"reader{n}@example.org,Reader {n},news;tag{n % 5},vip\n" for n in range(4))
+    (site.root / "readers.csv").write_text("email,name,tags,labels\n" + rows, encoding="utf-8")
+    checked = site.run("subscribers", "check")
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    named = [line for line in checked.stdout.splitlines() if "'labels'" in line]
+    assert named == ["readers.csv:1: 1 column not read, values ignored: 'labels' (columns read: email, name (or first_name, last_name), tags, status, subscribed_at)"]
+    sent = site.run(*SEND, **sendgrid(fake_sendgrid))
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+    assert [line for line in sent.stderr.splitlines() if "labels" in line] == [
+        "warning: subscriber list: " + named[0]
+    ]
+    assert "unexpected" not in sent.stderr
+
+
+def test_dotenv_keys_digest_does_not_read_are_named_in_one_line_and_a_digest_typo_stops_the_run(make_site):
+    site = make_site(readers=1)
+    (site.root / ".env").write_text("SENDGRID_API_KEY=SG.secret-value\nOTHER_TOOL=1\n", encoding="utf-8")
+    done = site.run("status")
+    assert done.returncode == 0
+    assert done.stderr.splitlines() == [
+        "warning: .env: ignored, not settings of digest (it reads DIGEST_<SETTING>=value lines): "
+        "SENDGRID_API_KEY (not read: write DIGEST_SENDGRID_API_KEY), OTHER_TOOL"
+    ]
+    (site.root / ".env").write_text("DIGEST_SENDGRID_APIKEY=SG.secret-value\n", encoding="utf-8")
+    typo = site.run("send", "--dry-run")
+    assert typo.returncode == 2 and typo.stderr.strip() == "error: setting 'DIGEST_SENDGRID_APIKEY' (.env): unknown setting"
+    assert "secret-value" not in typo.stderr
+
+
 # 5. Recovering from a rejection --------------------------------------------------------------
 
 
