@@ -456,7 +456,7 @@ def test_subscribers_check_reports_a_utf16_list_in_one_line(run, tmp_path):
     assert result.exit_code == 1
     assert result.stdout.splitlines() == [
         f"subscribers{os.sep}readers.csv: not UTF-8 (looks like UTF-16): save it as UTF-8",
-        f"0 valid subscribers, 1 problems in subscribers{os.sep}readers.csv",
+        f"0 valid subscribers, 1 problem in subscribers{os.sep}readers.csv",
     ]
 
 

@@ -282,8 +282,13 @@ def test_three_weeks_of_hourly_runs_send_three_issues_each_reader_once_and_newco
 
 def test_a_rerun_of_an_open_issue_sends_to_its_queued_audience_only(make_site, start_fake_sendgrid):
     server = start_fake_sendgrid(fail_first=1000)  # provider down: everyone stays queued
-    site = make_site(readers=5)
-    assert site.run(*SEND, **sendgrid(server)).returncode == 1
+    site = make_site(readers=5, sendgrid_max_tries=1, retry_rounds=0)
+    down = site.run(*SEND, **sendgrid(server))
+    assert down.returncode == 1, down.stdout + down.stderr
+    # Attempts are not deliveries: the summary says both.
+    attempted = re.search(r"\((\d+) attempted through sendgrid in this run, 0 accepted\)", down.stdout)
+    assert attempted and int(attempted[1]) >= 1, down.stdout
+    assert "handed to" not in down.stdout
     site.write_readers(5, extra=[("late@example.org", "Late", "")])
     server.config.fail_first = 0
     server.reset()
@@ -345,6 +350,20 @@ def test_two_guids_sharing_a_link_are_both_sent_and_a_post_in_the_folder_and_the
     assert re.search(r"\n  Bed 0 notes: Kürbis and kale \(posts/tag0-48\.md; URL [^)]+\): already sent in 2026-W48\n", again), again
     # The events went to nobody (every reader chose tags; the events have none): not sent, so still selectable.
     assert "Seed swap (Sunday)" in again.split("left out")[0]
+
+
+# 8. Words ------------------------------------------------------------------------------------
+
+
+def test_counts_take_the_plural_only_when_not_one(make_site):
+    from digest.words import plural
+
+    assert [plural(n, "subscriber") for n in (0, 1, 2)] == ["0 subscribers", "1 subscriber", "2 subscribers"]
+    assert plural(1, "entry") == "1 entry" and plural(3, "entry") == "3 entries"
+    site = make_site(readers=1)
+    audience = site.run("audience", "--as-of", WEEK48)
+    assert "1 recipient in 1 variant; 0 subscribers get nothing this time" in audience.stdout, audience.stdout
+    assert re.search(r"^variant 1 \[\w+\]: 2 articles, 1 subscriber \(", audience.stdout, re.M), audience.stdout
 
 
 # 6. Settings and lists never ignore what they do not understand ---------------------------

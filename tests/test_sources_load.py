@@ -200,13 +200,13 @@ def test_undated_items_take_the_channel_date_and_dated_ones_keep_theirs(tmp_path
         "<item><title>Dated</title><link>/dated</link><pubDate>Tue, 03 Mar 2026 12:00:00 +0000</pubDate></item>"
         "<item><title>Undated two</title><link>/two</link></item></channel></rss>",
     )
-    # A zone-less lastBuildDate is read in the site's timezone (+01:00 in March), then shown in UTC.
+    # A zone-less lastBuildDate is read in the site's timezone (+01:00 in March), and shown in it too.
     paris = load_settings(site_url="https://site.example/", timezone="Europe/Paris")
     result = load_articles([str(feed)], paris)
     one, dated, two = result.articles
     assert one.published == two.published == datetime(2026, 3, 6, 17, 30, tzinfo=UTC)  # lastBuildDate, not pubDate or mtime
     assert dated.published == datetime(2026, 3, 3, 12, 0, tzinfo=UTC)
-    assert result.warnings == [f"{feed}: 2 entries without a date, dated by the feed's own date (2026-03-06T17:30:00+00:00)"]
+    assert result.warnings == [f"{feed}: 2 entries without a date, dated by the feed's own date (2026-03-06T18:30:00+01:00)"]
 
 
 def test_a_json_feed_item_without_a_date_is_dated_by_the_mtime(settings, tmp_path):

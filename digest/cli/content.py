@@ -129,7 +129,7 @@ def preview(settings: Settings, for_tags, subscriber, variant_number, as_text, o
         issue = plan_issue(settings, issue_request(settings, **options))
         chosen = [v for v in issue.variants if v.number == variant_number]
         if not chosen:
-            raise UsageError(f"--variant {variant_number}: this issue has {len(issue.variants)} variant(s) (see digest audience)")
+            raise UsageError(f"--variant {variant_number}: this issue has {plural(len(issue.variants), 'variant')} (see digest audience)")
         issue, person = replace(issue, variants=chosen), chosen[0].subscribers[0]
     elif subscriber:
         from digest.audience import load_audience
@@ -164,7 +164,7 @@ def preview(settings: Settings, for_tags, subscriber, variant_number, as_text, o
         target.write_text(body, encoding="utf-8")
     click.echo(f"subject: {rendered.subject}")
     click.echo(f"preheader: {rendered.preheader}")
-    click.echo(f"{len(issue.variants[0].articles)} articles, {len(body.encode('utf-8')) / 1024:.1f} KB -> {target}")
+    click.echo(f"{plural(len(issue.variants[0].articles), 'article')}, {len(body.encode('utf-8')) / 1024:.1f} KB -> {target}")
     for note in rendered.notes:
         click.echo(f"size budget: {note}")
     if open_browser:
@@ -194,6 +194,6 @@ def lint(settings: Settings, **options) -> None:
         click.echo("nothing to send")
         return
     errors = report_findings(issue, render_issue(issue, settings), settings)
-    click.echo(f"{len(issue.variants)} variants checked: {'errors found' if errors else 'no errors'}")
+    click.echo(f"{plural(len(issue.variants), 'variant')} checked: {'errors found' if errors else 'no errors'}")
     if errors:
         raise click.exceptions.Exit(1)

@@ -123,7 +123,7 @@ def load_articles(sources: Sequence[str], settings: Settings, *, fetched_at: dat
                 result.warnings.append(f"{where}: {len(skipped)} {noun} skipped ({skipped[0]})")
             if dated_by:
                 when, how = dated_by[0]
-                dated = f"dated by the feed's {how} ({when.isoformat()})"
+                dated = f"dated by the feed's {how} ({when.astimezone(settings.tz).isoformat()})"  # the site's zone, as every article time shown
                 # One line per entry whose date cannot be read, naming it and the value, capped.
                 result.warnings.extend(f"{where}: {line}, {dated}" for line in unreadable[:DATE_LINES])
                 if len(unreadable) > DATE_LINES:
