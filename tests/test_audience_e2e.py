@@ -217,7 +217,7 @@ def serving(site: Path, **settings: str):
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     try:
-        for _ in range(150):  # up to ~15 s for the interpreter and uvicorn to start
+        for _ in range(600):  # up to ~60 s for the interpreter and uvicorn to start (a loaded CI machine)
             if server.poll() is not None:
                 pytest.fail(f"digest serve exited: {server.stderr.read().decode(errors='replace')}")
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
