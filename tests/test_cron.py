@@ -117,6 +117,27 @@ def _list_problems(site, server):
     return done
 
 
+def _logo_without_alt(site) -> dict:
+    """An editor's header template with an image that has no alt text: an error of the built-in checks."""
+    header = REPO / "templates" / "partials" / "header.html.j2"
+    ours = site.root / "tpl" / "partials" / "header.html.j2"
+    ours.parent.mkdir(parents=True)
+    ours.write_text(header.read_text(encoding="utf-8").replace("<h1", '<img src="https://gazette.example.org/logo.png" width="60"><h1', 1), encoding="utf-8")
+    return {"templates_dir": "tpl"}
+
+
+def _lint_problems(site, server):
+    done = site.run("lint", "--as-of", WEEK48, **_logo_without_alt(site))
+    assert "image without alt text" in done.stderr + done.stdout
+    return done
+
+
+def _checks_find_errors(site, server):
+    done = site.run(*SEND, **_logo_without_alt(site), **sendgrid(server))
+    assert "the built-in checks found errors" in done.stderr and server.stats()["requests"] == 0
+    return done
+
+
 def _bad_option_value(site, server):
     return site.run("send", "--as-of", "next blue moon", **sendgrid(server))
 
@@ -173,8 +194,8 @@ def _ledger_held(site, server):
 
 SCENARIOS = {
     0: [_sent_everyone, _nothing_to_send, _status_before_any_send, _finished_issue_again_with_not_after],
-    1: [_partial_send, _list_problems],
-    2: [_bad_option_value, _missing_list, _missing_named_list, _too_late, _outbox_provider_without_dry_run, _every_source_failing],
+    1: [_partial_send, _list_problems, _lint_problems],
+    2: [_bad_option_value, _checks_find_errors, _missing_list, _missing_named_list, _too_late, _outbox_provider_without_dry_run, _every_source_failing],
     3: [_refused_key],
     75: [_ledger_held],
 }
