@@ -168,7 +168,8 @@ def history_window(scheduled: ScheduledIssue, ledger, settings: Settings, list_n
     """The window of ``scheduled`` for the list(s) ``list_name`` picks
     (``--list``; default as :func:`digest.subscribers.choose_lists`): from
     the end of the last issue that went out to them (the ledger's history)
-    to its scheduled time; the schedule's period for the first issue.
+    to its scheduled time; for the first issue the schedule's period, or
+    from the start of the issues refused before it (``--not-after``).
 
     The start is a function of (list, ledger history) only: per-subscriber
     frequencies can ask the same of their own cadence."""
@@ -177,4 +178,6 @@ def history_window(scheduled: ScheduledIssue, ledger, settings: Settings, list_n
     from digest.subscribers import choose_lists
 
     names = [f.stem for f in choose_lists(Path(settings.subscribers), list_name, settings.default_list)]
-    return window_since_last_send(scheduled, ledger.last_sent_window_end(names, scheduled.window_end))
+    last_end = ledger.last_sent_window_end(names, scheduled.window_end)
+    refused = ledger.first_refused_window_start(names, scheduled.window_start) if last_end is None else None
+    return window_since_last_send(scheduled, last_end, refused)

@@ -38,7 +38,7 @@ from digest.recipients import Recipient, RecipientResult, Status
 if TYPE_CHECKING:
     from digest.settings import Settings
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 IN_MEMORY = ":memory:"
 _NO_FILE = object()  # the run lock of an in-memory ledger
 
@@ -99,6 +99,18 @@ CREATE TABLE issue_pages (
     preheader TEXT NOT NULL,
     html      TEXT NOT NULL,        -- the archive page, rendered at send time (no one's address or links)
     created_at TEXT NOT NULL
+);
+""",
+    # Issues refused by --not-after: their window goes into the next issue,
+    # also when no issue has gone out yet to start from.
+    4: """
+CREATE TABLE refused_issues (
+    issue_key    TEXT PRIMARY KEY,
+    window_start TEXT NOT NULL,
+    window_end   TEXT NOT NULL,
+    list_names   TEXT NOT NULL,     -- JSON array: the lists it would have gone to
+    reason       TEXT NOT NULL,
+    refused_at   TEXT NOT NULL
 );
 """,
 }
@@ -539,6 +551,29 @@ class Ledger:
         )
         ends = [end for row in rows if (end := datetime.fromisoformat(row["window_end"])) < before]
         return max(ends, default=None)
+
+    def record_refusal(self, issue_key: str, window_start: datetime, window_end: datetime, list_names: Iterable[str], reason: str) -> None:
+        """Remember that issue ``issue_key`` (its window, aware datetimes,
+        and the lists it was for) was refused (``--not-after``), so that
+        the next issue's window takes it in. The first refusal stays."""
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO refused_issues (issue_key, window_start, window_end, list_names, reason, refused_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (issue_key) DO NOTHING",
+                (issue_key, _text(window_start), _text(window_end), json.dumps(sorted(set(list_names))), reason, _now()),
+            )
+
+    def first_refused_window_start(self, list_names: Iterable[str], before: datetime) -> datetime | None:
+        """The earliest window start of the issues refused for any of
+        ``list_names`` whose window ends at or before ``before`` (aware),
+        or None."""
+        names = set(list_names)
+        starts = [
+            datetime.fromisoformat(row["window_start"])
+            for row in self._rows("SELECT window_start, window_end, list_names FROM refused_issues")
+            if names & set(json.loads(row["list_names"])) and datetime.fromisoformat(row["window_end"]) <= before
+        ]
+        return min(starts, default=None)
 
     def has_deliveries(self, issue_key: str) -> bool:
         """Whether issue ``key`` has any delivery row: its audience is queued (and frozen)."""

@@ -152,16 +152,22 @@ def upcoming(schedule: Schedule | str, as_of: datetime, tz: tzinfo, count: int) 
     return found
 
 
-def window_since_last_send(issue: ScheduledIssue, last_sent_end: datetime | None) -> Window:
+def window_since_last_send(
+    issue: ScheduledIssue, last_sent_end: datetime | None, first_refused_start: datetime | None = None
+) -> Window:
     """The window of ``issue`` given the history of its list: it starts
     where the window of the last issue that actually went out ended
     (``last_sent_end``, aware; "since the last send", as Mailchimp's RSS
     campaigns do), so the articles of a missed or refused issue go into the
-    next one; with no such issue before it (the first issue ever), the
-    schedule's period. Ends at the issue's scheduled time."""
-    if last_sent_end is None or last_sent_end >= issue.window_end:
-        return issue.window
-    return Window(last_sent_end, issue.window_end)
+    next one. With no such issue before it (the first issue ever), the
+    schedule's period, reaching back to the start of the earliest issue
+    refused before it (``first_refused_start``), if any. Ends at the
+    issue's scheduled time."""
+    if last_sent_end is not None and last_sent_end < issue.window_end:
+        return Window(last_sent_end, issue.window_end)
+    if first_refused_start is not None and first_refused_start < issue.window_start:
+        return Window(first_refused_start, issue.window_end)
+    return issue.window
 
 
 def describe(moment: datetime, tz: tzinfo) -> str:

@@ -242,6 +242,18 @@ def test_a_refused_week_goes_into_the_next_issue_and_every_article_goes_out_once
     assert status["2026-W50"]["articles"] == 2 and "2026-W49" not in status
 
 
+def test_a_refused_first_week_goes_into_the_first_issue_that_goes_out(make_site, fake_sendgrid):
+    site = make_site(readers=4, not_after="36h")
+    refused = site.run("send", "--as-of", "2026-11-25T12:00", **sendgrid(fake_sendgrid))  # 2026-W48, two days late
+    assert refused.returncode == 2 and "not sending" in refused.stderr
+    assert site.status() == {} and fake_sendgrid.stats()["requests"] == 0
+    done = site.run("send", "--as-of", "2026-11-30T08:10", "--json", **sendgrid(fake_sendgrid))
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["issue"] == "2026-W49" and summary["articles"] == 7  # 2026-W48's six and its own
+    assert summary["window"]["start"] == "2026-11-16T08:00:00+00:00"
+
+
 def test_a_late_send_inside_the_grace_says_how_late_in_its_line_and_in_json(make_site, fake_sendgrid):
     site = make_site(readers=3, not_after="36h", timezone="Europe/Berlin")
     done = site.run("send", "--as-of", "2026-11-23T10:35", **sendgrid(fake_sendgrid))

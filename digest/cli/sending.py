@@ -79,8 +79,8 @@ def send(settings: Settings, dry_run, outbox, issue_key, resend_unknown, retry_r
             "setting 'secret_key' (digest.toml, or DIGEST_SECRET_KEY) still has its default value: "
             "anyone could forge unsubscribe links; set a long random secret before sending"
         )
-    # The ledger file is created only when something is sent: a refused or
-    # empty run leaves no trace.
+    # The ledger file is created only when something is sent or refused
+    # (--not-after): an empty run leaves no trace.
     ledger = Ledger.from_settings(settings) if real and Path(settings.ledger).exists() else None
     try:
         request = issue_request(settings, **options, key=issue_key)
@@ -104,7 +104,14 @@ def send(settings: Settings, dry_run, outbox, issue_key, resend_unknown, retry_r
             _say(as_json, data, "nothing to send")
             return
         if real:
-            check_not_too_late(issue, not_after or settings.not_after, now=issue.context.as_of)
+            try:
+                check_not_too_late(issue, not_after or settings.not_after, now=issue.context.as_of)
+            except UsageError as exc:
+                # Remembered, so that the next issue's window takes this one's articles in.
+                ledger = ledger or Ledger.from_settings(settings)
+                lists = {person.list_name for person in issue.subscribers}
+                ledger.record_refusal(issue.context.key, issue.context.window_start, issue.context.window_end, lists, str(exc))
+                raise
             if issue.scheduled_at and issue.scheduled_at > datetime.now(UTC):
                 from digest.schedule import describe
 
