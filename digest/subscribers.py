@@ -329,22 +329,22 @@ def list_file(path: Path, list_name: str | None = None, default_list: str | None
     """The one list file a write goes to: ``path`` itself when it is a file
     (``list_name``, if given, must be its stem); in a folder, ``NAME.csv``
     for ``list_name`` or else ``default_list`` (it may not exist yet), else
-    the only list there. Raises :class:`DigestError` when the choice is
-    ambiguous or does not match."""
+    the only list there. Raises :class:`SettingsError` (exit 2) when the
+    choice is ambiguous or does not match."""
     if path.is_file():
         if list_name and list_name != path.stem:
-            raise DigestError(f"--list {list_name}: the subscribers setting names one list, {path}")
+            raise SettingsError(f"--list {list_name}: the subscribers setting names one list, {path}")
         return path
     name = list_name or default_list
     if name:
         if not re.fullmatch(r"[\w][\w.-]*", name):
-            raise DigestError(f"--list {name!r}: a list name is a file name without .csv (letters, digits, - _ .)")
+            raise SettingsError(f"--list {name!r}: a list name is a file name without .csv (letters, digits, - _ .)")
         return path / f"{name}.csv"
     files = list_files(path) if path.exists() else []
     if len(files) == 1:
         return files[0]
     known = ", ".join(f.stem for f in files) or "none yet"
-    raise DigestError(f"name the list with --list (lists in {path}: {known})")
+    raise SettingsError(f"name the list with --list (lists in {path}: {known})")
 
 
 def iter_subscribers(files: Iterable[Path]) -> Iterator[Subscriber | Problem]:

@@ -447,7 +447,7 @@ def test_subscribers_commands_edit_list_and_export(run, tmp_path):
     assert "Ada@example.org" not in (tmp_path / "subscribers" / "garden.csv").read_text()
     write(tmp_path / "subscribers" / "kitchen.csv", "email\n")
     ambiguous = run("subscribers", "add", "di@example.org")
-    assert ambiguous.exit_code == 1 and "name the list with --list (lists in subscribers: garden, kitchen)" in ambiguous.output
+    assert ambiguous.exit_code == 2 and "name the list with --list (lists in subscribers: garden, kitchen)" in ambiguous.output
 
 
 def test_subscribers_check_reports_a_utf16_list_in_one_line(run, tmp_path):
