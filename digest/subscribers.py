@@ -52,7 +52,7 @@ from email_validator import EmailNotValidError, validate_email
 
 from digest.articles import slugify_tag
 from digest.csvrows import Row, check_utf8, read_rows
-from digest.errors import DigestError, SettingsError
+from digest.errors import DigestError, SettingsError, UsageError
 from digest.suppressions import add_many, address_key
 from digest.words import plural
 
@@ -603,7 +603,7 @@ def import_subscribers(path: Path, source: Path, ledger: Path | None = None) -> 
     no email column, or when the ledger cannot be written; the list is then
     unchanged."""
     if not source.is_file():
-        raise DigestError(f"no file to import at {source}")
+        raise UsageError(f"no file to import at {source}")
     raw = _RawList.read(path)
     present = raw.keys()
     result = ImportResult([], 0, 0, [])

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from digest.cli.options import issue_request, report_findings, report_planning, selection_options, source_options
-from digest.errors import DigestError, UsageError
+from digest.errors import UsageError
 from digest.settings import Settings, load_settings
 from digest.words import plural
 
@@ -138,7 +138,7 @@ def preview(settings: Settings, for_tags, subscriber, variant_number, as_text, o
         everyone = audience.subscribers + [s for s, _ in audience.suppressed]
         person = next((s for s in everyone if s.key == subscriber.strip().casefold()), None)
         if person is None:
-            raise DigestError(f"no subscriber {subscriber} in {settings.subscribers}")
+            raise UsageError(f"no subscriber {subscriber} in {settings.subscribers}")
     else:
         person = Subscriber(email="preview@example.org", name="Reader", tags=frozenset(parse_tags(for_tags or "")), list_name="preview", line=0)
     if not variant_number:

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from digest.cli.options import issue_request, report_findings, report_planning, selection_options, source_options, warn
-from digest.errors import DigestError, ProviderAuthError, SettingsError, UsageError
+from digest.errors import ProviderAuthError, SettingsError, UsageError
 from digest.settings import DEFAULT_SECRET, Settings, load_settings
 from digest.words import plural
 
@@ -303,7 +303,7 @@ def status(issue_key, as_json, ledger) -> None:
     with Ledger.from_settings(settings) as book:
         records = [book.get_issue(issue_key)] if issue_key else book.issues()
         if issue_key and records[0] is None:
-            raise DigestError(f"no issue {issue_key} in {settings.ledger}")
+            raise UsageError(f"no issue {issue_key} in {settings.ledger}")
         issues = []
         for record in records:
             problems = [*book.problems(record.key), *[r for r in book.pending(record.key) if r.status.value == "retryable"]]
