@@ -152,6 +152,13 @@ def _missing_named_list(site, server):
     return site.run("subscribers", "check", "--list", "garden")
 
 
+def _status_of_an_issue_never_sent(site, server):
+    assert site.run(*SEND, **sendgrid(server)).returncode == 0
+    done = site.run("status", "--issue", "2026-W47")
+    assert "no issue 2026-W47 in digest.db" in done.stderr
+    return done
+
+
 def _too_late(site, server):
     done = site.run(*SEND, "--not-after", "1h", **sendgrid(server))
     assert "--not-after 1h: not sending" in done.stderr
@@ -195,7 +202,7 @@ def _ledger_held(site, server):
 SCENARIOS = {
     0: [_sent_everyone, _nothing_to_send, _status_before_any_send, _finished_issue_again_with_not_after],
     1: [_partial_send, _list_problems, _lint_problems],
-    2: [_bad_option_value, _checks_find_errors, _missing_list, _missing_named_list, _too_late, _outbox_provider_without_dry_run, _every_source_failing],
+    2: [_bad_option_value, _checks_find_errors, _missing_list, _missing_named_list, _status_of_an_issue_never_sent, _too_late, _outbox_provider_without_dry_run, _every_source_failing],
     3: [_refused_key],
     75: [_ledger_held],
 }
