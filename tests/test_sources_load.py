@@ -390,3 +390,16 @@ def test_undated_entries_of_a_fetched_feed_take_last_modified_else_the_fetch_tim
     before = datetime.now(UTC).replace(microsecond=0)
     (remote,) = load_articles([f"{site}/feeds/rss.xml"], settings).articles
     assert before <= remote.published <= datetime.now(UTC)
+
+
+def test_markdown_dates_that_cannot_be_read_are_one_line_each_then_a_count_per_source(settings, tmp_path):
+    posts = tmp_path / "posts"
+    posts.mkdir()
+    for n in range(1, 8):
+        (posts / f"p{n}.md").write_text(f"---\ntitle: Post {n}\ndate: 2026-02-3{n}\n---\nBody.\n", encoding="utf-8")
+    (posts / "other.md").write_text("---\ntitle: Other\ndate: 2026-02-01\nurl: 42\n---\nBody.\n", encoding="utf-8")
+    result = load_articles([str(posts)], settings)
+    dated = [w for w in result.warnings if "unreadable date" in w]
+    assert len(dated) == 5 and all(w.startswith(f"{posts}/p") and "line 3, date: unreadable date 2026-02-3" in w for w in dated)
+    assert f"{posts}: and 2 more with a date that cannot be read" in result.warnings
+    assert any("other.md" in w and "url" in w for w in result.warnings)  # other notes are never capped

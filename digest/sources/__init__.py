@@ -84,7 +84,7 @@ def load_articles(sources: Sequence[str], settings: Settings, *, fetched_at: dat
     seen = _Seen()
     sources_read = 0
     for source in sources:
-        read_one, failed_before = False, len(result.failed)
+        read_one, failed_before, note_dates = False, len(result.failed), 0
         for where, read in _readers(source, fetched_at):
             try:
                 document = read()
@@ -102,7 +102,12 @@ def load_articles(sources: Sequence[str], settings: Settings, *, fetched_at: dat
             dated_by: list[tuple[datetime, str]] = []
             unreadable: list[str] = []  # "<entry>": why its date could not be read, per entry dated by the feed
             for raw in document.records:
-                result.warnings.extend(f"{where}: {note}" for note in raw.notes)
+                for note in raw.notes:
+                    if _is_date_problem(note):  # one line each for the first DATE_LINES of a source, then a count
+                        note_dates += 1
+                        if note_dates > DATE_LINES:
+                            continue
+                    result.warnings.append(f"{where}: {note}")
                 try:
                     article = normalize(raw, site_url=settings.site_url, tz=settings.tz)
                 except SourceError as exc:
@@ -131,6 +136,8 @@ def load_articles(sources: Sequence[str], settings: Settings, *, fetched_at: dat
                 if undated := len(dated_by) - len(unreadable):
                     noun = "entry" if undated == 1 else "entries"
                     result.warnings.append(f"{where}: {undated} {noun} without a date, {dated}")
+        if note_dates > DATE_LINES:
+            result.warnings.append(f"{source}: and {note_dates - DATE_LINES} more with a date that cannot be read")
         # A source counts as read unless it failed as a whole (an empty folder is a quiet week).
         sources_read += read_one or len(result.failed) == failed_before
     result.every_source_failed = bool(sources) and bool(result.failed) and sources_read == 0
@@ -164,6 +171,12 @@ def _keep_once(article: Article, raw: RawArticle, result: LoadResult, seen: _See
     if article.url:
         seen.by_url.setdefault(article.url, []).append(article)
     result.articles.append(article)
+
+
+def _is_date_problem(note: str) -> bool:
+    """Whether a reader's note is about a date it could not read (the
+    wording of :func:`digest.articles.date_problem`)."""
+    return "unreadable date" in note or "ambiguous date" in note
 
 
 def _entry_name(raw: RawArticle) -> str:
