@@ -174,7 +174,7 @@ def send_issue(
                 [a.id for a in issue.selection.articles],
                 scheduled_at,
             )
-            if not ledger.has_deliveries(key):
+            if not any(ledger.counts(key).values()):
                 # The audience is frozen when the issue is first queued: who
                 # joins later gets the next issue, not a rerun of this one.
                 ledger.enqueue(key, ((_row_of(subscriber), issue.variants[index].key) for subscriber, index in people.values()))

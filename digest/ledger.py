@@ -101,8 +101,7 @@ CREATE TABLE issue_pages (
     created_at TEXT NOT NULL
 );
 """,
-    # Issues refused by --not-after: their window goes into the next issue,
-    # also when no issue has gone out yet to start from.
+    # Issues refused by --not-after: their window goes into the next issue, also the first one sent.
     4: """
 CREATE TABLE refused_issues (
     issue_key    TEXT PRIMARY KEY,
@@ -536,13 +535,10 @@ class Ledger:
     # History for the cron job: windows, rejected recipients, where articles went --------------
 
     def last_sent_window_end(self, list_names: Iterable[str], before: datetime) -> datetime | None:
-        """The end of the window of the latest scheduled issue (not one named
-        with ``--issue``) that went out to at least one recipient of
-        ``list_names`` and whose window ends before ``before`` (aware), or
-        None when there is none: the start of the next issue's window."""
+        """The window end of the latest scheduled issue (not one named with
+        ``--issue``) accepted for a recipient of ``list_names``, ending
+        before ``before`` (aware); None when none did."""
         names = sorted(set(list_names))
-        if not names:
-            return None
         rows = self._rows(
             "SELECT window_end FROM issues WHERE scheduled_at IS NOT NULL AND EXISTS ("
             "SELECT 1 FROM deliveries WHERE issue_key = issues.key AND status = 'accepted' "
@@ -564,9 +560,8 @@ class Ledger:
             )
 
     def first_refused_window_start(self, list_names: Iterable[str], before: datetime) -> datetime | None:
-        """The earliest window start of the issues refused for any of
-        ``list_names`` whose window ends at or before ``before`` (aware),
-        or None."""
+        """The earliest window start of the issues refused for ``list_names``
+        whose window ends at or before ``before`` (aware), or None."""
         names = set(list_names)
         starts = [
             datetime.fromisoformat(row["window_start"])
@@ -575,15 +570,10 @@ class Ledger:
         ]
         return min(starts, default=None)
 
-    def has_deliveries(self, issue_key: str) -> bool:
-        """Whether issue ``key`` has any delivery row: its audience is queued (and frozen)."""
-        return bool(self._rows("SELECT 1 FROM deliveries WHERE issue_key = ? LIMIT 1", (issue_key,)))
-
     def requeue_rejected(self, issue_key: str, *, except_reasons: Iterable[str] = ()) -> int:
-        """Turn the ``rejected`` rows of ``issue_key`` back into ``queued``
-        (``--retry-rejected``, once the cause is fixed), except those whose
-        ``last_error`` is one of ``except_reasons`` (left out on purpose);
-        return how many. Their ``last_error`` stays until the next answer."""
+        """Queue the ``rejected`` rows of ``issue_key`` again (``--retry-rejected``),
+        except those whose ``last_error`` is in ``except_reasons`` (left out on
+        purpose); return how many."""
         kept = [*except_reasons, ""]  # NOT IN needs one value at least
         with self._write() as db:
             return db.execute(
@@ -593,8 +583,7 @@ class Ledger:
             ).rowcount
 
     def issues_of_articles(self, article_ids: Iterable[str]) -> dict[str, str]:
-        """article id -> the key of the first issue (by creation) that
-        carried it, for the articles of ``article_ids`` that went out."""
+        """article id -> key of the first issue that carried it, for those of ``article_ids`` that went out."""
         wanted = set(article_ids)
         rows = self._rows(
             "SELECT s.article_id, s.issue_key FROM sent_articles s JOIN issues i ON i.key = s.issue_key "
