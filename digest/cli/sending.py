@@ -61,10 +61,7 @@ def send(settings: Settings, dry_run, outbox, issue_key, resend_unknown, retry_r
     (--not-after); 3 the provider refused our credentials or sender; 75
     another send holds the ledger.
     """
-    from digest.delivery import check_not_too_late, render_issue, send_issue
-    from digest.issue import plan_issue, resume_or_new
     from digest.ledger import Ledger
-    from digest.providers import get_provider
 
     if outbox:
         settings = settings.model_copy(update={"outbox": outbox})
@@ -83,12 +80,18 @@ def send(settings: Settings, dry_run, outbox, issue_key, resend_unknown, retry_r
     # (--not-after): an empty run leaves no trace.
     ledger = Ledger.from_settings(settings) if real and Path(settings.ledger).exists() else None
     try:
-        request = issue_request(settings, **options, key=issue_key)
         if ledger is not None:
-            done = _already_sent(request, ledger, settings, resend_unknown or retry_rejected)
+            # Hourly cron: most runs end here, before sources and templates are loaded.
+            done = _already_sent(options["as_of"], issue_key, ledger, settings, resend_unknown or retry_rejected)
             if done is not None:
                 _say(as_json, done, f"{done['issue']} already sent; next: {done['next']}")
                 return
+        from digest.delivery import check_not_too_late, render_issue, send_issue
+        from digest.issue import plan_issue, resume_or_new
+        from digest.providers import get_provider
+
+        request = issue_request(settings, **options, key=issue_key)
+        if ledger is not None:
             request = resume_or_new(request, ledger, settings, include_sent=include_sent)
         issue = plan_issue(settings, request)
         report_planning(issue)
@@ -151,21 +154,26 @@ def send(settings: Settings, dry_run, outbox, issue_key, resend_unknown, retry_r
         raise click.exceptions.Exit(1)
 
 
-def _already_sent(request, ledger, settings: Settings, more_asked: bool) -> dict | None:
-    """The quiet answer of an hourly cron run when the issue due is finished
-    (nothing queued, sending or retryable): its key and the next issue's
-    time in the site's zone. None when there is something to do, or
-    ``more_asked`` (--resend-unknown, --retry-rejected)."""
-    from digest.delivery import ON_PURPOSE
+def _already_sent(as_of: str | None, issue_key: str | None, ledger, settings: Settings, more_asked: bool) -> dict | None:
+    """The quiet answer of an hourly cron run when the issue due at
+    ``as_of`` (--as-of text; default now), or ``issue_key``, is finished and
+    every recipient accepted or left out on purpose: its key and the next
+    issue's time in the site's zone. None when there is something to do or
+    to report, or ``more_asked`` (--resend-unknown, --retry-rejected)."""
+    from digest.moments import parse_as_of
     from digest.schedule import current_issue, describe, next_issue
 
-    scheduled = current_issue(settings.schedule, request.as_of, settings.tz)
-    key = request.key or scheduled.key
+    moment = parse_as_of(as_of, settings.tz) if as_of else datetime.now(UTC)
+    scheduled = current_issue(settings.schedule, moment, settings.tz)
+    key = issue_key or scheduled.key
     record = ledger.get_issue(key)
     if record is None or record.status != "finished" or more_asked:
         return None
-    if any(p.last_error not in ON_PURPOSE for p in ledger.problems(key)):
-        return None  # rejected or unknown recipients: the resume lists them again and exits 1
+    if problems := ledger.problems(key):
+        from digest.delivery import ON_PURPOSE
+
+        if any(p.last_error not in ON_PURPOSE for p in problems):
+            return None  # rejected or unknown recipients: the resume lists them again and exits 1
     following = next_issue(settings.schedule, scheduled, settings.tz)
     return {
         "issue": key,
