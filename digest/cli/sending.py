@@ -48,10 +48,6 @@ def send(settings: Settings, dry_run, outbox, issue_key, resend_unknown, retry_r
       digest send --not-after 36h               from cron: refuse a late send
       digest send --issue 2026-W48 --resend-unknown
       digest send --retry-rejected              after fixing the sender
-    Run it from cron every hour: it sends each due issue once, otherwise
-    says in one line that it went out and when the next is due. The
-    window starts where the last issue that went out ended, so a missed
-    or refused issue's articles go into the next one.
 
     \b
     Exit codes: 0 every recipient accepted, nothing to send, or already
