@@ -40,6 +40,11 @@ def send(settings: Settings, dry_run, outbox, issue_key, resend_unknown, retry_r
     same command again after a crash or a kill resumes the issue: it sends
     only what is still queued or retryable, never twice.
 
+    Run it from cron every hour: it sends each due issue once, otherwise
+    says in one line that it went out and when the next is due. The
+    window starts where the last issue that went out ended, so a missed
+    or refused issue's articles go into the next one.
+
     \b
     Examples:
       digest send --dry-run                     every message as .eml in ./outbox
