@@ -82,6 +82,8 @@ class SendReport:
     requests: int = 0
     stopped: str | None = None  # why the run stopped early (provider refused us), else None
     gave_up: str | None = None  # why the run left recipients queued (provider down), else None
+    requeued: int = 0  # rejected recipients queued again by --retry-rejected
+    accepted_now: int = 0  # of sent_now (attempted), how many the provider accepted
 
     @property
     def recipients(self) -> int:
@@ -112,6 +114,7 @@ def send_issue(
     ledger: Ledger | None = None,
     scheduled_at: datetime | None = None,
     resend_unknown: bool = False,
+    retry_rejected: bool = False,
     rendered: Sequence[RenderedVariant] | None = None,
     recipient_for: Callable[[Subscriber, Settings], Recipient] | None = None,
     progress: Callable[[int], None] | None = None,
@@ -122,12 +125,15 @@ def send_issue(
     ``ledger`` records the issue and one delivery row per recipient (None: an
     in-memory ledger, for the dry run and test sends). Sending the same issue
     key again resumes it: only queued and retryable rows are sent, and
-    ``unknown`` ones too with ``resend_unknown``; on a ledger file, readers
-    who left the audience since are closed, never sent, and readers who
-    joined are added. On a shared ledger (PostgreSQL) an issue another
-    worker has queued is sent as it was queued (see :func:`send_queued`).
-    Batches hold at most ``provider.max_batch_size`` (SendGrid: 1000) and
-    ``settings.batch_size`` recipients of one variant; ``settings.concurrency``
+    ``unknown`` ones too with ``resend_unknown``, and the ones the provider
+    rejected (not those left out on purpose) once more with
+    ``retry_rejected``. The audience is the one queued when the issue was
+    first sent: subscribers who joined since wait for the next issue, and
+    readers who left since are closed, never sent. On a shared ledger
+    (PostgreSQL) an issue another worker has queued is sent as it was
+    queued (see :func:`send_queued`). Batches hold at most
+    ``provider.max_batch_size`` (SendGrid: 1000) and ``settings.batch_size``
+    recipients of one variant; ``settings.concurrency``
     batches are in flight at once. Retryable recipients get up to
     ``settings.retry_rounds`` more rounds, ``settings.retry_delay`` seconds
     apart. ``progress`` is called with the number of recipients of each
@@ -148,7 +154,7 @@ def send_issue(
             report.variants.append(_variant_report(variant.number, rendered[index], len(variant.subscribers), len(variant.articles)))
         with ledger.run_lock():
             queue_issue(issue, ledger, rendered, scheduled_at=scheduled_at)
-            _deliver(ledger, key, provider, settings, report, resend_unknown, recipient_for, progress, sleep)
+            _deliver(ledger, key, provider, settings, report, resend_unknown, recipient_for, progress, sleep, retry_rejected=retry_rejected)
     finally:
         provider.close()
         if own_ledger:
@@ -160,9 +166,10 @@ def queue_issue(issue: Issue, ledger: Ledger, rendered: Sequence[RenderedVariant
     """Write ``issue`` into ``ledger`` before anything is sent: the issue,
     one queued row per subscriber of its variants, and ``rendered`` (its
     variants, in order), in one transaction (see
-    :meth:`digest.ledger.Ledger.queue_issue`). On a resume, readers who
-    left the audience since it was queued are closed, never sent (only ids
-    are held), and readers who joined are added. Returns False when a shared
+    :meth:`digest.ledger.Ledger.queue_issue`). The audience is frozen when
+    the issue is first queued: on a resume nobody is added (who joined since
+    gets the next issue), and readers who left since are closed, never sent
+    (only ids are held). Returns False when a shared
     ledger had the issue queued by another worker already (nothing written)."""
     key = issue.context.key
     resumed = ledger.get_issue(key) is not None
@@ -182,6 +189,7 @@ def send_queued(
     settings: Settings,
     *,
     resend_unknown: bool = False,
+    retry_rejected: bool = False,
     progress: Callable[[int], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> SendReport:
@@ -198,7 +206,7 @@ def send_queued(
             variant = RenderedVariant(**stored)
             report.variants.append(_variant_report(number, variant, sizes.get(variant.variant_key, 0), len(variant.article_ids)))
         with ledger.run_lock():
-            _deliver(ledger, key, provider, settings, report, resend_unknown, None, progress, sleep)
+            _deliver(ledger, key, provider, settings, report, resend_unknown, None, progress, sleep, retry_rejected=retry_rejected)
     finally:
         provider.close()
     return report
@@ -221,7 +229,7 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
-def _deliver(ledger, key, provider, settings, report, resend_unknown, recipient_for, progress, sleep) -> None:
+def _deliver(ledger, key, provider, settings, report, resend_unknown, recipient_for, progress, sleep, *, retry_rejected: bool = False) -> None:
     """Claim and send the pending rows of issue ``key`` until none is left,
     in rounds (see :func:`send_issue`); fill ``report``."""
     if recipient_for is None:
@@ -229,6 +237,9 @@ def _deliver(ledger, key, provider, settings, report, resend_unknown, recipient_
     variants = {stored["variant_key"]: RenderedVariant(**stored) for stored in ledger.variants(key)}
     me = worker_id()
     report.recovered = ledger.recover_crashed(key)
+    if retry_rejected:
+        report.requeued = ledger.requeue_rejected(key, except_reasons=ON_PURPOSE)
+    accepted_before = ledger.counts(key)[DeliveryStatus.ACCEPTED]
     # What is alive now (a planned audience of a million) lives until the end:
     # the collector need not walk it again for every batch's garbage.
     gc.freeze()
@@ -240,6 +251,7 @@ def _deliver(ledger, key, provider, settings, report, resend_unknown, recipient_
         _settle(ledger, key, settings, sleep)
     ledger.update_issue_status(key)
     report.counts = {status.value: n for status, n in ledger.counts(key).items() if n}
+    report.accepted_now = report.counts.get(DeliveryStatus.ACCEPTED.value, 0) - accepted_before
     problems = [*ledger.problems(key), *ledger.retryable(key)]
     report.skipped = [p for p in problems if p.last_error in ON_PURPOSE]
     report.problems = [p for p in problems if p.last_error not in ON_PURPOSE]

@@ -27,7 +27,8 @@ protocols.
 """
 
 from digest.ledger import postgresql, sqlite
-from digest.ledger.base import Claim, Ledger, record_events, scheme_of
+from digest.ledger.base import Claim, Ledger, scheme_of
+from digest.ledger.events import record_events
 from digest.ledger.model import IN_MEMORY, SCHEMA_VERSION, Delivery, DeliveryStatus, IssueRecord
 
 __all__ = [

@@ -10,7 +10,7 @@ supplies the connection, the transaction, the clock of claims and the locks;
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence, Sized
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,6 +29,7 @@ from digest.ledger.model import (
     now_text,
     pending_statuses,
 )
+from digest.ledger.sql import chunks, dicts, marks
 from digest.recipients import Recipient, RecipientResult, Status
 
 if TYPE_CHECKING:
@@ -134,7 +135,7 @@ class Ledger:
 
     def _rows(self, sql: str, params: Sequence = ()) -> list[dict]:
         with self._read() as db:
-            return _dicts(db.execute(sql, params))
+            return dicts(db.execute(sql, params))
 
     # Issues ---------------------------------------------------------------------------------
 
@@ -180,7 +181,7 @@ class Ledger:
         """Set issue ``key`` to ``finished`` when no row is queued, sending or
         retryable, else ``open``; return the status."""
         with self._write() as db:
-            (row,) = _dicts(db.execute(
+            (row,) = dicts(db.execute(
                 "SELECT count(*) AS n FROM deliveries WHERE issue_key = ? AND status IN ('queued', 'sending', 'retryable')",
                 (key,),
             ))
@@ -200,7 +201,8 @@ class Ledger:
     ) -> bool:
         """Queue issue ``key`` in one transaction, under the issue's queue
         lock: the issue (as :meth:`create_issue`), one ``queued`` row per
-        (recipient, variant key) of ``entries`` (as :meth:`enqueue`), and
+        (recipient, variant key) of ``entries`` (as :meth:`enqueue`; only when
+        the issue has no row yet: its audience is frozen once queued), and
         ``variants`` as rendered (objects with ``variant_key``, ``subject``,
         ``preheader``, ``html``, ``text``, ``article_ids``, ``notes``; a
         variant stored before is kept). Returns True when this call queued
@@ -208,11 +210,14 @@ class Ledger:
         worker: then nothing is written, and ``entries`` is not read)."""
         with self._write() as db:
             self._queue_lock(db, key)
-            found = _dicts(db.execute("SELECT queued_at FROM issues WHERE key = ?", (key,)))
+            found = dicts(db.execute("SELECT queued_at FROM issues WHERE key = ?", (key,)))
             if found and found[0]["queued_at"] and not self.exclusive:
                 return False
             self._insert_issue(db, key, window_start, window_end, article_ids, scheduled_at)
-            self._enqueue(db, key, entries)
+            if not dicts(db.execute("SELECT count(*) AS n FROM deliveries WHERE issue_key = ?", (key,)))[0]["n"]:
+                # The audience is frozen when the issue is first queued: who
+                # joins later gets the next issue, not a rerun of this one.
+                self._enqueue(db, key, entries)
             db.executemany(
                 "INSERT INTO variants (issue_key, variant_key, subject, preheader, html, text, article_ids, notes) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (issue_key, variant_key) DO NOTHING",
@@ -251,7 +256,7 @@ class Ledger:
     def _enqueue(self, db, issue_key: str, entries: Iterable[tuple[Recipient, str]]) -> int:
         now = now_text()
         added = 0
-        for chunk in _chunks(((issue_key, r.email, r.name, r.subscriber_id, r.list_name, v, now, now) for r, v in entries), 5000):
+        for chunk in chunks(((issue_key, r.email, r.name, r.subscriber_id, r.list_name, v, now, now) for r, v in entries), 5000):
             added += db.executemany(
                 "INSERT INTO deliveries (issue_key, email, name, subscriber_id, list_name, variant_key, status, "
                 "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?) "
@@ -303,7 +308,7 @@ class Ledger:
         return [
             delivery_of(row)
             for row in self._rows(
-                f"SELECT * FROM deliveries WHERE issue_key = ? AND status IN ({_marks(statuses)}) ORDER BY variant_key, id",
+                f"SELECT * FROM deliveries WHERE issue_key = ? AND status IN ({marks(statuses)}) ORDER BY variant_key, id",
                 (issue_key, *statuses),
             )
         ]
@@ -326,9 +331,9 @@ class Ledger:
     def close_rows(self, ids: Sequence[int], reason: str) -> None:
         """Close rows ``ids`` as rejected by us for ``reason`` (counted as an attempt)."""
         with self._write() as db:
-            for chunk in _chunks(ids, 1000):
+            for chunk in chunks(ids, 1000):
                 db.execute(
-                    f"UPDATE deliveries SET status = 'rejected', attempts = attempts + 1, last_error = ?, updated_at = ? WHERE id IN ({_marks(chunk)})",
+                    f"UPDATE deliveries SET status = 'rejected', attempts = attempts + 1, last_error = ?, updated_at = ? WHERE id IN ({marks(chunk)})",
                     (reason, now_text(), *chunk),
                 )
 
@@ -357,7 +362,7 @@ class Ledger:
         if ids:
             db.execute(
                 "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, worker = ?, lease_until = ?, updated_at = ? "
-                f"WHERE id IN ({_marks(ids)})",
+                f"WHERE id IN ({marks(ids)})",
                 (worker, lease_until, now_text(), *ids),
             )
 
@@ -376,8 +381,8 @@ class Ledger:
         # LIMIT stops the scan early (sorting would read them all).
         return [
             delivery_of(row)
-            for row in _dicts(db.execute(
-                f"SELECT * FROM deliveries WHERE issue_key = ? AND variant_key = ? AND status IN ({_marks(statuses)}) "
+            for row in dicts(db.execute(
+                f"SELECT * FROM deliveries WHERE issue_key = ? AND variant_key = ? AND status IN ({marks(statuses)}) "
                 f"AND (worker IS NULL OR worker <> ?) LIMIT ?{self.lock_rows}",
                 (issue_key, variant_key, *statuses, worker or "", limit),
             ))
@@ -401,8 +406,8 @@ class Ledger:
 
     def _claim(self, db, issue_key, limit, worker, lease, resend_unknown, suppressed) -> Claim:
         statuses = pending_statuses(resend_unknown)
-        first = _dicts(db.execute(
-            f"SELECT variant_key FROM deliveries WHERE issue_key = ? AND status IN ({_marks(statuses)}) "
+        first = dicts(db.execute(
+            f"SELECT variant_key FROM deliveries WHERE issue_key = ? AND status IN ({marks(statuses)}) "
             f"AND (worker IS NULL OR worker <> ?) LIMIT 1{self.lock_rows}",
             (issue_key, *statuses, worker),
         ))
@@ -413,16 +418,16 @@ class Ledger:
             return Claim([])
         stopped = {
             row["id"]
-            for row in _dicts(db.execute(
+            for row in dicts(db.execute(
                 "SELECT d.id FROM deliveries d JOIN suppressions s ON s.address_key = d.subscriber_id "
-                f"AND s.list_name IN (d.list_name, '') WHERE d.id IN ({_marks(rows)})",
+                f"AND s.list_name IN (d.list_name, '') WHERE d.id IN ({marks(rows)})",
                 [row.id for row in rows],
             ))
         }
         if stopped:
             db.execute(
                 "UPDATE deliveries SET status = 'rejected', attempts = attempts + 1, last_error = ?, worker = ?, updated_at = ? "
-                f"WHERE id IN ({_marks(stopped)})",
+                f"WHERE id IN ({marks(stopped)})",
                 (suppressed, worker, now_text(), *stopped),
             )
             rows = [row for row in rows if row.id not in stopped]
@@ -465,16 +470,16 @@ class Ledger:
             groups.setdefault((status.value, result.message_id, error), []).append(row_id)
         changed = 0
         for (status, message_id, error), ids in groups.items():
-            for chunk in _chunks(ids, 1000):
+            for chunk in chunks(ids, 1000):
                 changed += db.execute(
                     "UPDATE deliveries SET status = ?, message_id = coalesce(?, message_id), last_error = ?, updated_at = ? "
-                    f"WHERE status = 'sending' AND id IN ({_marks(chunk)})",
+                    f"WHERE status = 'sending' AND id IN ({marks(chunk)})",
                     (status, message_id, error, now, *chunk),
                 ).rowcount
         accepted = [ids[0] for (status, _, _), ids in groups.items() if status == "accepted"]
         article_ids = list(article_ids)
         if article_ids and accepted:
-            keys = _dicts(db.execute(f"SELECT DISTINCT issue_key FROM deliveries WHERE id IN ({_marks(accepted)})", accepted))
+            keys = dicts(db.execute(f"SELECT DISTINCT issue_key FROM deliveries WHERE id IN ({marks(accepted)})", accepted))
             db.executemany(
                 "INSERT INTO sent_articles (article_id, issue_key) VALUES (?, ?) ON CONFLICT DO NOTHING",
                 [(article_id, row["issue_key"]) for row in keys for article_id in article_ids],
@@ -538,6 +543,65 @@ class Ledger:
         )
         return {row["article_id"] for row in rows}
 
+    # History for the cron job: windows, rejected recipients, where articles went --------------
+
+    def last_sent_window_end(self, list_names: Iterable[str], before: datetime) -> datetime | None:
+        """The window end of the latest scheduled issue (not one named with
+        ``--issue``) accepted for a recipient of ``list_names``, ending
+        before ``before`` (aware); None when none did."""
+        names = sorted(set(list_names))
+        rows = self._rows(
+            "SELECT window_end FROM issues WHERE scheduled_at IS NOT NULL AND EXISTS ("
+            "SELECT 1 FROM deliveries WHERE issue_key = issues.key AND status = 'accepted' "
+            f"AND list_name IN ({marks(names)}))",
+            names,
+        )
+        ends = [end for row in rows if (end := datetime.fromisoformat(row["window_end"])) < before]
+        return max(ends, default=None)
+
+    def record_refusal(self, issue_key: str, window_start: datetime, window_end: datetime, list_names: Iterable[str], reason: str) -> None:
+        """Remember that issue ``issue_key`` (its window, aware datetimes,
+        and the lists it was for) was refused (``--not-after``), so that
+        the next issue's window takes it in. The first refusal stays."""
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO refused_issues (issue_key, window_start, window_end, list_names, reason, refused_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (issue_key) DO NOTHING",
+                (issue_key, moment_text(window_start), moment_text(window_end), json.dumps(sorted(set(list_names))), reason, now_text()),
+            )
+
+    def first_refused_window_start(self, list_names: Iterable[str], before: datetime) -> datetime | None:
+        """The earliest window start of the issues refused for ``list_names``
+        whose window ends at or before ``before`` (aware), or None."""
+        names = set(list_names)
+        starts = [
+            datetime.fromisoformat(row["window_start"])
+            for row in self._rows("SELECT window_start, window_end, list_names FROM refused_issues")
+            if names & set(json.loads(row["list_names"])) and datetime.fromisoformat(row["window_end"]) <= before
+        ]
+        return min(starts, default=None)
+
+    def requeue_rejected(self, issue_key: str, *, except_reasons: Iterable[str] = ()) -> int:
+        """Queue the ``rejected`` rows of ``issue_key`` again (``--retry-rejected``),
+        except those whose ``last_error`` is in ``except_reasons`` (left out on
+        purpose); return how many."""
+        kept = [*except_reasons, ""]  # NOT IN needs one value at least
+        with self._write() as db:
+            return db.execute(
+                "UPDATE deliveries SET status = 'queued', updated_at = ? WHERE issue_key = ? AND status = 'rejected' "
+                f"AND coalesce(last_error, '-') NOT IN ({marks(kept)})",
+                (now_text(), issue_key, *kept),
+            ).rowcount
+
+    def issues_of_articles(self, article_ids: Iterable[str]) -> dict[str, str]:
+        """article id -> key of the first issue that carried it, for those of ``article_ids`` that went out."""
+        wanted = set(article_ids)
+        rows = self._rows(
+            "SELECT s.article_id, s.issue_key FROM sent_articles s JOIN issues i ON i.key = s.issue_key "
+            f"ORDER BY i.created_at DESC, i.{self.issue_order} DESC"
+        )
+        return {row["article_id"]: row["issue_key"] for row in rows if row["article_id"] in wanted}
+
     # Copying --------------------------------------------------------------------------------
 
     def table_rows(self, table: str, page: int = 5000) -> Iterator[list[dict]]:
@@ -548,59 +612,3 @@ class Ledger:
         while rows := self._rows(f"SELECT * FROM {table} ORDER BY {order} LIMIT ? OFFSET ?", (page, offset)):
             yield [{k: v for k, v in row.items() if k not in ("seq", "rowid")} for row in rows]
             offset += len(rows)
-
-
-def record_events(db: Any, events: Iterable) -> int:
-    """Record what the provider reported about delivery rows after the send
-    (SendGrid's Event Webhook: ``delivered``, ``bounce``, ``dropped``), on
-    ``db`` inside the caller's transaction, so the caller can write other
-    rows (suppressions) in the same one. ``db`` is a connection from
-    :func:`digest.suppressions.connect` to a ledger already at
-    :data:`digest.ledger.model.SCHEMA_VERSION` (open it once with
-    :class:`Ledger`).
-
-    Each event has the attributes ``issue_key`` and ``subscriber_id`` (the
-    delivery row's, as sent in the provider's custom args), ``event``,
-    ``event_id`` (the provider's id of the report: SendGrid's
-    ``sg_event_id``), ``detail`` (str or None) and ``occurred_at`` (aware
-    datetime or None), e.g. :class:`digest.web.DeliveryEvent`. Events that
-    match no delivery row (a test send, mail from another system) are
-    skipped; a report recorded before (providers deliver webhooks at least
-    once) adds nothing. Returns how many events were new."""
-    now = now_text()
-    added = 0
-    for event in events:
-        row = db.execute(
-            "SELECT id FROM deliveries WHERE issue_key = ? AND subscriber_id = ?",
-            (event.issue_key, event.subscriber_id),
-        ).fetchone()
-        if row is None:
-            continue
-        occurred = moment_text(event.occurred_at) if event.occurred_at else None
-        added += db.execute(
-            "INSERT INTO events (delivery_id, event, event_id, detail, occurred_at, recorded_at) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            (row[0], event.event, event.event_id, event.detail, occurred, now),
-        ).rowcount
-    return added
-
-
-def _dicts(cursor) -> list[dict]:
-    names = [column[0] for column in cursor.description]
-    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-
-
-def _marks(items: Sized) -> str:
-    return ",".join("?" * len(items))
-
-
-def _chunks(items: Iterable, size: int) -> Iterator[list]:
-    chunk: list = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-

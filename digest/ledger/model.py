@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 IN_MEMORY = ":memory:"
 
 # ``{id}`` is the dialect's auto-numbered key, ``{seq}`` an extra column that
@@ -56,7 +56,7 @@ CREATE TABLE sent_articles (
 
 # Suppressions and preferences (owned by :mod:`digest.suppressions`, which
 # creates them in a SQLite file it opens on its own): part of the ledger's
-# schema from version 4, so a PostgreSQL ledger has them too.
+# schema from version 5, so a PostgreSQL ledger has them too.
 SUPPRESSION_TABLES = """
 CREATE TABLE IF NOT EXISTS suppressions (
     address_key TEXT NOT NULL,
@@ -101,10 +101,21 @@ CREATE TABLE issue_pages (
     created_at TEXT NOT NULL
 );
 """,
+    # Issues refused by --not-after: their window goes into the next issue, also the first one sent.
+    4: """
+CREATE TABLE refused_issues (
+    issue_key    TEXT PRIMARY KEY,
+    window_start TEXT NOT NULL,
+    window_end   TEXT NOT NULL,
+    list_names   TEXT NOT NULL,     -- JSON array: the lists it would have gone to
+    reason       TEXT NOT NULL,
+    refused_at   TEXT NOT NULL
+);
+""",
     # Many workers on one issue: each row keeps what its message needs (the
     # name), who claimed it and until when; the issue keeps its variants as
     # rendered, so a worker needs neither the content nor the lists.
-    4: """
+    5: """
 ALTER TABLE deliveries ADD COLUMN name TEXT NOT NULL DEFAULT '';
 ALTER TABLE deliveries ADD COLUMN worker TEXT;
 ALTER TABLE deliveries ADD COLUMN lease_until TEXT;
@@ -124,7 +135,7 @@ CREATE TABLE variants (
 }
 
 # Every table, parents first: the order a copy writes them in.
-TABLES = ("issues", "deliveries", "sent_articles", "events", "issue_pages", "variants", "suppressions", "preferences")
+TABLES = ("issues", "deliveries", "sent_articles", "events", "issue_pages", "refused_issues", "variants", "suppressions", "preferences")
 
 CRASHED = "interrupted while sending: the provider may or may not have taken it"
 LEASE_EXPIRED = "its worker stopped while sending (lease expired): the provider may or may not have taken it"
