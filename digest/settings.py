@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     sections: list[str] = Field(default_factory=list)
     articles_per_section: int | None = Field(default=None, ge=1)
     html_budget_kb: int = Field(default=90, ge=10)
+    # The CSS inliner: css-inline applies the cascade as browsers do; premailer
+    # (the earlier default) does not always (see digest/inlining.py).
+    inliner: Literal["css-inline", "premailer"] = "css-inline"
     language: str = "en"  # <html lang> of the digest (WCAG 2.2 SC 3.1.1), a BCP 47 tag
     # Where `digest archive` pages are published, the "view in browser" target
     # ({archive_url}/{issue key}.html); default {site_url}archive/.

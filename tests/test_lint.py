@@ -77,7 +77,7 @@ def test_a_relative_link_in_a_template_is_made_absolute_and_a_bad_scheme_is_an_e
     )
     settings = with_templates(settings_for, tmp_path, {"partials/footer.html.j2": footer})
     rendered = render_variant(articles(2), issue(), settings, variant_key="v1")
-    assert 'href="https://gazette.example.org/contact"' in rendered.html  # premailer's base URL
+    assert 'href="https://gazette.example.org/contact"' in rendered.html  # made absolute against site_url
     findings = lint_variant(rendered, settings=settings)
     assert [(f.code, f.severity) for f in findings] == [("link-scheme", "error")]
     line = next(n for n, text in enumerate(footer.splitlines(), start=1) if "javascript:" in text)
