@@ -22,10 +22,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
+from rendering_samples import article, issue  # noqa: E402
+
 import digest.rendering as rendering  # noqa: E402
 from digest.inlining import INLINERS, inline_css  # noqa: E402
 from digest.settings import load_settings  # noqa: E402
-from rendering_samples import article, issue  # noqa: E402
 
 
 def raw_variant(count: int, settings) -> str:
