@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import tomllib
 import zoneinfo
+from email import policy
 from pathlib import Path
 from typing import Literal
 
+from email_validator import EmailNotValidError, validate_email
 from pydantic import EmailStr, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
@@ -51,7 +53,8 @@ class Settings(BaseSettings):
     site_url: str = "https://example.org/"
     sender_email: EmailStr = "digest@example.org"
     sender_name: str | None = None  # default: site_name
-    reply_to: EmailStr | None = None
+    # An address, or a display name and address: '"Desk, News" <desk@example.org>'.
+    reply_to: str | None = None
     postal_address: str = "Example Digest, 1 Example Street, Springfield"
     timezone: str = "UTC"
 
@@ -146,6 +149,31 @@ class Settings(BaseSettings):
         if not self.sender_name:
             self.sender_name = self.site_name
         return self
+
+    @field_validator("reply_to")
+    @classmethod
+    def _reply_to(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if "\r" in value or "\n" in value:
+            raise ValueError("may not contain a line break")
+        header = policy.default.header_factory("Reply-To", value.strip())
+        addresses = header.addresses
+        if len(addresses) != 1 or header.defects or not addresses[0].domain:
+            raise ValueError('needs one address like desk@example.org or "Desk, News" <desk@example.org>')
+        try:
+            validate_email(addresses[0].addr_spec, check_deliverability=False)
+        except EmailNotValidError as exc:
+            raise ValueError(f"{addresses[0].addr_spec!r} is not a usable address ({exc})") from None
+        return str(addresses[0])  # quoted where RFC 5322 needs it: "Desk, News" <desk@example.org>
+
+    @property
+    def reply_to_parts(self) -> tuple[str, str] | None:
+        """``reply_to`` as (display name or "", address), or None when unset."""
+        if not self.reply_to:
+            return None
+        address = policy.default.header_factory("Reply-To", self.reply_to).addresses[0]
+        return address.display_name, address.addr_spec
 
     @field_validator("sendgrid_api_key")
     @classmethod
