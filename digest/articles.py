@@ -39,9 +39,12 @@ WORDS_PER_MINUTE = 230  # a common figure for adult silent reading of prose
 
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
-# Only simple inline markup survives in a summary; links only to the web or mail.
+# Only simple inline markup survives in a summary; links only to the web, mail or a phone.
 SUMMARY_TAGS = {"a", "em", "strong", "b", "i", "code", "br", "p"}
-LINK_SCHEMES = {"http", "https", "mailto"}
+LINK_SCHEMES = {"http", "https", "mailto", "tel"}
+# A tel: URI (RFC 3966 §3): a global number ("+" then digits) or a local one,
+# with the visual separators - . ( ), then ;parameters. Nothing else is a phone.
+TEL_URI = re.compile(r"^tel:\+?[0-9().-]{2,32}(?:;[A-Za-z0-9-]+(?:=[A-Za-z0-9+.()-]+)?)*$", re.IGNORECASE)
 
 
 @dataclass
@@ -91,7 +94,7 @@ class Article:
       the feed's date or modification time; a Markdown post never is.
     - ``tags``: slugs (case-folded, spaces/underscores to hyphens, Unicode
       letters kept), in source order, without duplicates.
-    - ``summary_html``: sanitized HTML (simple inline markup; http/https/mailto
+    - ``summary_html``: sanitized HTML (simple inline markup; http/https/mailto/tel
       links only), safe to put in a template unescaped.
     - ``summary_text``: the same as plain text (entities decoded, curly quotes
       kept), for the text part.
@@ -497,13 +500,16 @@ def absolute_url(value: str | None, base: str | None) -> str | None:
 def sanitize_html(fragment: str, base: str | None) -> str:
     """Untrusted HTML reduced to ``SUMMARY_TAGS`` with nh3 (ammonia): scripts
     and styles dropped with their content, other tags unwrapped, links made
-    absolute against ``base`` and kept only for http/https/mailto, each with
-    ``rel="noopener"``."""
+    absolute against ``base`` and kept only for http/https/mailto/tel, each with
+    ``rel="noopener"``; ``tel:`` links only when they are a phone number
+    (:data:`TEL_URI`)."""
 
     def resolve(tag: str, attribute: str, value: str) -> str | None:
         if tag == "a" and attribute == "href":
             if value.strip().lower().startswith("mailto:"):
                 return value.strip()
+            if value.strip().lower().startswith("tel:"):
+                return value.strip() if TEL_URI.match(value.strip()) else None
             return absolute_url(value, base)
         return value
 
