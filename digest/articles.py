@@ -27,6 +27,7 @@ from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 import nh3
 
 from digest.errors import SourceError
+from digest.images import LeadImage, first_body_image, lead_image, pixels
 
 EXCERPT_WORDS = 50  # about 50 words: two or three lines of a digest
 SUMMARY_MAX_WORDS = 60  # a summary longer than this is cut to an excerpt
@@ -57,6 +58,9 @@ class RawArticle:
     ``summary_html`` and ``body_html`` are untrusted HTML. ``base_url`` is what
     relative links resolve against (xml:base, the feed's link or None for
     ``site_url``). ``source`` names the file or URL, for messages.
+    ``image_alt``/``image_width``/``image_height`` describe ``image`` when
+    the source does (raw values: :func:`digest.images.pixels` reads them);
+    ``language`` is the article's or its feed's language, if stated.
     ``feed_date`` is the feed's own date (feed-level updated/lastBuildDate,
     else pubDate), in the same forms as ``date``, or None; the loader dates
     an entry without a date of its own by it (see :mod:`digest.sources`).
@@ -80,6 +84,10 @@ class RawArticle:
     base_url: str | None = None
     feed_date: Any = None
     notes: list[str] = field(default_factory=list)
+    image_alt: str | None = None
+    image_width: Any = None
+    image_height: Any = None
+    language: str | None = None
 
 
 @dataclass(frozen=True)
@@ -98,7 +106,14 @@ class Article:
       links only), safe to put in a template unescaped.
     - ``summary_text``: the same as plain text (entities decoded, curly quotes
       kept), for the text part.
-    - ``url`` and ``image``: absolute URLs or None.
+    - ``url``: an absolute URL or None; ``image``: the lead image
+      (:mod:`digest.images`), an absolute https URL or None, with its own
+      ``image_alt`` and pixel ``image_width``/``image_height`` when the
+      source gave them.
+    - ``tag_names``: the tags as their authors wrote them ("Telescopes &
+      Gear"), one per slug of ``tags``, for showing; ``tags`` are for matching.
+    - ``language``: the article's own language (a BCP 47 tag such as ``ar``)
+      when its source says it, else None.
     - ``reading_minutes``: estimated reading time of the body, at least 1.
     """
 
@@ -113,6 +128,11 @@ class Article:
     image: str | None
     reading_minutes: int
     source: str
+    image_alt: str | None = None
+    image_width: int | None = None
+    image_height: int | None = None
+    language: str | None = None
+    tag_names: tuple[str, ...] = ()
 
 
 # --- tags -------------------------------------------------------------------
@@ -141,7 +161,19 @@ def merge_tags(values: Iterable[Any]) -> tuple[str, ...]:
     ``"Data Structure"`` are), a string (split on commas if it has any, else
     on whitespace, as Jekyll splits ``tags: a b c``) or None.
     """
-    slugs: dict[str, None] = {}
+    return tuple(_tags_as_written(values))
+
+
+def tag_names(values: Iterable[Any]) -> tuple[str, ...]:
+    """The tags of :func:`merge_tags` as their authors wrote them (the first
+    spelling of each slug, whitespace collapsed): ``"Telescopes & Gear"`` for
+    ``telescopes-gear``. Same length and order as ``merge_tags(values)``."""
+    return tuple(_tags_as_written(values).values())
+
+
+def _tags_as_written(values: Iterable[Any]) -> dict[str, str]:
+    """slug -> the first spelling of it, in order."""
+    slugs: dict[str, str] = {}
     for value in values:
         if value is None:
             continue
@@ -153,8 +185,26 @@ def merge_tags(values: Iterable[Any]) -> tuple[str, ...]:
             parts = [value]
         for part in parts:
             if slug := slugify_tag(part):
-                slugs.setdefault(slug)
-    return tuple(slugs)
+                slugs.setdefault(slug, " ".join(str(part).split()))
+    return slugs
+
+
+_LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*$")
+RTL_LANGUAGES = {"ar", "arc", "ckb", "dv", "fa", "he", "iw", "ks", "ku", "ps", "sd", "syr", "ug", "ur", "yi"}
+
+
+def _language(value: Any) -> str | None:
+    """A BCP 47 language tag (``en-US``, ``ar``) from a source, or None when
+    it is not one (``en_US`` is read as ``en-US``)."""
+    text = str(value).strip().replace("_", "-") if isinstance(value, str) else ""
+    return text if _LANGUAGE.match(text) else None
+
+
+def is_rtl(language: str | None) -> bool:
+    """Whether text in ``language`` (a BCP 47 tag) is written right to left:
+    Arabic, Hebrew, Persian, Urdu and the other scripts of
+    :data:`RTL_LANGUAGES`, by the tag's primary subtag."""
+    return bool(language) and language.split("-")[0].lower() in RTL_LANGUAGES
 
 
 # --- dates --------------------------------------------------------------------
@@ -557,6 +607,8 @@ def normalize(raw: RawArticle, *, site_url: str, tz: tzinfo) -> Article:
         raise SourceError("an entry has no title and no text")
 
     published = aware(parse_date(raw.date), tz)
+    own = LeadImage(raw.image, raw.image_alt, pixels(raw.image_width), pixels(raw.image_height)) if raw.image else None
+    image = lead_image([own, first_body_image(raw.body_html), first_body_image(raw.summary_html)], link_base)
     return Article(
         id=_stable_id(raw.guid, url, title, published, base),
         title=title,
@@ -566,9 +618,14 @@ def normalize(raw: RawArticle, *, site_url: str, tz: tzinfo) -> Article:
         summary_html=summary_html,
         summary_text=summary_text,
         author=" ".join((raw.author or "").split()) or None,
-        image=absolute_url(raw.image, link_base),
+        image=image.url if image else None,
         reading_minutes=reading_minutes(" ".join(text for _, text in body) or summary_text),
         source=raw.source,
+        image_alt=image.alt if image else None,
+        image_width=image.width if image else None,
+        image_height=image.height if image else None,
+        language=_language(raw.language),
+        tag_names=tag_names(raw.tags),
     )
 
 

@@ -1,6 +1,6 @@
 """The size budget: Gmail clips HTML bodies above about 102 KB, hiding the
 footer with the unsubscribe link. A variant whose inlined HTML is above
-``settings.html_budget_kb`` is rendered again with shorter excerpts, then the
+``settings.html_budget_kb`` (as sent 7-bit, :func:`html_size`) is rendered again with shorter excerpts, then the
 compact layout for its oldest articles, then its oldest articles as "More this
 week" links, then the oldest of those counted in one "N more articles" link to
 the issue's web page; the newest few keep the standard layout while they fit,
@@ -14,6 +14,7 @@ is inlined at most twice, once as planned and once as reduced.
 
 from __future__ import annotations
 
+import binascii
 import math
 import re
 from collections import Counter
@@ -26,6 +27,7 @@ from digest.settings import Settings
 
 SHORT_EXCERPT_WORDS = 20  # first step of the size budget
 MAX_BUDGET_TRIES = 6  # renders per size-budget step, after the first
+ESTIMATE_MARGIN = 0.03  # the search aims this much under the budget: SizeEstimate is within about 2%
 KEEP_NEWEST = 5  # the newest articles the size budget leaves in the standard layout while they fit
 
 _TAG = re.compile(r"""<([a-zA-Z][^\s/>]*)((?:\s+[^\s=/>]+(?:\s*=\s*(?:"[^"]*"|'[^']*'|[^\s>]+))?)*)\s*/?>""")
@@ -45,8 +47,12 @@ class Plan:
 
 
 def html_size(html: str) -> int:
-    """UTF-8 bytes of ``html`` (what Gmail's clip counts)."""
-    return len(html.encode("utf-8"))
+    """Bytes of ``html`` as a 7-bit transport carries it: UTF-8, then
+    quoted-printable (RFC 2045 §6.7; ``=`` becomes ``=3D``, other bytes over
+    127 take three, lines are cut at 76). Gmail's ~102 KB clip counts the
+    part as it arrives, and a dry run's ``.eml`` or a server without
+    8BITMIME gets it so; over 8BITMIME it is smaller."""
+    return len(binascii.b2a_qp(html.encode("utf-8")))
 
 
 def _oldest_first(articles: Sequence[Article]) -> list[Article]:
@@ -69,9 +75,11 @@ def fit_budget(
     ``KEEP_NEWEST`` articles keep the standard layout: they go the same way,
     oldest first, only when they alone are over the budget. ``size`` is the
     HTML's size under ``plan`` (over budget); ``size_of`` gives (or
-    estimates) the size under another plan. The returned plan's ``notes``
+    estimates) the size under another plan, so the search aims
+    ``ESTIMATE_MARGIN`` under the budget. The returned plan's ``notes``
     say what was done, but not the final size (the caller measures it)."""
-    initial, start = plan, size
+    initial, start, limit = plan, size, budget
+    budget -= math.ceil(budget * ESTIMATE_MARGIN)  # sizes may be estimates, a little low
     plan = replace(plan, excerpt_words=SHORT_EXCERPT_WORDS)
     size = size_of(plan)
     by_age = _oldest_first(articles)
@@ -100,7 +108,7 @@ def fit_budget(
     else:
         compact_step = f"compact layout for all {compact} articles left in the email" if compact else ""
     steps = [
-        f"HTML was {start / 1024:.1f} KB, over the {budget // 1024} KB budget",
+        f"HTML was {start / 1024:.1f} KB, over the {limit // 1024} KB budget",
         f"excerpts shortened to about {SHORT_EXCERPT_WORDS} words",
         compact_step,
         f"{_oldest(linked)} listed as 'More this week' links" if linked else "",
@@ -172,7 +180,9 @@ class SizeEstimate:
             per_kind.setdefault(_kind(tag), []).append(len(style.group(0).encode("utf-8")) if style else 0)
         self._per_kind = {kind: sum(sizes) / len(sizes) for kind, sizes in per_kind.items()}
         self._rules = _rules(raw)
-        self._fixed = html_size(inlined) - html_size(raw) - self._styles(raw)
+        # Style bytes grow as the rest does once quoted-printable (html_size).
+        self._growth = html_size(inlined) / max(1, len(inlined.encode("utf-8")))
+        self._fixed = html_size(inlined) - html_size(raw) - self._styles(raw) * self._growth
 
     def _styles(self, raw: str) -> float:
         kinds = Counter(_kind(tag) for tag in _TAG.finditer(raw))
@@ -192,7 +202,7 @@ class SizeEstimate:
 
     def __call__(self, raw: str) -> int:
         """The estimated UTF-8 size of ``raw`` once inlined."""
-        return round(html_size(raw) + self._styles(raw) + self._fixed)
+        return round(html_size(raw) + self._styles(raw) * self._growth + self._fixed)
 
 
 _SIMPLE_COMPOUND = re.compile(r"^([a-zA-Z][\w-]*|\*)?((?:\.[\w-]+)*)$")

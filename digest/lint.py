@@ -20,6 +20,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from digest.articles import TEL_URI, Article
+from digest.budget import html_size
 from digest.messages import MAX_LINE_OCTETS
 from digest.rendering import (
     GMAIL_CLIP_BYTES,
@@ -90,7 +91,8 @@ def lint_variant(
 
     - HTML size (UTF-8 bytes, after inlining): error above Gmail's ~102 KB
       clip (the footer with the unsubscribe link would be hidden), warning
-      above ``settings.html_budget_kb``; warning for a ``<style>`` block over
+      above ``settings.html_budget_kb`` (measured quoted-printable, as
+      :func:`digest.budget.html_size`); warning for a ``<style>`` block over
       16 KB after inlining (Gmail drops it whole: the phone and dark-mode
       rules would be lost);
     - images: error without ``alt`` (WCAG 2.2 SC 1.1.1), warning without a
@@ -116,8 +118,9 @@ def lint_variant(
     size = len(rendered.html.encode("utf-8"))
     if size > GMAIL_CLIP_BYTES:
         findings.append(Finding("error", "size-gmail-clip", f"HTML is {size / 1024:.1f} KB; Gmail clips above 102 KB and hides the footer"))
-    elif settings is not None and size > settings.html_budget_kb * 1024:
-        findings.append(Finding("warning", "size-budget", f"HTML is {size / 1024:.1f} KB, over the {settings.html_budget_kb} KB budget"))
+    elif settings is not None and html_size(rendered.html) > settings.html_budget_kb * 1024:
+        encoded = html_size(rendered.html)
+        findings.append(Finding("warning", "size-budget", f"HTML is {encoded / 1024:.1f} KB transfer-encoded, over the {settings.html_budget_kb} KB budget"))
 
     for css in _STYLE_ELEMENT.findall(re.sub(r"<!--.*?-->", "", rendered.html, flags=re.DOTALL)):
         style_size = len(css.encode("utf-8"))

@@ -101,13 +101,19 @@ def _transfer_encoding(body: str, eight_bit: bool) -> str:
 
 
 def _fold_uris(name: str, value: str) -> str:
-    """A List-Unsubscribe value folded before each URI when the header does
-    not fit on one line (RFC 2369 §2 allows whitespace between them; a URI
-    itself is never broken, nor made an RFC 2047 encoded-word, which mail
-    apps would not read as a URI)."""
-    if len(f"{name}: {value}") <= HEADER_POLICY.max_line_length:
+    """A List-Unsubscribe value folded between its URIs when the header does
+    not fit on one line (RFC 2369 §2 allows whitespace there). A URI itself
+    is never broken, nor made an RFC 2047 encoded-word, which mail apps would
+    not read as a URI: a line holding the name and one long URI cannot be
+    folded shorter, so it stays as it is (RFC 5322 §2.1.1 allows up to 998)."""
+    limit = HEADER_POLICY.max_line_length
+    if len(f"{name}: {value}") <= limit:
         return value
-    return "\r\n " + ">,\r\n <".join(part.strip() for part in re.split(r">\s*,\s*<", value))  # a comma inside a URI stays
+    uris = [part.strip() for part in re.split(r">\s*,\s*<", value)]  # split between URIs: a comma inside one stays
+    folded = ">,\r\n <".join(uris)
+    first = folded.split("\r\n")[0]
+    # Fold after the colon too when that brings the first URI under the limit.
+    return "\r\n " + folded if len(f"{name}: {first}") > limit >= len(f" {first}") else folded
 
 
 def build_message(

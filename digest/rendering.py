@@ -42,9 +42,10 @@ from markdown_it import MarkdownIt
 from markupsafe import Markup, escape
 
 import digest
-from digest.articles import Article, excerpt, slugify_tag
+from digest.articles import Article, excerpt, is_rtl, slugify_tag
 from digest.budget import Plan, SizeEstimate, final_note, fit_budget, html_size
 from digest.errors import DigestError, SettingsError
+from digest.images import COLUMN_WIDTH, LeadImage, display_size
 from digest.inlining import inline_css
 from digest.personalization import HTML_PLACEHOLDERS, TEXT_PLACEHOLDERS, fill_placeholders
 from digest.recipients import Recipient
@@ -52,7 +53,7 @@ from digest.settings import Settings
 
 GMAIL_CLIP_BYTES = 102 * 1024  # Gmail hides the rest of a message above ~102 KB of HTML
 TEXT_WIDTH = 72  # columns of the text part (RFC 3676 suggests under 78; 72 leaves room for quoting)
-IMAGE_WIDTH = 552  # the 600px column less 2 x 24px of cell padding
+IMAGE_WIDTH = COLUMN_WIDTH  # the 600px column less 2 x 24px of cell padding
 ONE_LINE_CHARS = 80  # the line under a title in the compact layout: with the date, one line at 600px
 PREHEADER_MIN, PREHEADER_MAX = 40, 100  # what inbox previews show (Litmus, Email on Acid)
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")  # what an archive page's file name may not hold
@@ -73,13 +74,16 @@ class RenderError(DigestError):
 @dataclass(frozen=True)
 class IssueContext:
     """What every variant of one issue shares: its key (e.g. ``2026-W48`` or
-    ``preview``), its time (aware) and window, and the editor's note (Markdown)."""
+    ``preview``), its time (aware) and window, the editor's note (Markdown)
+    and its scheduled send time (aware; None: the end of its window), the
+    date the email shows."""
 
     key: str
     as_of: datetime
     window_start: datetime
     window_end: datetime
     intro_markdown: str | None = None
+    scheduled_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -175,8 +179,13 @@ def _search_path(env: jinja2.Environment) -> str:
 class ArticleView:
     """One article as a template shows it. ``layout`` names the template in
     ``layouts/`` (``standard`` or ``compact``); ``level`` is its heading level;
-    ``excerpt_html`` is safe HTML, ``excerpt_text`` and ``line`` plain text;
-    ``image`` is an https URL or None."""
+    ``tags`` as their authors wrote them; ``excerpt_html`` is safe HTML,
+    ``excerpt_text`` and ``line`` plain text; ``image`` is an https URL or
+    None, with ``image_alt`` (its own, else the title), ``image_width``
+    (pixels: the column, or less when the image is smaller) and
+    ``image_height`` (pixels, or None when its proportions are not known);
+    ``lang`` and ``dir`` are the article's own language and direction when
+    they differ from the issue's (else None)."""
 
     id: str
     title: str
@@ -190,6 +199,11 @@ class ArticleView:
     line: str
     layout: str
     level: int
+    image_alt: str = ""
+    image_width: int = IMAGE_WIDTH
+    image_height: int | None = None
+    lang: str | None = None
+    dir: str | None = None
 
 
 @dataclass(frozen=True)
@@ -201,6 +215,24 @@ class Section:
     articles: list[ArticleView]
 
 
+@dataclass(frozen=True)
+class Logo:
+    """The site's logo in the header: ``url`` and ``dark_url`` (https, the
+    latter None when there is no dark-mode version), ``width`` in pixels,
+    ``alt`` the site's name."""
+
+    url: str
+    dark_url: str | None
+    width: int
+    alt: str
+
+
+def _logo(settings: Settings) -> Logo | None:
+    if not settings.logo_url:
+        return None
+    return Logo(settings.logo_url, settings.logo_dark_url, settings.logo_width, settings.site_name)
+
+
 def _format_date(moment: datetime | None, settings: Settings) -> str:
     if moment is None:
         return ""
@@ -208,10 +240,13 @@ def _format_date(moment: datetime | None, settings: Settings) -> str:
     return f"{local.day} {local:%b %Y}"
 
 
-def _tag_title(entry: str) -> str:
-    """A section heading from a ``sections`` entry: as written, or a slug made readable."""
+def _tag_title(entry: str, written: dict[str, str]) -> str:
+    """A section heading from a ``sections`` entry: as written, else as the
+    articles write the tag, else the slug made readable."""
     if entry != slugify_tag(entry):
         return entry
+    if entry in written:
+        return written[entry]
     text = entry.replace("-", " ")
     return text[:1].upper() + text[1:]
 
@@ -245,23 +280,32 @@ def _view(article: Article, plan: Plan, settings: Settings, level: int) -> Artic
     else:
         excerpt_text = excerpt(own, words=plan.excerpt_words)
         excerpt_html = escape(excerpt_text)
+    tags = article.tag_names or article.tags
     minutes = f"{article.reading_minutes} min read"
-    meta = " · ".join(part for part in (date, ", ".join(article.tags), minutes) if part)
+    meta = " · ".join(part for part in (date, ", ".join(tags), minutes) if part)
     if article.author:
         meta += f" · {article.author}"
+    image = _secure_image(article.image)
+    width, height = display_size(LeadImage(image or "", None, article.image_width, article.image_height), IMAGE_WIDTH)
+    foreign = article.language and article.language.split("-")[0].lower() != settings.language.split("-")[0].lower()
     return ArticleView(
         id=article.id,
         title=article.title,
         url=https(article.url),
         date=date,
-        tags=article.tags,
+        tags=tags,
         meta=meta,
-        image=_secure_image(article.image),
+        image=image,
         excerpt_html=excerpt_html,
         excerpt_text=excerpt_text,
         line=_one_line(own),
         layout="compact" if article.id in plan.compact else settings.layout,
         level=level,
+        image_alt=article.image_alt or article.title,
+        image_width=width,
+        image_height=height,
+        lang=article.language if foreign else None,
+        dir=("rtl" if is_rtl(article.language) else "ltr") if foreign and is_rtl(article.language) != is_rtl(settings.language) else None,
     )
 
 
@@ -308,16 +352,20 @@ def _context(
     web_page: bool,
 ) -> dict:
     groups = _groups(articles, settings)
+    written = {slug: name for a in articles for slug, name in zip(a.tags, a.tag_names, strict=False)}  # as authors write them
     level = 3 if any(title for title, _ in groups) else 2
     sections = []
     for title, members in groups:
         shown = [_view(a, plan, settings, level) for a in members if a.id not in plan.linked]
         if shown:
-            sections.append(Section(tag=slugify_tag(title) if title else None, title=_tag_title(title) if title else None, articles=shown))
+            sections.append(Section(tag=slugify_tag(title) if title else None, title=_tag_title(title, written) if title else None, articles=shown))
     more = [_view(a, plan, settings, level) for a in articles if a.id in plan.linked and a.id not in plan.unlisted]
     intro = context.intro_markdown.strip() if context.intro_markdown else ""
     return {
         "lang": settings.language,
+        "dir": "rtl" if is_rtl(settings.language) else "ltr",
+        "column_width": IMAGE_WIDTH,
+        "logo": _logo(settings),
         "subject": subject,
         "preheader": preheader,
         "preheader_spacer": PREHEADER_SPACER,
@@ -329,7 +377,7 @@ def _context(
         "issue_label": _issue_label(context, settings),
         "web_page": web_page,
         "view_url": None if web_page else https(issue_url(settings, context.key)),
-        "topics": ", ".join(sorted(tags)),
+        "topics": ", ".join(sorted(written.get(tag, tag) for tag in tags)),
         "intro_html": Markup(_MARKDOWN.render(intro)) if intro else "",
         "intro_text": _markdown_text(intro),
         "sections": sections,
@@ -341,7 +389,8 @@ def _context(
 
 
 def _issue_label(context: IssueContext, settings: Settings) -> str:
-    date = _format_date(context.as_of, settings)
+    # The issue's own date (when the schedule sends it), not the day it was built.
+    date = _format_date(context.scheduled_at or context.window_end, settings)
     return date if context.key == "preview" else f"{date} · issue {context.key}"
 
 

@@ -74,6 +74,10 @@ class Settings(BaseSettings):
     # The CSS inliner: css-inline applies the cascade as browsers do; premailer
     # (the earlier default) does not always (see digest/inlining.py).
     inliner: Literal["css-inline", "premailer"] = "css-inline"
+    # The site's logo in the header (https), its width in pixels, and a version for dark mode.
+    logo_url: str | None = None
+    logo_width: int = Field(default=200, ge=16, le=552)
+    logo_dark_url: str | None = None
     language: str = "en"  # <html lang> of the digest (WCAG 2.2 SC 3.1.1), a BCP 47 tag
     # Where `digest archive` pages are published, the "view in browser" target
     # ({archive_url}/{issue key}.html); default {site_url}archive/.
@@ -194,6 +198,17 @@ class Settings(BaseSettings):
                 parse_duration(value)
             except DigestError as exc:
                 raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("logo_url", "logo_dark_url")
+    @classmethod
+    def _https_image(cls, value: str | None) -> str | None:
+        # Mail apps block or flag images that are not on https; an email has no base URL.
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if not value.startswith("https://") or any(c in value for c in ' "<>\\\r\n'):
+            raise ValueError("must be an absolute https:// URL of an image")
         return value
 
     @field_validator("site_url", "sendgrid_host")

@@ -19,7 +19,8 @@ GROUND_FLOOR = {
     "digest.errors": set(),
     "digest.recipients": set(),
     "digest.moments": {"digest.errors"},
-    "digest.articles": {"digest.errors", "digest.moments"},
+    "digest.images": set(),
+    "digest.articles": {"digest.errors", "digest.moments", "digest.images"},
 }
 
 
