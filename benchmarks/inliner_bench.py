@@ -45,7 +45,7 @@ def raw_variant(count: int, settings) -> str:
 def correctness() -> dict[str, str]:
     try:
         from playwright.sync_api import sync_playwright
-        from test_inlining_browser import CASES, CHROMIUM, PAGE, differences
+        from test_inlining_browser import CASES, CHROMIUM, PAGE, SITUATIONS, differences
 
         from digest.preview import CHROMIUM_ARGS
     except BaseException as exc:  # noqa: BLE001 - pytest.skip raises a BaseException when Chromium is missing
@@ -53,11 +53,12 @@ def correctness() -> dict[str, str]:
     out = {}
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=list(CHROMIUM_ARGS))
+        pages = {situation: [browser.new_page(viewport={"width": situation[0], "height": 800}, color_scheme=situation[1]) for _ in range(2)] for situation in SITUATIONS}
         for name in INLINERS:
             wrong = []
             for case, (css, body) in CASES.items():
                 page = PAGE.format(css=css, body=body)
-                if differences(browser, page, inline_css(page, None, name)):
+                if differences(pages, page, inline_css(page, None, name)):
                     wrong.append(case)
             out[name] = f"{len(CASES) - len(wrong)}/{len(CASES)} cascade cases right" + (f"; wrong: {'; '.join(wrong)}" if wrong else "")
         browser.close()

@@ -10,9 +10,10 @@ in Chromium).
 The default inliner is css-inline (maintained, Rust): it applies the cascade
 (specificity, source order, ``!important`` over an existing ``style``, and
 shorthand/longhand order). premailer (``inliner = "premailer"``) is still
-offered; it is not cascade-true (a stylesheet ``!important`` loses to an inline
-value, a later shorthand can come out before a longhand it should override),
-see ``benchmarks/inliner_bench.py``.
+offered; it is not cascade-true: it makes every kept ``@media``/``:hover``
+rule ``!important``, so such a rule also wins where a more specific ordinary
+rule should hold (5 of the 12 cascade cases of the test differ in Chromium,
+``benchmarks/inliner_bench.py``), and it offers no way to tell where.
 
 What no inliner does by itself, done here around the call:
 
