@@ -392,7 +392,8 @@ def absolute_links(html: str, base_url: str) -> str:
     def resolve(match: re.Match[str]) -> str:
         value = match.group(3)
         stripped = value.strip()
-        if not stripped or stripped in placeholders or _SCHEME.match(stripped):
+        # A placeholder is %%...%% (digest.personalization); no relative URL starts with "%%".
+        if not stripped or stripped in placeholders or stripped.startswith("%%") or _SCHEME.match(stripped):
             return match.group(0)
         if stripped.startswith("#") and stripped[1:] in targets:
             return match.group(0)

@@ -47,7 +47,8 @@ JSON_FEED = {
 POSTS = {
     "cover.md": '---\ntitle: Cover map\ndate: 2026-11-24\ntags: ["Telescopes & Gear", "night sky"]\n'
                 'cover:\n  src: https://cdn.example.org/cover.jpg\n  alt: "Saturn, low over the shed"\n  width: 2000\n  height: 1000\n---\nBody.\n',
-    "thumb.md": "---\ntitle: Thumbnail key\ndate: 2026-11-24\nthumbnail: /images/t.jpg\n---\nBody.\n",
+    "thumb.md": "---\ntitle: Thumbnail key\ndate: 2026-11-24\nthumbnail: /images/t.jpg\n"
+                'description: "Read *our* [guide](/guide), call [the shop](tel:+44-20-7946-0000) or [not](javascript:alert(1))."\n---\nBody.\n',
     "body.md": '---\ntitle: From the body\ndate: 2026-11-24\n---\nText.\n\n<img src="https://cdn.example.org/body.gif" width="120">\n\n![second](https://cdn.example.org/no.jpg)\n',
     "none.md": "---\ntitle: No picture\ndate: 2026-11-24\nlang: ar\n---\nنص عربي.\n",
 }
@@ -182,6 +183,16 @@ def test_the_header_shows_the_issues_scheduled_date_not_the_day_it_was_built(set
     assert planned.context.scheduled_at == datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
     html = render_variant([article(0)], planned.context, settings, variant_key="v").html
     assert "30 Nov 2026 · issue 2026-W49" in html and "2 Dec 2026" not in html
+
+
+def test_links_and_emphasis_of_a_markdown_description_survive_into_the_email(site):
+    settings, by_title = site
+    html = render_variant([by_title["Thumbnail key"]], issue(), settings, variant_key="v").html
+    excerpt = re.search(r'<div class="excerpt"[^>]*>(.*?)</div>', html, re.DOTALL)[1]
+    assert re.search(r"<em[^>]*>our</em>", excerpt)
+    assert re.search(r'<a href="https://gazette.example.org/guide"[^>]*>guide</a>', excerpt)
+    assert re.search(r'<a href="tel:\+44-20-7946-0000"[^>]*>the shop</a>', excerpt)
+    assert "href=\"javascript" not in excerpt.replace(" ", "")  # left as text by the Markdown reader, never a link
 
 
 def test_the_bundled_example_shows_no_broken_image(settings_for):
