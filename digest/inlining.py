@@ -30,9 +30,10 @@ What no inliner does by itself, done here around the call:
   the per-person placeholders, ``mailto:``/``tel:`` links and in-email anchors
   (``href="#latest"`` whose target is in the email).
 
-Limit: when two kept rules of different conditions meet on one element and
+Limits: when two kept rules of different conditions meet on one element and
 property, and only one of them beats the ordinary rule there, the other one
-wins too while its condition alone holds.
+wins too while its condition alone holds; an at-rule nested in another
+(``@supports`` inside ``@media``) is kept as written, not made ``!important``.
 """
 
 from __future__ import annotations
@@ -144,10 +145,13 @@ def _split_css(css: str) -> _Split:
                     if _PSEUDO_ELEMENT.search(s):
                         kept.append(f"{s} {{ {body} }}")
         elif rule.type == "at-rule" and rule.lower_at_keyword in ("media", "supports", "container") and rule.content is not None:
-            inner = [r for r in tinycss2.parse_rule_list(rule.content, skip_comments=True, skip_whitespace=True) if r.type == "qualified-rule"]
+            inner = tinycss2.parse_rule_list(rule.content, skip_comments=True, skip_whitespace=True)
             start = len(kept)
             for sub in inner:
-                keep_rule(sub)
+                if sub.type == "qualified-rule":
+                    keep_rule(sub)
+                elif sub.type == "at-rule":  # nested (@supports in @media): kept as written
+                    kept.append(tinycss2.serialize([sub]).strip())
             block = " ".join(kept[start:])
             del kept[start:]
             kept.append(f"@{rule.at_keyword} {tinycss2.serialize(rule.prelude).strip()} {{ {block} }}")
