@@ -479,3 +479,16 @@ def test_an_anchor_whose_target_is_in_the_email_is_never_made_absolute(inliner):
     page = '<html><head><style>a { color: red }</style></head><body><a href="#top">top</a><p id="top">x</p><a href="#gone">g</a></body></html>'
     out = rendering.inline_css(page, "https://gazette.example.org/", inliner)
     assert 'href="#top"' in out and 'href="https://gazette.example.org/#gone"' in out
+
+
+def test_the_premailer_inliner_is_still_offered(settings_for):
+    """inliner = "premailer" renders the same email content through premailer
+    (not cascade-true: see digest/inlining.py), and it passes the built-in checks."""
+    from digest.lint import lint_variant
+
+    settings = settings_for(inliner="premailer", site_url="https://gazette.example.org/")
+    rendered = render(settings, articles(3))
+    assert re.search(r'<td class="cell article" style="[^"]*padding:0 24px', rendered.html)
+    assert lint_variant(rendered, settings=settings) == []
+    with pytest.raises(SettingsError, match="inliner"):
+        settings_for(inliner="juice")
