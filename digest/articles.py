@@ -20,13 +20,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, tzinfo
 from datetime import time as dt_time
 from email.utils import parsedate_to_datetime
-from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 
 import nh3
 
 from digest.errors import SourceError
+from digest.htmltext import html_to_text, prose, text_blocks
 from digest.images import LeadImage, first_body_image, lead_image, pixels
 
 EXCERPT_WORDS = 50  # about 50 words: two or three lines of a digest
@@ -389,91 +389,6 @@ def aware(value: datetime | date | None, tz: tzinfo) -> datetime | None:
     return value if value.tzinfo is not None and value.utcoffset() is not None else value.replace(tzinfo=tz)
 
 
-# --- HTML to text ---------------------------------------------------------------
-
-_BLOCK_TAGS = {
-    "address", "article", "aside", "blockquote", "br", "dd", "details", "div", "dl", "dt",
-    "figcaption", "figure", "footer", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr",
-    "li", "main", "nav", "ol", "p", "pre", "section", "summary", "table", "td", "th", "tr", "ul",
-}  # fmt: skip
-_HIDDEN_TAGS = {"script", "style", "template", "noscript", "svg", "math", "iframe", "object", "head", "title"}
-# Text in these is not prose to quote in an excerpt: headings, code, tables, captions, menus.
-_NOT_PROSE = {"h1", "h2", "h3", "h4", "h5", "h6", "pre", "table", "figure", "figcaption", "nav", "aside"}
-_VOID_TAGS = {"br", "hr"}
-
-
-class _TextBlocks(HTMLParser):
-    """Collects the text of an HTML fragment block by block (entities decoded,
-    whitespace collapsed), noting whether each block is prose."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.blocks: list[tuple[bool, str]] = []
-        self._parts: list[str] = []
-        self._open: list[str] = []
-        self._hidden = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in _HIDDEN_TAGS:
-            self._hidden += 1
-        elif tag in _BLOCK_TAGS:
-            self._flush()
-            if tag not in _VOID_TAGS:
-                self._open.append(tag)
-
-    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in _BLOCK_TAGS:
-            self._flush()
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in _HIDDEN_TAGS:
-            self._hidden = max(0, self._hidden - 1)
-        elif tag in _BLOCK_TAGS:
-            self._flush()
-            if tag in self._open:
-                del self._open[len(self._open) - 1 - self._open[::-1].index(tag) :]
-
-    def handle_data(self, data: str) -> None:
-        if not self._hidden:
-            self._parts.append(data)
-
-    def close(self) -> None:
-        super().close()
-        self._flush()
-
-    def _flush(self) -> None:
-        text = " ".join("".join(self._parts).split())
-        self._parts.clear()
-        if text:
-            self.blocks.append((not _NOT_PROSE.intersection(self._open), text))
-
-
-def text_blocks(fragment: str | None) -> list[tuple[bool, str]]:
-    """The text blocks of an HTML fragment as ``(is_prose, text)`` pairs, in
-    order. Scripts, styles and SVG are left out; entities are decoded."""
-    if not fragment:
-        return []
-    parser = _TextBlocks()
-    parser.feed(fragment)
-    parser.close()
-    return parser.blocks
-
-
-def html_to_text(fragment: str | None) -> str:
-    """Plain text of an HTML fragment on one line (blocks joined by spaces)."""
-    return " ".join(text for _, text in text_blocks(fragment))
-
-
-def prose_text(fragment: str | None) -> str:
-    """The prose of an HTML body (paragraphs, lists, quotes; not headings,
-    code or tables), or all its text when it has no prose."""
-    return _prose(text_blocks(fragment))
-
-
-def _prose(blocks: list[tuple[bool, str]]) -> str:
-    return " ".join(text for prose, text in blocks if prose) or " ".join(text for _, text in blocks)
-
-
 # --- excerpts ---------------------------------------------------------------------
 
 # A sentence ends at . ! ? or … (maybe followed by closing quotes or brackets)
@@ -597,7 +512,7 @@ def normalize(raw: RawArticle, *, site_url: str, tz: tzinfo) -> Article:
     link_base = raw.base_url if absolute_url(raw.base_url, None) else (url or site_url)
 
     body = text_blocks(raw.body_html)  # parsed once: long feed bodies dominate the cost
-    body_text = _prose(body)
+    body_text = prose(body)
     summary_html, summary_text = _summary(raw.summary_html, body_text, link_base)
 
     title = " ".join((raw.title or "").split())
@@ -636,6 +551,30 @@ def _summary(summary_html: str | None, body_text: str, base: str | None) -> tupl
         return sanitize_html(summary_html or "", base), text
     short = excerpt(text or body_text)
     return html.escape(short, quote=False), short
+
+
+def identity(article: Article) -> tuple[str, str]:
+    """How ``article`` is known: ``("guid", id)`` for a feed entry's own id,
+    ``("URL", url)`` for an article known by its link (a Markdown post, an
+    entry without a guid, or whose guid is its permalink), ``("hash", id)``
+    for one with neither (a hash of title and date)."""
+    if article.id.startswith("sha256:"):
+        return "hash", article.id
+    if article.url is not None and article.id == article.url:
+        return "URL", article.url
+    return "guid", article.id
+
+
+def same_article(a: Article, b: Article) -> bool:
+    """Whether ``a`` and ``b`` are one article: the same id; or the same URL
+    when at least one of them is known by its URL only. Two entries with
+    guids of their own that share a link are two articles (event listings
+    and podcasts do this; RSS 2.0 makes the guid the entry's identity)."""
+    if a.id == b.id:
+        return True
+    if a.url is None or a.url != b.url:
+        return False
+    return identity(a)[0] != "guid" or identity(b)[0] != "guid"
 
 
 def _stable_id(guid: str | None, url: str | None, title: str, published: datetime | None, base: str) -> str:

@@ -18,9 +18,11 @@ MAX_LINES = 650
 GROUND_FLOOR = {
     "digest.errors": set(),
     "digest.recipients": set(),
+    "digest.words": set(),
     "digest.moments": {"digest.errors"},
     "digest.images": set(),
-    "digest.articles": {"digest.errors", "digest.moments", "digest.images"},
+    "digest.htmltext": set(),
+    "digest.articles": {"digest.errors", "digest.moments", "digest.images", "digest.htmltext"},
 }
 
 

@@ -14,8 +14,9 @@ from typing import Any
 
 import feedparser
 
-from digest.articles import SLASH_DATE, RawArticle, absolute_url, html_to_text, parse_date
+from digest.articles import SLASH_DATE, RawArticle, absolute_url, parse_date
 from digest.errors import SourceError
+from digest.htmltext import html_to_text
 
 _HTML_TYPES = {"text/html", "application/xhtml+xml"}
 _ENTRY_FIELDS = ("title", "link", "id", "summary", "content")
