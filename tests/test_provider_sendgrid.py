@@ -11,7 +11,7 @@ import pytest
 from conftest import SENDGRID_KEY
 
 from digest.errors import ProviderAuthError, SettingsError
-from digest.messages import list_unsubscribe_headers
+from digest.messages import list_headers, list_unsubscribe_headers
 from digest.providers.sendgrid import SendGridProvider
 from digest.recipients import Status
 from digest.rendering import personalize
@@ -230,6 +230,29 @@ def test_the_provider_needs_an_api_key(settings_for):
         SendGridProvider(settings_for(provider="sendgrid"))
 
 
+def test_every_personalization_carries_the_list_headers_of_the_eml(fake_sendgrid, provider_for, variant, make_recipients):
+    """List-Id, List-Unsubscribe and List-Unsubscribe-Post, as in the
+    message the outbox and SMTP build (RFC 2919, RFC 2369, RFC 8058)."""
+    recipients = make_recipients(4, names=["Doe, Jane", "Zoë", "", "Ann"])
+    provider = provider_for(fake_sendgrid, site_name="The Allotment Gazette", site_url="https://gazette.example.org/")
+    assert [r.status for r in provider.send_batch(variant, recipients, ISSUE)] == [Status.ACCEPTED] * 4
+    (request,) = fake_sendgrid.bodies()
+    personalizations = request["body"]["personalizations"]
+    assert len(personalizations) == 4
+    for personalization, recipient in zip(personalizations, recipients, strict=True):
+        expected = list_headers(recipient, provider.settings)
+        assert expected["List-Id"] == "The Allotment Gazette <main.gazette.example.org>"
+        assert {name: personalization["headers"][name] for name in expected} == expected
+        assert set(expected) == {"List-Id", "List-Unsubscribe", "List-Unsubscribe-Post"}
+
+
+def test_a_reply_to_with_a_display_name_reaches_sendgrid_as_name_and_email(fake_sendgrid, provider_for, variant, make_recipients):
+    provider = provider_for(fake_sendgrid, reply_to='"Desk, News" <desk@gazette.example.org>')
+    assert [r.status for r in provider.send_batch(variant, make_recipients(1), ISSUE)] == [Status.ACCEPTED]
+    (request,) = fake_sendgrid.bodies()
+    assert request["body"]["reply_to"] == {"email": "desk@gazette.example.org", "name": "Desk, News"}
+
+
 def helper_body(provider: SendGridProvider, rendered, batch, issue_key: str) -> dict:
     """The body as the official client's ``Mail`` helper builds it (how the
     provider built it before it wrote plain dicts)."""
@@ -255,8 +278,9 @@ def helper_body(provider: SendGridProvider, rendered, batch, issue_key: str) -> 
     settings = provider.settings
     mail = Mail(from_email=From(str(settings.sender_email), settings.sender_name or None), subject=rendered.subject,
                 plain_text_content=PlainTextContent(rendered.text), html_content=HtmlContent(rendered.html))
-    if settings.reply_to:
-        mail.reply_to = ReplyTo(str(settings.reply_to))
+    if settings.reply_to_parts:
+        name, email = settings.reply_to_parts
+        mail.reply_to = ReplyTo(email, name or None)
     mail.add_custom_arg(CustomArg("issue_key", str(issue_key)))
     mail.add_custom_arg(CustomArg("variant_key", str(rendered.variant_key)))
     for category in reversed(settings.sendgrid_categories):  # the helper inserts at the front
@@ -268,7 +292,7 @@ def helper_body(provider: SendGridProvider, rendered, batch, issue_key: str) -> 
         personalization.add_to(To(recipient.email, _display_name(recipient.name)))
         for key, value in substitutions(recipient).items():
             personalization.add_substitution(Substitution(key, value))
-        for name, value in list_unsubscribe_headers(recipient).items():
+        for name, value in list_headers(recipient, settings).items():
             personalization.add_header(Header(name, value))
         personalization.add_custom_arg(CustomArg("subscriber_id", str(recipient.subscriber_id)))
         mail.add_personalization(personalization, index=index)
@@ -277,7 +301,7 @@ def helper_body(provider: SendGridProvider, rendered, batch, issue_key: str) -> 
 
 @pytest.mark.parametrize("overrides", [
     {},
-    {"sendgrid_categories": ["digest", "weekly"], "asm_group_id": 42, "reply_to": "editor@example.org", "sender_name": "The Gazette"},
+    {"sendgrid_categories": ["digest", "weekly"], "asm_group_id": 42, "reply_to": "The Desk <editor@example.org>", "sender_name": "The Gazette"},
     {"sendgrid_categories": [], "sender_name": ""},
 ])
 def test_the_plain_dict_body_is_what_the_official_helper_builds(fake_sendgrid, provider_for, variant, make_recipients, overrides):

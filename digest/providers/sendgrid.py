@@ -42,7 +42,7 @@ from sendgrid import SendGridAPIClient
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential, wait_random
 
 from digest.errors import ProviderAuthError, SettingsError
-from digest.messages import list_unsubscribe_headers
+from digest.messages import list_headers
 from digest.personalization import substitutions
 from digest.recipients import Recipient, RecipientResult, Status
 from digest.rendering import RenderedVariant
@@ -268,7 +268,7 @@ class SendGridProvider:
         body: dict = {
             "from": sender,
             "subject": rendered.subject,
-            "personalizations": [_personalization(recipient) for recipient in batch],
+            "personalizations": [_personalization(recipient, settings) for recipient in batch],
             # text/plain before text/html, as SendGrid requires (RFC 1341 §7.2:
             # the preferred part last).
             "content": [{"type": "text/plain", "value": rendered.text}, {"type": "text/html", "value": rendered.html}],
@@ -279,18 +279,19 @@ class SendGridProvider:
         body["custom_args"] = {"variant_key": str(rendered.variant_key), "issue_key": str(issue_key)}
         if settings.asm_group_id is not None:
             body["asm"] = {"group_id": settings.asm_group_id}
-        if settings.reply_to:
-            body["reply_to"] = {"email": str(settings.reply_to)}
+        if settings.reply_to_parts:
+            name, email = settings.reply_to_parts
+            body["reply_to"] = {"name": name, "email": email} if name else {"email": email}
         return body
 
 
-def _personalization(recipient: Recipient) -> dict:
+def _personalization(recipient: Recipient, settings: Settings) -> dict:
     to = {"email": recipient.email}
     name = _display_name(recipient.name)
     if name:
         to = {"name": name, **to}
     personalization: dict = {"to": [to]}
-    headers = list_unsubscribe_headers(recipient)
+    headers = list_headers(recipient, settings)  # List-Id too, as in the .eml
     if headers:
         personalization["headers"] = dict(headers)
     values = substitutions(recipient)
