@@ -19,14 +19,14 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from digest.articles import Article
 from digest.subscribers import Problem, Subscriber, choose_lists, iter_subscribers
-from digest.suppressions import Suppression, all_preferences, present, suppressed_keys
+from digest.suppressions import Suppression, all_preferences, present, suppressed_key_set, suppressions_for
 
 if TYPE_CHECKING:
     from digest.settings import Settings
@@ -84,15 +84,20 @@ def load_audience(
     suppressed: list[tuple[Subscriber, Suppression]] = []
     problems: list[Problem] = []
     state = _LedgerState(ledger if use_ledger and present(ledger) else None)
+    held: list[Subscriber] = []
     for item in iter_subscribers(files):
         if isinstance(item, Problem):
             problems.append(item)
             continue
         stopped, chosen = state.lookup(item)
-        if stopped is not None:
-            suppressed.append((item, stopped))
+        if stopped:
+            held.append(item)
         else:
             kept.append(item if chosen is None else replace(item, tags=chosen))
+    suppressed = state.why(held)
+    # A suppression lifted between the two queries: that reader is kept.
+    lifted = {id(s) for s in held} - {id(s) for s, _ in suppressed}
+    kept.extend(state.chosen(s) for s in held if id(s) in lifted)
     return Audience(kept, suppressed, problems, files)
 
 
@@ -102,22 +107,36 @@ class _LedgerState:
     first time a subscriber of that list is met."""
 
     ledger: Path | str | None
-    suppressions: dict[str, Mapping[str, Suppression]] = field(default_factory=dict)
+    suppressions: dict[str, frozenset[str]] = field(default_factory=dict)
     preferences: dict[str, dict[str, frozenset[str]]] = field(default_factory=dict)
     tag_sets: dict[frozenset[str], frozenset[str]] = field(default_factory=dict)
 
-    def lookup(self, subscriber: Subscriber) -> tuple[Suppression | None, frozenset[str] | None]:
+    def lookup(self, subscriber: Subscriber) -> tuple[bool, frozenset[str] | None]:
+        """(whether ``subscriber`` is suppressed, the tags they chose or None)."""
         if self.ledger is None:
-            return None, None
+            return False, None
         name = subscriber.list_name
         if name not in self.suppressions:
-            self.suppressions[name] = suppressed_keys(self.ledger, name)
+            # Only the keys: a long history is mostly people no longer on the list.
+            self.suppressions[name] = suppressed_key_set(self.ledger, name)
             self.preferences[name] = all_preferences(self.ledger, name)
         key = subscriber.key
         chosen = self.preferences[name].get(key)
         if chosen is not None:
             chosen = self.tag_sets.setdefault(chosen, chosen)  # one object per distinct choice
-        return self.suppressions[name].get(key), chosen
+        return key in self.suppressions[name], chosen
+
+    def why(self, held: list[Subscriber]) -> list[tuple[Subscriber, Suppression]]:
+        """``held`` (subscribers :meth:`lookup` found suppressed), each with its suppression."""
+        found: dict[str, dict[str, Suppression]] = {}
+        for name in {s.list_name for s in held}:
+            found[name] = suppressions_for(self.ledger, name, (s.key for s in held if s.list_name == name))
+        return [(s, found[s.list_name][s.key]) for s in held if s.key in found[s.list_name]]
+
+    def chosen(self, subscriber: Subscriber) -> Subscriber:
+        """``subscriber`` with the tags they chose, if they did."""
+        chosen = self.lookup(subscriber)[1]
+        return subscriber if chosen is None else replace(subscriber, tags=chosen)
 
 
 # Variants ----------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -222,36 +222,38 @@ def is_suppressed(db: Db, address: str, list_name: str | None = None) -> Suppres
     return _suppression(row) if row else None
 
 
-def suppressed_keys(db: Db, list_name: str) -> Mapping[str, Suppression]:
+def suppressed_keys(db: Db, list_name: str) -> dict[str, Suppression]:
     """Every address key suppressed for ``list_name`` (its own rows and the
     global ones), mapped to its suppression (the oldest when there are
-    several): one query, so filtering an audience of 100,000 is a lookup per
-    subscriber. The rows are kept as read and made :class:`Suppression`
-    objects only when looked up: a long history is mostly people no longer
-    on the list."""
-    query = "SELECT address_key, address, reason, source, list_name, created_at FROM suppressions WHERE list_name IN (?, ?)"
+    several), in one query."""
+    return {s.key: s for s in reversed(list_suppressions(db, list_name))}
+
+
+def suppressed_key_set(db: Db, list_name: str) -> frozenset[str]:
+    """The address keys suppressed for ``list_name`` (its own and the global
+    ones), in one query and nothing more: filtering an audience of 100,000
+    beside a history of 100,000 suppressions is then a set lookup per
+    subscriber, without a suppression object for each row."""
     with _using(db) as conn:
-        rows = conn.execute(query + " ORDER BY created_at DESC, address_key", (list_name, EVERY_LIST)).fetchall()
-    return _LazySuppressions({row[0]: tuple(row[1:]) for row in rows})
+        rows = conn.execute("SELECT address_key FROM suppressions WHERE list_name IN (?, ?)", (list_name, EVERY_LIST)).fetchall()
+    return frozenset(row[0] for row in rows)
 
 
-class _LazySuppressions(Mapping):
-    """Address key -> :class:`Suppression`, built from the stored row on lookup."""
-
-    def __init__(self, rows: dict[str, tuple]) -> None:
-        self._rows = rows
-
-    def __getitem__(self, key: str) -> Suppression:
-        return _suppression(self._rows[key])
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._rows
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._rows)
-
-    def __len__(self) -> int:
-        return len(self._rows)
+def suppressions_for(db: Db, list_name: str, keys: Iterable[str]) -> dict[str, Suppression]:
+    """The suppression (the oldest) of each of ``keys`` (address keys) on
+    ``list_name``, for those suppressed there; one query per 500 keys."""
+    wanted = sorted(set(keys))
+    found: dict[str, Suppression] = {}
+    with _using(db) as conn:
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            rows = conn.execute(
+                "SELECT address, reason, source, list_name, created_at FROM suppressions "
+                f"WHERE list_name IN (?, ?) AND address_key IN ({','.join('?' * len(chunk))}) ORDER BY created_at DESC",
+                (list_name, EVERY_LIST, *chunk),
+            ).fetchall()
+            found.update((suppression.key, suppression) for suppression in map(_suppression, rows))
+    return found
 
 
 def _suppression(row: tuple[str, str, str, str, str]) -> Suppression:
