@@ -4,19 +4,18 @@ can be swapped (premailer is unmaintained since 2021)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from urllib.parse import urljoin
 
-from digest.personalization import HTML_PLACEHOLDERS
 
-
-def inline_css(html: str, base_url: str | None) -> str:
+def inline_css(html: str, base_url: str | None, *, keep: Iterable[str] = ()) -> str:
     """The one place premailer is called (so it can be swapped).
 
     Copies the ``<style>`` rules into ``style=""`` attributes; keeps ``@media``
     and ``:hover`` rules in a ``<style>`` in ``<head>``, marked ``!important``
     so that they win over the inlined styles; never fetches remote CSS; makes
     links and image sources absolute against ``base_url``, except the
-    per-person placeholders. cssutils' log messages are silenced (they are
+    hrefs in ``keep`` (the per-person placeholders). cssutils' log messages are silenced (they are
     about CSS that mail clients need, such as ``mso-`` properties).
     """
     from premailer import Premailer  # imported here: cssutils is slow to import
@@ -36,6 +35,6 @@ def inline_css(html: str, base_url: str | None) -> str:
     out = inliner.transform(html)
     if base_url:
         # premailer joins every href with base_url; a placeholder is not a URL yet.
-        for placeholder in HTML_PLACEHOLDERS.values():
+        for placeholder in keep:
             out = out.replace(urljoin(base_url, placeholder), placeholder)
     return out

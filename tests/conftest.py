@@ -173,8 +173,11 @@ def smtp_server(start_smtp_server):
 def variant():
     """A rendered variant as rendering makes it: UTF-8 subject, HTML and text
     with the per-person placeholders that personalize()/substitutions() fill."""
-    from digest.personalization import HTML_PLACEHOLDERS, TEXT_PLACEHOLDERS
+    from digest.personalization import html_placeholders, new_nonce, text_placeholders
     from digest.rendering import RenderedVariant
+
+    nonce = new_nonce()
+    HTML_PLACEHOLDERS, TEXT_PLACEHOLDERS = html_placeholders(nonce), text_placeholders(nonce)  # noqa: N806
 
     html = (
         '<!doctype html><html lang="en"><body><table role="presentation" width="600"><tr><td>'
@@ -188,7 +191,7 @@ def variant():
     )
     return RenderedVariant(
         variant_key="v-3f9a", subject="Gazette: Rübe & Kürbis and 2 more", preheader="This week",
-        html=html, text=text, article_ids=("a1", "a2", "a3"),
+        html=html, text=text, article_ids=("a1", "a2", "a3"), nonce=nonce,
     )
 
 

@@ -111,7 +111,7 @@ def test_the_list_unsubscribe_header_carries_the_url_as_written(settings):
     settings = settings.model_copy(update={"unsubscribe_mailto": "mailto:leave@example.org?subject=unsubscribe"})
     person = Subscriber(email="Ada.Lovelace-Byron@example.org", name="Ada", tags=frozenset(), list_name="garden", line=2)
     recipient = recipient_for(person, settings)
-    rendered = RenderedVariant(variant_key="v1", subject="Hello", preheader="", html="<p>Hi</p>", text="Hi", article_ids=())
+    rendered = RenderedVariant(variant_key="v1", subject="Hello", preheader="", html="<p>Hi</p>", text="Hi", article_ids=(), nonce="0123456789abcdef")
     raw = build_message(rendered, recipient, settings, issue_key="2026-W48").as_bytes()
     header = next(line for line in raw.split(b"\r\n") if line.startswith(b"List-Unsubscribe:"))
     # One line, no RFC 2047 encoded words: mail clients read RFC 2369 URIs as they stand.
