@@ -27,18 +27,19 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from digest.errors import DigestError, LedgerBusyError
+from digest.files import create_private, open_private
 from digest.recipients import Recipient, RecipientResult, Status
 
 if TYPE_CHECKING:
     from digest.settings import Settings
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 IN_MEMORY = ":memory:"
 _NO_FILE = object()  # the run lock of an in-memory ledger
 
@@ -101,7 +102,15 @@ CREATE TABLE issue_pages (
     created_at TEXT NOT NULL
 );
 """,
+    # Event Webhook events already taken: a replayed batch changes nothing.
+    4: """
+CREATE TABLE webhook_events (
+    event_id    TEXT PRIMARY KEY,   -- SendGrid's sg_event_id, else a hash of the event
+    received_at TEXT NOT NULL
+);
+""",
 }
+WEBHOOK_MEMORY_DAYS = 30  # ids are kept this long; a replay older than that fails the timestamp check anyway
 
 _CRASHED = "interrupted while sending: the provider may or may not have taken it"
 
@@ -185,6 +194,8 @@ class Ledger:
         if not self.in_memory and not self.path.parent.is_dir():
             raise DigestError(f"the folder of the ledger {self.path} does not exist: create it, or set 'ledger'")
         try:
+            if not self.in_memory:
+                create_private(self.path)  # SQLite gives its -wal and -shm files the same mode
             self._db = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
             raise DigestError(f"cannot open the ledger {self.path}: {exc}") from None
@@ -269,7 +280,7 @@ class Ledger:
             finally:
                 self._run_lock_handle = None
             return
-        handle = open(self.lock_path, "a+", encoding="ascii")
+        handle = os.fdopen(open_private(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_APPEND), "a+", encoding="ascii")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -534,7 +545,7 @@ def record_events(db: sqlite3.Connection, events: Iterable) -> int:
     delivery row's, as sent in the provider's custom args), ``event``,
     ``event_id`` (the provider's id of the report: SendGrid's
     ``sg_event_id``), ``detail`` (str or None) and ``occurred_at`` (aware
-    datetime or None), e.g. :class:`digest.web.DeliveryEvent`. Events that
+    datetime or None), e.g. :class:`digest.web.webhook.DeliveryEvent`. Events that
     match no delivery row (a test send, mail from another system) are
     skipped; a report recorded before (providers deliver webhooks at least
     once) adds nothing. Returns how many events were new."""
@@ -575,3 +586,19 @@ def _issue(row: dict) -> IssueRecord:
 
 def _delivery(row: dict) -> Delivery:
     return Delivery(**{**row, "status": DeliveryStatus(row["status"])})
+
+
+def remember_webhook_events(db: sqlite3.Connection, event_ids: Iterable[str]) -> set[str]:
+    """Note ``event_ids`` as taken, on ``db`` inside the caller's
+    transaction (a ledger at :data:`SCHEMA_VERSION`), and return those not
+    seen before: the events to act on. Ids older than
+    :data:`WEBHOOK_MEMORY_DAYS` are forgotten."""
+    now = datetime.now(UTC)
+    db.execute("DELETE FROM webhook_events WHERE received_at < ?", (_text(now - timedelta(days=WEBHOOK_MEMORY_DAYS)),))
+    fresh = set()
+    for event_id in dict.fromkeys(event_ids):
+        if db.execute(
+            "INSERT INTO webhook_events (event_id, received_at) VALUES (?, ?) ON CONFLICT DO NOTHING", (event_id, _text(now))
+        ).rowcount:
+            fresh.add(event_id)
+    return fresh

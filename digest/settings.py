@@ -108,10 +108,28 @@ class Settings(BaseSettings):
 
     # Unsubscribe and the web app of `digest serve`.
     secret_key: SecretStr = SecretStr(DEFAULT_SECRET)
+    # Keys being phased out: tokens they signed still verify (digest.tokens).
+    previous_secret_keys: list[SecretStr] = Field(default_factory=list)
     public_url: str | None = None
     unsubscribe_mailto: str | None = None
     serve_host: str = "127.0.0.1"
     serve_port: int = Field(default=8025, ge=1, le=65535)
+    # digest serve against hostile clients: seconds for a request's head (and
+    # its body) to arrive; connections at once (more get 503).
+    serve_request_timeout: float = Field(default=10.0, gt=0)
+    serve_max_connections: int = Field(default=1000, ge=1)
+    # SendGrid's Event Webhook: the largest batch (bytes), the oldest signed
+    # timestamp taken (seconds either way), unsigned events taken without a key.
+    webhook_max_body: int = Field(default=5_000_000, ge=1024)
+    webhook_max_age: float = Field(default=300.0, gt=0)
+    webhook_allow_unsigned: bool = False
+
+    # Fetching feeds over http(s): a total deadline per feed (seconds), the
+    # largest decoded body (bytes), and whether loopback, private, link-local
+    # and multicast addresses may be fetched (intranets, tests).
+    feed_timeout: float = Field(default=30.0, gt=0)
+    feed_max_bytes: int = Field(default=20_000_000, ge=1024)
+    feed_allow_private: bool = False
 
     @classmethod
     def settings_customise_sources(

@@ -488,7 +488,7 @@ def test_export_defuses_spreadsheet_formulas_but_the_list_keeps_what_was_typed(r
 
 
 @pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o027, 0o640)])
-def test_new_lists_and_exports_get_the_usual_file_mode_not_a_private_one(run, tmp_path, umask, mode):
+def test_new_lists_get_the_usual_file_mode_and_exports_a_private_one(run, tmp_path, umask, mode):
     old = os.umask(umask)
     try:
         assert run("subscribers", "add", "ada@example.org", "--list", "new").exit_code == 0
@@ -496,4 +496,5 @@ def test_new_lists_and_exports_get_the_usual_file_mode_not_a_private_one(run, tm
     finally:
         os.umask(old)
     assert (tmp_path / "subscribers" / "new.csv").stat().st_mode & 0o777 == mode
-    assert (tmp_path / "out.csv").stat().st_mode & 0o777 == mode
+    # An export travels (to another service, a laptop): owner only, as the ledger and the outbox.
+    assert (tmp_path / "out.csv").stat().st_mode & 0o777 == 0o600

@@ -11,7 +11,7 @@ from digest.errors import SettingsError
 from digest.settings import load_settings
 from digest.subscribers import Subscriber
 from digest.unsubscribe import (
-    SALT,
+    LEGACY_SALT,
     TokenError,
     make_token,
     preferences_url,
@@ -57,7 +57,7 @@ def test_a_token_from_another_secret_or_purpose_is_refused(settings):
     foreign = URLSafeSerializer(settings.secret_key.get_secret_value(), salt="other-purpose").dumps(["ada@example.org", "garden"])
     with pytest.raises(TokenError):
         read_token(settings, foreign)
-    same_salt_other_shape = URLSafeSerializer(settings.secret_key.get_secret_value(), salt=SALT).dumps({"e": "x@example.org"})
+    same_salt_other_shape = URLSafeSerializer(settings.secret_key.get_secret_value(), salt=LEGACY_SALT).dumps({"e": "x@example.org"})
     with pytest.raises(TokenError):
         read_token(settings, same_salt_other_shape)
 
@@ -91,8 +91,8 @@ def test_recipient_for_fills_the_links_and_the_mailto(settings):
         "ada@example.org",
         "garden",
     )
-    for url in (recipient.unsubscribe_url, recipient.preferences_url):
-        assert read_token(settings, url.split("token=", 1)[1]) == ("Ada@example.org", "garden")
+    for url, purpose in ((recipient.unsubscribe_url, "unsubscribe"), (recipient.preferences_url, "preferences")):
+        assert read_token(settings, url.split("token=", 1)[1], purpose) == ("Ada@example.org", "garden")
     assert recipient.unsubscribe_mailto == "mailto:leave@example.org?subject=unsubscribe"
     assert recipient_for(person, settings.model_copy(update={"unsubscribe_mailto": None})).unsubscribe_mailto is None
 

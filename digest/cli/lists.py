@@ -194,7 +194,7 @@ def subscribers_export(settings: Settings, list_name, output) -> None:
 
     text = export_audience(load_audience(settings, list_name))
     if output:
-        write_atomic(output, text.encode("utf-8"))
+        write_atomic(output, text.encode("utf-8"), private=True)  # addresses: readable by the owner only
         click.echo(f"wrote {output}")
     else:
         click.echo(text, nl=False)

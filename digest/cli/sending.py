@@ -13,7 +13,8 @@ import click
 
 from digest.cli.options import issue_request, report_findings, report_planning, selection_options, source_options, warn
 from digest.errors import DigestError, ProviderAuthError, SettingsError, UsageError
-from digest.settings import DEFAULT_SECRET, Settings, load_settings
+from digest.settings import Settings, load_settings
+from digest.tokens import check_secret
 
 
 @click.command()
@@ -67,11 +68,8 @@ def send(settings: Settings, dry_run, outbox, issue_key, resend_unknown, include
         warn("the 'provider' setting is outbox: this is a dry run (set provider to sendgrid or smtp to send)")
         dry_run, test_to = True, None
     real = not dry_run and not test_to
-    if not dry_run and settings.secret_key.get_secret_value() == DEFAULT_SECRET:
-        raise SettingsError(
-            "setting 'secret_key' (digest.toml, or DIGEST_SECRET_KEY) still has its default value: "
-            "anyone could forge unsubscribe links; set a long random secret before sending"
-        )
+    if not dry_run:
+        check_secret(settings)  # a weak key lets anyone forge unsubscribe links
     # The ledger file is created only when something is sent: a refused or
     # empty run leaves no trace.
     ledger = Ledger.from_settings(settings) if real and Path(settings.ledger).exists() else None
