@@ -32,10 +32,6 @@ class _TooLarge(Exception):
     pass
 
 
-class _TooSlow(Exception):
-    pass
-
-
 async def _plain(send, status: int, text: str) -> None:
     await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close")]})
     await send({"type": "http.response.body", "body": text.encode()})
@@ -44,7 +40,11 @@ async def _plain(send, status: int, text: str) -> None:
 class BodyLimit:
     """ASGI middleware capping request bodies: ``limits`` maps a path to its
     cap in bytes (other paths: :data:`FORM_MAX_BODY`); ``timeout`` is the
-    time in seconds the whole body may take to arrive."""
+    time in seconds the whole body may take to arrive.
+
+    The body is read (at most the cap, so memory stays bounded) before the
+    app sees the request, which then gets it whole: every route answers
+    413 or 408 the same way, whatever it would have checked first."""
 
     def __init__(self, app, *, limits: dict[str, int], timeout: float) -> None:
         self.app, self.limits, self.timeout = app, limits, timeout
@@ -58,35 +58,43 @@ class BodyLimit:
         if not declared.isdigit() or int(declared) > limit:
             await _plain(send, 413, f"request body over {limit} bytes\n")
             return
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.timeout
-        received = 0
-        started = False
-
-        async def capped_receive():
-            nonlocal received
-            try:
-                message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
-            except TimeoutError:
-                raise _TooSlow from None
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    raise _TooLarge
-            return message
-
-        async def noting_send(message):
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
         try:
-            await self.app(scope, capped_receive, noting_send)
-        except (_TooLarge, _TooSlow) as exc:
-            if started:
-                raise
-            too_large = isinstance(exc, _TooLarge)
-            await _plain(send, 413 if too_large else 408, f"request body over {limit} bytes\n" if too_large else "request body too slow\n")
+            body = await asyncio.wait_for(_read_body(receive, limit), self.timeout)
+        except _TooLarge:
+            await _plain(send, 413, f"request body over {limit} bytes\n")
+            return
+        except TimeoutError:
+            await _plain(send, 408, "request body too slow\n")
+            return
+        if body is None:  # the client left
+            return
+        delivered = False
+
+        async def replay():
+            nonlocal delivered
+            if delivered:
+                return await receive()  # the disconnect, when the client goes
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+
+async def _read_body(receive, limit: int) -> bytes | None:
+    """The request body, or None when the client disconnects; raises
+    :class:`_TooLarge` as soon as it passes ``limit`` bytes."""
+    parts, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        part = message.get("body", b"")
+        size += len(part)
+        if size > limit:
+            raise _TooLarge
+        parts.append(part)
+        if not message.get("more_body", False):
+            return b"".join(parts)
 
 
 def printable(text: str) -> str:
