@@ -1,0 +1,179 @@
+"""Fetching feeds is bounded, against a hostile HTTP server of our own on
+loopback, through the real CLI: a trickle, a huge body, a gzip bomb, a
+redirect loop and a redirect to another loopback port each end within the
+deadline as one warning naming the feed and the limit, the other sources
+are read, and the process stays small."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from conftest import REPO
+
+from digest.settings import load_settings
+from digest.sources import load_articles
+
+FEED = b"""<?xml version="1.0"?><rss version="2.0"><channel><title>Fine</title><link>https://fine.example/</link>
+<description>x</description><item><title>A fine article</title><link>https://fine.example/a</link>
+<pubDate>Sat, 21 Nov 2026 09:00:00 +0000</pubDate><category>news</category></item></channel></rss>"""
+GIB = 1024**3
+
+
+def gzip_bomb() -> bytes:
+    """1 GiB of zeros, gzipped (about 1 MB)."""
+    out = io.BytesIO()
+    with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=9) as packer:
+        zeros = bytes(1024 * 1024)
+        for _ in range(1024):
+            packer.write(zeros)
+    return out.getvalue()
+
+
+class Hostile(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    bomb = b""
+    internal_port = 0
+
+    def do_GET(self):  # noqa: N802 - http.server's name
+        try:
+            getattr(self, "page_" + self.path.strip("/").replace("-", "_"))()
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def head(self, status=200, **headers):
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name.replace("_", "-"), value)
+        self.end_headers()
+
+    def page_trickle(self):
+        self.head(content_type="application/rss+xml", content_length="100000")
+        for _ in range(100000):
+            self.wfile.write(b" ")
+            self.wfile.flush()
+            time.sleep(0.2)
+
+    def page_huge(self):  # 2 GB, declared
+        self.head(content_type="application/rss+xml", content_length=str(2 * GIB))
+        chunk = b"<!-- padding -->" * 4096
+        for _ in range(2 * GIB // len(chunk)):
+            self.wfile.write(chunk)
+
+    def page_bomb(self):
+        self.head(content_type="application/rss+xml", content_encoding="gzip", content_length=str(len(self.bomb)))
+        self.wfile.write(self.bomb)
+
+    def page_loop(self):
+        self.head(302, location="/loop", content_length="0")
+
+    def page_inside(self):
+        self.head(302, location=f"http://127.0.0.1:{self.internal_port}/secret.xml", content_length="0")
+
+    def page_fine(self):
+        self.head(content_type="application/rss+xml", content_length=str(len(FEED)))
+        self.wfile.write(FEED)
+
+    def log_message(self, *args):
+        pass
+
+
+class Internal(BaseHTTPRequestHandler):
+    """A service only this machine should reach."""
+
+    hits = 0
+
+    def do_GET(self):  # noqa: N802
+        Internal.hits += 1
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(FEED)))
+        self.end_headers()
+        self.wfile.write(FEED.replace(b"A fine article", b"Internal secret"))
+
+    def log_message(self, *args):
+        pass
+
+
+def serve(handler) -> ThreadingHTTPServer:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    server.handle_error = lambda request, address: None  # the fetcher hanging up on us is the point
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.fixture(scope="module")
+def hostile():
+    Hostile.bomb = gzip_bomb()
+    internal = serve(Internal)
+    Hostile.internal_port = internal.server_address[1]
+    server = serve(Hostile)
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    for each in (server, internal):
+        each.shutdown()
+        each.server_close()
+
+
+# A parent of our own runs the CLI, so that its peak RSS is the CLI's alone.
+MEASURE = """
+import resource, subprocess, sys, time
+started = time.monotonic()
+done = subprocess.run(sys.argv[1:], capture_output=True, text=True)
+print(done.returncode, time.monotonic() - started, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, flush=True)
+sys.stdout.write(done.stdout)
+sys.stderr.write(done.stderr)
+"""
+
+
+def test_hostile_feeds_end_within_the_deadline_as_one_warning_each_and_the_others_are_read(hostile, tmp_path):
+    port = hostile.rsplit(":", 1)[1]
+    feeds = {name: f"{hostile}/{name}" for name in ("trickle", "huge", "bomb", "loop", "inside", "fine")}
+    env = {
+        "PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "NO_PROXY": "*",
+        "DIGEST_FEED_TIMEOUT": "4",
+        "DIGEST_FEED_ALLOW_PRIVATE": json.dumps([f"127.0.0.1:{port}"]),  # the hostile server, not the internal one
+    }
+    args = [sys.executable, "-m", "digest", "articles", "--as-of", "2026-11-23", "--since", "30d"]
+    for url in feeds.values():
+        args += ["--content", url]
+    done = subprocess.run([sys.executable, "-c", MEASURE, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    first, *out = done.stdout.splitlines()
+    code, seconds, peak_kb = first.split()
+    print(f"6 feeds, 5 hostile: {float(seconds):.1f} s, peak RSS {int(peak_kb) / 1024:.0f} MB")
+    assert "Traceback" not in done.stderr
+    assert int(code) == 0, done.stderr
+    assert any("A fine article" in line for line in out)  # the good source is read
+    assert not any("Internal secret" in line for line in out) and Internal.hits == 0
+    warnings = [line for line in done.stderr.splitlines() if line.startswith("warning:")]
+    expected = {
+        "trickle": "not fetched within 4 s (feed_timeout)",
+        "huge": "larger than 20,000,000 bytes (feed_max_bytes)",
+        "bomb": "larger than 20,000,000 bytes (feed_max_bytes)",
+        "loop": "more than 5 redirects",
+        "inside": "refused: 127.0.0.1 is a loopback address (set feed_allow_private to fetch feeds from it)",
+    }
+    for name, reason in expected.items():
+        (line,) = [line for line in warnings if f"{feeds[name]}:" in line]
+        assert line == f"warning: {feeds[name]}: {reason}"
+    assert len(warnings) == len(expected)
+    # Each feed is read in turn: the trickle alone used its 4 s; the rest took little.
+    assert float(seconds) < 4 * 2 + 10
+    assert int(peak_kb) < 200 * 1024
+
+
+def test_by_default_no_feed_is_fetched_from_this_machine_or_its_network(hostile):
+    settings = load_settings()
+    result = load_articles([f"{hostile}/fine", "http://localhost:9/feed.xml", "http://10.0.0.1:9/feed.xml"], settings)
+    assert result.articles == []
+    assert [w.split(": ", 1)[1] for w in result.warnings] == [
+        "refused: 127.0.0.1 is a loopback address (set feed_allow_private to fetch feeds from it)",
+        "refused: localhost resolves to 127.0.0.1, a loopback address (set feed_allow_private to fetch feeds from it)",
+        "refused: 10.0.0.1 is a private address (set feed_allow_private to fetch feeds from it)",
+    ]
