@@ -132,7 +132,7 @@ def test_a_utf16_list_is_one_problem_naming_the_file_not_rows_of_nul_bytes(tmp_p
         (UTF16_LIST.encode("utf-32"), "looks like UTF-32"),
         (UTF16_LIST.encode("utf-32-le"), "looks like UTF-32"),
         (UTF16_LIST.encode("utf-16-le"), "looks like UTF-16"),
-        (b"email\nada@example.org\0\n", "has NUL bytes"),
+        (b"email\nada@example.org\0\n", None),  # a few NUL bytes spoil their rows only (test_security_rows)
         (BOM + "email\nzoë@example.org\n".encode(), None),  # UTF-8, with or without BOM, is fine
     ],
 )
