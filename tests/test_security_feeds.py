@@ -13,13 +13,16 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpx
 import pytest
-from conftest import REPO
+from conftest import REPO, WEEK48, free_port
 
 from digest.settings import load_settings
 from digest.sources import load_articles
+from digest.unsubscribe import make_token
 
 FEED = b"""<?xml version="1.0"?><rss version="2.0"><channel><title>Fine</title><link>https://fine.example/</link>
 <description>x</description><item><title>A fine article</title><link>https://fine.example/a</link>
@@ -177,3 +180,56 @@ def test_by_default_no_feed_is_fetched_from_this_machine_or_its_network(hostile)
         "refused: localhost resolves to 127.0.0.1, a loopback address (set feed_allow_private to fetch feeds from it)",
         "refused: 10.0.0.1 is a private address (set feed_allow_private to fetch feeds from it)",
     ]
+
+
+# No request handler waits on a feed -----------------------------------------------------------------
+
+
+def timed_get(url: str) -> tuple[int, float]:
+    started = time.monotonic()
+    with httpx.Client(timeout=60, trust_env=False) as http:
+        return http.get(url).status_code, time.monotonic() - started
+
+
+def test_a_slow_feed_and_50_preference_pages_do_not_hold_up_a_one_click_post(hostile, tmp_path, start_serve):
+    lists = tmp_path / "subscribers"
+    lists.mkdir()
+    (lists / "garden.csv").write_text("email,name,tags\nada@example.org,Ada,roses\nbob@example.org,Bob,\n", encoding="utf-8")
+    secret = "k3Vq9ZpL2xW7rT5nB8mC4yH6jF1dG0sA"
+    served = start_serve(
+        secret_key=secret, subscribers=lists, ledger=tmp_path / "digest.db",
+        sources=json.dumps([f"{hostile}/trickle", f"{hostile}/fine"]), feed_allow_private="true", feed_timeout="60",
+    )
+    settings = load_settings(secret_key=secret, public_url=served.base)
+    page = f"{served.base}/preferences?token={make_token(settings, 'bob@example.org', 'garden', 'preferences')}"
+    with ThreadPoolExecutor(50) as pool:
+        pages = [pool.submit(timed_get, page) for _ in range(50)]
+        token = make_token(settings, "ada@example.org", "garden")
+        started = time.monotonic()
+        with httpx.Client(timeout=60, trust_env=False) as http:
+            answer = http.post(f"{served.base}/unsubscribe?token={token}", content="List-Unsubscribe=One-Click",
+                               headers={"content-type": "application/x-www-form-urlencoded"})
+        one_click = time.monotonic() - started
+        timings = [future.result() for future in pages]
+    print(f"one-click POST beside 50 preference pages and a trickling feed: {one_click * 1000:.0f} ms; "
+          f"slowest page {max(t for _, t in timings) * 1000:.0f} ms")
+    assert answer.status_code == 200 and one_click < 1
+    assert all(status == 200 for status, _ in timings) and max(t for _, t in timings) < 10  # the feed's deadline is 60 s
+
+
+def test_the_preview_server_answers_while_a_feed_trickles(hostile, make_site):
+    site = make_site(readers=3, provider="outbox")
+    port = free_port()
+    site.start("preview", "--serve", "--port", str(port), "--as-of", WEEK48,
+               sources=json.dumps(["posts", f"{hostile}/trickle"]), feed_allow_private="true", feed_timeout="60")
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            status, seconds = timed_get(f"http://127.0.0.1:{port}/")
+            break
+        except httpx.TransportError:
+            assert time.monotonic() < deadline, (site.root / "run-0.out").read_text()
+            time.sleep(0.1)
+    status, seconds = timed_get(f"http://127.0.0.1:{port}/")
+    print(f"preview page beside a trickling feed: {seconds * 1000:.0f} ms")
+    assert status == 200 and seconds < 10  # rendering only: the feed (deadline 60 s) is fetched in the background

@@ -17,25 +17,34 @@ about how long, how much or where.
 Feeds are fetched directly, never through ``HTTP_PROXY``: a proxy would
 connect to addresses this module cannot check. Each limit hit is a
 :class:`digest.errors.SourceError` naming it.
+
+A long-running server (``digest preview --serve``) reads feeds through a
+:class:`FeedCache`, filled by a background thread, so that no request
+handler ever waits on a feed.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
+import threading
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpcore
 import httpx
 
+from digest import __version__
 from digest.errors import SourceError
 from digest.settings import Settings, private_address_entry
 
 MAX_REDIRECTS = 5
 READ_CHUNK = 64 * 1024
 ACCEPT_ENCODING = "gzip, deflate"  # only what is decompressed here with a bound
+USER_AGENT = f"digest/{__version__} (newsletter digest generator)"
+REFETCH_EVERY = 300.0  # seconds between two fetches of a feed by a FeedCache
 
 
 @dataclass(frozen=True)
@@ -48,7 +57,7 @@ class Fetched:
     headers: httpx.Headers
 
 
-def fetch(url: str, settings: Settings, *, user_agent: str) -> Fetched:
+def fetch(url: str, settings: Settings, *, user_agent: str = USER_AGENT) -> Fetched:
     """GET ``url`` within the limits of the module doc. Raises
     :class:`SourceError` for a limit hit, a refused address, an HTTP error
     status (>= 400) or a connection failure."""
@@ -192,3 +201,58 @@ class _GuardedBackend(httpcore.SyncBackend):
             raise _Refused(f"refused: {what} a {_kind(addresses[0])} address (set feed_allow_private to fetch feeds from it)")
         stream = super().connect_tcp(allowed[0], port, min(timeout or left, left), local_address, socket_options)
         return _Stream(stream, self.deadline)
+
+
+class FeedCache:
+    """Feeds fetched by a background thread (:meth:`start`), each again
+    every ``every`` seconds; :meth:`get` answers at once from what is there.
+    ``settings`` gives the current settings (their limits apply to each
+    fetch)."""
+
+    def __init__(self, settings: Callable[[], Settings], every: float = REFETCH_EVERY) -> None:
+        self._settings, self._every = settings, every
+        self._found: dict[str, Fetched | SourceError] = {}
+        self._wanted: list[str] = []
+        self._lock = threading.Lock()
+        self._wake, self._stop = threading.Event(), threading.Event()
+
+    def get(self, url: str) -> Fetched:
+        """The last fetch of ``url``. Raises :class:`SourceError` for a
+        failed fetch, or while the first one is under way (which a first
+        call asks for)."""
+        with self._lock:
+            found = self._found.get(url)
+            if url not in self._wanted:
+                self._wanted.append(url)
+                self._wake.set()
+        if found is None:
+            raise SourceError("being fetched in the background: reload in a moment")
+        if isinstance(found, SourceError):
+            raise found
+        return found
+
+    def start(self) -> None:
+        """Fetch in a daemon thread until :meth:`stop`."""
+        threading.Thread(target=self._run, name="digest-feed-cache", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def _run(self) -> None:
+        fetched_at: dict[str, float] = {}
+        while not self._stop.is_set():
+            with self._lock:
+                due = [url for url in self._wanted if time.monotonic() - fetched_at.get(url, -self._every) >= self._every]
+            for url in due:
+                try:
+                    result: Fetched | SourceError = fetch(url, self._settings())
+                except SourceError as exc:
+                    result = exc
+                except Exception as exc:  # noqa: BLE001 - settings that no longer load: say so on the page, keep serving
+                    result = SourceError(f"not fetched: {exc}")
+                fetched_at[url] = time.monotonic()
+                with self._lock:
+                    self._found[url] = result
+            self._wake.wait(min(self._every, 1.0) if not due else 0)
+            self._wake.clear()
