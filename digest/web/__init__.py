@@ -65,6 +65,8 @@ def create_app(settings: Settings, *, known_tags: Iterable[str] | None = None) -
 
     @asynccontextmanager
     async def lifespan(app):
+        if known_tags is None:
+            await run_in_threadpool(state.read_list_tags)
         state.start_reading_articles()
         yield
         state.stop.set()

@@ -87,10 +87,11 @@ class PageState:
     tags offered on the preferences page (``known_tags`` given, or the
     lists' tags plus those of the articles, which a background thread reads
     every :data:`ARTICLE_TAGS_EVERY` seconds: a request never waits on a
-    feed)."""
+    feed, nor reads a whole list)."""
 
     settings: Settings
     known_tags: frozenset[str] | None = None
+    list_tags: frozenset[str] = frozenset()
     article_tags: frozenset[str] = frozenset()
     pages: Environment = field(default_factory=lambda: Environment(loader=DictLoader(_PAGES), autoescape=True, undefined=StrictUndefined))
     stop: threading.Event = field(default_factory=threading.Event)
@@ -104,20 +105,25 @@ class PageState:
         return HTMLResponse(self.pages.get_template(name).render(**values), status_code, headers=PAGE_HEADERS)
 
     def tags(self) -> frozenset[str]:
-        if self.known_tags is not None:
-            return self.known_tags
-        return frozenset(_list_tags(self.settings)) | self.article_tags
+        return self.known_tags if self.known_tags is not None else self.list_tags | self.article_tags
+
+    def read_list_tags(self) -> None:
+        """Read the lists' tags (local files: at start, before any request)."""
+        self.list_tags = frozenset(_list_tags(self.settings))
 
     def start_reading_articles(self) -> None:
-        """Read the articles' tags now and every :data:`ARTICLE_TAGS_EVERY`
-        seconds in a daemon thread, until :attr:`stop` is set."""
+        """Read the articles' tags now and, with the lists', every
+        :data:`ARTICLE_TAGS_EVERY` seconds in a daemon thread, until
+        :attr:`stop` is set."""
         if self.known_tags is not None:
             return
 
         def loop() -> None:
             while not self.stop.is_set():
                 self.article_tags = frozenset(_article_tags(self.settings))
-                self.stop.wait(ARTICLE_TAGS_EVERY)
+                if self.stop.wait(ARTICLE_TAGS_EVERY):
+                    break
+                self.read_list_tags()
 
         threading.Thread(target=loop, name="digest-article-tags", daemon=True).start()
 
