@@ -21,7 +21,10 @@ def private_folder(path: Path) -> Path:
 
 def create_private(path: Path) -> None:
     """Create ``path`` empty and 0600 unless it exists (so that a program
-    opening it next, such as SQLite, finds it private)."""
+    opening it next, such as SQLite, finds it private). SQLite's
+    ``:memory:`` names no file: nothing is created for it."""
+    if str(path) == ":memory:":
+        return
     try:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
     except FileExistsError:

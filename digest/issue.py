@@ -12,14 +12,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from digest.articles import slugify_tag
+from digest.articles import Article, slugify_tag
 from digest.audience import Variant, build_variants, load_audience
 from digest.rendering import IssueContext
-from digest.schedule import current_issue
-from digest.selection import Selection, make_window, select_articles, select_by_ids
+from digest.schedule import ScheduledIssue, current_issue, window_since_last_send
+from digest.selection import Selection, Window, make_window, select_articles, select_by_ids
 from digest.settings import Settings
-from digest.sources import FeedCache, load_articles
+from digest.sources import DATE_LINES, FeedCache, load_articles
 from digest.subscribers import Problem, Subscriber
+from digest.words import plural
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class IssueRequest:
     intro_markdown: str | None = None
     already_sent: frozenset[str] = frozenset()
     list_name: str | None = None
+    window_start: datetime | None = None  # None: the schedule's period; see resume_or_new
 
 
 @dataclass
@@ -55,19 +57,24 @@ class Issue:
     source_warnings: list[str] = field(default_factory=list)
     audience_problems: list[Problem] = field(default_factory=list)
     scheduled_at: datetime | None = None
+    sources_failed: list[str] = field(default_factory=list)  # "<where>: <reason>" per file or URL not read
+    duplicates: list[tuple[Article, Article]] = field(default_factory=list)  # (left out, the same article kept)
+    every_source_failed: bool = False
 
     @property
     def recipient_count(self) -> int:
         return sum(len(v.subscribers) for v in self.variants)
 
     def warnings(self) -> list[str]:
-        """What planning skipped, one line each: unreadable sources, undated
-        articles (listed), subscriber rows with problems."""
+        """What planning skipped, one line each: unreadable sources and
+        dates, undated articles (by title, the first ``DATE_LINES``, then
+        "and N more"), subscriber rows with problems."""
         lines = list(self.source_warnings)
-        if self.selection.undated:
-            listed = "; ".join(f"{a.title} ({a.source})" for a in self.selection.undated)
-            lines.append(f"{len(self.selection.undated)} article(s) without a date left out: {listed}")
-        lines.extend(f"subscriber skipped: {problem}" for problem in self.audience_problems)
+        undated = self.selection.undated
+        lines.extend(f"left out, no date: {a.title} ({a.source})" for a in undated[:DATE_LINES])
+        if len(undated) > DATE_LINES:
+            lines.append(f"and {plural(len(undated) - DATE_LINES, 'more article')} without a date left out")
+        lines.extend(f"{'subscriber skipped' if p.kind == 'row' else 'subscriber list'}: {p}" for p in self.audience_problems)
         return lines
 
 
@@ -97,6 +104,8 @@ def plan_issue(
     # previous scheduled time to this one, so consecutive issues tile.
     if request.since or request.until:
         window = make_window(as_of, settings.tz, request.since, request.until)
+    elif request.window_start is not None:
+        window = Window(request.window_start, scheduled.window_end)
     else:
         window = scheduled.window
     loaded = load_articles(settings.sources, settings, fetched_at=as_of, feeds=feeds)
@@ -104,7 +113,7 @@ def plan_issue(
     if request.article_ids is not None:
         selection, missing = select_by_ids(loaded.articles, request.article_ids, window)
         if missing:
-            warnings.append(f"{missing} article(s) of this issue are no longer in the sources and are left out")
+            warnings.append(f"{plural(missing, 'article')} of this issue no longer in the sources, left out")
     else:
         selection = select_articles(
             loaded.articles,
@@ -135,17 +144,42 @@ def plan_issue(
         source_warnings=warnings,
         audience_problems=problems,
         scheduled_at=None if request.key else scheduled.scheduled_at,
+        sources_failed=list(loaded.failed),
+        duplicates=list(loaded.duplicates),
+        every_source_failed=loaded.every_source_failed,
     )
 
 
 def resume_or_new(request: IssueRequest, ledger, settings: Settings, *, include_sent: bool = False) -> IssueRequest:
     """``request`` adjusted for what the ledger (:class:`digest.ledger.Ledger`)
-    knows: an issue already in it (a resume) keeps the articles it was
-    created with; a new one leaves out the articles earlier issues carried,
-    unless ``include_sent``."""
-    key = request.key or current_issue(settings.schedule, request.as_of or datetime.now(UTC), settings.tz).key
+    knows: an issue already in it (a resume) keeps the articles and window
+    it was created with; a new one starts its window where the last issue
+    that went out to its list ended (:func:`history_window`) and leaves out
+    the articles earlier issues carried, unless ``include_sent``."""
+    scheduled = current_issue(settings.schedule, request.as_of or datetime.now(UTC), settings.tz)
+    key = request.key or scheduled.key
     existing = ledger.get_issue(key)
     if existing is not None:
-        return replace(request, article_ids=existing.article_ids)
+        return replace(request, article_ids=existing.article_ids, window_start=existing.window_start)
     sent = frozenset() if include_sent else frozenset(ledger.sent_article_ids(except_issue=key))
-    return replace(request, already_sent=sent)
+    start = history_window(scheduled, ledger, settings, request.list_name).start
+    return replace(request, already_sent=sent, window_start=start)
+
+
+def history_window(scheduled: ScheduledIssue, ledger, settings: Settings, list_name: str | None) -> Window:
+    """The window of ``scheduled`` for the list(s) ``list_name`` picks
+    (``--list``; default as :func:`digest.subscribers.choose_lists`): from
+    the end of the last issue that went out to them (the ledger's history)
+    to its scheduled time; for the first issue the schedule's period, or
+    from the start of the issues refused before it (``--not-after``).
+
+    The start is a function of (list, ledger history) only: per-subscriber
+    frequencies can ask the same of their own cadence."""
+    from pathlib import Path
+
+    from digest.subscribers import choose_lists
+
+    names = [f.stem for f in choose_lists(Path(settings.subscribers), list_name, settings.default_list)]
+    last_end = ledger.last_sent_window_end(names, scheduled.window_end)
+    refused = ledger.first_refused_window_start(names, scheduled.window_start) if last_end is None else None
+    return window_since_last_send(scheduled, last_end, refused)

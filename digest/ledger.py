@@ -27,7 +27,7 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -102,15 +102,18 @@ CREATE TABLE issue_pages (
     created_at TEXT NOT NULL
 );
 """,
-    # Event Webhook events already taken: a replayed batch changes nothing.
+    # Issues refused by --not-after: their window goes into the next issue, also the first one sent.
     4: """
-CREATE TABLE webhook_events (
-    event_id    TEXT PRIMARY KEY,   -- SendGrid's sg_event_id, else a hash of the event
-    received_at TEXT NOT NULL
+CREATE TABLE refused_issues (
+    issue_key    TEXT PRIMARY KEY,
+    window_start TEXT NOT NULL,
+    window_end   TEXT NOT NULL,
+    list_names   TEXT NOT NULL,     -- JSON array: the lists it would have gone to
+    reason       TEXT NOT NULL,
+    refused_at   TEXT NOT NULL
 );
 """,
 }
-WEBHOOK_MEMORY_DAYS = 30  # ids are kept this long; a replay older than that fails the timestamp check anyway
 
 _CRASHED = "interrupted while sending: the provider may or may not have taken it"
 
@@ -194,8 +197,7 @@ class Ledger:
         if not self.in_memory and not self.path.parent.is_dir():
             raise DigestError(f"the folder of the ledger {self.path} does not exist: create it, or set 'ledger'")
         try:
-            if not self.in_memory:
-                create_private(self.path)  # SQLite gives its -wal and -shm files the same mode
+            create_private(self.path)  # SQLite gives its -wal and -shm files the same mode
             self._db = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
             raise DigestError(f"cannot open the ledger {self.path}: {exc}") from None
@@ -532,6 +534,65 @@ class Ledger:
         )
         return {row["article_id"] for row in rows}
 
+    # History for the cron job: windows, rejected recipients, where articles went --------------
+
+    def last_sent_window_end(self, list_names: Iterable[str], before: datetime) -> datetime | None:
+        """The window end of the latest scheduled issue (not one named with
+        ``--issue``) accepted for a recipient of ``list_names``, ending
+        before ``before`` (aware); None when none did."""
+        names = sorted(set(list_names))
+        rows = self._rows(
+            "SELECT window_end FROM issues WHERE scheduled_at IS NOT NULL AND EXISTS ("
+            "SELECT 1 FROM deliveries WHERE issue_key = issues.key AND status = 'accepted' "
+            f"AND list_name IN ({','.join('?' * len(names))}))",
+            names,
+        )
+        ends = [end for row in rows if (end := datetime.fromisoformat(row["window_end"])) < before]
+        return max(ends, default=None)
+
+    def record_refusal(self, issue_key: str, window_start: datetime, window_end: datetime, list_names: Iterable[str], reason: str) -> None:
+        """Remember that issue ``issue_key`` (its window, aware datetimes,
+        and the lists it was for) was refused (``--not-after``), so that
+        the next issue's window takes it in. The first refusal stays."""
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO refused_issues (issue_key, window_start, window_end, list_names, reason, refused_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (issue_key) DO NOTHING",
+                (issue_key, _text(window_start), _text(window_end), json.dumps(sorted(set(list_names))), reason, _now()),
+            )
+
+    def first_refused_window_start(self, list_names: Iterable[str], before: datetime) -> datetime | None:
+        """The earliest window start of the issues refused for ``list_names``
+        whose window ends at or before ``before`` (aware), or None."""
+        names = set(list_names)
+        starts = [
+            datetime.fromisoformat(row["window_start"])
+            for row in self._rows("SELECT window_start, window_end, list_names FROM refused_issues")
+            if names & set(json.loads(row["list_names"])) and datetime.fromisoformat(row["window_end"]) <= before
+        ]
+        return min(starts, default=None)
+
+    def requeue_rejected(self, issue_key: str, *, except_reasons: Iterable[str] = ()) -> int:
+        """Queue the ``rejected`` rows of ``issue_key`` again (``--retry-rejected``),
+        except those whose ``last_error`` is in ``except_reasons`` (left out on
+        purpose); return how many."""
+        kept = [*except_reasons, ""]  # NOT IN needs one value at least
+        with self._write() as db:
+            return db.execute(
+                "UPDATE deliveries SET status = 'queued', updated_at = ? WHERE issue_key = ? AND status = 'rejected' "
+                f"AND coalesce(last_error, '-') NOT IN ({','.join('?' * len(kept))})",
+                (_now(), issue_key, *kept),
+            ).rowcount
+
+    def issues_of_articles(self, article_ids: Iterable[str]) -> dict[str, str]:
+        """article id -> key of the first issue that carried it, for those of ``article_ids`` that went out."""
+        wanted = set(article_ids)
+        rows = self._rows(
+            "SELECT s.article_id, s.issue_key FROM sent_articles s JOIN issues i ON i.key = s.issue_key "
+            "ORDER BY i.created_at DESC, i.rowid DESC"
+        )
+        return {row["article_id"]: row["issue_key"] for row in rows if row["article_id"] in wanted}
+
 
 def record_events(db: sqlite3.Connection, events: Iterable) -> int:
     """Record what the provider reported about delivery rows after the send
@@ -586,19 +647,3 @@ def _issue(row: dict) -> IssueRecord:
 
 def _delivery(row: dict) -> Delivery:
     return Delivery(**{**row, "status": DeliveryStatus(row["status"])})
-
-
-def remember_webhook_events(db: sqlite3.Connection, event_ids: Iterable[str]) -> set[str]:
-    """Note ``event_ids`` as taken, on ``db`` inside the caller's
-    transaction (a ledger at :data:`SCHEMA_VERSION`), and return those not
-    seen before: the events to act on. Ids older than
-    :data:`WEBHOOK_MEMORY_DAYS` are forgotten."""
-    now = datetime.now(UTC)
-    db.execute("DELETE FROM webhook_events WHERE received_at < ?", (_text(now - timedelta(days=WEBHOOK_MEMORY_DAYS)),))
-    fresh = set()
-    for event_id in dict.fromkeys(event_ids):
-        if db.execute(
-            "INSERT INTO webhook_events (event_id, received_at) VALUES (?, ?) ON CONFLICT DO NOTHING", (event_id, _text(now))
-        ).rowcount:
-            fresh.add(event_id)
-    return fresh

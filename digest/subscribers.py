@@ -52,9 +52,10 @@ from email_validator import EmailNotValidError, validate_email
 
 from digest.articles import slugify_tag
 from digest.csvrows import Row, check_utf8, read_rows
-from digest.errors import DigestError
+from digest.errors import DigestError, SettingsError, UsageError
 from digest.files import FILE_MODE
 from digest.suppressions import add_many, address_key
+from digest.words import plural
 
 if TYPE_CHECKING:
     pass
@@ -84,11 +85,14 @@ class Subscriber:
 @dataclass(frozen=True)
 class Problem:
     """A row that was skipped, with where it is and why; ``line`` 0 means
-    the whole file (it could not be read as a list)."""
+    the whole file (it could not be read as a list). ``kind`` is ``"row"``,
+    or ``"column"`` for a header column that is not read (named once per
+    file: its values are ignored, which may not be what the list means)."""
 
     file: str
     line: int
     message: str
+    kind: str = "row"
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}: {self.message}" if self.line else f"{self.file}: {self.message}"
@@ -137,6 +141,16 @@ def columns(header: Sequence[str]) -> dict[str, int]:
     return found
 
 
+KNOWN_COLUMNS = "email, name (or first_name, last_name), tags, status, subscribed_at"
+
+
+def unread_columns(header: Sequence[str]) -> list[str]:
+    """The titles of ``header`` that no field of ours reads (a ``labels``
+    column meant as tags, a typo), in order; blank titles left out."""
+    aliases = set().union(*COLUMN_ALIASES.values())
+    return [title.strip() for title in header if title.strip() and _column_name(title) not in aliases]
+
+
 def parse_tags(value: str) -> list[str]:
     """Tags of a subscriber row as slugs: ``;``-separated (commas accepted
     too, as exports from other services use them; quotes around a tag are
@@ -176,6 +190,8 @@ class _ListReader:
                     raise DigestError(str(problem))
                 yield problem
                 return
+            if unread := unread_columns(header.fields):
+                yield Problem(str(self.file), header.line, f"{plural(len(unread), 'column')} not read, values ignored: {', '.join(map(repr, unread))} (columns read: {KNOWN_COLUMNS})", "column")
             for row in rows:
                 if row.fields or row.undecodable or row.error:
                     item = self.subscriber(row, where, len(header.fields))
@@ -288,12 +304,12 @@ def _row_key(fields: list[str], where: dict[str, int]) -> str:
 
 def list_files(path: Path) -> list[Path]:
     """The CSV lists at ``path``: the file itself, or every ``*.csv`` in the
-    folder, in name order. Raises :class:`DigestError` when ``path`` does not exist."""
+    folder, in name order. Raises :class:`SettingsError` (exit 2) when ``path`` does not exist."""
     if path.is_dir():
         return sorted(path.glob("*.csv"))
     if path.is_file():
         return [path]
-    raise DigestError(f"no subscriber list at {path}")
+    raise SettingsError(f"no subscriber list at {path}")
 
 
 def choose_lists(path: Path, list_name: str | None = None, default_list: str | None = None) -> list[Path]:
@@ -310,7 +326,7 @@ def choose_lists(path: Path, list_name: str | None = None, default_list: str | N
     if not chosen:
         known = ", ".join(f.stem for f in files) or "none"
         origin = "--list" if list_name else "setting 'default_list'"
-        raise DigestError(f"{origin}: no list {wanted!r} in {path} (lists: {known})")
+        raise SettingsError(f"{origin}: no list {wanted!r} in {path} (lists: {known})")
     return chosen
 
 
@@ -318,22 +334,22 @@ def list_file(path: Path, list_name: str | None = None, default_list: str | None
     """The one list file a write goes to: ``path`` itself when it is a file
     (``list_name``, if given, must be its stem); in a folder, ``NAME.csv``
     for ``list_name`` or else ``default_list`` (it may not exist yet), else
-    the only list there. Raises :class:`DigestError` when the choice is
-    ambiguous or does not match."""
+    the only list there. Raises :class:`SettingsError` (exit 2) when the
+    choice is ambiguous or does not match."""
     if path.is_file():
         if list_name and list_name != path.stem:
-            raise DigestError(f"--list {list_name}: the subscribers setting names one list, {path}")
+            raise SettingsError(f"--list {list_name}: the subscribers setting names one list, {path}")
         return path
     name = list_name or default_list
     if name:
         if not re.fullmatch(r"[\w][\w.-]*", name):
-            raise DigestError(f"--list {name!r}: a list name is a file name without .csv (letters, digits, - _ .)")
+            raise SettingsError(f"--list {name!r}: a list name is a file name without .csv (letters, digits, - _ .)")
         return path / f"{name}.csv"
     files = list_files(path) if path.exists() else []
     if len(files) == 1:
         return files[0]
     known = ", ".join(f.stem for f in files) or "none yet"
-    raise DigestError(f"name the list with --list (lists in {path}: {known})")
+    raise SettingsError(f"name the list with --list (lists in {path}: {known})")
 
 
 def iter_subscribers(files: Iterable[Path]) -> Iterator[Subscriber | Problem]:
@@ -594,7 +610,7 @@ def import_subscribers(path: Path, source: Path, ledger: Path | None = None) -> 
     no email column, or when the ledger cannot be written; the list is then
     unchanged."""
     if not source.is_file():
-        raise DigestError(f"no file to import at {source}")
+        raise UsageError(f"no file to import at {source}")
     raw = _RawList.read(path)
     present = raw.keys()
     result = ImportResult([], 0, 0, [])
@@ -602,7 +618,8 @@ def import_subscribers(path: Path, source: Path, ledger: Path | None = None) -> 
     reader = _ListReader(source, strict_header=True)
     for item in reader.read():
         if isinstance(item, Problem):
-            result.problems.append(item)
+            if item.kind == "row":  # exports carry many columns of their own service: not a problem here
+                result.problems.append(item)
             continue
         if item.key in present:
             result.already += 1

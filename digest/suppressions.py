@@ -92,8 +92,7 @@ def connect(path: Path | str) -> sqlite3.Connection:
     Raises :class:`LedgerBusyError` when the file stays locked longer than the
     timeout, :class:`DigestError` when it cannot be opened."""
     try:
-        if str(path) != ":memory:":
-            create_private(Path(path))  # addresses: readable by the owner only
+        create_private(Path(path))  # addresses: readable by the owner only
         conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA journal_mode = WAL")

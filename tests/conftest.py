@@ -5,6 +5,7 @@ real `digest` command line."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import importlib.util
 import json
@@ -12,6 +13,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections import Counter
@@ -286,6 +288,11 @@ def reader(n: int) -> tuple[str, str, str]:
     return f"reader{n}@example.org", name, "" if n % 6 == 5 else f"news;tag{min(n % 8, 4)}"
 
 
+def tags_of_readers(count: int) -> dict[str, str]:
+    """address -> tags of subscribers 0..count-1 of a generated list (see :func:`reader`)."""
+    return {address: tags for address, _, tags in (reader(n) for n in range(count))}
+
+
 @dataclass
 class Site:
     """A site in its own folder (digest.toml, posts/, readers.csv) and the
@@ -375,6 +382,30 @@ def make_site(tmp_path):
             process.wait(timeout=30)
 
 
+@contextlib.contextmanager
+def held_requests(server, timeout: float = 120):
+    """A barrier in the stand-in (in this process): within the block, every
+    request to it waits on arrival until the block ends (through the
+    stand-in's ``clock`` hook, called first thing per request). Yields an
+    Event set when the first request has arrived, so a test knows a send is
+    in flight and holding its ledger however slow the machine is, with no
+    sleeping and hoping."""
+    arrived, release = threading.Event(), threading.Event()
+    plain = server.config.clock
+
+    def gate() -> float:
+        arrived.set()
+        release.wait(timeout)
+        return plain()
+
+    server.config.clock = gate
+    try:
+        yield arrived
+    finally:
+        release.set()
+        server.config.clock = plain
+
+
 def recorded(records: Iterable[dict]) -> Counter:
     """How many times the stand-in recorded each address."""
     return Counter(record["to"] for record in records)
@@ -452,7 +483,7 @@ def start_serve(tmp_path):
             )
         served = Served(f"http://127.0.0.1:{port}", process, log_path)
         started.append(served)
-        deadline = time.monotonic() + 20  # the interpreter and uvicorn starting
+        deadline = time.monotonic() + 60  # the interpreter and uvicorn starting (a loaded CI machine)
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 pytest.fail(f"digest serve exited: {served.log()}")
@@ -461,7 +492,7 @@ def start_serve(tmp_path):
                     return served
             except OSError:
                 time.sleep(0.05)
-        pytest.fail(f"digest serve did not listen within 20 s: {served.log()}")
+        pytest.fail(f"digest serve did not listen within 60 s: {served.log()}")
 
     yield start
     for served in started:

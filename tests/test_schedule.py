@@ -121,3 +121,40 @@ def test_window_is_usable_by_selection():
                                                ("90m", timedelta(minutes=90))])
 def test_parse_duration(text, expected):
     assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("schedule", "as_of", "keys"),
+    [
+        # Across the October change in Paris: 08:00 stays 08:00 local.
+        ("weekly monday 08:00", "2026-10-20T09:00", ["2026-W44", "2026-W45"]),
+        ("monthly 31 09:00", "2026-01-31T10:00", ["2026-02", "2026-03"]),
+        ("daily 07:30", "2026-12-31T08:00", ["2027-01-01", "2027-01-02"]),
+    ],
+)
+def test_next_issues_follow_on_and_keep_the_local_send_time(schedule, as_of, keys):
+    from digest.schedule import next_issue, upcoming
+
+    found = upcoming(schedule, at(as_of), PARIS, 2)
+    assert [issue.key for issue in found] == keys
+    current = current_issue(schedule, at(as_of), PARIS)
+    assert next_issue(schedule, current, PARIS) == found[0]
+    assert found[0].window_start == current.scheduled_at and found[1].window_start == found[0].scheduled_at
+    send_time = parse_schedule(schedule).at
+    assert all(issue.scheduled_at.astimezone(PARIS).time() == send_time for issue in found)
+    if schedule.startswith("monthly"):
+        assert [i.scheduled_at.astimezone(PARIS).day for i in found] == [28, 31]  # a short month's last day
+
+
+def test_a_window_starts_at_the_last_send_else_the_first_refusal_else_the_period():
+    from digest.schedule import window_since_last_send
+
+    issue = current_issue("weekly monday 08:00", at("2026-12-07T09:00"), PARIS)
+    two_weeks_back = issue.window_start - timedelta(days=7)
+    assert window_since_last_send(issue, None).start == issue.window_start
+    assert window_since_last_send(issue, two_weeks_back).start == two_weeks_back
+    assert window_since_last_send(issue, None, two_weeks_back).start == two_weeks_back
+    assert window_since_last_send(issue, issue.window_start, two_weeks_back - timedelta(days=7)).start == issue.window_start
+    # History from after this issue (planning an old issue again) does not bend its window.
+    assert window_since_last_send(issue, issue.window_end + timedelta(days=7)).start == issue.window_start
+    assert window_since_last_send(issue, two_weeks_back).end == issue.window_end

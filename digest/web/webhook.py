@@ -29,16 +29,18 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import sqlite3
 import time
+from collections.abc import Iterable
 from contextlib import closing
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from digest import suppressions
 from digest.errors import SettingsError
-from digest.ledger import Ledger, remember_webhook_events
+from digest.ledger import Ledger
 from digest.ledger import record_events as ledger_events
 
 if TYPE_CHECKING:
@@ -62,6 +64,13 @@ MESSAGE_DROP_REASONS = ("spam content", "smtpapi", "quota")
 # Recorded against the delivery rows: the events that say whether a message
 # arrived (Event Webhook reference, "delivery events").
 DELIVERY_EVENTS = ("delivered", "bounce", "dropped")
+MEMORY_DAYS = 30  # event ids are kept this long; a replay older than that fails the timestamp check anyway
+# In the ledger file, beside the suppressions it guards.
+_SEEN_SCHEMA = """
+CREATE TABLE IF NOT EXISTS webhook_events (
+    event_id    TEXT PRIMARY KEY,   -- SendGrid's sg_event_id, else a hash of the event
+    received_at TEXT NOT NULL       -- UTC, ISO 8601
+)"""
 
 
 def verifier(public_key: str | None):
@@ -258,6 +267,23 @@ def record_events(ledger: Path, batch: EventBatch) -> tuple[int, int]:
     with closing(suppressions.connect(ledger)) as conn, conn:  # commit at the end, roll back on error
         conn.execute("BEGIN IMMEDIATE")
         ids = [e.event_id for e in batch.suppressions] + [e.event_id for e in batch.deliveries]
-        fresh = remember_webhook_events(conn, ids)
+        fresh = remember(conn, ids)
         added = sum(suppressions.add(conn, e.email, e.reason, e.source) for e in batch.suppressions if e.event_id in fresh)
         return added, ledger_events(conn, [e for e in batch.deliveries if e.event_id in fresh])
+
+
+def remember(db: sqlite3.Connection, event_ids: Iterable[str]) -> set[str]:
+    """Note ``event_ids`` as taken, on ``db`` inside the caller's
+    transaction, and return those not seen before: the events to act on.
+    Ids older than :data:`MEMORY_DAYS` are forgotten."""
+    now = datetime.now(UTC)
+    db.execute(_SEEN_SCHEMA)
+    db.execute("DELETE FROM webhook_events WHERE received_at < ?", ((now - timedelta(days=MEMORY_DAYS)).isoformat(),))
+    fresh = set()
+    for event_id in dict.fromkeys(event_ids):
+        inserted = db.execute(
+            "INSERT INTO webhook_events (event_id, received_at) VALUES (?, ?) ON CONFLICT DO NOTHING", (event_id, now.isoformat())
+        )
+        if inserted.rowcount:
+            fresh.add(event_id)
+    return fresh
