@@ -95,13 +95,19 @@ def verify(settings: Settings, purpose: str, token: str, max_age: float | None =
 def secret_problem(value: str) -> str | None:
     """Why ``value`` may not sign tokens, or None when it may: shorter than
     :data:`MIN_SECRET_LENGTH`, fewer than :data:`MIN_DISTINCT_CHARACTERS`
-    different characters, or holding a placeholder word (``change-me``)."""
+    different characters, holding a placeholder word (``change-me``), a
+    repeated pattern, or mostly runs (``abcdef``, ``123456``)."""
     if len(value) < MIN_SECRET_LENGTH:
         return f"is {len(value)} characters long; it needs at least {MIN_SECRET_LENGTH} random ones"
     if len(set(value)) < MIN_DISTINCT_CHARACTERS:
         return "is easy to guess (too few different characters); it needs random characters"
     if any(word in value.lower() for word in _GUESSABLE):
         return "is easy to guess (a placeholder word); it needs random characters"
+    if any(value == (value[:period] * (len(value) // period + 1))[: len(value)] for period in range(1, len(value) // 2 + 1)):
+        return "is easy to guess (a repeated pattern); it needs random characters"
+    steps = sum(abs(ord(b) - ord(a)) <= 1 for a, b in zip(value, value[1:], strict=False))
+    if steps * 3 >= len(value):  # random text over 64 characters has about 1 in 20
+        return "is easy to guess (runs like abcd or 1234); it needs random characters"
     return None
 
 

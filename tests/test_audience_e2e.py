@@ -68,7 +68,7 @@ def make_site(folder: Path, subscribers: str | bytes = TAGGED_LIST, **settings: 
         "timezone": "UTC",
         "sources": ["posts"],
         "subscribers": "subscribers",
-        "secret_key": "e2e-unsubscribe-secret-" + "k" * 24,
+        "secret_key": "e2e-unsubscribe-secret-Jx4Tq8Vm2Rk6Wn0Zp3",
         "unsubscribe_mailto": "mailto:unsubscribe@gazette.example.org?subject=unsubscribe",
         **settings,
     }

@@ -135,13 +135,15 @@ sys.stderr.write(done.stderr)
 """
 
 
-def test_hostile_feeds_end_within_the_deadline_as_one_warning_each_and_the_others_are_read(hostile, tmp_path):
+@pytest.mark.parametrize("allow", ["listed", "true"])
+def test_hostile_feeds_end_within_the_deadline_as_one_warning_each_and_the_others_are_read(hostile, tmp_path, allow):
     port = hostile.rsplit(":", 1)[1]
     feeds = {name: f"{hostile}/{name}" for name in ("trickle", "huge", "bomb", "loop", "inside", "fine")}
     env = {
         "PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "NO_PROXY": "*",
         "DIGEST_FEED_TIMEOUT": "4",
-        "DIGEST_FEED_ALLOW_PRIVATE": json.dumps([f"127.0.0.1:{port}"]),  # the hostile server, not the internal one
+        # The hostile server's own address, listed or by "true"; never the internal one it redirects to.
+        "DIGEST_FEED_ALLOW_PRIVATE": json.dumps([f"127.0.0.1:{port}"]) if allow == "listed" else "true",
     }
     args = [sys.executable, "-m", "digest", "articles", "--as-of", "2026-11-23", "--since", "30d"]
     for url in feeds.values():
@@ -160,7 +162,8 @@ def test_hostile_feeds_end_within_the_deadline_as_one_warning_each_and_the_other
         "huge": "larger than 20,000,000 bytes (feed_max_bytes)",
         "bomb": "larger than 20,000,000 bytes (feed_max_bytes)",
         "loop": "more than 5 redirects",
-        "inside": "refused: 127.0.0.1 is a loopback address (set feed_allow_private to fetch feeds from it)",
+        "inside": "refused: 127.0.0.1 is a loopback address (set feed_allow_private to fetch feeds from it)" if allow == "listed" else
+        f"refused: a redirect to 127.0.0.1:{Hostile.internal_port}, loopback and not the feed's own host (list it in feed_allow_private to allow it)",
     }
     for name, reason in expected.items():
         (line,) = [line for line in warnings if f"{feeds[name]}:" in line]

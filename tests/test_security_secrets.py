@@ -27,7 +27,11 @@ def mode(path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-@pytest.mark.parametrize("secret", ["x", "short-but-random-Zq8", "change-me-unsubscribe-secret", "b" * 64, "abcabcabc" * 5])
+@pytest.mark.parametrize(
+    "secret",
+    ["x", "short-but-random-Zq8", "change-me-unsubscribe-secret", "b" * 64, "abcabcabc" * 5,
+     "abcdefghijklmnopqrstuvwxyzabcdef", "0123456789abcdef0123456789abcdef", "my-newsletter-key-" + "1" * 20],
+)
 def test_a_real_send_refuses_a_weak_secret_with_one_line_on_making_one(make_site, fake_sendgrid, secret):
     site = make_site(readers=3)
     done = site.run(*SEND, secret_key=secret, sendgrid_host=fake_sendgrid.url, sendgrid_api_key=SENDGRID_KEY)

@@ -86,10 +86,16 @@ def test_only_the_one_click_body_unsubscribes_and_repeating_it_is_harmless(clien
     assert rows(settings) == []
     for _ in range(3):
         assert client.post(f"/unsubscribe?token={token}", content="List-Unsubscribe=One-Click", headers=ONE_CLICK).status_code == 200
-    # RFC 8058 §3.1 allows multipart/form-data too.
+    # RFC 8058 §3.1 allows multipart/form-data too; the body without a form type is read as it stands.
+    plain = make_token(settings, "Ada@example.org", "garden")
+    assert client.post(f"/unsubscribe?token={plain}", content="List-Unsubscribe=One-Click", headers={"content-type": "text/plain"}).status_code == 200
     other = make_token(settings, "cy@example.org", "garden")
     assert client.post(f"/unsubscribe?token={other}", files={"List-Unsubscribe": (None, "One-Click")}).status_code == 200
-    assert rows(settings) == [("bob@example.org", "unsubscribed", "one-click", "garden"), ("cy@example.org", "unsubscribed", "one-click", "garden")]
+    assert rows(settings) == [
+        ("Ada@example.org", "unsubscribed", "one-click", "garden"),
+        ("bob@example.org", "unsubscribed", "one-click", "garden"),
+        ("cy@example.org", "unsubscribed", "one-click", "garden"),
+    ]
 
 
 def test_get_shows_a_button_that_posts_and_unsubscribes_no_one(client, settings):

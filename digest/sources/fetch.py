@@ -11,8 +11,12 @@ about how long, how much or where.
 - no connection to loopback, private, link-local, multicast, reserved or
   unspecified addresses, checked on the address each connection really goes
   to (after DNS, for the first URL and every redirect: no rebinding),
-  unless ``feed_allow_private`` is true or lists the address (``10.0.0.0/8``,
-  ``127.0.0.1:8080``, ``[::1]:8080``), for intranets and tests.
+  unless ``feed_allow_private`` lists the address (``10.0.0.0/8``,
+  ``127.0.0.1:8080``, ``[::1]:8080``) or is true. True lets the feed's own
+  host and port (and its ports 80 and 443) be private (an intranet feed, a
+  test server), but a redirect from there to another host or port on such
+  an address is still refused: a feed's server may not steer the fetch to
+  another internal service.
 
 Feeds are fetched directly, never through ``HTTP_PROXY``: a proxy would
 connect to addresses this module cannot check. Each limit hit is a
@@ -63,7 +67,7 @@ def fetch(url: str, settings: Settings, *, user_agent: str = USER_AGENT) -> Fetc
     status (>= 400) or a connection failure."""
     limit = settings.feed_max_bytes
     deadline = time.monotonic() + settings.feed_timeout
-    backend = _GuardedBackend(deadline, settings.feed_allow_private)
+    backend = _GuardedBackend(deadline, settings.feed_allow_private, _origin(url))
     transport = httpx.HTTPTransport(trust_env=False)
     # httpx takes no network backend; its pool does (httpcore.ConnectionPool(network_backend=...)).
     assert isinstance(transport._pool, httpcore.ConnectionPool)
@@ -129,13 +133,18 @@ class _Refused(Exception):
     """A connection this module will not make (its message says why)."""
 
 
-def _allowed(address: str, port: int, allow: bool | list[str]) -> bool:
+def _origin(url: str) -> tuple[str, int]:
+    parts = httpx.URL(url)
+    return (parts.host.lower(), parts.port or (443 if parts.scheme == "https" else 80))
+
+
+def _allowed(address: str, port: int, allow: bool | list[str], own_origin: bool) -> bool:
     ip = ipaddress.ip_address(address.split("%")[0])
     if getattr(ip, "ipv4_mapped", None):
         ip = ip.ipv4_mapped
-    if (ip.is_global and not ip.is_multicast) or allow is True:
+    if (ip.is_global and not ip.is_multicast) or (allow is True and own_origin):
         return True
-    for entry in allow or []:
+    for entry in allow if isinstance(allow, list) else []:
         network, entry_port = private_address_entry(entry)
         if ip in network and entry_port in (None, port):
             return True
@@ -183,8 +192,8 @@ class _GuardedBackend(httpcore.SyncBackend):
     (resolved here, so the address checked is the address used) and
     wrapping each stream in the feed's deadline."""
 
-    def __init__(self, deadline: float, allow: bool | list[str]) -> None:
-        self.deadline, self.allow = deadline, allow
+    def __init__(self, deadline: float, allow: bool | list[str], origin: tuple[str, int]) -> None:
+        self.deadline, self.allow, self.origin = deadline, allow, origin
 
     def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None, socket_options=None) -> httpcore.NetworkStream:
         left = self.deadline - time.monotonic()
@@ -195,9 +204,13 @@ class _GuardedBackend(httpcore.SyncBackend):
         except socket.gaierror as exc:
             raise httpcore.ConnectError(f"cannot resolve {host}: {exc.strerror}") from None
         addresses = list(dict.fromkeys(info[4][0] for info in found))
-        allowed = [address for address in addresses if _allowed(address, port, self.allow)]
+        # The feed's own host and port; or its standard http/https port (an http -> https redirect).
+        own = host.lower().strip("[]") == self.origin[0].strip("[]") and port in (self.origin[1], 80, 443)
+        allowed = [address for address in addresses if _allowed(address, port, self.allow, own)]
         if not allowed:
             what = f"{host} is" if host == addresses[0] else f"{host} resolves to {addresses[0]},"
+            if self.allow is True and not own:
+                raise _Refused(f"refused: a redirect to {host}:{port}, {_kind(addresses[0])} and not the feed's own host (list it in feed_allow_private to allow it)")
             raise _Refused(f"refused: {what} a {_kind(addresses[0])} address (set feed_allow_private to fetch feeds from it)")
         stream = super().connect_tcp(allowed[0], port, min(timeout or left, left), local_address, socket_options)
         return _Stream(stream, self.deadline)

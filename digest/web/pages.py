@@ -30,6 +30,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import parse_qs
 
 from jinja2 import DictLoader, Environment, StrictUndefined
 from starlette.concurrency import run_in_threadpool
@@ -145,10 +146,12 @@ def _person(state: PageState, request: Request, purpose: str) -> tuple[str, str,
 
 async def _form(request: Request) -> dict[str, list[str]]:
     """The fields of an urlencoded or multipart body (the one-click POST is
-    either, RFC 8058 §3.1); empty for any other body."""
+    either, RFC 8058 §3.1); a body of another or no type is read as
+    urlencoded (some clients post ``List-Unsubscribe=One-Click`` as it is).
+    The body is already capped (:class:`digest.web.guards.BodyLimit`)."""
     kind = request.headers.get("content-type", "")
     if not kind.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
-        return {}
+        return parse_qs((await request.body()).decode("utf-8", errors="replace"))
     try:
         form = await request.form(max_files=0, max_fields=200)
     except HTTPException:  # a malformed multipart body, or files in it
