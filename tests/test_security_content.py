@@ -32,6 +32,7 @@ LURES = [
 ]
 LURE = " ".join(LURES)
 QUERY = "&".join(f"x{i}={lure}" for i, lure in enumerate(LURES))
+RELATIVE = " ".join(f'<a href="{lure}">lure</a><img src="{lure}" alt="lure">' for lure in LURES)  # links that are only a placeholder
 
 
 def hostile_feed() -> str:
@@ -45,7 +46,7 @@ def hostile_feed() -> str:
     <dc:creator>{LURE}</dc:creator>
     <category>news</category>
     <category>{LURE}</category>
-    <description>{html.escape(f'<p>Summary {LURE} <a href="https://evil.example/?{QUERY}">more</a></p>')}</description>
+    <description>{html.escape(f'<p>Summary {LURE} <a href="https://evil.example/?{QUERY}">more</a> {RELATIVE}</p>')}</description>
     <content:encoded>{html.escape(f'<p>Body {LURE}</p><img src="https://evil.example/b.gif?{QUERY}">')}</content:encoded>
     <media:content url="https://evil.example/pixel.gif?{html.escape(QUERY)}" medium="image" type="image/gif"/>
   </item>"""
@@ -59,7 +60,8 @@ def hostile_feed() -> str:
 
 def hostile_post() -> str:
     post = frontmatter.Post(
-        f"Body of the post {LURE}\n\n![pixel](https://evil.example/md.gif?{QUERY})\n\n[link](https://evil.example/?{QUERY})\n",
+        f"Body of the post {LURE}\n\n![pixel](https://evil.example/md.gif?{QUERY})\n\n[link](https://evil.example/?{QUERY})\n\n"
+        + " ".join(f"[lure]({lure})" for lure in LURES) + "\n",
         title=f"Post title {LURE}",
         date="2026-11-21T10:00:00+00:00",
         tags=["news", *LURES],
