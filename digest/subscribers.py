@@ -52,6 +52,7 @@ from digest.addresses import normalize_address
 from digest.articles import slugify_tag
 from digest.csvrows import Row, check_utf8, read_rows
 from digest.errors import DigestError, SettingsError, UsageError
+from digest.files import FILE_MODE
 from digest.suppressions import add_many, address_key
 from digest.words import plural
 
@@ -191,7 +192,7 @@ class _ListReader:
             if unread := unread_columns(header.fields):
                 yield Problem(str(self.file), header.line, f"{plural(len(unread), 'column')} not read, values ignored: {', '.join(map(repr, unread))} (columns read: {KNOWN_COLUMNS})", "column")
             for row in rows:
-                if row.fields or row.undecodable:
+                if row.fields or row.undecodable or row.error:
                     item = self.subscriber(row, where, len(header.fields))
                     if item is not None:
                         yield item
@@ -206,8 +207,12 @@ class _ListReader:
         return Problem(str(self.file), line, message)
 
     def subscriber(self, row: Row, where: dict[str, int], width: int) -> Subscriber | Problem | None:
-        if row.undecodable or b"\0" in row.raw:
+        if row.error:
+            return self.problem(row.line, f"{row.error}; row skipped")
+        if row.undecodable:
             return self.problem(row.line, "not UTF-8 text; row skipped")
+        if b"\0" in row.raw:
+            return self.problem(row.line, "a NUL byte (not text); row skipped")
         if len(row.fields) > width:
             return self.problem(
                 row.line,
@@ -452,12 +457,13 @@ class _RawList:
         write_atomic(self.path, b"".join(parts) + b"".join(added))
 
 
-def write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes, *, private: bool = False) -> None:
     """Replace ``path`` with ``data`` all at once: readers see the old file or
     the new one, never half of one (a temporary file in the same folder,
     flushed to disk, then ``os.replace``, atomic on POSIX and Windows). The
     old file's permissions are kept; a new file gets those ``open()`` would
-    give it (0666 less the umask: 0644 usually), not mkstemp's private 0600."""
+    give it (0666 less the umask: 0644 usually), not mkstemp's private 0600,
+    unless ``private`` (an export: 0600, see :mod:`digest.files`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
     try:
@@ -465,7 +471,8 @@ def write_atomic(path: Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(handle.name, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_umask())
+        new_mode = FILE_MODE if private else 0o666 & ~_umask()
+        os.chmod(handle.name, path.stat().st_mode & 0o7777 if path.exists() else new_mode)
         os.replace(handle.name, path)
     except BaseException:
         Path(handle.name).unlink(missing_ok=True)

@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from digest.errors import DigestError, LedgerBusyError
+from digest.files import create_private
 from digest.ledger import postgresql, scheme_of
 from digest.ledger.model import SUPPRESSION_TABLES
 
@@ -80,6 +81,7 @@ def connect(path: Path | str) -> sqlite3.Connection | postgresql.Connection:
     if scheme_of(path):
         return postgresql.connect(str(path))
     try:
+        create_private(Path(path))  # addresses: readable by the owner only
         conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA journal_mode = WAL")

@@ -274,7 +274,7 @@ from digest.settings import load_settings
 path, url, key, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 settings = load_settings(sendgrid_api_key=key, sendgrid_host=url, sendgrid_retry_wait=0.01)
 provider = SendGridProvider(settings)
-rendered = RenderedVariant("v1", "Weekly", "", "<p>Hello</p>", "Hello", ("a1",))
+rendered = RenderedVariant("v1", "Weekly", "", "<p>Hello</p>", "Hello", ("a1",), "0123456789abcdef")
 
 def person(email):
     return Recipient(email, "", email, "main", "https://example.org/u")
@@ -400,7 +400,7 @@ def test_only_the_first_worker_queues_an_issue_on_a_shared_ledger(postgres_url):
         yield person(1), tag
         raise AssertionError("a second worker must not read the audience")
 
-    variant = type("V", (), {"variant_key": "v1", "subject": "S", "preheader": "", "html": "<p>", "text": "t", "article_ids": ("a1",), "notes": ()})
+    variant = type("V", (), {"variant_key": "v1", "subject": "S", "preheader": "", "html": "<p>", "text": "t", "article_ids": ("a1",), "notes": (), "nonce": "n0"})
     with Ledger(postgres_url) as first, Ledger(postgres_url) as second:
         assert first.queue_issue("2026-W48", START, END, ["a1"], END, [(person(1), "v1"), (person(2), "v1")], [variant]) is True
         assert second.queue_issue("2026-W48", START, END, ["a1"], END, entries("v2"), [variant]) is False

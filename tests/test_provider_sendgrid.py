@@ -290,7 +290,7 @@ def helper_body(provider: SendGridProvider, rendered, batch, issue_key: str) -> 
     for index, recipient in enumerate(batch):
         personalization = Personalization()
         personalization.add_to(To(recipient.email, _display_name(recipient.name)))
-        for key, value in substitutions(recipient).items():
+        for key, value in substitutions(recipient, rendered.nonce).items():
             personalization.add_substitution(Substitution(key, value))
         for name, value in list_headers(recipient, settings).items():
             personalization.add_header(Header(name, value))

@@ -204,7 +204,7 @@ class Ledger:
         (recipient, variant key) of ``entries`` (as :meth:`enqueue`; only when
         the issue has no row yet: its audience is frozen once queued), and
         ``variants`` as rendered (objects with ``variant_key``, ``subject``,
-        ``preheader``, ``html``, ``text``, ``article_ids``, ``notes``; a
+        ``preheader``, ``html``, ``text``, ``article_ids``, ``notes``, ``nonce``; a
         variant stored before is kept). Returns True when this call queued
         it; False when a shared ledger had it queued already (by another
         worker: then nothing is written, and ``entries`` is not read)."""
@@ -219,10 +219,10 @@ class Ledger:
                 # joins later gets the next issue, not a rerun of this one.
                 self._enqueue(db, key, entries)
             db.executemany(
-                "INSERT INTO variants (issue_key, variant_key, subject, preheader, html, text, article_ids, notes) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (issue_key, variant_key) DO NOTHING",
+                "INSERT INTO variants (issue_key, variant_key, subject, preheader, html, text, article_ids, notes, nonce) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (issue_key, variant_key) DO NOTHING",
                 [
-                    (key, v.variant_key, v.subject, v.preheader, v.html, v.text, json.dumps(list(v.article_ids)), json.dumps(list(v.notes)))
+                    (key, v.variant_key, v.subject, v.preheader, v.html, v.text, json.dumps(list(v.article_ids)), json.dumps(list(v.notes)), v.nonce)
                     for v in variants
                 ],
             )
@@ -232,9 +232,9 @@ class Ledger:
     def variants(self, issue_key: str) -> list[dict]:
         """The variants of ``issue_key`` as stored when it was queued, by key:
         dicts of ``variant_key``, ``subject``, ``preheader``, ``html``,
-        ``text``, ``article_ids`` (tuple) and ``notes`` (tuple)."""
+        ``text``, ``article_ids`` (tuple), ``notes`` (tuple) and ``nonce``."""
         rows = self._rows(
-            "SELECT variant_key, subject, preheader, html, text, article_ids, notes FROM variants WHERE issue_key = ? ORDER BY variant_key",
+            "SELECT variant_key, subject, preheader, html, text, article_ids, notes, nonce FROM variants WHERE issue_key = ? ORDER BY variant_key",
             (issue_key,),
         )
         return [{**row, "article_ids": tuple(json.loads(row["article_ids"])), "notes": tuple(json.loads(row["notes"]))} for row in rows]

@@ -22,7 +22,7 @@ def record_events(db: Any, events: Iterable) -> int:
     delivery row's, as sent in the provider's custom args), ``event``,
     ``event_id`` (the provider's id of the report: SendGrid's
     ``sg_event_id``), ``detail`` (str or None) and ``occurred_at`` (aware
-    datetime or None), e.g. :class:`digest.web.DeliveryEvent`. Events that
+    datetime or None), e.g. :class:`digest.web.webhook.DeliveryEvent`. Events that
     match no delivery row (a test send, mail from another system) are
     skipped; a report recorded before (providers deliver webhooks at least
     once) adds nothing. Returns how many events were new."""

@@ -76,6 +76,14 @@ CREATE TABLE IF NOT EXISTS preferences (
 );
 """
 
+# SendGrid's event ids seen by digest serve (a replay changes nothing); made by
+# digest.web.webhook too, in a file an older digest wrote.
+WEBHOOK_EVENTS_TABLE = """
+CREATE TABLE IF NOT EXISTS webhook_events (
+    event_id    TEXT PRIMARY KEY,   -- SendGrid's sg_event_id, else a hash of the event
+    received_at TEXT NOT NULL       -- UTC, ISO 8601
+)"""
+
 # What each version adds to the one before; a new ledger gets SCHEMA and then
 # every migration, an older one only the migrations it lacks, so its rows stay.
 MIGRATIONS = {
@@ -129,13 +137,14 @@ CREATE TABLE variants (
     text        TEXT NOT NULL,
     article_ids TEXT NOT NULL,      -- JSON array
     notes       TEXT NOT NULL,      -- JSON array: what the size budget changed
+    nonce       TEXT NOT NULL,      -- the render's placeholder nonce: html and text carry it
     PRIMARY KEY (issue_key, variant_key)
 );
-""" + SUPPRESSION_TABLES,
+""" + SUPPRESSION_TABLES + ";" + WEBHOOK_EVENTS_TABLE,
 }
 
 # Every table, parents first: the order a copy writes them in.
-TABLES = ("issues", "deliveries", "sent_articles", "events", "issue_pages", "refused_issues", "variants", "suppressions", "preferences")
+TABLES = ("issues", "deliveries", "sent_articles", "events", "issue_pages", "refused_issues", "variants", "suppressions", "preferences", "webhook_events")
 
 CRASHED = "interrupted while sending: the provider may or may not have taken it"
 LEASE_EXPIRED = "its worker stopped while sending (lease expired): the provider may or may not have taken it"

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from digest.errors import DigestError, LedgerBusyError
+from digest.files import create_private, open_private
 from digest.ledger.base import Ledger, register
 from digest.ledger.model import IN_MEMORY, MIGRATIONS, SCHEMA, SCHEMA_VERSION, statements
 
@@ -41,6 +42,8 @@ class SQLiteLedger(Ledger):
         if not self.in_memory and not self.path.parent.is_dir():
             raise DigestError(f"the folder of the ledger {self.path} does not exist: create it, or set 'ledger'")
         try:
+            if not self.in_memory:
+                create_private(self.path)  # SQLite gives its -wal and -shm files the same mode
             self._db = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
             raise DigestError(f"cannot open the ledger {self.path}: {exc}") from None
@@ -119,7 +122,7 @@ class SQLiteLedger(Ledger):
             finally:
                 self._run_lock_handle = None
             return
-        handle = open(self.lock_path, "a+", encoding="ascii")
+        handle = os.fdopen(open_private(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_APPEND), "a+", encoding="ascii")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -268,7 +268,7 @@ class SendGridProvider:
         body: dict = {
             "from": sender,
             "subject": rendered.subject,
-            "personalizations": [_personalization(recipient, settings) for recipient in batch],
+            "personalizations": [_personalization(recipient, settings, rendered.nonce) for recipient in batch],
             # text/plain before text/html, as SendGrid requires (RFC 1341 §7.2:
             # the preferred part last).
             "content": [{"type": "text/plain", "value": rendered.text}, {"type": "text/html", "value": rendered.html}],
@@ -285,7 +285,7 @@ class SendGridProvider:
         return body
 
 
-def _personalization(recipient: Recipient, settings: Settings) -> dict:
+def _personalization(recipient: Recipient, settings: Settings, nonce: str) -> dict:
     to = {"email": recipient.email}
     name = _display_name(recipient.name)
     if name:
@@ -294,7 +294,7 @@ def _personalization(recipient: Recipient, settings: Settings) -> dict:
     headers = list_headers(recipient, settings)  # List-Id too, as in the .eml
     if headers:
         personalization["headers"] = dict(headers)
-    values = substitutions(recipient)
+    values = substitutions(recipient, nonce)
     if values:
         personalization["substitutions"] = values
     personalization["custom_args"] = {"subscriber_id": str(recipient.subscriber_id)}
