@@ -19,12 +19,13 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from digest.articles import Article
+from digest.members import Members, Roster
 from digest.subscribers import Problem, Subscriber, choose_lists, iter_subscribers
 from digest.suppressions import Suppression, all_preferences, present, suppressed_key_set, suppressions_for
 
@@ -41,7 +42,7 @@ class Variant:
     number: int
     key: str
     articles: tuple[Article, ...]
-    subscribers: tuple[Subscriber, ...]
+    subscribers: Sequence[Subscriber]  # a Members of the issue's roster, or a tuple
     tags: frozenset[str]  # the union of the tags that chose these articles; empty = all
 
 
@@ -55,7 +56,7 @@ class Audience:
     ``suppressed``: the rows left out and why; ``problems``: rows skipped;
     ``lists``: the list files read."""
 
-    subscribers: list[Subscriber]
+    subscribers: list[Subscriber] | Iterator[Subscriber]  # an iterator when streamed
     suppressed: list[tuple[Subscriber, Suppression]]
     problems: list[Problem]
     lists: list[Path]
@@ -68,6 +69,7 @@ def load_audience(
     path: Path | None = None,
     ledger: Path | str | None = None,
     use_ledger: bool = True,
+    stream: bool = False,
 ) -> Audience:
     """The audience of ``settings.subscribers`` (or ``path``), for
     ``list_name`` (see :func:`choose_lists`).
@@ -75,30 +77,36 @@ def load_audience(
     Suppressions and preferences come from ``ledger`` (default
     ``settings.ledger``; none with ``use_ledger=False``). A ledger file that
     does not exist means none, and is not created: planning and dry runs
-    write nothing. Raises
+    write nothing. With ``stream``, ``subscribers`` is an iterator that reads
+    the lists as it is consumed (once), and ``suppressed`` and ``problems``
+    are complete when it is exhausted: a million rows are never held. Raises
     :class:`DigestError` for a missing list or an unreadable ledger.
     """
     files = choose_lists(Path(path or settings.subscribers), list_name, settings.default_list)
     ledger = ledger or settings.ledger
-    kept: list[Subscriber] = []
-    suppressed: list[tuple[Subscriber, Suppression]] = []
-    problems: list[Problem] = []
-    state = _LedgerState(ledger if use_ledger and present(ledger) else None)
+    audience = Audience([], [], [], files)
+    rows = _audience_rows(files, _LedgerState(ledger if use_ledger and present(ledger) else None), audience)
+    audience.subscribers = rows if stream else list(rows)
+    return audience
+
+
+def _audience_rows(files: list[Path], state: _LedgerState, audience: Audience) -> Iterator[Subscriber]:
+    """The subscribers of ``files`` kept for ``audience``, whose
+    ``problems`` and ``suppressed`` fill meanwhile."""
     held: list[Subscriber] = []
     for item in iter_subscribers(files):
         if isinstance(item, Problem):
-            problems.append(item)
+            audience.problems.append(item)
             continue
         stopped, chosen = state.lookup(item)
         if stopped:
             held.append(item)
         else:
-            kept.append(item if chosen is None else replace(item, tags=chosen))
-    suppressed = state.why(held)
+            yield item if chosen is None else replace(item, tags=chosen)
+    audience.suppressed.extend(state.why(held))
     # A suppression lifted between the two queries: that reader is kept.
-    lifted = {id(s) for s in held} - {id(s) for s, _ in suppressed}
-    kept.extend(state.chosen(s) for s in held if id(s) in lifted)
-    return Audience(kept, suppressed, problems, files)
+    lifted = {id(s) for s in held} - {id(s) for s, _ in audience.suppressed}
+    yield from (state.chosen(s) for s in held if id(s) in lifted)
 
 
 @dataclass
@@ -148,40 +156,58 @@ def wants(subscriber_tags: frozenset[str], article: Article) -> bool:
 
 
 def build_variants(articles: Sequence[Article], subscribers: Iterable[Subscriber]) -> list[Variant]:
-    """Group subscribers by the articles they get, keeping the selection's order.
+    """Group subscribers by the articles they get, keeping the selection's order
+    (see :func:`group_audience`)."""
+    return group_audience(articles, subscribers)[0]
 
-    Subscribers with an empty article set get nothing and are left out.
-    Variants are numbered by size (largest first), then by key, so numbering is
-    stable between runs with the same input. The article set is worked out
-    once per distinct tag set, not once per subscriber.
+
+def group_audience(articles: Sequence[Article], subscribers: Iterable[Subscriber]) -> tuple[list[Variant], Members]:
+    """(the variants, everyone) of ``subscribers``, read once as a stream.
+
+    Subscribers are written to a :class:`digest.members.Roster` as they come,
+    each with its variant, so memory holds a count per variant and one
+    article set per distinct tag set, never the list: each variant's
+    ``subscribers`` and everyone (those who get nothing too) are
+    :class:`digest.members.Members` that read the roster again.
+
+    Subscribers with an empty article set get nothing and are in no
+    variant. Variants are numbered by size (largest first), then by key, so
+    numbering is stable between runs with the same input. The article set
+    is worked out once per distinct tag set, not once per subscriber.
     """
-    groups: dict[tuple[str, ...], list[Subscriber]] = {}
-    tags_by_set: dict[tuple[str, ...], set[str]] = {}
-    memo: dict[frozenset[str], tuple[str, ...]] = {}
+    groups: dict[tuple[str, ...], int] = {}  # article ids -> group number in the roster
+    tags_by_group: list[set[str]] = []
+    everyone_by_group: list[bool] = []  # a member follows every tag
+    memo: dict[frozenset[str], int] = {}
     by_id = {article.id: article for article in articles}
+    roster = Roster()
     for subscriber in subscribers:
-        ids = memo.get(subscriber.tags)
-        if ids is None:
-            ids = memo[subscriber.tags] = tuple(a.id for a in articles if wants(subscriber.tags, a))
-            if ids:
-                tags_by_set.setdefault(ids, set()).update(subscriber.tags)
-        if ids:
-            groups.setdefault(ids, []).append(subscriber)
-    keyed = [(variant_key(ids), ids, members) for ids, members in groups.items()]
-    keyed.sort(key=lambda item: (-len(item[2]), item[0]))
-    variants = []
-    for number, (key, ids, members) in enumerate(keyed, start=1):
-        everyone = any(not s.tags for s in members)
-        variants.append(
-            Variant(
-                number=number,
-                key=key,
-                articles=tuple(by_id[i] for i in ids),
-                subscribers=tuple(members),
-                tags=frozenset() if everyone else frozenset(tags_by_set[ids]),
-            )
+        group = memo.get(subscriber.tags)
+        if group is None:
+            ids = tuple(a.id for a in articles if wants(subscriber.tags, a))
+            group = groups.setdefault(ids, len(groups)) if ids else -1
+            if group == len(tags_by_group):
+                tags_by_group.append(set())
+                everyone_by_group.append(False)
+            if group >= 0:
+                tags_by_group[group].update(subscriber.tags)
+                everyone_by_group[group] = everyone_by_group[group] or not subscriber.tags
+            memo[subscriber.tags] = group
+        roster.add(subscriber, group)
+    roster.seal()
+    keyed = [(variant_key(ids), ids, group) for ids, group in groups.items()]
+    keyed.sort(key=lambda item: (-roster.counts.get(item[2], 0), item[0]))
+    variants = [
+        Variant(
+            number=number,
+            key=key,
+            articles=tuple(by_id[i] for i in ids),
+            subscribers=Members(roster, group),
+            tags=frozenset() if everyone_by_group[group] else frozenset(tags_by_group[group]),
         )
-    return variants
+        for number, (key, ids, group) in enumerate(keyed, start=1)
+    ]
+    return variants, Members(roster)
 
 
 def variant_key(article_ids: Sequence[str]) -> str:

@@ -23,17 +23,19 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from digest.errors import DigestError, ProviderAuthError, UsageError
 from digest.issue import Issue
 from digest.ledger import IN_MEMORY, Claim, Delivery, DeliveryStatus, IssueRecord, Ledger
+from digest.members import Members
 from digest.moments import parse_duration
 from digest.providers import Provider
 from digest.recipients import Recipient, RecipientResult, Status
 from digest.rendering import RenderedVariant, render_variant
+from digest.seen import SeenKeys
 from digest.settings import Settings
 from digest.subscribers import Subscriber
 
@@ -173,13 +175,26 @@ def queue_issue(issue: Issue, ledger: Ledger, rendered: Sequence[RenderedVariant
     ledger had the issue queued by another worker already (nothing written)."""
     key = issue.context.key
     resumed = ledger.get_issue(key) is not None
-    entries = ((_row_of(s), variant.key) for variant in issue.variants for s in variant.subscribers)
     articles = [a.id for a in issue.selection.articles]
-    queued = ledger.queue_issue(key, issue.context.window_start, issue.context.window_end, articles, scheduled_at, entries, rendered)
+    queued = ledger.queue_issue(key, issue.context.window_start, issue.context.window_end, articles, scheduled_at, _entries(issue), rendered)
     if resumed and queued:
-        present = {s.key for s in issue.subscribers}
+        present = SeenKeys()
+        for subscriber in issue.subscribers:
+            present.add(subscriber.key, 1)
         ledger.close_rows([row_id for row_id, sid in ledger.pending_ids(key) if sid not in present], GONE)
     return queued
+
+
+def _entries(issue: Issue) -> Iterator[tuple[Recipient, str]]:
+    """(recipient row, variant key) of every subscriber of ``issue``'s
+    variants: in one pass over the issue's roster, in list order, when the
+    variants are its groups (as planned), else variant by variant."""
+    everyone = issue.subscribers
+    roster = everyone.roster if isinstance(everyone, Members) else None
+    keys = {v.subscribers.group: v.key for v in issue.variants if isinstance(v.subscribers, Members) and v.subscribers.roster is roster}
+    if roster is not None and len(keys) == len(issue.variants):
+        return ((_row_of(s), keys[group]) for group, s in roster.records() if group in keys)
+    return ((_row_of(s), variant.key) for variant in issue.variants for s in variant.subscribers)
 
 
 def send_queued(

@@ -8,12 +8,12 @@ Planning reads sources and subscriber lists but sends and writes nothing, so
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from digest.articles import Article, slugify_tag
-from digest.audience import Variant, build_variants, load_audience
+from digest.audience import Variant, group_audience, load_audience
 from digest.rendering import IssueContext
 from digest.schedule import ScheduledIssue, current_issue, window_since_last_send
 from digest.selection import Selection, Window, make_window, select_articles, select_by_ids
@@ -48,12 +48,14 @@ class IssueRequest:
 class Issue:
     """A planned issue: ``selection`` (articles, newest first), ``variants``
     (subscribers grouped by the articles they get), ``subscribers`` (the whole
-    audience after suppressions), and the warnings to show before sending."""
+    audience after suppressions), and the warnings to show before sending.
+    Both kinds of subscribers are :class:`digest.members.Members`: read
+    again from the issue's roster when iterated, never held as objects."""
 
     context: IssueContext
     selection: Selection
     variants: list[Variant]
-    subscribers: list[Subscriber]
+    subscribers: Sequence[Subscriber]
     source_warnings: list[str] = field(default_factory=list)
     audience_problems: list[Problem] = field(default_factory=list)
     scheduled_at: datetime | None = None
@@ -125,10 +127,11 @@ def plan_issue(
         )
     problems: list[Problem] = []
     if subscribers is None:
-        # The chosen list minus the ledger's suppressions, with stored preferences.
-        loaded_audience = load_audience(settings, request.list_name)
+        # The chosen list minus the ledger's suppressions, with stored preferences,
+        # read as a stream: the roster of group_audience holds it, not this process.
+        loaded_audience = load_audience(settings, request.list_name, stream=True)
         subscribers, problems = loaded_audience.subscribers, loaded_audience.problems
-    audience = list(subscribers)
+    variants, audience = group_audience(selection.articles, subscribers)
     context = IssueContext(
         key=request.key or scheduled.key,
         as_of=as_of,
@@ -140,7 +143,7 @@ def plan_issue(
     return Issue(
         context=context,
         selection=selection,
-        variants=build_variants(selection.articles, audience),
+        variants=variants,
         subscribers=audience,
         source_warnings=warnings,
         audience_problems=problems,

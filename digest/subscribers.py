@@ -53,6 +53,7 @@ from digest.articles import slugify_tag
 from digest.csvrows import Row, check_utf8, read_rows
 from digest.errors import DigestError, SettingsError, UsageError
 from digest.files import FILE_MODE
+from digest.seen import SeenKeys
 from digest.suppressions import add_many, address_key
 from digest.words import plural
 
@@ -167,7 +168,12 @@ class _ListReader:
     strict_header: bool = False  # raise instead of reporting a file we cannot read as a list
     left: list[tuple[Subscriber, str]] = field(default_factory=list)  # (row, status) of people who left, skipped quietly
     tag_sets: dict[str, frozenset[str]] = field(default_factory=dict)
-    seen: dict[str, int] = field(default_factory=dict)
+    seen: SeenKeys | None = None  # address key -> its first line, compactly
+
+    def __post_init__(self) -> None:
+        self.list_name = self.file.stem  # one string for every row
+        if self.seen is None:  # sized for rows of about 40 bytes, the usual email,name,tags
+            self.seen = SeenKeys(expected=_size_of(self.file) // 40)
 
     def read(self) -> Iterator[Subscriber | Problem]:
         with self.file.open("rb") as handle:
@@ -226,19 +232,24 @@ class _ListReader:
         status = values["status"].strip().casefold()
         if status not in ACTIVE_STATUSES | LEFT_STATUSES:
             return self.problem(row.line, f"unknown status {values['status']!r} (expected subscribed or unsubscribed)")
-        key = address_key(email)
-        if key in self.seen:
-            return self.problem(row.line, f"duplicate of line {self.seen[key]} ({email}); row skipped")
-        self.seen[key] = row.line
+        if first := self.seen.add(address_key(email), row.line):
+            return self.problem(row.line, f"duplicate of line {first} ({email}); row skipped")
         cell = values["tags"]
         tags = self.tag_sets.get(cell)
         if tags is None:
             tags = self.tag_sets[cell] = frozenset(parse_tags(cell))
-        subscriber = Subscriber(email=email, name=values["name"], tags=tags, list_name=self.file.stem, line=row.line)
+        subscriber = Subscriber(email=email, name=values["name"], tags=tags, list_name=self.list_name, line=row.line)
         if status in LEFT_STATUSES:
             self.left.append((subscriber, status))
             return None
         return subscriber
+
+
+def _size_of(file: Path) -> int:
+    try:
+        return file.stat().st_size
+    except OSError:
+        return 0  # read() says why
 
 
 def _values(fields: list[str], where: dict[str, int]) -> dict[str, str]:
@@ -323,13 +334,13 @@ def iter_subscribers(files: Iterable[Path]) -> Iterator[Subscriber | Problem]:
     """Subscribers and problems of ``files``, in file and row order, one at a
     time. An address already read from an earlier list is skipped quietly
     (it is mailed once); within one list it is a duplicate problem."""
-    mailed: set[str] = set()
+    files = list(files)
+    # One list has no duplicates left after its own check: no second table.
+    mailed = SeenKeys() if len(files) > 1 else None
     for file in files:
         for item in _ListReader(file).read():
-            if isinstance(item, Subscriber):
-                if item.key in mailed:
-                    continue
-                mailed.add(item.key)
+            if mailed is not None and isinstance(item, Subscriber) and mailed.add(item.key, 1):
+                continue
             yield item
 
 

@@ -1,0 +1,146 @@
+"""The members of an audience and of its variants, kept packed outside the
+Python heap: planning an issue for a million readers holds counts, not a
+million :class:`~digest.subscribers.Subscriber` objects (about 550 bytes
+each with their strings).
+
+A :class:`Roster` is written once, in list order, one record per subscriber
+with the number of the group (variant) they fall into; records stay in
+memory up to ``SPILL_BYTES`` and go to an unnamed temporary file beyond
+(removed when the roster is closed or collected). :class:`Members` is a
+read-only sequence over one group, or all of them: ``len`` is a stored
+count, and iterating or indexing reads the records again, making a
+subscriber object at a time, so any number of readers (threads too) may
+read one roster at once.
+"""
+
+from __future__ import annotations
+
+import marshal
+import os
+import struct
+import tempfile
+from collections.abc import Iterator, Sequence
+from itertools import islice
+from typing import overload
+
+from digest.subscribers import Subscriber
+
+SPILL_BYTES = 4 << 20  # records kept in memory before they go to a file
+_CHUNK = 1 << 20
+_LENGTH = struct.Struct("<I")
+EVERYONE = -1  # Members over every record, whatever its group
+
+
+class Roster:
+    """Subscribers each with a group number (``int``; -1 for none), written
+    with :meth:`add` and read with :meth:`records` once :meth:`seal` is
+    called. Tag sets and list names are stored once each."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._file = None
+        self._size = 0
+        self._tags: dict[frozenset[str], int] = {}
+        self._lists: dict[str, int] = {}
+        self._tag_table: list[frozenset[str]] = []
+        self._list_table: list[str] = []
+        self.counts: dict[int, int] = {}
+
+    def add(self, subscriber: Subscriber, group: int) -> None:
+        tags = self._tags.get(subscriber.tags)
+        if tags is None:
+            tags = self._tags[subscriber.tags] = len(self._tag_table)
+            self._tag_table.append(subscriber.tags)
+        listed = self._lists.get(subscriber.list_name)
+        if listed is None:
+            listed = self._lists[subscriber.list_name] = len(self._list_table)
+            self._list_table.append(subscriber.list_name)
+        record = marshal.dumps((group, subscriber.email, subscriber.name, tags, listed, subscriber.line))
+        self._buffer += _LENGTH.pack(len(record))
+        self._buffer += record
+        self.counts[group] = self.counts.get(group, 0) + 1
+        if len(self._buffer) >= SPILL_BYTES:
+            self._spill()
+
+    def _spill(self) -> None:
+        if self._file is None:
+            self._file = tempfile.TemporaryFile(prefix="digest-roster-")
+        self._file.write(self._buffer)
+        self._size += len(self._buffer)
+        self._buffer = bytearray()
+
+    def seal(self) -> None:
+        """No more records: make what was written readable."""
+        if self._file is not None:
+            self._spill()
+            self._file.flush()
+        self._buffer = bytes(self._buffer)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+    def _read(self, offset: int) -> bytes:
+        if self._file is None:
+            return self._buffer[offset:offset + _CHUNK] if offset < len(self._buffer) else b""
+        return os.pread(self._file.fileno(), _CHUNK, offset) if offset < self._size else b""
+
+    def records(self, group: int = EVERYONE) -> Iterator[tuple[int, Subscriber]]:
+        """(group, subscriber) of every record of ``group`` (default: all), in the order written."""
+        tag_table, list_table = self._tag_table, self._list_table
+        offset, pending = 0, b""
+        while chunk := self._read(offset):
+            offset += len(chunk)
+            data = pending + chunk if pending else chunk
+            at, end = 0, len(data)
+            while at + 4 <= end:
+                (size,) = _LENGTH.unpack_from(data, at)
+                if at + 4 + size > end:
+                    break
+                number, email, name, tags, listed, line = marshal.loads(data[at + 4:at + 4 + size])
+                at += 4 + size
+                if group == EVERYONE or number == group:
+                    yield number, Subscriber(email, name, tag_table[tags], list_table[listed], line)
+            pending = data[at:]
+
+
+class Members(Sequence[Subscriber]):
+    """The subscribers of one group of a :class:`Roster` (or every group:
+    ``EVERYONE``), as a read-only sequence. Equal to any sequence of the same
+    subscribers in the same order (a tuple, a list)."""
+
+    def __init__(self, roster: Roster, group: int = EVERYONE) -> None:
+        self.roster, self.group = roster, group
+        self._count = sum(roster.counts.values()) if group == EVERYONE else roster.counts.get(group, 0)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[Subscriber]:
+        return (subscriber for _, subscriber in self.roster.records(self.group))
+
+    @overload
+    def __getitem__(self, index: int) -> Subscriber: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[Subscriber, ...]: ...
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            start, stop, step = index.indices(self._count)
+            return tuple(islice(self, start, stop, step))
+        if index < 0:
+            index += self._count
+        if not 0 <= index < self._count:
+            raise IndexError("no such member")
+        return next(islice(self, index, None))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, str):
+            return NotImplemented
+        return len(other) == self._count and all(a == b for a, b in zip(self, other, strict=False))
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __repr__(self) -> str:
+        return f"<Members: {self._count} subscribers>"

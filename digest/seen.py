@@ -1,0 +1,74 @@
+"""Addresses already read, with where each was first read, in 24 bytes an
+address: a list of a million readers checked for duplicates without a
+million strings in a dict (about 200 bytes each).
+
+An open-addressing table (linear probing, at most 3/4 full) of three
+machine-word arrays: two independent 64-bit hashes of the key and where it
+was first seen. Two keys are taken as equal when both hashes are: Python's
+``hash`` of a string is SipHash keyed with a secret chosen per process
+(PEP 456), so the 128 bits cannot be aimed at from a list's contents, and an
+accidental match among a billion addresses has a chance below 10^-20.
+"""
+
+from __future__ import annotations
+
+from array import array
+
+_FIRST_SIZE = 1 << 12
+
+
+class SeenKeys:
+    """Keys (strings) with a positive number each (e.g. a line), added once."""
+
+    def __init__(self, expected: int = 0) -> None:
+        """``expected``: about how many keys will be added (sizes the table once)."""
+        size = _FIRST_SIZE
+        while size * 3 < expected * 4:
+            size *= 2
+        self._allocate(size)
+
+    def _allocate(self, size: int) -> None:
+        self._mask = size - 1
+        self._first = array("q", bytes(8 * size))
+        self._second = array("q", bytes(8 * size))
+        self._where = array("q", bytes(8 * size))  # 0: an empty slot
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __contains__(self, key: str) -> bool:
+        first, second = hash(key), hash(key + "\0")
+        mask, firsts, seconds, wheres = self._mask, self._first, self._second, self._where
+        slot = first & mask
+        while wheres[slot]:
+            if firsts[slot] == first and seconds[slot] == second:
+                return True
+            slot = (slot + 1) & mask
+        return False
+
+    def add(self, key: str, where: int) -> int:
+        """Add ``key`` with ``where`` (> 0) and return 0; a key added
+        before is left as it was and its own ``where`` is returned."""
+        first, second = hash(key), hash(key + "\0")
+        return self._put(first, second, where)
+
+    def _put(self, first: int, second: int, where: int) -> int:
+        mask, firsts, seconds, wheres = self._mask, self._first, self._second, self._where
+        slot = first & mask
+        while found := wheres[slot]:
+            if firsts[slot] == first and seconds[slot] == second:
+                return found
+            slot = (slot + 1) & mask
+        firsts[slot], seconds[slot], wheres[slot] = first, second, where
+        self._count += 1
+        if self._count * 4 > (mask + 1) * 3:
+            self._grow()
+        return 0
+
+    def _grow(self) -> None:
+        old = zip(self._first, self._second, self._where, strict=True)
+        self._allocate((self._mask + 1) * 2)
+        for first, second, where in old:
+            if where:
+                self._put(first, second, where)
