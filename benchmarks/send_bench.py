@@ -6,6 +6,7 @@ the local stand-in, against the naive way, in one run.
     python benchmarks/send_bench.py                      # 100,000 subscribers, 20 variants
     python benchmarks/send_bench.py -n 1000000           # memory stays flat
     python benchmarks/send_bench.py --suppressions 100000
+    python benchmarks/send_bench.py --suppressions 100000 --compare   # without and with, interleaved: what they add
     python benchmarks/send_bench.py -n 20000 --workers 4 --ledger postgresql://postgres@127.0.0.1/bench
 
 A site is generated in a temporary folder: Markdown articles (three "news"
@@ -19,6 +20,12 @@ one transaction), send (claim a batch, POST it, record the answers and
 claim the next: ``--concurrency`` requests in flight). The naive way,
 timed on ``--sample`` subscribers in the same run and extrapolated: render
 and inline per subscriber, one request per recipient.
+
+With ``--compare`` (and ``--suppressions S``) the send is made
+``--rounds`` times without the suppressions and as often with them,
+interleaved, each with a new ledger and stand-in, and the best wall and CPU
+times of the two cases are compared (a shared machine's noise is larger than
+what is measured); the peak RSS shown is then this process's so far.
 
 With ``--workers W`` the send is W real ``digest send`` processes sharing a
 PostgreSQL ledger (``--ledger URL``, an empty database): the phases are then
@@ -196,78 +203,116 @@ def main() -> None:
     parser.add_argument("--ledger", help="a postgresql:// URL of an empty database (default: a SQLite file)")
     parser.add_argument("--concurrency", type=int, default=2, help="requests in flight per worker (the concurrency setting)")
     parser.add_argument("--sample", type=int, default=200, help="subscribers sent the naive way")
+    parser.add_argument("--compare", action="store_true",
+                        help="with --suppressions: send without them and with them, interleaved, and print what they add")
+    parser.add_argument("--rounds", type=int, default=2, help="with --compare: sends of each case (the best of each is compared)")
     args = parser.parse_args()
     if not (SHARED_TOOLS / "fake_sendgrid.py").is_file():
         raise SystemExit(f"the SendGrid stand-in is not at {SHARED_TOOLS} (../shared is absent)")
     if args.workers > 1 and not (args.ledger or "").startswith("postgresql://"):
         raise SystemExit("--workers needs --ledger postgresql://... (workers share a PostgreSQL ledger)")
+    if args.compare and (not args.suppressions or args.workers > 1 or args.ledger):
+        raise SystemExit("--compare needs --suppressions S (one worker, a SQLite ledger: each send gets a new one)")
     os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)
         write_site(folder, args.subscribers, args.variants)
         os.chdir(folder)  # settings files of the current folder are read: the generated site has none
-        record = folder / "sent.jsonl"
-        url, stop = start_stand_in(record)
         try:
-            values = dict(
-                provider="sendgrid", sendgrid_api_key=API_KEY, sendgrid_host=url, concurrency=args.concurrency,
-                sources=["posts"], subscribers=str(folder / "readers.csv"), ledger=args.ledger or str(folder / "digest.db"),
-                site_url="https://gazette.example.org/", timezone="UTC", schedule="weekly monday 08:00",
-                sender_email="digest@gazette.example.org", secret_key=SECRET,
-            )
-            settings = load_settings(**values)
-            if args.suppressions:  # in a child, so this process's peak RSS is the send's alone
-                code = ("import sys; sys.path.insert(0, sys.argv[3]); from digest import suppressions; "
-                        "suppressions.add_many(sys.argv[1], ((f'left{n}@example.net', 'unsubscribed', None) for n in range(int(sys.argv[2]))), 'bench')")
-                subprocess.run([sys.executable, "-c", code, str(settings.ledger), str(args.suppressions), str(REPO)], check=True)
-            phases = Phases(url)
-            if args.workers == 1:
-                issue = phases.run("plan: articles, list, variants", lambda: plan_issue(settings, IssueRequest(as_of=AS_OF)))
-                rendered = phases.run("render once per variant", lambda: render_issue(issue, settings))
-                ledger = Ledger.from_settings(settings)
-                phases.run("queue: every recipient in the ledger", lambda: queue_issue(issue, ledger, rendered, scheduled_at=issue.scheduled_at),
-                           recipients=args.subscribers)
-                issue_variants, key = len(issue.variants), issue.context.key
-                sample_issue = issue if args.sample else None
-                del issue  # what the send needs is in the ledger
-                report = phases.run("send: claim, POST, record", lambda: send_queued(ledger, key, SendGridProvider(settings), settings),
-                                    recipients=args.subscribers)
-                ledger.close()
-            else:
-                env = {**os.environ, "PYTHONPATH": str(REPO), **{f"DIGEST_{k.upper()}": str(v) for k, v in values.items()}}
-                env["DIGEST_SOURCES"] = json.dumps(values["sources"])
-
-                def workers():
-                    started = [subprocess.Popen([sys.executable, "-m", "digest", "send", "--as-of", AS_OF.isoformat(), "--json"],
-                                                env=env, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-                               for _ in range(args.workers)]
-                    return [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in started]
-
-                summaries = phases.run(f"{args.workers} workers: plan, queue, send", workers, recipients=args.subscribers, children=True)
-                report = None
-                issue_variants, key = len(summaries[0]["variants"]), summaries[0]["issue"]
-                sample_issue = plan_issue(settings, IssueRequest(as_of=AS_OF)) if args.sample else None
-            wall = phases.rows and sum(row[1] for row in phases.rows)
-            peak = max(row[3] for row in phases.rows)
-            once, lines = exactly_once(record, args.subscribers)
-            per_recipient_naive = naive(args.sample, sample_issue, settings, SendGridProvider(settings)) if args.sample else 0.0
+            if not args.compare:
+                show(args, run_once(folder / "run", args, args.suppressions, args.sample))
+                return
+            # Interleaved, so that a busy moment of the machine weighs on both cases alike.
+            runs: dict[int, list[dict]] = {0: [], args.suppressions: []}
+            for round_number in range(args.rounds):
+                for count in (0, args.suppressions):
+                    run = run_once(folder / f"run-{round_number}-{count}", args, count, 0)
+                    runs[count].append(run)
+                    print(f"round {round_number + 1}, {count:,} suppressions: {run['wall']:.2f} s, "
+                          f"peak {run['peak']:.0f} MB, exactly once: {run['once']}", flush=True)
         finally:
-            stop()
             os.chdir(REPO)
+    for count, found in runs.items():
+        print(f"\n{count:,} suppressions, best of {len(found)} (by total wall):")
+        show(args, min(found, key=lambda run: run["wall"]), suppressions=count)
+    for measure, unit in (("wall", "wall"), ("cpu", "CPU")):
+        without, with_them = (min(run[measure] for run in runs[count]) for count in (0, args.suppressions))
+        print(f"{args.suppressions:,} suppressions add {100 * (with_them / without - 1):+.1f}% {unit} time "
+              f"(best {with_them:.2f} s against {without:.2f} s; each round without/with: "
+              + ", ".join(f"{a[measure]:.2f}/{b[measure]:.2f}" for a, b in zip(runs[0], runs[args.suppressions], strict=True)) + ")")
 
-    print(f"subscribers {args.subscribers:,} in {issue_variants} variants, suppressions {args.suppressions:,}, "
+
+def run_once(folder: Path, args, suppressions: int, sample: int) -> dict:
+    """One send of the generated site (in the current folder) with its own
+    ledger and stand-in under ``folder``: the phases, the peak RSS, the
+    exactly-once check, and the naive way on ``sample`` subscribers."""
+    folder.mkdir()
+    record = folder / "sent.jsonl"
+    url, stop = start_stand_in(record)
+    try:
+        site = Path.cwd()
+        values = dict(
+            provider="sendgrid", sendgrid_api_key=API_KEY, sendgrid_host=url, concurrency=args.concurrency,
+            sources=["posts"], subscribers=str(site / "readers.csv"), ledger=args.ledger or str(folder / "digest.db"),
+            site_url="https://gazette.example.org/", timezone="UTC", schedule="weekly monday 08:00",
+            sender_email="digest@gazette.example.org", secret_key=SECRET,
+        )
+        settings = load_settings(**values)
+        if suppressions:  # in a child, so this process's peak RSS is the send's alone
+            code = ("import sys; sys.path.insert(0, sys.argv[3]); from digest import suppressions; "
+                    "suppressions.add_many(sys.argv[1], ((f'left{n}@example.net', 'unsubscribed', None) for n in range(int(sys.argv[2]))), 'bench')")
+            subprocess.run([sys.executable, "-c", code, str(settings.ledger), str(suppressions), str(REPO)], check=True)
+        phases = Phases(url)
+        if args.workers == 1:
+            issue = phases.run("plan: articles, list, variants", lambda: plan_issue(settings, IssueRequest(as_of=AS_OF)))
+            rendered = phases.run("render once per variant", lambda: render_issue(issue, settings))
+            ledger = Ledger.from_settings(settings)
+            phases.run("queue: every recipient in the ledger", lambda: queue_issue(issue, ledger, rendered, scheduled_at=issue.scheduled_at),
+                       recipients=args.subscribers)
+            issue_variants, key = len(issue.variants), issue.context.key
+            sample_issue = issue if sample else None
+            del issue  # what the send needs is in the ledger
+            report = phases.run("send: claim, POST, record", lambda: send_queued(ledger, key, SendGridProvider(settings), settings),
+                                recipients=args.subscribers)
+            ledger.close()
+        else:
+            env = {**os.environ, "PYTHONPATH": str(REPO), **{f"DIGEST_{k.upper()}": str(v) for k, v in values.items()}}
+            env["DIGEST_SOURCES"] = json.dumps(values["sources"])
+
+            def workers():
+                started = [subprocess.Popen([sys.executable, "-m", "digest", "send", "--as-of", AS_OF.isoformat(), "--json"],
+                                            env=env, cwd=site, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                           for _ in range(args.workers)]
+                return [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in started]
+
+            summaries = phases.run(f"{args.workers} workers: plan, queue, send", workers, recipients=args.subscribers, children=True)
+            report = None
+            issue_variants, key = len(summaries[0]["variants"]), summaries[0]["issue"]
+            sample_issue = plan_issue(settings, IssueRequest(as_of=AS_OF)) if sample else None
+        once, lines = exactly_once(record, args.subscribers)
+        per_recipient_naive = naive(sample, sample_issue, settings, SendGridProvider(settings)) if sample else 0.0
+    finally:
+        stop()
+    return dict(phases=phases, wall=sum(row[1] for row in phases.rows), cpu=sum(row[2] for row in phases.rows), peak=max(row[3] for row in phases.rows), once=once,
+                lines=lines, report=report, variants=issue_variants, naive=per_recipient_naive, sample=sample)
+
+
+def show(args, run: dict, *, suppressions: int | None = None) -> None:
+    """Print one run's table and figures."""
+    suppressions = args.suppressions if suppressions is None else suppressions
+    print(f"subscribers {args.subscribers:,} in {run['variants']} variants, suppressions {suppressions:,}, "
           f"workers {args.workers}, concurrency {args.concurrency}, ledger {'PostgreSQL' if args.ledger else 'SQLite'}, stand-in --lean")
-    Phases.print(phases)
-    if report is not None:
-        print(f"ledger                                {report.counts}")
-    print(f"peak RSS of the sender                {peak:8.0f} MB{' (the largest worker)' if args.workers > 1 else ''}")
-    print(f"stand-in recorded each subscriber exactly once: {once} ({lines:,} records)")
-    if args.sample:
-        naive_total = per_recipient_naive * args.subscribers
-        print(f"naive (render+inline per subscriber, one request each), {args.sample} sampled: "
-              f"{per_recipient_naive * 1000:.1f} ms per recipient, about {naive_total:,.0f} s for {args.subscribers:,}")
-        print(f"ratio naive / digest                  {naive_total / wall:8.0f}x")
+    run["phases"].print()
+    if run["report"] is not None:
+        print(f"ledger                                {run['report'].counts}")
+    print(f"peak RSS of the sender                {run['peak']:8.0f} MB{' (the largest worker)' if args.workers > 1 else ''}")
+    print(f"stand-in recorded each subscriber exactly once: {run['once']} ({run['lines']:,} records)")
+    if run["sample"]:
+        naive_total = run["naive"] * args.subscribers
+        print(f"naive (render+inline per subscriber, one request each), {run['sample']} sampled: "
+              f"{run['naive'] * 1000:.1f} ms per recipient, about {naive_total:,.0f} s for {args.subscribers:,}")
+        print(f"ratio naive / digest                  {naive_total / run['wall']:8.0f}x")
 
 
 if __name__ == "__main__":
