@@ -250,12 +250,19 @@ def _attr_style(attrs: str) -> str:
 
 
 def _parse_style(style: str) -> dict[str, tuple[str, bool]]:
+    return dict(_parsed_style(style))
+
+
+@lru_cache(maxsize=4096)
+def _parsed_style(style: str) -> tuple[tuple[str, tuple[str, bool]], ...]:
+    """:func:`_parse_style` as items, kept: a page repeats a few hundred
+    distinct style attributes thousands of times, and tinycss2 is pure Python."""
     out: dict[str, tuple[str, bool]] = {}
     for decl in tinycss2.parse_blocks_contents(style.replace("&quot;", '"'), skip_comments=True, skip_whitespace=True):
         if decl.type == "declaration":
             out.pop(decl.lower_name, None)  # later declarations come last, as in the attribute
             out[decl.lower_name] = (tinycss2.serialize(decl.value).strip(), decl.important)
-    return out
+    return tuple(out.items())
 
 
 def _sets(shorthand: str, longhand: str) -> bool:

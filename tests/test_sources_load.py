@@ -412,9 +412,13 @@ def _post(folder: Path, name: str, title: str) -> Path:
 
 
 def test_unchanged_files_are_not_parsed_again_and_an_edit_or_a_data_file_is_seen(tmp_path, settings, monkeypatch):
+    import digest.sources
     from digest.sources import feeds, markdown
 
     parsed: list[str] = []  # what the readers really parsed (they are called through)
+    normalized: list[str] = []  # records normalized (called through too)
+    normalize = digest.sources.normalize
+    monkeypatch.setattr(digest.sources, "normalize", lambda raw, **kw: normalized.append(raw.title) or normalize(raw, **kw))
     read_post, read_feed = markdown.read_post, feeds.read_feed
     monkeypatch.setattr(markdown, "read_post", lambda path, root=None: parsed.append(path.name) or read_post(path, root))
     monkeypatch.setattr(feeds, "read_feed", lambda data, source, url=None: parsed.append(Path(source).name) or read_feed(data, source, url))
@@ -426,16 +430,19 @@ def test_unchanged_files_are_not_parsed_again_and_an_edit_or_a_data_file_is_seen
     sources = [str(posts), str(feed)]
     before = load_articles(sources, settings).articles
     assert sorted(parsed) == ["feed.xml", "one.md", "two.md"]
+    assert len(normalized) == len(before)
     parsed.clear()
+    normalized.clear()
     again = load_articles(sources, settings).articles
     assert parsed == [] and again == before  # nothing parsed again, the same articles
+    assert normalized == [] and all(a is b for a, b in zip(again, before, strict=True))  # nor normalized again
 
     # An edit keeping the size and the mtime's second still shows: the key is size and mtime in ns.
     first.write_text(first.read_text(encoding="utf-8").replace("One", "Uno"), encoding="utf-8")
     stat = first.stat()
     os.utime(first, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))
     edited = load_articles(sources, settings).articles
-    assert parsed == ["one.md"]  # only the edited file was read
+    assert parsed == ["one.md"] and normalized == ["Uno"]  # only the edited file was read
     assert [a.title for a in edited] == [("Uno" if a.title == "One" else a.title) for a in before]
 
     # Other settings shape the articles from the same parsed files.

@@ -65,6 +65,24 @@ class _Document:
 
     records: list[RawArticle]
     modified: datetime | None = None
+    # (site_url, time zone) -> each record normalized (or why not): a cached
+    # document is normalized once, not on every preview reload.
+    normalized: dict[tuple[str, str], list[Article | SourceError]] = dataclasses.field(default_factory=dict)
+
+    def articles(self, settings: Settings) -> list[Article | SourceError]:
+        """Each record as :func:`normalize` makes it for ``settings``, or the SourceError it raised."""
+        key = (settings.site_url, str(settings.tz))
+        found = self.normalized.get(key)
+        if found is None:
+            found = self.normalized[key] = [_normalized(raw, settings) for raw in self.records]
+        return found
+
+
+def _normalized(raw: RawArticle, settings: Settings) -> Article | SourceError:
+    try:
+        return normalize(raw, site_url=settings.site_url, tz=settings.tz)
+    except SourceError as exc:
+        return exc
 
 
 def load_articles(
@@ -104,17 +122,15 @@ def load_articles(
             skipped: list[str] = []
             dated_by: list[tuple[datetime, str]] = []
             unreadable: list[str] = []  # "<entry>": why its date could not be read, per entry dated by the feed
-            for raw in document.records:
+            for raw, article in zip(document.records, document.articles(settings), strict=True):
                 for note in raw.notes:
                     if _is_date_problem(note):  # one line each for the first DATE_LINES of a source, then a count
                         note_dates += 1
                         if note_dates > DATE_LINES:
                             continue
                     result.warnings.append(f"{where}: {note}")
-                try:
-                    article = normalize(raw, site_url=settings.site_url, tz=settings.tz)
-                except SourceError as exc:
-                    skipped.append(str(exc))
+                if isinstance(article, SourceError):
+                    skipped.append(str(article))
                     continue
                 if article.published is None and document.modified is not None:
                     dated_by.append(_feed_date(raw, document.modified, settings))
