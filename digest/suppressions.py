@@ -7,7 +7,8 @@ list (a one-click unsubscribe from that list) or, with ``list_name=None``,
 covers every list (bounces, spam reports, manual entries by default).
 
 A **preference** is the set of tags a reader chose on the preferences page;
-it replaces the tags of their CSV row for that list.
+it replaces the tags of their CSV row for that list. Their chosen
+**frequency** (daily, weekly or monthly) likewise replaces their row's.
 
 The tables live in the same file as :mod:`digest.ledger` (``settings.ledger``)
 so one backup holds the whole state, but this module owns them and creates
@@ -51,7 +52,15 @@ CREATE TABLE IF NOT EXISTS preferences (
     updated_at TEXT NOT NULL,
     PRIMARY KEY (address_key, list_name)
 );
+CREATE TABLE IF NOT EXISTS frequencies (
+    address_key TEXT NOT NULL,
+    list_name TEXT NOT NULL,
+    frequency TEXT NOT NULL CHECK (frequency IN ('daily', 'weekly', 'monthly')),
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (address_key, list_name)
+);
 """
+FREQUENCIES = ("daily", "weekly", "monthly")
 
 Db = Path | str | sqlite3.Connection
 
@@ -95,7 +104,7 @@ def connect(path: Path | str) -> sqlite3.Connection:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA journal_mode = WAL")
         present = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if not {"suppressions", "preferences"} <= present:  # no write lock taken when they exist
+        if not {"suppressions", "preferences", "frequencies"} <= present:  # no write lock taken when they exist
             conn.executescript(_SCHEMA)
     except sqlite3.OperationalError as exc:
         raise _ledger_error(path, exc) from None
@@ -249,3 +258,24 @@ def all_preferences(db: Db, list_name: str) -> dict[str, frozenset[str]]:
     with _using(db) as conn:
         rows = conn.execute("SELECT address_key, tags FROM preferences WHERE list_name = ?", (list_name,)).fetchall()
     return {key: frozenset(json.loads(tags)) for key, tags in rows}
+
+
+def set_frequency(db: Db, address: str, list_name: str, frequency: str) -> None:
+    """Store the frequency ``address`` chose for ``list_name`` (one of
+    :data:`FREQUENCIES`), replacing an earlier one. Raises
+    :class:`ValueError` for another value."""
+    if frequency not in FREQUENCIES:
+        raise ValueError(f"frequency must be one of {', '.join(FREQUENCIES)}, not {frequency!r}")
+    with _using(db) as conn:
+        conn.execute(
+            "INSERT INTO frequencies (address_key, list_name, frequency, updated_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (address_key, list_name) DO UPDATE SET frequency = excluded.frequency, updated_at = excluded.updated_at",
+            (address_key(address), list_name, frequency, _now()),
+        )
+
+
+def all_frequencies(db: Db, list_name: str) -> dict[str, str]:
+    """Every stored frequency for ``list_name``: address key -> frequency (one query)."""
+    with _using(db) as conn:
+        rows = conn.execute("SELECT address_key, frequency FROM frequencies WHERE list_name = ?", (list_name,)).fetchall()
+    return dict(rows)

@@ -126,7 +126,7 @@ def subscribers_add(settings: Settings, list_name, email, name, tags) -> None:
       digest subscribers add ada@example.org --name "Ada Lovelace" --tags "roses;bees"
       digest subscribers add bob@example.org --list kitchen
     """
-    from digest.subscribers import add_subscriber
+    from digest.listedits import add_subscriber
 
     target = _write_target(settings, list_name)
     added = add_subscriber(target, email, name, [tags])
@@ -145,7 +145,7 @@ def subscribers_remove(settings: Settings, list_name, email) -> None:
     Example:
       digest subscribers remove ada@example.org --list garden
     """
-    from digest.subscribers import remove_subscriber
+    from digest.listedits import remove_subscriber
 
     target = _write_target(settings, list_name)
     removed = remove_subscriber(target, email)
@@ -167,7 +167,7 @@ def subscribers_import(settings: Settings, list_name, file) -> None:
     Example:
       digest subscribers import ~/Downloads/members_export.csv --list garden
     """
-    from digest.subscribers import import_subscribers
+    from digest.listedits import import_subscribers
 
     target = _write_target(settings, list_name)
     result = import_subscribers(target, file, ledger=Path(settings.ledger))
@@ -190,7 +190,7 @@ def subscribers_export(settings: Settings, list_name, output) -> None:
       digest subscribers export > everyone.csv
     """
     from digest.audience import export_audience, load_audience
-    from digest.subscribers import write_atomic
+    from digest.listedits import write_atomic
 
     text = export_audience(load_audience(settings, list_name))
     if output:
