@@ -2,8 +2,10 @@
 suppressions, with their chosen tags, and the variants they fall into.
 
 **The audience** of an issue is the list's rows minus the suppressions of
-the ledger, with the tags readers chose on the preferences page in place of
-their CSV tags (:func:`load_audience`).
+the ledger and the people erased on their request (``digest subscribers
+forget`` keeps only a keyed hash: a row that brings such an address back is
+suppressed), with the tags and frequency readers chose on the preferences
+page in place of their CSV row's (:func:`load_audience`).
 
 **Variants.** Subscribers whose selected article sets are equal form one
 :class:`Variant`; the digest is rendered once per variant, never once per
@@ -21,12 +23,14 @@ import hashlib
 import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from digest.articles import Article
+from digest.consent import address_hash, forgotten_hashes
 from digest.subscribers import Problem, Subscriber, choose_lists, iter_subscribers
-from digest.suppressions import Suppression, all_preferences, suppressed_keys
+from digest.suppressions import Suppression, all_frequencies, all_preferences, suppressed_keys
 
 if TYPE_CHECKING:
     from digest.settings import Settings
@@ -83,16 +87,18 @@ def load_audience(
     kept: list[Subscriber] = []
     suppressed: list[tuple[Subscriber, Suppression]] = []
     problems: list[Problem] = []
-    state = _LedgerState(ledger if use_ledger and ledger.is_file() else None)
+    state = _LedgerState(ledger if use_ledger and ledger.is_file() else None, settings.secret_key.get_secret_value())
     for item in iter_subscribers(files):
         if isinstance(item, Problem):
             problems.append(item)
             continue
-        stopped, chosen = state.lookup(item)
+        stopped, chosen, frequency = state.lookup(item)
         if stopped is not None:
             suppressed.append((item, stopped))
         else:
-            kept.append(item if chosen is None else replace(item, tags=chosen))
+            if chosen is not None:
+                item = replace(item, tags=chosen)
+            kept.append(item if frequency is None else replace(item, frequency=frequency))
     return Audience(kept, suppressed, problems, files)
 
 
@@ -102,22 +108,31 @@ class _LedgerState:
     first time a subscriber of that list is met."""
 
     ledger: Path | None
+    secret: str
     suppressions: dict[str, dict[str, Suppression]] = field(default_factory=dict)
     preferences: dict[str, dict[str, frozenset[str]]] = field(default_factory=dict)
+    frequencies: dict[str, dict[str, str]] = field(default_factory=dict)
     tag_sets: dict[frozenset[str], frozenset[str]] = field(default_factory=dict)
+    forgotten: dict[str, datetime] | None = None
 
-    def lookup(self, subscriber: Subscriber) -> tuple[Suppression | None, frozenset[str] | None]:
+    def lookup(self, subscriber: Subscriber) -> tuple[Suppression | None, frozenset[str] | None, str | None]:
         if self.ledger is None:
-            return None, None
+            return None, None, None
         name = subscriber.list_name
         if name not in self.suppressions:
             self.suppressions[name] = suppressed_keys(self.ledger, name)
             self.preferences[name] = all_preferences(self.ledger, name)
+            self.frequencies[name] = all_frequencies(self.ledger, name)
+        if self.forgotten is None:
+            self.forgotten = forgotten_hashes(self.ledger)
         key = subscriber.key
         chosen = self.preferences[name].get(key)
         if chosen is not None:
             chosen = self.tag_sets.setdefault(chosen, chosen)  # one object per distinct choice
-        return self.suppressions[name].get(key), chosen
+        stopped = self.suppressions[name].get(key)
+        if stopped is None and self.forgotten and (at := self.forgotten.get(address_hash(self.secret, key))):
+            stopped = Suppression(subscriber.email, "forgotten", "erased on request (digest subscribers forget)", None, at)
+        return stopped, chosen, self.frequencies[name].get(key)
 
 
 # Variants ----------------------------------------------------------------------------------

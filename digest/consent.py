@@ -124,9 +124,24 @@ def claim_signup_email(path: Path | str, hashed: str, *, every: timedelta = time
         return cursor.rowcount == 1
 
 
+def signup_pending(path: Path | str, hashed: str, *, every: timedelta = timedelta(hours=1)) -> bool:
+    """Whether a confirmation email went to the address with keyed hash
+    ``hashed`` in the last ``every``."""
+    with _db(path) as conn:
+        row = conn.execute("SELECT sent_at FROM signup_sends WHERE address_hash = ?", (hashed,)).fetchone()
+    return row is not None and row[0] >= _text(_now() - every)
+
+
+def release_signup_email(path: Path | str, hashed: str) -> None:
+    """Forget the note of :func:`claim_signup_email` (the email could not be
+    sent: the reader may try again at once)."""
+    with _db(path) as conn:
+        conn.execute("DELETE FROM signup_sends WHERE address_hash = ?", (hashed,))
+
+
 def use_confirmation(conn: sqlite3.Connection, token: str, *, keep_for: timedelta) -> bool:
     """Note that confirmation ``token`` was used, on ``conn`` inside the
-    caller's transaction (see :func:`confirming`); False when it had been
+    caller's transaction (see :func:`write_transaction`); False when it had been
     used before. Notes older than ``keep_for`` (the tokens' lifetime: older
     tokens are refused anyway) are dropped."""
     now = _now()
@@ -137,12 +152,14 @@ def use_confirmation(conn: sqlite3.Connection, token: str, *, keep_for: timedelt
 
 
 @contextmanager
-def confirming(path: Path | str) -> Iterator[sqlite3.Connection]:
+def write_transaction(path: Path | str) -> Iterator[sqlite3.Connection]:
     """One write transaction on the ledger file (``BEGIN IMMEDIATE``: taken
     at once, so two confirmations of one token are serialized) for
     :func:`use_confirmation`, :func:`record_consent` and
     :func:`unforget`; committed at the end, rolled back on error."""
     with _db(path) as conn:
+        # Freed space is zeroed, so erased rows (digest.privacy) leave no bytes behind.
+        conn.execute("PRAGMA secure_delete = ON")
         conn.execute("BEGIN IMMEDIATE")
         yield conn
 
@@ -179,13 +196,13 @@ def unforget(conn: sqlite3.Connection, hashed: str) -> bool:
     return conn.execute("DELETE FROM forgotten WHERE address_hash = ?", (hashed,)).rowcount == 1
 
 
-def forgotten_hashes(path: Path | str) -> set[str]:
-    """The keyed hashes of every erased address; empty when ``path`` does
-    not exist (it is not created)."""
+def forgotten_hashes(path: Path | str) -> dict[str, datetime]:
+    """The keyed hash of every erased address -> when it was erased; empty
+    when ``path`` does not exist (it is not created)."""
     if not Path(path).is_file():
-        return set()
+        return {}
     with _db(path) as conn:
-        return {row[0] for row in conn.execute("SELECT address_hash FROM forgotten")}
+        return {hashed: datetime.fromisoformat(at) for hashed, at in conn.execute("SELECT address_hash, forgotten_at FROM forgotten")}
 
 
 def forgotten_at(path: Path | str, hashed: str) -> datetime | None:

@@ -556,6 +556,52 @@ def record_events(db: sqlite3.Connection, events: Iterable) -> int:
     return added
 
 
+# A person's own data (GDPR access and erasure: digest.privacy) ------------------------------
+
+
+def person_deliveries(db: sqlite3.Connection, subscriber_id: str) -> list[dict]:
+    """Every delivery row of ``subscriber_id`` (a case-folded address) on
+    ``db``, oldest first, each with its ``events`` (a list of dicts); empty
+    when the file has no deliveries table yet."""
+    if not db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'deliveries'").fetchone():
+        return []
+    columns = "id, issue_key, email, list_name, variant_key, status, attempts, message_id, last_error, created_at, updated_at"
+    rows = db.execute(f"SELECT {columns} FROM deliveries WHERE subscriber_id = ? ORDER BY created_at, id", (subscriber_id,)).fetchall()
+    found = []
+    for row in rows:
+        entry = dict(zip(columns.split(", "), row, strict=True))
+        events = db.execute(
+            "SELECT event, detail, occurred_at, recorded_at FROM events WHERE delivery_id = ? ORDER BY recorded_at", (entry.pop("id"),)
+        ).fetchall()
+        entry["events"] = [dict(zip(("event", "detail", "occurred_at", "recorded_at"), e, strict=True)) for e in events]
+        found.append(entry)
+    return found
+
+
+def pseudonymize(db: sqlite3.Connection, subscriber_id: str, pseudonym: str, scrub) -> tuple[int, int]:
+    """Replace the address of ``subscriber_id`` in its delivery rows by
+    ``pseudonym`` (address and subscriber id), on ``db`` inside the caller's
+    transaction; ``scrub(text)`` removes the address from the provider's
+    reasons kept with the rows and their events (a bounce names the
+    mailbox). The counts stay true; nobody can be found in them. Returns
+    (delivery rows, event rows) changed."""
+    if not db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'deliveries'").fetchone():
+        return 0, 0
+    ids = [row[0] for row in db.execute("SELECT id FROM deliveries WHERE subscriber_id = ?", (subscriber_id,))]
+    events = 0
+    for delivery_id in ids:
+        row = db.execute("SELECT last_error FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
+        db.execute(
+            "UPDATE deliveries SET email = ?, subscriber_id = ?, last_error = ? WHERE id = ?",
+            (pseudonym, pseudonym, scrub(row[0]) if row[0] else row[0], delivery_id),
+        )
+        for rowid, detail in db.execute("SELECT rowid, detail FROM events WHERE delivery_id = ?", (delivery_id,)).fetchall():
+            events += 1
+            if detail:
+                db.execute("UPDATE events SET detail = ? WHERE rowid = ?", (scrub(detail), rowid))
+    return len(ids), events
+
+
 def _pending_statuses(resend_unknown: bool) -> tuple[str, ...]:
     statuses = (DeliveryStatus.QUEUED.value, DeliveryStatus.RETRYABLE.value)
     return (*statuses, DeliveryStatus.UNKNOWN.value) if resend_unknown else statuses

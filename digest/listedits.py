@@ -181,10 +181,11 @@ def add_subscriber(
     return subscriber
 
 
-def remove_subscriber(path: Path, email: str) -> int:
+def remove_subscriber(path: Path, email: str, *, missing_ok: bool = False) -> int:
     """Remove every row of ``email`` (compared case-insensitively) from the
     list file ``path``; the other rows keep their bytes. Returns how many
-    rows went. Raises :class:`DigestError` when the address is not there."""
+    rows went. Raises :class:`DigestError` when the address is not there,
+    unless ``missing_ok`` (0 then)."""
     with locked(path):
         raw = _RawList.read(path)
         where = columns(raw.header.fields) if raw.header else {}
@@ -192,6 +193,8 @@ def remove_subscriber(path: Path, email: str) -> int:
         kept = [row for row in raw.rows if row is raw.header or not row.fields or row_key(row.fields, where) != target]
         removed = len(raw.rows) - len(kept)
         if not removed:
+            if missing_ok:
+                return 0
             raise DigestError(f"{email.strip()} is not on {path}")
         raw.write((r.raw for r in kept), [])
     return removed

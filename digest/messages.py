@@ -53,8 +53,12 @@ def _address(header: str, name: str, email: str) -> Address:
 def list_unsubscribe_headers(recipient: Recipient) -> dict[str, str]:
     """``List-Unsubscribe`` (the https one-click URL, then the mailto if any,
     each in angle brackets: RFC 2369 §2) and ``List-Unsubscribe-Post:
-    List-Unsubscribe=One-Click`` (RFC 8058 §3.1), as a header -> value dict.
-    Raises :class:`HeaderError` for CR/LF in a URL."""
+    List-Unsubscribe=One-Click`` (RFC 8058 §3.1), as a header -> value dict;
+    empty for a transactional message (a sign-up confirmation: the recipient
+    is on no list yet, and has no unsubscribe link). Raises
+    :class:`HeaderError` for CR/LF in a URL."""
+    if not recipient.unsubscribe_url:
+        return {}
     uris = [_checked("List-Unsubscribe", recipient.unsubscribe_url)]
     if recipient.unsubscribe_mailto:
         uris.append(_checked("List-Unsubscribe", recipient.unsubscribe_mailto))
@@ -100,7 +104,8 @@ def build_message(
     ``message_id_domain``, default the sender's domain), Reply-To when set,
     List-Unsubscribe and List-Unsubscribe-Post (RFC 2369, RFC 8058), List-Id
     (RFC 2919), ``Precedence: bulk`` (keeps vacation auto-replies away, RFC
-    3834 §2) and ``X-Digest-Issue``. Serializes with CRLF line ends
+    3834 §2) and ``X-Digest-Issue``; a recipient without an unsubscribe link
+    gets a transactional message, without the list headers. Serializes with CRLF line ends
     (``email.policy.SMTP``). Raises :class:`HeaderError` when a header value
     holds CR or LF or an address is unusable.
     """
@@ -119,8 +124,9 @@ def build_message(
         message["Reply-To"] = _address("Reply-To", "", str(settings.reply_to))
     for name, value in list_unsubscribe_headers(recipient).items():
         message[name] = value
-    message["List-Id"] = _checked("List-Id", list_id(settings, recipient.list_name))
-    message["Precedence"] = "bulk"
+    if recipient.unsubscribe_url:  # list mail; a transactional message (no unsubscribe link) is not
+        message["List-Id"] = _checked("List-Id", list_id(settings, recipient.list_name))
+        message["Precedence"] = "bulk"
     message["X-Digest-Issue"] = _checked("X-Digest-Issue", issue_key)
     message.set_content(text, subtype="plain", charset="utf-8", cte=_transfer_encoding(text))
     message.add_alternative(html, subtype="html", charset="utf-8", cte=_transfer_encoding(html))

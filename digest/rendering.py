@@ -147,7 +147,7 @@ def template_environment(templates_dir: Path | None) -> jinja2.Environment:
     return env
 
 
-def _render_template(env: jinja2.Environment, name: str, context: dict) -> str:
+def render_template(env: jinja2.Environment, name: str, context: dict) -> str:
     """Render one template; any failure becomes a :class:`RenderError` naming
     the template file and line where it happened."""
     try:
@@ -491,7 +491,7 @@ def render_variant(
         )
 
     def render_html(plan: _Plan) -> str:
-        html = inline_css(_render_template(env, "digest.html.j2", build(plan, HTML_PLACEHOLDERS)), settings.site_url)
+        html = inline_css(render_template(env, "digest.html.j2", build(plan, HTML_PLACEHOLDERS)), settings.site_url)
         return _HTTP_HREF.sub(r"\1https://", html)  # links inside summaries, the editor's note, templates
 
     plan = _initial_plan(articles, settings)
@@ -499,7 +499,7 @@ def render_variant(
     budget = settings.html_budget_kb * 1024
     if _size(html) > budget and not web_page:  # a web page is not clipped: it shows every article
         plan, html = _fit_budget(articles, plan, html, budget, render_html, settings)
-    text = _render_template(env, "digest.txt.j2", build(plan, TEXT_PLACEHOLDERS)).strip() + "\n"
+    text = render_template(env, "digest.txt.j2", build(plan, TEXT_PLACEHOLDERS)).strip() + "\n"
     return RenderedVariant(
         variant_key=variant_key,
         subject=subject,

@@ -113,6 +113,14 @@ class Settings(BaseSettings):
     serve_host: str = "127.0.0.1"
     serve_port: int = Field(default=8025, ge=1, le=65535)
 
+    # Sign-up with double opt-in (GET/POST /subscribe, /confirm of `digest serve`).
+    signup_list: str | None = None  # the list confirmed readers join; default: default_list, else the only list
+    confirm_max_age: str = "48h"  # how long a confirmation link works
+    consent_record_ip: bool = False  # keep the IP address a sign-up was confirmed from, with the consent
+    welcome_message: bool = False  # send welcome.html.j2/.txt.j2 once a reader confirms
+    signup_client_limit: int = Field(default=100, ge=0)  # sign-up posts per client address per hour (0: no limit)
+    default_frequency: Literal["daily", "weekly", "monthly"] = "weekly"  # of readers whose row and choices name none
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -155,7 +163,7 @@ class Settings(BaseSettings):
             raise ValueError("must be one line of printable ASCII (check where it was copied from)")
         return SecretStr(key)
 
-    @field_validator("not_after")
+    @field_validator("not_after", "confirm_max_age")
     @classmethod
     def _duration(cls, value: str | None) -> str | None:
         if value is not None:

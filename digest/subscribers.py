@@ -364,7 +364,7 @@ def load_subscribers(
     return subscribers, problems
 
 
-def _raw_records(file: Path) -> Iterator[tuple[Row, dict[str, str]]]:
+def raw_records(file: Path) -> Iterator[tuple[Row, dict[str, str]]]:
     """Each data row of ``file`` with its values by our field names, without
     validating addresses: for quick look-ups in large lists."""
     with file.open("rb") as handle:
@@ -386,18 +386,20 @@ def find_subscriber(files: Iterable[Path], email: str) -> Subscriber | None:
     a list of 100,000 takes a fraction of a full load."""
     key = address_key(email)
     for file in files:
-        for row, values in _raw_records(file):
+        for row, values in raw_records(file):
             if address_key(values["email"]) == key:
                 try:
                     address = normalize_address(values["email"])
                 except DigestError:
                     return None
                 tags = frozenset(parse_tags(values["tags"]))
-                return Subscriber(email=address, name=values["name"], tags=tags, list_name=file.stem, line=row.line)
+                frequency = values["frequency"].strip().casefold()
+                frequency = frequency if frequency in FREQUENCIES else ""
+                return Subscriber(email=address, name=values["name"], tags=tags, list_name=file.stem, line=row.line, frequency=frequency)
     return None
 
 
 def list_tags(files: Iterable[Path]) -> set[str]:
     """Every tag some row of ``files`` names (for the preferences page)."""
-    cells = {values["tags"] for file in files for _, values in _raw_records(file)}
+    cells = {values["tags"] for file in files for _, values in raw_records(file)}
     return {tag for cell in cells for tag in parse_tags(cell)}

@@ -192,6 +192,17 @@ def remove(db: Db, address: str, list_name: str | None = None) -> int:
         return cursor.rowcount
 
 
+def lift_unsubscribes(db: Db, address: str, list_name: str) -> int:
+    """Lift ``address``'s unsubscribes from ``list_name`` and from every list
+    (the reader asked to join again); bounces, spam reports and manual
+    suppressions stay. Returns how many rows went."""
+    with _using(db) as conn:
+        return conn.execute(
+            "DELETE FROM suppressions WHERE address_key = ? AND reason = 'unsubscribed' AND list_name IN (?, ?)",
+            (address_key(address), list_name, EVERY_LIST),
+        ).rowcount
+
+
 def list_suppressions(db: Db, list_name: str | None = None) -> list[Suppression]:
     """Every suppression, oldest first; with ``list_name``, those that apply
     to that list (its own and the global ones)."""
@@ -279,3 +290,12 @@ def all_frequencies(db: Db, list_name: str) -> dict[str, str]:
     with _using(db) as conn:
         rows = conn.execute("SELECT address_key, frequency FROM frequencies WHERE list_name = ?", (list_name,)).fetchall()
     return dict(rows)
+
+
+def get_frequency(db: Db, address: str, list_name: str) -> str | None:
+    """The frequency ``address`` chose for ``list_name``, or None if they never chose."""
+    with _using(db) as conn:
+        row = conn.execute(
+            "SELECT frequency FROM frequencies WHERE address_key = ? AND list_name = ?", (address_key(address), list_name)
+        ).fetchone()
+    return row[0] if row else None

@@ -9,8 +9,11 @@ SendGrid's Event Webhook.
 - ``GET /unsubscribe?token=...``: a plain page with a button that POSTs.
   Link scanners and prefetchers follow GETs, so a GET never unsubscribes.
 - ``GET``/``POST /preferences?token=...``: the reader picks the tags they
-  want from those known in the lists and the articles; stored in the ledger
-  and applied over their CSV tags.
+  want from those known in the lists and the articles, and how often the
+  digest comes; stored in the ledger and applied over their CSV row's. The
+  page links to "delete everything about me".
+- ``/subscribe``, ``/confirm`` (sign-up with double opt-in) and ``/forget``
+  (erasure): :mod:`digest.web_signup`.
 - ``POST /webhooks/sendgrid``: SendGrid's Event Webhook. With
   ``sendgrid_webhook_public_key`` set, the ECDSA signature is checked with the
   official library's helper and an unsigned or badly signed request gets 403.
@@ -45,6 +48,7 @@ from urllib.parse import parse_qs
 
 from jinja2 import DictLoader, Environment, StrictUndefined
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -56,7 +60,10 @@ from digest.articles import slugify_tag
 from digest.errors import DigestError, SettingsError
 from digest.ledger import Ledger
 from digest.ledger import record_events as ledger_events
+from digest.subscribers import FREQUENCIES
 from digest.unsubscribe import TokenError, is_loopback, read_token
+from digest.web_signup import PAGES as SIGNUP_PAGES
+from digest.web_signup import signup_routes
 
 if TYPE_CHECKING:
     from digest.settings import Settings
@@ -104,8 +111,10 @@ button{font:inherit;padding:.5rem 1.2rem;cursor:pointer}label{display:block;marg
 <form method="post" action="preferences?token={{ token }}">
 <p>Topics for <strong>{{ email }}</strong> ({{ list_name }}). Leave all unticked to get every article.</p>
 {% for tag in tags %}<label><input type="checkbox" name="tag" value="{{ tag }}"{% if tag in chosen %} checked{% endif %}> {{ tag }}</label>
-{% endfor %}<p><button type="submit">Save</button></p></form>
-<p><a href="unsubscribe?token={{ token }}">Unsubscribe</a></p>{% endblock %}""",
+{% endfor %}<fieldset><legend>How often</legend>
+{% for value in frequencies %}<label><input type="radio" name="frequency" value="{{ value }}"{% if value == frequency %} checked{% endif %}> {{ value }}</label>
+{% endfor %}</fieldset><p><button type="submit">Save</button></p></form>
+<p><a href="unsubscribe?token={{ token }}">Unsubscribe</a> · <a href="forget?token={{ token }}">Delete everything about me</a></p>{% endblock %}""",
     "error.html": """{% extends "base.html" %}{% block body %}<p>{{ message }}</p>{% endblock %}""",
 }
 
@@ -125,13 +134,13 @@ class _State:
     def ledger(self) -> Path:
         return Path(self.settings.ledger)
 
-    def page(self, name: str, status_code: int = 200, **values: object) -> HTMLResponse:
+    def page(self, name: str, status_code: int = 200, background: BackgroundTask | None = None, **values: object) -> HTMLResponse:
         values = {"site_name": self.settings.site_name, "site_url": self.settings.site_url, **values}
-        return HTMLResponse(self.pages.get_template(name).render(**values), status_code, headers=PAGE_HEADERS)
+        return HTMLResponse(self.pages.get_template(name).render(**values), status_code, headers=PAGE_HEADERS, background=background)
 
     def known_tags(self) -> frozenset[str]:
         if self.tags is None:
-            self.tags = frozenset(_list_and_article_tags(self.settings))
+            self.tags = frozenset(known_tags(self.settings))
         return self.tags
 
 
@@ -145,7 +154,7 @@ def create_app(settings: Settings, *, known_tags: Iterable[str] | None = None) -
     valid public key."""
     state = _State(
         settings=settings,
-        pages=Environment(loader=DictLoader(_PAGES), autoescape=True, undefined=StrictUndefined),
+        pages=Environment(loader=DictLoader({**_PAGES, **SIGNUP_PAGES}), autoescape=True, undefined=StrictUndefined),
         verifier=_verifier(settings.sendgrid_webhook_public_key),
         tags=frozenset(known_tags) if known_tags is not None else None,
     )
@@ -174,8 +183,10 @@ def create_app(settings: Settings, *, known_tags: Iterable[str] | None = None) -
             form = await request.form()
             chosen = {slug for value in form.getlist("tag") if (slug := slugify_tag(value)) in tags}
             await run_in_threadpool(suppressions.set_preferences, state.ledger, email, list_name, chosen)
+            if (frequency := form.get("frequency")) in FREQUENCIES:
+                await run_in_threadpool(suppressions.set_frequency, state.ledger, email, list_name, frequency)
             saved = True
-        chosen, stopped = await run_in_threadpool(_current_choice, state.settings, email, list_name)
+        chosen, frequency, stopped = await run_in_threadpool(_current_choice, state.settings, email, list_name)
         return state.page(
             "preferences.html",
             title="Your topics",
@@ -184,6 +195,8 @@ def create_app(settings: Settings, *, known_tags: Iterable[str] | None = None) -
             token=token,
             tags=sorted(tags | chosen),
             chosen=chosen,
+            frequencies=FREQUENCIES,
+            frequency=frequency,
             saved=saved,
             suppressed=stopped,
         )
@@ -207,6 +220,7 @@ def create_app(settings: Settings, *, known_tags: Iterable[str] | None = None) -
             Route("/unsubscribe", unsubscribe, methods=["GET", "POST"]),
             Route("/preferences", preferences, methods=["GET", "POST"]),
             Route("/webhooks/sendgrid", sendgrid_webhook, methods=["POST"]),
+            *signup_routes(settings, state.page, state.known_tags),
         ],
         middleware=[Middleware(PathOnlyAccessLog)],
     )
@@ -263,23 +277,27 @@ def _suppression(ledger: Path, email: str, list_name: str) -> suppressions.Suppr
     return suppressions.is_suppressed(ledger, email, list_name) if ledger.is_file() else None
 
 
-def _current_choice(settings: Settings, email: str, list_name: str) -> tuple[frozenset[str], bool]:
-    """The reader's tags (stored choice, else their CSV row's) and whether
-    they are suppressed for the list."""
+def _current_choice(settings: Settings, email: str, list_name: str) -> tuple[frozenset[str], str, bool]:
+    """The reader's tags and frequency (stored choice, else their CSV row's,
+    else the default) and whether they are suppressed for the list."""
     from digest.subscribers import choose_lists, find_subscriber
 
     ledger = Path(settings.ledger)
     stored = suppressions.get_preferences(ledger, email, list_name) if ledger.is_file() else None
+    frequency = suppressions.get_frequency(ledger, email, list_name) if ledger.is_file() else None
+    try:
+        row = find_subscriber(choose_lists(Path(settings.subscribers), list_name), email)
+    except DigestError:  # the list is gone: nothing to start from
+        row = None
     if stored is None:
-        try:
-            row = find_subscriber(choose_lists(Path(settings.subscribers), list_name), email)
-        except DigestError:  # the list is gone: nothing to start from
-            row = None
         stored = row.tags if row else frozenset()
-    return stored, _suppression(ledger, email, list_name) is not None
+    frequency = frequency or (row.frequency if row else "") or settings.default_frequency
+    return stored, frequency, _suppression(ledger, email, list_name) is not None
 
 
-def _list_and_article_tags(settings: Settings) -> set[str]:
+def known_tags(settings: Settings) -> set[str]:
+    """The topics offered on the preferences and sign-up pages: the tags of
+    the subscriber lists and of the articles of ``settings.sources``."""
     from digest.sources import load_articles
     from digest.subscribers import list_files, list_tags
 

@@ -73,7 +73,7 @@ for command in (
     content.articles, content.preview, content.lint,
     sending.send, sending.status,
     lists.audience, lists.subscribers, lists.suppressions,
-    web.serve, web.archive,
+    web.serve, web.archive, web.signup_form,
 ):  # fmt: skip
     cli.add_command(command)
 

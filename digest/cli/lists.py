@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 from pathlib import Path
 
 import click
@@ -167,13 +168,80 @@ def subscribers_import(settings: Settings, list_name, file) -> None:
     Example:
       digest subscribers import ~/Downloads/members_export.csv --list garden
     """
+    from digest.consent import address_hash, forgotten_hashes
     from digest.listedits import import_subscribers
 
     target = _write_target(settings, list_name)
-    result = import_subscribers(target, file, ledger=Path(settings.ledger))
+    erased = forgotten_hashes(Path(settings.ledger))
+    secret = settings.secret_key.get_secret_value()
+    result = import_subscribers(target, file, ledger=Path(settings.ledger), forgotten=lambda email: address_hash(secret, email) in erased)
     for problem in result.problems:
         warn(f"not imported: {problem}")
     click.echo(result.summary(target))
+
+
+@subscribers.command("show")
+@subscribers_option
+@click.argument("email")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object (for a GDPR access request).")
+def subscribers_show(subscribers, email, as_json) -> None:
+    """Everything digest keeps about EMAIL: its rows in every list, topics
+    and frequency chosen, consent, suppressions, deliveries with their dates
+    and statuses, and the webhook events about them.
+
+    \b
+    Examples:
+      digest subscribers show ada@example.org
+      digest subscribers show ada@example.org --json > ada-data.json
+    """
+    from digest.privacy import describe
+
+    found = describe(load_settings(subscribers=subscribers), email)
+    if as_json:
+        click.echo(json.dumps(found, ensure_ascii=False, indent=2))
+        return
+    click.echo(f"email: {found['email']}")
+    if found["forgotten_at"]:
+        click.echo(f"erased on request at {found['forgotten_at']}: only a keyed hash is kept")
+    for row in found["lists"]:
+        values = ", ".join(f"{k}={v}" for k, v in row.items() if k not in ("list", "file", "line"))
+        click.echo(f"list {row['list']} ({row['file']}:{row['line']}): {values}")
+    for name, choice in found["choices"].items():
+        tags = "(not chosen)" if choice["tags"] is None else ";".join(choice["tags"]) or "(every tag)"
+        click.echo(f"choices on {name}: tags {tags}, frequency {choice['frequency'] or '(not chosen)'}")
+    for item in found["consents"]:
+        where = f", from {item['ip_address']}" if item["ip_address"] else ""
+        click.echo(f"consent on {item['list']}: {item['method']}, confirmed {item['confirmed_at']}{where}")
+    for item in found["suppressions"]:
+        click.echo(f"suppressed on {item['list']}: {item['reason']} ({item['source']}, {item['created_at']})")
+    for item in found["deliveries"]:
+        why = f" ({item['last_error']})" if item["last_error"] else ""
+        click.echo(f"issue {item['issue_key']}: {item['status']}{why}, queued {item['created_at']}, last change {item['updated_at']}")
+        for event in item["events"]:
+            click.echo(f"  event {event['event']}: {event['detail'] or ''} at {event['occurred_at'] or event['recorded_at']}")
+    if found["signup_pending"]:
+        click.echo("a sign-up confirmation email went out in the last hour")
+    if not (found["lists"] or found["consents"] or found["suppressions"] or found["deliveries"] or found["forgotten_at"]):
+        click.echo("nothing is kept about this address")
+
+
+@subscribers.command("forget")
+@subscribers_option
+@click.argument("email")
+def subscribers_forget(subscribers, email) -> None:
+    """Erase EMAIL (a GDPR erasure request): its rows in every list, its
+    choices, consent and suppressions go, and its address in the delivery
+    and event records is replaced by a keyed hash. Only that hash is kept,
+    so a later import or list edit that brings the address back is refused
+    and never mailed. Prints what was removed.
+
+    \b
+    Example:
+      digest subscribers forget ada@example.org
+    """
+    from digest.privacy import forget
+
+    click.echo(forget(load_settings(subscribers=subscribers), email).summary())
 
 
 @subscribers.command("export")
