@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from digest.articles import Article
 from digest.consent import address_hash, forgotten_hashes
+from digest.frequencies import ReaderWindows
 from digest.subscribers import Problem, Subscriber, choose_lists, iter_subscribers
 from digest.suppressions import Suppression, all_frequencies, all_preferences, suppressed_keys
 
@@ -143,22 +144,33 @@ def wants(subscriber_tags: frozenset[str], article: Article) -> bool:
     return not subscriber_tags or not subscriber_tags.isdisjoint(article.tags)
 
 
-def build_variants(articles: Sequence[Article], subscribers: Iterable[Subscriber]) -> list[Variant]:
+def build_variants(
+    articles: Sequence[Article], subscribers: Iterable[Subscriber], windows: ReaderWindows | None = None
+) -> list[Variant]:
     """Group subscribers by the articles they get, keeping the selection's order.
 
-    Subscribers with an empty article set get nothing and are left out.
-    Variants are numbered by size (largest first), then by key, so numbering is
-    stable between runs with the same input. The article set is worked out
-    once per distinct tag set, not once per subscriber.
+    With ``windows`` (per-reader frequency, :mod:`digest.frequencies`), a
+    subscriber gets only the articles published after their own window's
+    start and not in their excluded set. Subscribers with an empty article
+    set get nothing and are left out. Variants are numbered by size (largest
+    first), then by key, so numbering is stable between runs with the same
+    input. The article set is worked out once per distinct (tags, window),
+    not once per subscriber.
     """
     groups: dict[tuple[str, ...], list[Subscriber]] = {}
     tags_by_set: dict[tuple[str, ...], set[str]] = {}
-    memo: dict[frozenset[str], tuple[str, ...]] = {}
+    memo: dict[tuple, tuple[str, ...]] = {}
     by_id = {article.id: article for article in articles}
     for subscriber in subscribers:
-        ids = memo.get(subscriber.tags)
+        start, excluded = windows.of(subscriber) if windows is not None else (None, frozenset())
+        memo_key = (subscriber.tags, start, excluded)
+        ids = memo.get(memo_key)
         if ids is None:
-            ids = memo[subscriber.tags] = tuple(a.id for a in articles if wants(subscriber.tags, a))
+            ids = memo[memo_key] = tuple(
+                a.id
+                for a in articles
+                if wants(subscriber.tags, a) and (start is None or (a.published is not None and a.published > start)) and a.id not in excluded
+            )
             if ids:
                 tags_by_set.setdefault(ids, set()).update(subscriber.tags)
         if ids:

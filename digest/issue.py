@@ -14,9 +14,10 @@ from datetime import UTC, datetime
 
 from digest.articles import slugify_tag
 from digest.audience import Variant, build_variants, load_audience
+from digest.frequencies import ReaderWindows, frequency_of
 from digest.rendering import IssueContext
-from digest.schedule import current_issue
-from digest.selection import Selection, make_window, select_articles, select_by_ids
+from digest.schedule import current_issue, schedule_of
+from digest.selection import Selection, Window, make_window, select_articles, select_by_ids
 from digest.settings import Settings
 from digest.sources import load_articles
 from digest.subscribers import Problem, Subscriber
@@ -40,6 +41,11 @@ class IssueRequest:
     intro_markdown: str | None = None
     already_sent: frozenset[str] = frozenset()
     list_name: str | None = None
+    # The issue of one frequency (its schedule, its readers); None: everyone, the schedule's first send time.
+    frequency: str | None = None
+    # What the ledger says each reader was sent (Ledger.reader_history): with it, each reader's window
+    # starts where their last issue ended. None: everyone gets the schedule's window.
+    history: tuple[dict, dict] | None = None
 
 
 @dataclass
@@ -90,11 +96,25 @@ def plan_issue(
     become warnings and problems instead.
     """
     as_of = request.as_of or datetime.now(UTC)
-    scheduled = current_issue(settings.schedule, as_of, settings.tz)
+    scheduled = current_issue(schedule_of(settings.schedule, request.frequency), as_of, settings.tz)
+    problems: list[Problem] = []
+    if subscribers is None:
+        # The chosen list minus the ledger's suppressions, with stored preferences.
+        loaded_audience = load_audience(settings, request.list_name)
+        subscribers, problems = loaded_audience.subscribers, loaded_audience.problems
+    audience = list(subscribers)
+    if request.frequency is not None:
+        audience = [s for s in audience if frequency_of(s, settings) == request.frequency]
+    windows = None
     # Without --since/--until the window is the scheduled issue's: from the
-    # previous scheduled time to this one, so consecutive issues tile.
+    # previous scheduled time to this one, so consecutive issues tile; with
+    # the ledger's history, each reader's own window starts where the last
+    # issue they were sent ended.
     if request.since or request.until:
         window = make_window(as_of, settings.tz, request.since, request.until)
+    elif request.history is not None and not request.key:
+        windows = ReaderWindows(scheduled.window_start, *request.history)
+        window = Window(min(windows.earliest(audience), scheduled.window_end), scheduled.window_end)
     else:
         window = scheduled.window
     loaded = load_articles(settings.sources, settings, fetched_at=as_of)
@@ -110,14 +130,9 @@ def plan_issue(
             tags=[slugify_tag(t) for t in request.tags],
             exclude_tags=[slugify_tag(t) for t in request.exclude_tags],
             limit=request.limit,
-            already_sent=request.already_sent,
+            # Per-reader windows already leave out what each reader was sent.
+            already_sent=request.already_sent if windows is None else frozenset(),
         )
-    problems: list[Problem] = []
-    if subscribers is None:
-        # The chosen list minus the ledger's suppressions, with stored preferences.
-        loaded_audience = load_audience(settings, request.list_name)
-        subscribers, problems = loaded_audience.subscribers, loaded_audience.problems
-    audience = list(subscribers)
     context = IssueContext(
         key=request.key or scheduled.key,
         as_of=as_of,
@@ -128,7 +143,7 @@ def plan_issue(
     return Issue(
         context=context,
         selection=selection,
-        variants=build_variants(selection.articles, audience),
+        variants=build_variants(selection.articles, audience, windows),
         subscribers=audience,
         source_warnings=warnings,
         audience_problems=problems,
@@ -140,10 +155,14 @@ def resume_or_new(request: IssueRequest, ledger, settings: Settings, *, include_
     """``request`` adjusted for what the ledger (:class:`digest.ledger.Ledger`)
     knows: an issue already in it (a resume) keeps the articles it was
     created with; a new one leaves out the articles earlier issues carried,
-    unless ``include_sent``."""
-    key = request.key or current_issue(settings.schedule, request.as_of or datetime.now(UTC), settings.tz).key
+    unless ``include_sent``. Unless ``include_sent``, the request also
+    carries each reader's history, so that each reader's window starts where
+    the last issue they were sent ended (:mod:`digest.frequencies`)."""
+    schedule = schedule_of(settings.schedule, request.frequency)
+    key = request.key or current_issue(schedule, request.as_of or datetime.now(UTC), settings.tz).key
+    history = None if include_sent else ledger.reader_history(except_issue=key)
     existing = ledger.get_issue(key)
     if existing is not None:
-        return replace(request, article_ids=existing.article_ids)
+        return replace(request, article_ids=existing.article_ids, history=history)
     sent = frozenset() if include_sent else frozenset(ledger.sent_article_ids(except_issue=key))
-    return replace(request, already_sent=sent)
+    return replace(request, already_sent=sent, history=history)

@@ -521,6 +521,27 @@ class Ledger:
         )
         return {row["article_id"] for row in rows}
 
+    def reader_history(self, *, except_issue: str | None = None) -> tuple[dict[str, datetime], dict[str, set[str]]]:
+        """What each reader was sent (per-reader frequencies, :mod:`digest.frequencies`),
+        leaving out ``except_issue``: subscriber id -> the end of the window of
+        the last scheduled issue they were sent, and subscriber id -> the
+        article ids of the special editions (``--issue``) they were sent.
+        A row counts as sent when accepted, unknown or sending: maybe sent
+        is never sent again."""
+        sent = "d.status IN ('accepted', 'unknown', 'sending') AND d.issue_key IS NOT ?"
+        ends = self._rows(
+            f"SELECT d.subscriber_id AS id, max(i.window_end) AS end FROM deliveries d JOIN issues i ON i.key = d.issue_key "
+            f"WHERE {sent} AND i.scheduled_at IS NOT NULL GROUP BY d.subscriber_id",
+            (except_issue,),
+        )
+        specials: dict[str, set[str]] = {}
+        for row in self._rows(
+            f"SELECT d.subscriber_id AS id, i.article_ids AS ids FROM deliveries d JOIN issues i ON i.key = d.issue_key WHERE {sent} AND i.scheduled_at IS NULL",
+            (except_issue,),
+        ):
+            specials.setdefault(row["id"], set()).update(json.loads(row["ids"]))
+        return {row["id"]: datetime.fromisoformat(row["end"]) for row in ends}, specials
+
 
 def record_events(db: sqlite3.Connection, events: Iterable) -> int:
     """Record what the provider reported about delivery rows after the send

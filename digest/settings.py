@@ -77,7 +77,9 @@ class Settings(BaseSettings):
     provider: Literal["outbox", "sendgrid", "smtp"] = "outbox"
     outbox: Path = Path("outbox")
     ledger: Path = Path("digest.db")
-    schedule: str = "weekly monday 08:00"
+    # One send time ("weekly monday 08:00"), or one per frequency readers choose
+    # (["daily 07:30", "weekly monday 08:00", "monthly 1 09:00"]).
+    schedule: str | list[str] = "weekly monday 08:00"
     not_after: str | None = None
     concurrency: int = Field(default=2, ge=1, le=16)
     # Recipients a provider answered "retryable" (throttling, 4xx SMTP replies)
@@ -119,7 +121,9 @@ class Settings(BaseSettings):
     consent_record_ip: bool = False  # keep the IP address a sign-up was confirmed from, with the consent
     welcome_message: bool = False  # send welcome.html.j2/.txt.j2 once a reader confirms
     signup_client_limit: int = Field(default=100, ge=0)  # sign-up posts per client address per hour (0: no limit)
-    default_frequency: Literal["daily", "weekly", "monthly"] = "weekly"  # of readers whose row and choices name none
+    # Of readers whose row and choices name none; unset: the schedule's cadence
+    # when it names one, else weekly.
+    default_frequency: Literal["daily", "weekly", "monthly"] | None = None
 
     @classmethod
     def settings_customise_sources(
@@ -172,6 +176,26 @@ class Settings(BaseSettings):
             except DigestError as exc:
                 raise ValueError(str(exc)) from None
         return value
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str | list[str]) -> str | list[str]:
+        from digest.schedule import parse_schedules
+
+        try:
+            parse_schedules(value)
+        except DigestError as exc:
+            raise ValueError(str(exc).split(": ", 1)[-1]) from None
+        return value
+
+    @property
+    def frequency_default(self) -> str:
+        """The frequency of readers who chose none: ``default_frequency``,
+        else the cadence of a ``schedule`` of one entry, else weekly."""
+        if self.default_frequency:
+            return self.default_frequency
+        entries = [self.schedule] if isinstance(self.schedule, str) else self.schedule
+        return entries[0].split()[0].lower() if len(entries) == 1 else "weekly"
 
     @field_validator("site_url", "sendgrid_host")
     @classmethod

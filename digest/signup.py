@@ -106,7 +106,7 @@ def parse_signup(form: Mapping[str, list[str]], known_tags: Iterable[str], setti
     known = set(known_tags)
     if len(topics) > MAX_TOPICS or any(topic not in known for topic in topics):
         raise SignupError("topic: choose among the topics offered")
-    frequency = one("frequency") or settings.default_frequency
+    frequency = one("frequency") or settings.frequency_default
     if frequency not in FREQUENCIES:
         raise SignupError("frequency: choose daily, weekly or monthly")
     return SignupRequest(email, name, frozenset(topics), frequency, signup_list(settings).stem, datetime.now(UTC))
@@ -317,6 +317,6 @@ def signup_form(
     return Markup(
         _FORMS.from_string(FORM).render(
             action=f"{public_base(settings)}/subscribe", tags=sorted(tags), chosen=set(chosen), email=email, name=name,
-            frequencies=FREQUENCIES, frequency=frequency or settings.default_frequency, max_name=MAX_NAME,
+            frequencies=FREQUENCIES, frequency=frequency or settings.frequency_default, max_name=MAX_NAME,
         )
     )

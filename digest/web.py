@@ -291,7 +291,7 @@ def _current_choice(settings: Settings, email: str, list_name: str) -> tuple[fro
         row = None
     if stored is None:
         stored = row.tags if row else frozenset()
-    frequency = frequency or (row.frequency if row else "") or settings.default_frequency
+    frequency = frequency or (row.frequency if row else "") or settings.frequency_default
     return stored, frequency, _suppression(ledger, email, list_name) is not None
 
 
