@@ -191,3 +191,20 @@ def _key(schedule: Schedule, day: date) -> str:
         year, week, _ = day.isocalendar()
         return f"{year}-W{week:02d}"
     return f"{day.year}-{day.month:02d}"
+
+
+def next_issues(schedule: Schedule | str | Sequence[str], as_of: datetime, tz: tzinfo, count: int = 3) -> list[ScheduledIssue]:
+    """The ``count`` issues scheduled after ``as_of`` (aware), in order."""
+    schedule = schedule_of(schedule)
+    found: list[ScheduledIssue] = []
+    moment = as_of
+    while len(found) < count:
+        # The issue due one day after the last found time, walking day by day until a later one appears.
+        probe = moment + timedelta(days=1)
+        issue = current_issue(schedule, probe, tz)
+        if issue.scheduled_at > moment:
+            found.append(issue)
+            moment = issue.scheduled_at
+        else:
+            moment = probe
+    return found

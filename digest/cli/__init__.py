@@ -71,7 +71,7 @@ def cli() -> None:
 
 for command in (
     content.articles, content.preview, content.lint,
-    sending.send, sending.status,
+    sending.send, sending.status, sending.schedule,
     lists.audience, lists.subscribers, lists.suppressions,
     web.serve, web.archive, web.signup_form,
 ):  # fmt: skip

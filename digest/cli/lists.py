@@ -17,23 +17,36 @@ from digest.settings import Settings, load_settings
 @source_options
 @selection_options
 def audience(settings: Settings, **options) -> None:
-    """Show each variant of the issue: the tags that chose it, its article
-    count and its number of subscribers (after suppressions).
+    """Show the issue of each frequency the readers chose (daily, weekly,
+    monthly): its key, send time and readers, and each variant: the tags
+    that chose it, its article count and its number of subscribers (after
+    suppressions, each reader's window from the ledger).
 
     \b
     Examples:
       digest audience
       digest audience --as-of 2026-11-30 --list garden
     """
-    from digest.issue import plan_issue
+    from digest.cli.sending import _frequencies
+    from digest.issue import plan_issue, resume_or_new
+    from digest.ledger import Ledger
 
-    issue = plan_issue(settings, issue_request(settings, **options))
-    report_planning(issue)
-    for variant in issue.variants:
-        tags = ", ".join(sorted(variant.tags)) or "every tag"
-        click.echo(f"variant {variant.number} [{variant.key}]: {len(variant.articles)} articles, {len(variant.subscribers)} subscribers ({tags})")
-    left_out = len(issue.subscribers) - issue.recipient_count
-    click.echo(f"{issue.recipient_count} recipients in {len(issue.variants)} variants; {left_out} subscribers get nothing this time")
+    ledger = Ledger(settings.ledger) if Path(settings.ledger).is_file() else None
+    try:
+        for frequency in _frequencies(settings, None, None, **options):
+            request = issue_request(settings, **options, frequency=frequency)
+            issue = plan_issue(settings, resume_or_new(request, ledger, settings) if ledger else request)
+            report_planning(issue)
+            when = f", sent {issue.scheduled_at.astimezone(settings.tz):%a %Y-%m-%d %H:%M %Z}" if issue.scheduled_at else ""
+            click.echo(f"{frequency or 'issue'} {issue.context.key}{when}: {len(issue.subscribers)} readers")
+            for variant in issue.variants:
+                tags = ", ".join(sorted(variant.tags)) or "every tag"
+                click.echo(f"variant {variant.number} [{variant.key}]: {len(variant.articles)} articles, {len(variant.subscribers)} subscribers ({tags})")
+            left_out = len(issue.subscribers) - issue.recipient_count
+            click.echo(f"{issue.recipient_count} recipients in {len(issue.variants)} variants; {left_out} subscribers get nothing this time")
+    finally:
+        if ledger is not None:
+            ledger.close()
 
 
 def list_options(command):

@@ -38,6 +38,12 @@ def send(settings: Settings, dry_run, outbox, issue_key, resend_unknown, include
     same command again after a crash or a kill resumes the issue: it sends
     only what is still queued or retryable, never twice.
 
+    Readers choose how often (daily, weekly, monthly): each frequency of
+    the audience gets its own issue, at its own send time from the
+    'schedule' setting, and each reader the articles since the last issue
+    they were sent. A dry run of several frequencies writes each into
+    outbox/FREQUENCY; --json prints one object per issue, one per line.
+
     \b
     Examples:
       digest send --dry-run                     every message as .eml in ./outbox
@@ -52,11 +58,6 @@ def send(settings: Settings, dry_run, outbox, issue_key, resend_unknown, include
     3 the provider refused our credentials or sender; 75 another send holds
     the ledger.
     """
-    from digest.delivery import check_not_too_late, render_issue, send_issue
-    from digest.issue import plan_issue, resume_or_new
-    from digest.ledger import Ledger
-    from digest.providers import get_provider
-
     if outbox:
         settings = settings.model_copy(update={"outbox": outbox})
     if dry_run and test_to:
@@ -72,11 +73,54 @@ def send(settings: Settings, dry_run, outbox, issue_key, resend_unknown, include
             "setting 'secret_key' (digest.toml, or DIGEST_SECRET_KEY) still has its default value: "
             "anyone could forge unsubscribe links; set a long random secret before sending"
         )
+    frequencies = _frequencies(settings, issue_key, as_subscriber if test_to else None, **options)
+    incomplete = False
+    for frequency in frequencies:
+        # A dry run of several frequencies writes each issue into its own outbox folder.
+        target = settings.model_copy(update={"outbox": Path(settings.outbox) / frequency}) if dry_run and len(frequencies) > 1 else settings
+        report = _send_one_issue(
+            target, frequency, dry_run=dry_run, real=real, issue_key=issue_key, resend_unknown=resend_unknown, include_sent=include_sent,
+            not_after=not_after, test_to=test_to, as_subscriber=as_subscriber, force=force, as_json=as_json, options=options,
+        )
+        incomplete = incomplete or (report is not None and not report.complete)
+    if incomplete:
+        raise click.exceptions.Exit(1)
+
+
+def _frequencies(settings: Settings, issue_key, as_subscriber, **options) -> list[str | None]:
+    """The frequencies a send handles: those of the audience's readers, in
+    the order daily, weekly, monthly (each gets its own issue); [None] (one
+    issue for everyone) for an issue named with --issue or a window given
+    with --since/--until; for a test, the frequency of --as-subscriber."""
+    from digest.audience import load_audience
+    from digest.frequencies import frequency_of
+    from digest.schedule import CADENCES
+
+    if issue_key or options.get("since") or options.get("until"):
+        return [None]
+    readers = load_audience(settings, options.get("list_name")).subscribers
+    if as_subscriber:
+        wanted = as_subscriber.strip().casefold()
+        readers = [r for r in readers if r.key == wanted] or readers
+    found = {frequency_of(reader, settings) for reader in readers} or {settings.frequency_default}
+    chosen = [cadence for cadence in CADENCES if cadence in found]
+    return chosen[:1] if as_subscriber else chosen
+
+
+def _send_one_issue(settings: Settings, frequency, *, dry_run, real, issue_key, resend_unknown, include_sent, not_after, test_to, as_subscriber, force, as_json, options):
+    """Plan, check and send the issue of ``frequency`` (None: everyone);
+    print its summary and return its report (None when there was nothing to
+    send or it was a test). Raises what ``send`` documents."""
+    from digest.delivery import check_not_too_late, render_issue, send_issue
+    from digest.issue import plan_issue, resume_or_new
+    from digest.ledger import Ledger
+    from digest.providers import get_provider
+
     # The ledger file is created only when something is sent: a refused or
     # empty run leaves no trace.
     ledger = Ledger.from_settings(settings) if real and Path(settings.ledger).exists() else None
     try:
-        request = issue_request(settings, **options, key=issue_key)
+        request = issue_request(settings, **options, key=issue_key, frequency=frequency)
         if ledger is not None:
             request = resume_or_new(request, ledger, settings, include_sent=include_sent)
         issue = plan_issue(settings, request)
@@ -86,8 +130,8 @@ def send(settings: Settings, dry_run, outbox, issue_key, resend_unknown, include
             why = f"{len(issue.audience_problems)} problems above" if issue.audience_problems else "it is empty"
             raise SettingsError(f"no subscriber to send to in {settings.subscribers} ({why})")
         if not issue.selection.articles or not issue.variants:
-            _say(as_json, {"issue": issue.context.key, "status": "nothing to send"}, "nothing to send")
-            return
+            _say(as_json, {"issue": issue.context.key, "status": "nothing to send"}, f"{issue.context.key}: nothing to send")
+            return None
         if real:
             check_not_too_late(issue, not_after or settings.not_after)
             if issue.scheduled_at and issue.scheduled_at > datetime.now(UTC):
@@ -97,7 +141,7 @@ def send(settings: Settings, dry_run, outbox, issue_key, resend_unknown, include
             raise UsageError("the built-in checks found errors (above); fix them, or send with --force")
         if test_to:
             _send_test(issue, rendered, settings, test_to, as_subscriber)
-            return
+            return None
         if real:
             from digest.archive import keep_page
 
@@ -122,8 +166,9 @@ def send(settings: Settings, dry_run, outbox, issue_key, resend_unknown, include
     _print_send_report(report, issue, settings, dry_run=dry_run, as_json=as_json)
     if report.stopped:
         raise ProviderAuthError(report.stopped)
-    if not report.complete:
-        raise click.exceptions.Exit(1)
+    return report
+
+
 
 
 def _say(as_json: bool, data: dict, text: str) -> None:
@@ -242,3 +287,49 @@ def status(issue_key, as_json, ledger) -> None:
         click.echo(f"{entry['issue']} ({entry['status']}, {entry['articles']} articles): {counts}")
         for problem in entry["problems"]:
             click.echo(f"  {problem['status']}: {problem['email']} after {problem['attempts']} attempt(s): {problem['reason'] or ''}")
+
+
+@click.command("schedule")
+@click.option("--as-of", "as_of", metavar="WHEN", help="Reference time (default now); a naive time is in the site's timezone.")
+@click.option("--subscribers", type=click.Path(path_type=Path), metavar="FILE_OR_DIR", help="A subscriber CSV or a folder of them; replaces the 'subscribers' setting.")
+@click.option("--count", type=click.IntRange(1, 50), default=3, show_default=True, help="How many coming issues to list per frequency.")
+def schedule(as_of, subscribers, count) -> None:
+    """Each frequency readers chose (daily, weekly, monthly): its send time,
+    how many readers it has, the issue a send now would handle, and the
+    next issues with their keys and send times (in the site's timezone and
+    in UTC).
+
+    \b
+    Examples:
+      digest schedule
+      digest schedule --as-of 2026-11-30 --count 5
+    """
+    from digest.audience import load_audience
+    from digest.frequencies import frequency_of
+    from digest.moments import parse_as_of
+    from digest.schedule import CADENCES, current_issue, next_issues, schedule_of
+
+    settings = load_settings(subscribers=subscribers)
+    moment = parse_as_of(as_of, settings.tz) if as_of else datetime.now(UTC)
+    readers: dict[str, int] = {}
+    try:
+        for reader in load_audience(settings).subscribers:
+            readers[frequency_of(reader, settings)] = readers.get(frequency_of(reader, settings), 0) + 1
+    except DigestError as exc:  # no list yet: the times still show
+        warn(str(exc))
+    entries = [settings.schedule] if isinstance(settings.schedule, str) else settings.schedule
+    named = {entry.split()[0].lower() for entry in entries}
+    for cadence in CADENCES:
+        if cadence not in named and not readers.get(cadence):
+            continue
+        plan = schedule_of(settings.schedule, cadence)
+        origin = "" if cadence in named else " (default time: not in the schedule setting)"
+        now = current_issue(plan, moment, settings.tz)
+        click.echo(f"{cadence}: {readers.get(cadence, 0)} readers{origin}; a send now handles {now.key} ({_when(now.scheduled_at, settings)})")
+        for upcoming in next_issues(plan, moment, settings.tz, count):
+            click.echo(f"  next {upcoming.key}: {_when(upcoming.scheduled_at, settings)}")
+
+
+def _when(moment: datetime, settings: Settings) -> str:
+    local = moment.astimezone(settings.tz)
+    return f"{local:%a %Y-%m-%d %H:%M} {settings.timezone}, {moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
