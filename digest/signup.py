@@ -22,6 +22,7 @@ signed link, the confirmation itself, and the welcome message.
 from __future__ import annotations
 
 import logging
+import re
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -171,15 +172,17 @@ def _send_one(settings: Settings, subject: str, html: str, text: str, recipient:
     else:
         provider = get_provider(settings)
     message = RenderedVariant(variant_key=kind, subject=subject, preheader="", html=html, text=text, article_ids=())
+    pattern = re.compile(re.escape(recipient.email), re.IGNORECASE)  # the reader's address stays out of the log
     try:
         (result,) = provider.send_batch(message, [recipient], kind)
     except DigestError as exc:
-        log.warning("%s email not sent: %s", kind, exc)
+        log.warning("%s email not sent: %s", kind, pattern.sub("<address>", str(exc)))
         return False
     finally:
         provider.close()
     if result.status is not Status.ACCEPTED:
-        log.warning("%s email not accepted by %s: %s %s", kind, provider.name, result.status.value, result.reason or "")
+        reason = pattern.sub("<address>", result.reason or "")
+        log.warning("%s email not accepted by %s: %s %s", kind, provider.name, result.status.value, reason)
         return False
     return True
 

@@ -40,7 +40,7 @@ import json
 import logging
 from collections.abc import Iterable
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -57,6 +57,7 @@ from starlette.routing import Route
 
 from digest import suppressions
 from digest.articles import slugify_tag
+from digest.consent import address_hash, forgotten_hashes
 from digest.errors import DigestError, SettingsError
 from digest.ledger import Ledger
 from digest.ledger import record_events as ledger_events
@@ -160,7 +161,7 @@ def create_app(settings: Settings, *, known_tags: Iterable[str] | None = None) -
     )
 
     async def unsubscribe(request: Request) -> Response:
-        person = _person(state, request)
+        person = await _person(state, request)
         if isinstance(person, Response):
             return person
         email, list_name, token = person
@@ -173,7 +174,7 @@ def create_app(settings: Settings, *, known_tags: Iterable[str] | None = None) -
         return state.page("done.html", title="Unsubscribed", email=email, list_name=list_name)
 
     async def preferences(request: Request) -> Response:
-        person = _person(state, request)
+        person = await _person(state, request)
         if isinstance(person, Response):
             return person
         email, list_name, token = person
@@ -212,6 +213,11 @@ def create_app(settings: Settings, *, known_tags: Iterable[str] | None = None) -
             events = parse_events(body)
         except ValueError as exc:
             return JSONResponse({"error": f"malformed event batch: {exc}"}, 400)
+        # An address erased on request is never mailed: a late report about it must not write it back.
+        erased = await run_in_threadpool(forgotten_hashes, state.ledger)
+        if erased:
+            secret = settings.secret_key.get_secret_value()
+            events = replace(events, suppressions=[e for e in events.suppressions if address_hash(secret, e.email) not in erased])
         added, matched = await run_in_threadpool(record_events, state.ledger, events)
         return JSONResponse({"suppressions": added, "delivery_events": matched})
 
@@ -254,13 +260,18 @@ class PathOnlyAccessLog:
             ACCESS_LOG.info('%s "%s %s" %d', client, scope["method"], scope["path"], status)
 
 
-def _person(state: _State, request: Request) -> tuple[str, str, str] | Response:
-    """(email, list name, token) from the request's token, or the 400 page."""
+async def _person(state: _State, request: Request) -> tuple[str, str, str] | Response:
+    """(email, list name, token) from the request's token, or the 400 page;
+    for an address erased on request, a page saying nothing is kept (its old
+    links must not write the address back into the ledger)."""
     token = request.query_params.get("token", "")
     try:
         email, list_name = read_token(state.settings, token)
     except TokenError as exc:
         return state.page("error.html", 400, title="Link not valid", message=f"{exc}. Please use the link from one of our emails.")
+    hashed = address_hash(state.settings.secret_key.get_secret_value(), email)
+    if hashed in await run_in_threadpool(forgotten_hashes, state.ledger):
+        return state.page("error.html", title="Nothing kept", message="Everything about this address was deleted on request; nothing more is sent to it.")
     return email, list_name, token
 
 
@@ -469,14 +480,21 @@ def serve_warnings(settings: Settings) -> list[str]:
     without a public key takes unsigned events on loopback (whoever reaches
     it, through a reverse proxy too, can suppress any address) and refuses
     them beyond it."""
+    lines = []
+    try:
+        from digest.signup import signup_list
+
+        signup_list(settings)
+    except DigestError as exc:
+        lines.append(f"sign-up (/subscribe) answers 503 until 'signup_list' or 'default_list' names the list readers join: {exc}")
     if settings.sendgrid_webhook_public_key:
-        return []
+        return lines
     if is_loopback(settings.serve_host):
-        return [
+        return lines + [
             "no sendgrid_webhook_public_key: POST /webhooks/sendgrid accepts unsigned events, so anyone who can "
             "reach it (through a proxy too) can suppress addresses; turn on SendGrid's signed Event Webhook and set the key"
         ]
-    return [
+    return lines + [
         f"no sendgrid_webhook_public_key: POST /webhooks/sendgrid refuses every event (403) on {settings.serve_host}; "
         "turn on SendGrid's signed Event Webhook and set the key"
     ]

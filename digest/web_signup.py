@@ -51,6 +51,7 @@ from digest.signup import (
     send_confirmation,
     send_welcome,
     signup_form,
+    signup_list,
 )
 from digest.unsubscribe import TokenError, public_base, read_token
 
@@ -96,14 +97,17 @@ class ClientLimiter:
     clock: Callable[[], float] = time.monotonic
     seen: dict[str, deque[float]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    swept: float = 0.0
 
     def allow(self, client: str) -> bool:
         if not self.limit:
             return True
         now = self.clock()
         with self.lock:
-            for key in [k for k, times in self.seen.items() if times[-1] <= now - self.window]:
-                del self.seen[key]  # forget idle clients, so the table cannot grow without bound
+            if now - self.swept > 60:  # forget idle clients once a minute, so the table cannot grow without bound
+                self.swept = now
+                for key in [k for k, times in self.seen.items() if not times or times[-1] <= now - self.window]:
+                    del self.seen[key]
             times = self.seen.setdefault(client, deque())
             while times and times[0] <= now - self.window:
                 times.popleft()
@@ -141,6 +145,11 @@ def signup_routes(settings: Settings, page: Callable[..., HTMLResponse], known_t
     base = public_base(settings)
 
     async def subscribe(request: Request) -> Response:
+        try:
+            signup_list(settings)
+        except DigestError as exc:  # several lists and none named: serve_warnings says so at start
+            log.error("sign-up is off: %s", exc)
+            return page("error.html", 503, title="Sign-up closed", message="Sign-up is not available just now; please try again later.")
         tags = await run_in_threadpool(known_tags)
         if request.method != "POST":  # GET and HEAD (Starlette adds it to GET routes) change nothing
             return page("subscribe.html", title="Subscribe", form=signup_form(settings, tags), error=None)

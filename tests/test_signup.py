@@ -334,3 +334,36 @@ def test_preferences_save_a_frequency_and_offer_erasure_with_a_confirmation_step
     with closing(sqlite3.connect(settings.ledger)) as db:
         assert db.execute("SELECT count(*) FROM forgotten").fetchone()[0] == 1
     assert b"ada@example.org" not in Path(settings.ledger).read_bytes().lower()
+
+
+def test_after_erasure_old_links_and_late_webhook_reports_do_not_write_the_address_back(client, settings):
+    from digest.privacy import forget
+
+    token = make_token(settings, "ada@example.org", "garden")
+    forget(settings, "ada@example.org")
+    for answer in (
+        client.post(f"/unsubscribe?token={token}", content="List-Unsubscribe=One-Click", headers={"content-type": "application/x-www-form-urlencoded"}),
+        client.post(f"/preferences?token={token}", data={"tag": ["roses"], "frequency": "daily"}),
+        client.get(f"/preferences?token={token}"),
+    ):
+        assert answer.status_code == 200 and "deleted on request" in answer.text
+    bounce = [{"event": "bounce", "email": "Ada@example.org", "type": "bounce", "reason": "gone"}]
+    assert client.post("/webhooks/sendgrid", json=bounce).json()["suppressions"] == 0
+    assert b"ada@example.org" not in Path(settings.ledger).read_bytes().lower()
+    wal = Path(f"{settings.ledger}-wal")
+    assert not wal.exists() or b"ada@example.org" not in wal.read_bytes().lower()
+
+
+def test_sign_up_is_closed_with_503_when_no_list_can_be_chosen(settings):
+    (Path(settings.subscribers) / "kitchen.csv").write_text("email,name,tags\n", encoding="utf-8")
+    from digest.web import serve_warnings
+
+    assert any("signup_list" in line for line in serve_warnings(settings))
+    with TestClient(create_app(settings, known_tags=TAGS)) as client:
+        answer = client.post("/subscribe", data=form())
+        assert answer.status_code == 503 and check_page(answer.text) == []
+    chosen = settings.model_copy(update={"signup_list": "kitchen"})
+    with TestClient(create_app(chosen, known_tags=TAGS)) as client:
+        client.post("/subscribe", data=form())
+        assert client.post(link_in(mails(settings)[0])).status_code == 200
+    assert "new@example.org" in (Path(settings.subscribers) / "kitchen.csv").read_text()

@@ -94,6 +94,8 @@ def test_sign_up_round_trip_through_sendgrid_then_the_next_issue_reaches_the_rea
         assert status == 200 and b"is subscribed" in done
         assert call(link, b"")[0] == 400  # used
     assert "joiner@example.org,Jo Iner,news" in readers(site)
+    chosen = json.loads(site.run("subscribers", "show", "joiner@example.org", "--json").stdout)
+    assert chosen["choices"]["readers"] == {"tags": None, "frequency": "weekly"}
 
     fake_sendgrid.reset()
     sent = site.run("send", "--as-of", WEEK49)
@@ -188,6 +190,8 @@ def test_show_then_forget_leaves_the_address_nowhere_and_a_later_import_does_not
     imported = site.run("subscribers", "import", str(old))
     assert "asked to be forgotten" in imported.stderr and "imported 1" in imported.stdout
     assert needle not in (site.root / "readers.csv").read_bytes()
+    refused = site.run("subscribers", "add", "Reader1@example.org")
+    assert refused.returncode == 1 and "asked to be forgotten" in refused.stderr
     # Even a hand edit that puts them back does not mail them.
     with open(site.root / "readers.csv", "a", encoding="utf-8") as handle:
         handle.write("reader1@example.org,Reader 1,news\n")

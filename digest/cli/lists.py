@@ -140,9 +140,12 @@ def subscribers_add(settings: Settings, list_name, email, name, tags) -> None:
       digest subscribers add ada@example.org --name "Ada Lovelace" --tags "roses;bees"
       digest subscribers add bob@example.org --list kitchen
     """
+    from digest.consent import address_hash, forgotten_hashes
     from digest.listedits import add_subscriber
 
     target = _write_target(settings, list_name)
+    if address_hash(settings.secret_key.get_secret_value(), email) in forgotten_hashes(Path(settings.ledger)):
+        raise DigestError(f"{email.strip()} asked to be forgotten (digest subscribers forget): not added; they can sign up again themselves")
     added = add_subscriber(target, email, name, [tags])
     click.echo(f"added {added.email} to {target}")
 
