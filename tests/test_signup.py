@@ -367,3 +367,18 @@ def test_sign_up_is_closed_with_503_when_no_list_can_be_chosen(settings):
         client.post("/subscribe", data=form())
         assert client.post(link_in(mails(settings)[0])).status_code == 200
     assert "new@example.org" in (Path(settings.subscribers) / "kitchen.csv").read_text()
+
+
+def test_a_confirmation_the_provider_did_not_take_frees_the_hour(settings, start_fake_sendgrid, caplog):
+    from conftest import SENDGRID_KEY
+
+    server = start_fake_sendgrid(fail_first=1)
+    sending = settings.model_copy(update={"provider": "sendgrid", "sendgrid_host": server.url, "sendgrid_max_tries": 1,
+                                          "sendgrid_api_key": load_settings(sendgrid_api_key=SENDGRID_KEY).sendgrid_api_key})
+    with TestClient(create_app(sending, known_tags=TAGS)) as client:
+        first = client.post("/subscribe", data=form("retry@example.org"))
+        assert server.records() == []
+        assert "retry@example.org" not in caplog.text and "not accepted by sendgrid" in caplog.text
+        second = client.post("/subscribe", data=form("retry@example.org"))
+    assert first.content == second.content
+    assert [r["to"] for r in server.records()] == ["retry@example.org"]
