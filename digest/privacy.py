@@ -101,6 +101,18 @@ def _iso(moment) -> str | None:
     return moment.isoformat() if moment else None
 
 
+# What the summary calls each table's rows: (one, several).
+_NAMES = {
+    "consents": ("consent", "consents"),
+    "preferences": ("topic choice", "topic choices"),
+    "frequencies": ("frequency choice", "frequency choices"),
+    "suppressions": ("suppression", "suppressions"),
+    "signup_sends": ("sign-up note", "sign-up notes"),
+    "deliveries": ("delivery pseudonymized", "deliveries pseudonymized"),
+    "events": ("event pseudonymized", "events pseudonymized"),
+}
+
+
 @dataclass
 class Erasure:
     """What :func:`forget` removed: rows per list file, and per table of the
@@ -112,9 +124,10 @@ class Erasure:
 
     def summary(self) -> str:
         """One line for the operator, e.g. ``forgot ada@example.org: 1 list
-        row (garden), 2 suppressions, 1 consent ...``."""
-        parts = [f"{sum(self.list_rows.values())} list rows" + (f" ({', '.join(sorted(self.list_rows))})" if self.list_rows else "")]
-        parts += [f"{n} {table}" for table, n in self.ledger_rows.items() if n]
+        row (garden), 1 consent, 2 deliveries pseudonymized...``."""
+        rows = sum(self.list_rows.values())
+        parts = [f"{rows} list row{'' if rows == 1 else 's'}" + (f" ({', '.join(sorted(self.list_rows))})" if self.list_rows else "")]
+        parts += [f"{n} {_NAMES[table][n != 1]}" for table, n in self.ledger_rows.items() if n]
         return (
             f"forgot {self.email}: " + ", ".join(parts) + ". Only a keyed hash of the address is kept, so a later import "
             "or list edit that brings it back is refused, and it is never mailed"

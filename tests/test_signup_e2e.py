@@ -176,7 +176,8 @@ def test_show_then_forget_leaves_the_address_nowhere_and_a_later_import_does_not
 
     forgot = site.run("subscribers", "forget", "reader1@example.org")
     assert forgot.returncode == 0, forgot.stderr
-    assert "1 list rows (readers)" in forgot.stdout and "1 deliveries" in forgot.stdout and "1 events" in forgot.stdout
+    assert "1 list row (readers)" in forgot.stdout and "1 delivery pseudonymized" in forgot.stdout
+    assert "1 event pseudonymized" in forgot.stdout and "1 suppression" in forgot.stdout
     assert "import" in forgot.stdout  # it says a later import is refused
     needle = b"reader1@example.org"
     for path in [site.root / "readers.csv", *site.root.glob("digest.db*")]:
