@@ -166,3 +166,22 @@ def resume_or_new(request: IssueRequest, ledger, settings: Settings, *, include_
         return replace(request, article_ids=existing.article_ids, history=history)
     sent = frozenset() if include_sent else frozenset(ledger.sent_article_ids(except_issue=key))
     return replace(request, already_sent=sent, history=history)
+
+
+def issue_frequencies(settings: Settings, list_name: str | None = None, *, whole: bool = False, as_subscriber: str | None = None) -> list[str | None]:
+    """The frequencies one send handles: those of the audience's readers (of
+    ``list_name``), in the order daily, weekly, monthly, each getting its own
+    issue; ``[None]`` (one issue for everyone) when ``whole`` (an issue named
+    with ``--issue``, a window given with ``--since``/``--until``); only the
+    frequency of ``as_subscriber`` when given (a test send)."""
+    from digest.schedule import CADENCES
+
+    if whole:
+        return [None]
+    readers = load_audience(settings, list_name).subscribers
+    if as_subscriber:
+        wanted = as_subscriber.strip().casefold()
+        readers = [r for r in readers if r.key == wanted] or readers
+    found = {frequency_of(reader, settings) for reader in readers} or {settings.frequency_default}
+    chosen = [cadence for cadence in CADENCES if cadence in found]
+    return chosen[:1] if as_subscriber else chosen

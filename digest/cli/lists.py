@@ -27,13 +27,13 @@ def audience(settings: Settings, **options) -> None:
       digest audience
       digest audience --as-of 2026-11-30 --list garden
     """
-    from digest.cli.sending import _frequencies
-    from digest.issue import plan_issue, resume_or_new
+    from digest.issue import issue_frequencies, plan_issue, resume_or_new
     from digest.ledger import Ledger
 
     ledger = Ledger(settings.ledger) if Path(settings.ledger).is_file() else None
     try:
-        for frequency in _frequencies(settings, None, None, **options):
+        whole = bool(options.get("since") or options.get("until"))
+        for frequency in issue_frequencies(settings, options.get("list_name"), whole=whole):
             request = issue_request(settings, **options, frequency=frequency)
             issue = plan_issue(settings, resume_or_new(request, ledger, settings) if ledger else request)
             report_planning(issue)

@@ -73,7 +73,12 @@ def send(settings: Settings, dry_run, outbox, issue_key, resend_unknown, include
             "setting 'secret_key' (digest.toml, or DIGEST_SECRET_KEY) still has its default value: "
             "anyone could forge unsubscribe links; set a long random secret before sending"
         )
-    frequencies = _frequencies(settings, issue_key, as_subscriber if test_to else None, **options)
+    from digest.issue import issue_frequencies
+
+    whole = bool(issue_key or options.get("since") or options.get("until"))
+    frequencies = issue_frequencies(settings, options.get("list_name"), whole=whole, as_subscriber=as_subscriber if test_to else None)
+    if test_to:  # one test message: the issue of the first frequency (or of --as-subscriber's)
+        frequencies = frequencies[:1]
     incomplete = False
     for frequency in frequencies:
         # A dry run of several frequencies writes each issue into its own outbox folder.
@@ -85,26 +90,6 @@ def send(settings: Settings, dry_run, outbox, issue_key, resend_unknown, include
         incomplete = incomplete or (report is not None and not report.complete)
     if incomplete:
         raise click.exceptions.Exit(1)
-
-
-def _frequencies(settings: Settings, issue_key, as_subscriber, **options) -> list[str | None]:
-    """The frequencies a send handles: those of the audience's readers, in
-    the order daily, weekly, monthly (each gets its own issue); [None] (one
-    issue for everyone) for an issue named with --issue or a window given
-    with --since/--until; for a test, the frequency of --as-subscriber."""
-    from digest.audience import load_audience
-    from digest.frequencies import frequency_of
-    from digest.schedule import CADENCES
-
-    if issue_key or options.get("since") or options.get("until"):
-        return [None]
-    readers = load_audience(settings, options.get("list_name")).subscribers
-    if as_subscriber:
-        wanted = as_subscriber.strip().casefold()
-        readers = [r for r in readers if r.key == wanted] or readers
-    found = {frequency_of(reader, settings) for reader in readers} or {settings.frequency_default}
-    chosen = [cadence for cadence in CADENCES if cadence in found]
-    return chosen[:1] if as_subscriber else chosen
 
 
 def _send_one_issue(settings: Settings, frequency, *, dry_run, real, issue_key, resend_unknown, include_sent, not_after, test_to, as_subscriber, force, as_json, options):
