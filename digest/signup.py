@@ -35,6 +35,7 @@ from jinja2 import Environment, StrictUndefined
 from markupsafe import Markup
 
 from digest import consent, suppressions
+from digest.articles import slugify_tag
 from digest.errors import DigestError
 from digest.listedits import add_subscriber
 from digest.moments import parse_duration
@@ -103,7 +104,9 @@ def parse_signup(form: Mapping[str, list[str]], known_tags: Iterable[str], setti
     name = " ".join(one("name").split())
     if len(name) > MAX_NAME or any(unicodedata.category(c).startswith("C") for c in name):
         raise SignupError(f"name: at most {MAX_NAME} characters of text")
-    topics = form.get("topic") or []
+    # "topic" is the form's; "tag" (the preferences page's) and a ;-separated "tags" are taken too.
+    topics = [*form.get("topic", []), *form.get("tag", []), *(t for v in form.get("tags", []) for t in v.split(";") if t.strip())]
+    topics = [slug for topic in topics if (slug := slugify_tag(topic))]
     known = set(known_tags)
     if len(topics) > MAX_TOPICS or any(topic not in known for topic in topics):
         raise SignupError("topic: choose among the topics offered")

@@ -382,3 +382,10 @@ def test_a_confirmation_the_provider_did_not_take_frees_the_hour(settings, start
         second = client.post("/subscribe", data=form("retry@example.org"))
     assert first.content == second.content
     assert [r["to"] for r in server.records()] == ["retry@example.org"]
+
+
+def test_topics_may_also_come_as_tag_or_a_semicolon_list(client, settings):
+    data = {"email": "alias@example.org", "tag": "Roses", "tags": "bees; compost", "frequency": "weekly"}
+    assert client.post("/subscribe", data=data).status_code == 200
+    assert client.post(link_in(mails(settings)[0])).status_code == 200
+    assert on_list(settings)["alias@example.org"].tags == {"roses", "bees", "compost"}
