@@ -12,6 +12,7 @@ checking lists is :mod:`digest.subscribers`.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import fcntl
 import io
@@ -140,7 +141,9 @@ def _now_iso() -> str:
 def locked(path: Path) -> Iterator[None]:
     """Hold the exclusive edit lock of the list file ``path`` for the block
     (``flock`` on ``.NAME.csv.lock`` beside it; the kernel drops it when the
-    process ends, even killed). Waits while another process edits the list."""
+    process ends, even killed). Waits while another process edits the list.
+    Not reentrant. Whoever also writes the ledger takes this lock first, then
+    the ledger's (as an import does), so two writers never wait on each other."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_name(f".{path.name}.lock"), "a+b") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -151,18 +154,20 @@ def locked(path: Path) -> Iterator[None]:
 
 
 def add_subscriber(
-    path: Path, email: str, name: str = "", tags: Iterable[str] = (), *, frequency: str = "", if_absent: bool = False
+    path: Path, email: str, name: str = "", tags: Iterable[str] = (), *, frequency: str = "", if_absent: bool = False,
+    lock: bool = True,
 ) -> Subscriber | None:
     """Add one subscriber at the end of the list file ``path`` (created with
-    the header ``email,name,tags`` if absent), under the list's edit lock.
-    Tags are slugified; ``frequency`` goes into the list's frequency column,
-    if it has one.
+    the header ``email,name,tags`` if absent), under the list's edit lock
+    (``lock=False``: the caller holds it, see :func:`locked`). Tags are
+    slugified; ``frequency`` goes into the list's frequency column, if it
+    has one.
 
     Raises :class:`DigestError` for an invalid address, and for one already
     on the list (compared case-insensitively) unless ``if_absent``, which
     returns None then; the file is left unchanged either way."""
     address = normalize_address(email)
-    with locked(path):
+    with locked(path) if lock else contextlib.nullcontext():
         raw = _RawList.read(path)
         present = raw.keys().get(address_key(address))
         if present is not None:

@@ -37,7 +37,7 @@ from markupsafe import Markup
 from digest import consent, suppressions
 from digest.articles import slugify_tag
 from digest.errors import DigestError
-from digest.listedits import add_subscriber
+from digest.listedits import add_subscriber, locked
 from digest.moments import parse_duration
 from digest.recipients import Recipient, Status
 from digest.rendering import RenderedVariant, issue_url, render_template, template_environment
@@ -248,10 +248,11 @@ def confirm(settings: Settings, token: str, *, ip_address: str | None = None) ->
     recorded then)."""
     request = read_confirm_token(settings, token)
     target = list_file(Path(settings.subscribers), request.list_name)
-    with consent.write_transaction(Path(settings.ledger)) as conn:
+    # The list's lock first, then the ledger's: the order an import takes them in.
+    with locked(target), consent.write_transaction(Path(settings.ledger)) as conn:
         if not consent.use_confirmation(conn, token, keep_for=parse_duration(settings.confirm_max_age)):
             raise TokenError("this confirmation link was used already")
-        added = add_subscriber(target, request.email, request.name, request.tags, frequency=request.frequency, if_absent=True)
+        added = add_subscriber(target, request.email, request.name, request.tags, frequency=request.frequency, if_absent=True, lock=False)
         if added is None:
             suppressions.set_preferences(conn, request.email, request.list_name, request.tags)
         suppressions.set_frequency(conn, request.email, request.list_name, request.frequency)

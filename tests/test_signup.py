@@ -389,3 +389,33 @@ def test_topics_may_also_come_as_tag_or_a_semicolon_list(client, settings):
     assert client.post("/subscribe", data=data).status_code == 200
     assert client.post(link_in(mails(settings)[0])).status_code == 200
     assert on_list(settings)["alias@example.org"].tags == {"roses", "bees", "compost"}
+
+
+def test_confirmations_during_an_import_that_writes_the_ledger_lose_nobody_and_wait_on_nobody(settings, tmp_path):
+    from digest.listedits import import_subscribers
+
+    export = tmp_path / "export.csv"
+    rows = [f"imp{n}@example.org,,,subscribed" for n in range(30)] + ["gone@example.org,,,unsubscribed"]
+    export.write_text("email,name,tags,status\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    tokens = [make_confirm_token(settings, SignupRequest(f"c{n}@example.org", "", frozenset(), "daily", "garden", None)) for n in range(10)]
+    barrier = threading.Barrier(len(tokens) + 1)
+    failures = []
+
+    def run(job):
+        barrier.wait()
+        try:
+            job()
+        except Exception as exc:  # noqa: BLE001 - collected for the assertion below
+            failures.append(exc)
+
+    jobs = [lambda t=t: confirm(settings, t) for t in tokens]
+    jobs.append(lambda: import_subscribers(Path(settings.subscribers) / "garden.csv", export, ledger=Path(settings.ledger)))
+    threads = [threading.Thread(target=run, args=(job,)) for job in jobs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert failures == []
+    people = set(on_list(settings))
+    assert {f"c{n}@example.org" for n in range(10)} | {f"imp{n}@example.org" for n in range(30)} <= people
+    assert suppressions.is_suppressed(settings.ledger, "gone@example.org", "garden") is not None
