@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from digest.articles import slugify_tag
-from digest.audience import Variant, build_variants, load_audience
+from digest.audience import Audience, Variant, build_variants, load_audience
 from digest.frequencies import ReaderWindows, frequency_of
 from digest.rendering import IssueContext
 from digest.schedule import current_issue, schedule_of
@@ -82,6 +82,7 @@ def plan_issue(
     request: IssueRequest,
     *,
     subscribers: Iterable[Subscriber] | None = None,
+    audience: Audience | None = None,
 ) -> Issue:
     """Load the articles of ``settings.sources``, select them for ``request``
     and group the audience into variants.
@@ -91,7 +92,8 @@ def plan_issue(
     ``since``/``until`` are given, its window.
 
     ``subscribers`` replaces the lists of ``settings.subscribers`` (tests,
-    previews for one person). Raises :class:`digest.errors.DigestError` for a
+    previews for one person); ``audience`` is the audience already loaded
+    (one load for the issues of every frequency). Raises :class:`digest.errors.DigestError` for a
     bad request (e.g. an empty window); unreadable sources and subscriber rows
     become warnings and problems instead.
     """
@@ -100,7 +102,7 @@ def plan_issue(
     problems: list[Problem] = []
     if subscribers is None:
         # The chosen list minus the ledger's suppressions, with stored preferences.
-        loaded_audience = load_audience(settings, request.list_name)
+        loaded_audience = audience or load_audience(settings, request.list_name)
         subscribers, problems = loaded_audience.subscribers, loaded_audience.problems
     audience = list(subscribers)
     if request.frequency is not None:
@@ -168,8 +170,11 @@ def resume_or_new(request: IssueRequest, ledger, settings: Settings, *, include_
     return replace(request, already_sent=sent, history=history)
 
 
-def issue_frequencies(settings: Settings, list_name: str | None = None, *, whole: bool = False, as_subscriber: str | None = None) -> list[str | None]:
-    """The frequencies one send handles: those of the audience's readers (of
+def issue_frequencies(
+    settings: Settings, list_name: str | None = None, *, whole: bool = False, as_subscriber: str | None = None
+) -> tuple[list[str | None], Audience | None]:
+    """The frequencies one send handles, and the audience they came from
+    (pass it on to :func:`plan_issue`): those of the audience's readers (of
     ``list_name``), in the order daily, weekly, monthly, each getting its own
     issue; ``[None]`` (one issue for everyone) when ``whole`` (an issue named
     with ``--issue``, a window given with ``--since``/``--until``); only the
@@ -177,11 +182,12 @@ def issue_frequencies(settings: Settings, list_name: str | None = None, *, whole
     from digest.schedule import CADENCES
 
     if whole:
-        return [None]
-    readers = load_audience(settings, list_name).subscribers
+        return [None], None
+    audience = load_audience(settings, list_name)
+    readers = audience.subscribers
     if as_subscriber:
         wanted = as_subscriber.strip().casefold()
         readers = [r for r in readers if r.key == wanted] or readers
     found = {frequency_of(reader, settings) for reader in readers} or {settings.frequency_default}
     chosen = [cadence for cadence in CADENCES if cadence in found]
-    return chosen[:1] if as_subscriber else chosen
+    return (chosen[:1] if as_subscriber else chosen), audience

@@ -33,9 +33,10 @@ def audience(settings: Settings, **options) -> None:
     ledger = Ledger(settings.ledger) if Path(settings.ledger).is_file() else None
     try:
         whole = bool(options.get("since") or options.get("until"))
-        for frequency in issue_frequencies(settings, options.get("list_name"), whole=whole):
+        frequencies, loaded = issue_frequencies(settings, options.get("list_name"), whole=whole)
+        for frequency in frequencies:
             request = issue_request(settings, **options, frequency=frequency)
-            issue = plan_issue(settings, resume_or_new(request, ledger, settings) if ledger else request)
+            issue = plan_issue(settings, resume_or_new(request, ledger, settings) if ledger else request, audience=loaded)
             report_planning(issue)
             when = f", sent {issue.scheduled_at.astimezone(settings.tz):%a %Y-%m-%d %H:%M %Z}" if issue.scheduled_at else ""
             click.echo(f"{frequency or 'issue'} {issue.context.key}{when}: {len(issue.subscribers)} readers")

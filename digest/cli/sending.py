@@ -76,7 +76,7 @@ def send(settings: Settings, dry_run, outbox, issue_key, resend_unknown, include
     from digest.issue import issue_frequencies
 
     whole = bool(issue_key or options.get("since") or options.get("until"))
-    frequencies = issue_frequencies(settings, options.get("list_name"), whole=whole, as_subscriber=as_subscriber if test_to else None)
+    frequencies, audience = issue_frequencies(settings, options.get("list_name"), whole=whole, as_subscriber=as_subscriber if test_to else None)
     if test_to:  # one test message: the issue of the first frequency (or of --as-subscriber's)
         frequencies = frequencies[:1]
     incomplete = False
@@ -86,13 +86,17 @@ def send(settings: Settings, dry_run, outbox, issue_key, resend_unknown, include
         report = _send_one_issue(
             target, frequency, dry_run=dry_run, real=real, issue_key=issue_key, resend_unknown=resend_unknown, include_sent=include_sent,
             not_after=not_after, test_to=test_to, as_subscriber=as_subscriber, force=force, as_json=as_json, options=options,
+            audience=audience,
         )
         incomplete = incomplete or (report is not None and not report.complete)
     if incomplete:
         raise click.exceptions.Exit(1)
 
 
-def _send_one_issue(settings: Settings, frequency, *, dry_run, real, issue_key, resend_unknown, include_sent, not_after, test_to, as_subscriber, force, as_json, options):
+def _send_one_issue(
+    settings: Settings, frequency, *, dry_run, real, issue_key, resend_unknown, include_sent, not_after, test_to, as_subscriber, force, as_json, options,
+    audience,
+):
     """Plan, check and send the issue of ``frequency`` (None: everyone);
     print its summary and return its report (None when there was nothing to
     send or it was a test). Raises what ``send`` documents."""
@@ -108,7 +112,7 @@ def _send_one_issue(settings: Settings, frequency, *, dry_run, real, issue_key, 
         request = issue_request(settings, **options, key=issue_key, frequency=frequency)
         if ledger is not None:
             request = resume_or_new(request, ledger, settings, include_sent=include_sent)
-        issue = plan_issue(settings, request)
+        issue = plan_issue(settings, request, audience=audience)
         report_planning(issue)
         if not issue.subscribers:
             # A list that reads as nobody is a broken list, not a quiet week: cron must see it.
