@@ -282,6 +282,14 @@ def test_huge_bodies_other_encodings_and_methods_are_refused(client, settings):
     assert mails(settings) == []
 
 
+def test_a_forged_host_header_changes_no_link(client, settings):
+    page = client.get("/subscribe", headers={"host": "evil.example"})
+    assert "evil.example" not in page.text and f'action="{BASE}/subscribe"' in page.text
+    client.post("/subscribe", data=form(), headers={"host": "evil.example"})
+    path = link_in(mails(settings)[0])  # the emailed link is public_url's
+    assert "evil.example" not in client.get(path, headers={"host": "evil.example"}).text
+
+
 def test_every_signup_page_and_the_snippet_are_valid_and_labelled(client, settings):
     from digest.signup import signup_form
 

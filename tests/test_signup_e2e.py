@@ -94,6 +94,8 @@ def test_sign_up_round_trip_through_sendgrid_then_the_next_issue_reaches_the_rea
         assert status == 200 and b"is subscribed" in done
         assert call(link, b"")[0] == 400  # used
     assert "joiner@example.org,Jo Iner,news" in readers(site)
+    log = (site.root / "run-0.out").read_text()  # the serve process's output: requests logged, tokens not
+    assert '"POST /confirm" 200' in log and link.split("token=")[1] not in log and "joiner@example.org" not in log
     chosen = json.loads(site.run("subscribers", "show", "joiner@example.org", "--json").stdout)
     assert chosen["choices"]["readers"] == {"tags": None, "frequency": "weekly"}
 
