@@ -575,6 +575,30 @@ def _summary(summary_html: str | None, body_text: str, base: str | None) -> tupl
     return html.escape(short, quote=False), short
 
 
+def identity(article: Article) -> tuple[str, str]:
+    """How ``article`` is known: ``("guid", id)`` for a feed entry's own id,
+    ``("URL", url)`` for an article known by its link (a Markdown post, an
+    entry without a guid, or whose guid is its permalink), ``("hash", id)``
+    for one with neither (a hash of title and date)."""
+    if article.id.startswith("sha256:"):
+        return "hash", article.id
+    if article.url is not None and article.id == article.url:
+        return "URL", article.url
+    return "guid", article.id
+
+
+def same_article(a: Article, b: Article) -> bool:
+    """Whether ``a`` and ``b`` are one article: the same id; or the same URL
+    when at least one of them is known by its URL only. Two entries with
+    guids of their own that share a link are two articles (event listings
+    and podcasts do this; RSS 2.0 makes the guid the entry's identity)."""
+    if a.id == b.id:
+        return True
+    if a.url is None or a.url != b.url:
+        return False
+    return identity(a)[0] != "guid" or identity(b)[0] != "guid"
+
+
 def _stable_id(guid: str | None, url: str | None, title: str, published: datetime | None, base: str) -> str:
     guid = (guid or "").strip()
     if guid:

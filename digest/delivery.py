@@ -78,6 +78,8 @@ class SendReport:
     requests: int = 0
     stopped: str | None = None  # why the run stopped early (provider refused us), else None
     gave_up: str | None = None  # why the run left recipients queued (provider down), else None
+    requeued: int = 0  # rejected recipients queued again by --retry-rejected
+    accepted_now: int = 0  # of sent_now (attempted), how many the provider accepted
 
     @property
     def recipients(self) -> int:
@@ -114,6 +116,7 @@ def send_issue(
     ledger: Ledger | None = None,
     scheduled_at: datetime | None = None,
     resend_unknown: bool = False,
+    retry_rejected: bool = False,
     rendered: Sequence[RenderedVariant] | None = None,
     recipient_for: Callable[[Subscriber, Settings], Recipient] | None = None,
     progress: Callable[[int], None] | None = None,
@@ -124,7 +127,10 @@ def send_issue(
     ``ledger`` records the issue and one delivery row per recipient (None: an
     in-memory ledger, for the dry run and test sends). Sending the same issue
     key again resumes it: only queued and retryable rows are sent, and
-    ``unknown`` ones too with ``resend_unknown``. Batches hold at most
+    ``unknown`` ones too with ``resend_unknown``, and the ones the provider
+    rejected (not those left out on purpose) once more with
+    ``retry_rejected``. The audience is the one queued when the issue was
+    first sent: subscribers who joined since wait for the next issue. Batches hold at most
     ``provider.max_batch_size`` (SendGrid: 1000) and ``settings.batch_size``
     recipients of one variant; ``settings.concurrency``
     batches are in flight at once. Retryable recipients get up to
@@ -168,8 +174,14 @@ def send_issue(
                 [a.id for a in issue.selection.articles],
                 scheduled_at,
             )
-            ledger.enqueue(key, ((_row_of(subscriber), issue.variants[index].key) for subscriber, index in people.values()))
+            if not any(ledger.counts(key).values()):
+                # The audience is frozen when the issue is first queued: who
+                # joins later gets the next issue, not a rerun of this one.
+                ledger.enqueue(key, ((_row_of(subscriber), issue.variants[index].key) for subscriber, index in people.values()))
             report.recovered = ledger.recover_crashed(key)
+            if retry_rejected:
+                report.requeued = ledger.requeue_rejected(key, except_reasons=ON_PURPOSE)
+            accepted_before = ledger.counts(key)[DeliveryStatus.ACCEPTED]
             for round_number in range(settings.retry_rounds + 1):
                 # Unknown rows are resent once, in the first round, and only when asked.
                 rows = ledger.pending(key, resend_unknown=resend_unknown and round_number == 0)
@@ -189,6 +201,7 @@ def send_issue(
                     break
             ledger.update_issue_status(key)
             report.counts = {status.value: n for status, n in ledger.counts(key).items() if n}
+            report.accepted_now = report.counts.get(DeliveryStatus.ACCEPTED.value, 0) - accepted_before
             problems = [*ledger.problems(key), *_still_retryable(ledger, key)]
             report.skipped = [p for p in problems if p.last_error in ON_PURPOSE]
             report.problems = [p for p in problems if p.last_error not in ON_PURPOSE]

@@ -12,15 +12,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from digest.articles import slugify_tag
+from digest.articles import Article, slugify_tag
 from digest.audience import Audience, Variant, build_variants, load_audience
 from digest.frequencies import ReaderWindows, frequency_of
 from digest.rendering import IssueContext
-from digest.schedule import current_issue, schedule_of
+from digest.schedule import ScheduledIssue, current_issue, schedule_of, window_since_last_send
 from digest.selection import Selection, Window, make_window, select_articles, select_by_ids
 from digest.settings import Settings
-from digest.sources import load_articles
+from digest.sources import DATE_LINES, load_articles
 from digest.subscribers import Problem, Subscriber
+from digest.words import plural
 
 
 @dataclass(frozen=True)
@@ -41,10 +42,11 @@ class IssueRequest:
     intro_markdown: str | None = None
     already_sent: frozenset[str] = frozenset()
     list_name: str | None = None
+    window_start: datetime | None = None  # None: the schedule's period; see resume_or_new
     # The issue of one frequency (its schedule, its readers); None: everyone, the schedule's first send time.
     frequency: str | None = None
-    # What the ledger says each reader was sent (Ledger.reader_history): with it, each reader's window
-    # starts where their last issue ended. None: everyone gets the schedule's window.
+    # What the ledger says each reader was sent (digest.ledger_readers.reader_history): with it, each
+    # reader's window starts where the last issue they were sent ended. None: one window for everyone.
     history: tuple[dict, dict] | None = None
 
 
@@ -61,19 +63,24 @@ class Issue:
     source_warnings: list[str] = field(default_factory=list)
     audience_problems: list[Problem] = field(default_factory=list)
     scheduled_at: datetime | None = None
+    sources_failed: list[str] = field(default_factory=list)  # "<where>: <reason>" per file or URL not read
+    duplicates: list[tuple[Article, Article]] = field(default_factory=list)  # (left out, the same article kept)
+    every_source_failed: bool = False
 
     @property
     def recipient_count(self) -> int:
         return sum(len(v.subscribers) for v in self.variants)
 
     def warnings(self) -> list[str]:
-        """What planning skipped, one line each: unreadable sources, undated
-        articles (listed), subscriber rows with problems."""
+        """What planning skipped, one line each: unreadable sources and
+        dates, undated articles (by title, the first ``DATE_LINES``, then
+        "and N more"), subscriber rows with problems."""
         lines = list(self.source_warnings)
-        if self.selection.undated:
-            listed = "; ".join(f"{a.title} ({a.source})" for a in self.selection.undated)
-            lines.append(f"{len(self.selection.undated)} article(s) without a date left out: {listed}")
-        lines.extend(f"subscriber skipped: {problem}" for problem in self.audience_problems)
+        undated = self.selection.undated
+        lines.extend(f"left out, no date: {a.title} ({a.source})" for a in undated[:DATE_LINES])
+        if len(undated) > DATE_LINES:
+            lines.append(f"and {plural(len(undated) - DATE_LINES, 'more article')} without a date left out")
+        lines.extend(f"{'subscriber skipped' if p.kind == 'row' else 'subscriber list'}: {p}" for p in self.audience_problems)
         return lines
 
 
@@ -93,7 +100,10 @@ def plan_issue(
 
     ``subscribers`` replaces the lists of ``settings.subscribers`` (tests,
     previews for one person); ``audience`` is the audience already loaded
-    (one load for the issues of every frequency). Raises :class:`digest.errors.DigestError` for a
+    (one load for the issues of every frequency). With ``request.frequency``
+    the issue is that frequency's (its schedule, its readers); with
+    ``request.history`` each reader's window starts where the last issue
+    they were sent ended (:mod:`digest.frequencies`). Raises :class:`digest.errors.DigestError` for a
     bad request (e.g. an empty window); unreadable sources and subscriber rows
     become warnings and problems instead.
     """
@@ -104,19 +114,22 @@ def plan_issue(
         # The chosen list minus the ledger's suppressions, with stored preferences.
         loaded_audience = audience or load_audience(settings, request.list_name)
         subscribers, problems = loaded_audience.subscribers, loaded_audience.problems
-    audience = list(subscribers)
+    readers = list(subscribers)
     if request.frequency is not None:
-        audience = [s for s in audience if frequency_of(s, settings) == request.frequency]
+        readers = [s for s in readers if frequency_of(s, settings) == request.frequency]
     windows = None
     # Without --since/--until the window is the scheduled issue's: from the
-    # previous scheduled time to this one, so consecutive issues tile; with
-    # the ledger's history, each reader's own window starts where the last
-    # issue they were sent ended.
+    # previous scheduled time to this one, so consecutive issues tile.
     if request.since or request.until:
         window = make_window(as_of, settings.tz, request.since, request.until)
     elif request.history is not None and not request.key:
-        windows = ReaderWindows(scheduled.window_start, *request.history)
-        window = Window(min(windows.earliest(audience), scheduled.window_end), scheduled.window_end)
+        # Each reader from the end of the last issue they were sent; readers never
+        # sent one from the list's history (refused issues) or the schedule's period.
+        start = min(scheduled.window_start, request.window_start or scheduled.window_start)
+        windows = ReaderWindows(start, *request.history)
+        window = Window(min(windows.earliest(readers), scheduled.window_end), scheduled.window_end)
+    elif request.window_start is not None:
+        window = Window(request.window_start, scheduled.window_end)
     else:
         window = scheduled.window
     loaded = load_articles(settings.sources, settings, fetched_at=as_of)
@@ -124,7 +137,7 @@ def plan_issue(
     if request.article_ids is not None:
         selection, missing = select_by_ids(loaded.articles, request.article_ids, window)
         if missing:
-            warnings.append(f"{missing} article(s) of this issue are no longer in the sources and are left out")
+            warnings.append(f"{plural(missing, 'article')} of this issue no longer in the sources, left out")
     else:
         selection = select_articles(
             loaded.articles,
@@ -145,29 +158,60 @@ def plan_issue(
     return Issue(
         context=context,
         selection=selection,
-        variants=build_variants(selection.articles, audience, windows),
-        subscribers=audience,
+        variants=build_variants(selection.articles, readers, windows),
+        subscribers=readers,
         source_warnings=warnings,
         audience_problems=problems,
         scheduled_at=None if request.key else scheduled.scheduled_at,
+        sources_failed=list(loaded.failed),
+        duplicates=list(loaded.duplicates),
+        every_source_failed=loaded.every_source_failed,
     )
 
 
 def resume_or_new(request: IssueRequest, ledger, settings: Settings, *, include_sent: bool = False) -> IssueRequest:
     """``request`` adjusted for what the ledger (:class:`digest.ledger.Ledger`)
-    knows: an issue already in it (a resume) keeps the articles it was
-    created with; a new one leaves out the articles earlier issues carried,
-    unless ``include_sent``. Unless ``include_sent``, the request also
-    carries each reader's history, so that each reader's window starts where
-    the last issue they were sent ended (:mod:`digest.frequencies`)."""
-    schedule = schedule_of(settings.schedule, request.frequency)
-    key = request.key or current_issue(schedule, request.as_of or datetime.now(UTC), settings.tz).key
-    history = None if include_sent else ledger.reader_history(except_issue=key)
+    knows: an issue already in it (a resume) keeps the articles and window
+    it was created with; a new one starts its window where the last issue
+    that went out to its list ended (:func:`history_window`) and leaves out
+    the articles earlier issues carried, unless ``include_sent``. Unless
+    ``include_sent``, the request also carries what each reader was sent,
+    so that each reader's window starts where the last issue they were sent
+    ended (:mod:`digest.frequencies`)."""
+    from digest.ledger_readers import reader_history
+
+    scheduled = current_issue(schedule_of(settings.schedule, request.frequency), request.as_of or datetime.now(UTC), settings.tz)
+    key = request.key or scheduled.key
+    history = None if include_sent or ledger.in_memory else reader_history(ledger.path, except_issue=key)
     existing = ledger.get_issue(key)
     if existing is not None:
-        return replace(request, article_ids=existing.article_ids, history=history)
+        # With per-reader windows the start only serves readers never sent an issue:
+        # the same as when the issue was created (the list's history before it).
+        per_reader = history is not None and not request.key
+        start = history_window(scheduled, ledger, settings, request.list_name).start if per_reader else existing.window_start
+        return replace(request, article_ids=existing.article_ids, window_start=start, history=history)
     sent = frozenset() if include_sent else frozenset(ledger.sent_article_ids(except_issue=key))
-    return replace(request, already_sent=sent, history=history)
+    start = history_window(scheduled, ledger, settings, request.list_name).start
+    return replace(request, already_sent=sent, window_start=start, history=history)
+
+
+def history_window(scheduled: ScheduledIssue, ledger, settings: Settings, list_name: str | None) -> Window:
+    """The window of ``scheduled`` for the list(s) ``list_name`` picks
+    (``--list``; default as :func:`digest.subscribers.choose_lists`): from
+    the end of the last issue that went out to them (the ledger's history)
+    to its scheduled time; for the first issue the schedule's period, or
+    from the start of the issues refused before it (``--not-after``).
+
+    The start is a function of (list, ledger history) only: per-subscriber
+    frequencies can ask the same of their own cadence."""
+    from pathlib import Path
+
+    from digest.subscribers import choose_lists
+
+    names = [f.stem for f in choose_lists(Path(settings.subscribers), list_name, settings.default_list)]
+    last_end = ledger.last_sent_window_end(names, scheduled.window_end)
+    refused = ledger.first_refused_window_start(names, scheduled.window_start) if last_end is None else None
+    return window_since_last_send(scheduled, last_end, refused)
 
 
 def issue_frequencies(

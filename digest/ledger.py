@@ -38,7 +38,7 @@ from digest.recipients import Recipient, RecipientResult, Status
 if TYPE_CHECKING:
     from digest.settings import Settings
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 IN_MEMORY = ":memory:"
 _NO_FILE = object()  # the run lock of an in-memory ledger
 
@@ -99,6 +99,17 @@ CREATE TABLE issue_pages (
     preheader TEXT NOT NULL,
     html      TEXT NOT NULL,        -- the archive page, rendered at send time (no one's address or links)
     created_at TEXT NOT NULL
+);
+""",
+    # Issues refused by --not-after: their window goes into the next issue, also the first one sent.
+    4: """
+CREATE TABLE refused_issues (
+    issue_key    TEXT PRIMARY KEY,
+    window_start TEXT NOT NULL,
+    window_end   TEXT NOT NULL,
+    list_names   TEXT NOT NULL,     -- JSON array: the lists it would have gone to
+    reason       TEXT NOT NULL,
+    refused_at   TEXT NOT NULL
 );
 """,
 }
@@ -521,26 +532,64 @@ class Ledger:
         )
         return {row["article_id"] for row in rows}
 
-    def reader_history(self, *, except_issue: str | None = None) -> tuple[dict[str, datetime], dict[str, set[str]]]:
-        """What each reader was sent (per-reader frequencies, :mod:`digest.frequencies`),
-        leaving out ``except_issue``: subscriber id -> the end of the window of
-        the last scheduled issue they were sent, and subscriber id -> the
-        article ids of the special editions (``--issue``) they were sent.
-        A row counts as sent when accepted, unknown or sending: maybe sent
-        is never sent again."""
-        sent = "d.status IN ('accepted', 'unknown', 'sending') AND d.issue_key IS NOT ?"
-        ends = self._rows(
-            f"SELECT d.subscriber_id AS id, max(i.window_end) AS end FROM deliveries d JOIN issues i ON i.key = d.issue_key "
-            f"WHERE {sent} AND i.scheduled_at IS NOT NULL GROUP BY d.subscriber_id",
-            (except_issue,),
+    # History for the cron job: windows, rejected recipients, where articles went --------------
+
+    def last_sent_window_end(self, list_names: Iterable[str], before: datetime) -> datetime | None:
+        """The window end of the latest scheduled issue (not one named with
+        ``--issue``) accepted for a recipient of ``list_names``, ending
+        before ``before`` (aware); None when none did."""
+        names = sorted(set(list_names))
+        rows = self._rows(
+            "SELECT window_end FROM issues WHERE scheduled_at IS NOT NULL AND EXISTS ("
+            "SELECT 1 FROM deliveries WHERE issue_key = issues.key AND status = 'accepted' "
+            f"AND list_name IN ({','.join('?' * len(names))}))",
+            names,
         )
-        specials: dict[str, set[str]] = {}
-        for row in self._rows(
-            f"SELECT d.subscriber_id AS id, i.article_ids AS ids FROM deliveries d JOIN issues i ON i.key = d.issue_key WHERE {sent} AND i.scheduled_at IS NULL",
-            (except_issue,),
-        ):
-            specials.setdefault(row["id"], set()).update(json.loads(row["ids"]))
-        return {row["id"]: datetime.fromisoformat(row["end"]) for row in ends}, specials
+        ends = [end for row in rows if (end := datetime.fromisoformat(row["window_end"])) < before]
+        return max(ends, default=None)
+
+    def record_refusal(self, issue_key: str, window_start: datetime, window_end: datetime, list_names: Iterable[str], reason: str) -> None:
+        """Remember that issue ``issue_key`` (its window, aware datetimes,
+        and the lists it was for) was refused (``--not-after``), so that
+        the next issue's window takes it in. The first refusal stays."""
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO refused_issues (issue_key, window_start, window_end, list_names, reason, refused_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (issue_key) DO NOTHING",
+                (issue_key, _text(window_start), _text(window_end), json.dumps(sorted(set(list_names))), reason, _now()),
+            )
+
+    def first_refused_window_start(self, list_names: Iterable[str], before: datetime) -> datetime | None:
+        """The earliest window start of the issues refused for ``list_names``
+        whose window ends at or before ``before`` (aware), or None."""
+        names = set(list_names)
+        starts = [
+            datetime.fromisoformat(row["window_start"])
+            for row in self._rows("SELECT window_start, window_end, list_names FROM refused_issues")
+            if names & set(json.loads(row["list_names"])) and datetime.fromisoformat(row["window_end"]) <= before
+        ]
+        return min(starts, default=None)
+
+    def requeue_rejected(self, issue_key: str, *, except_reasons: Iterable[str] = ()) -> int:
+        """Queue the ``rejected`` rows of ``issue_key`` again (``--retry-rejected``),
+        except those whose ``last_error`` is in ``except_reasons`` (left out on
+        purpose); return how many."""
+        kept = [*except_reasons, ""]  # NOT IN needs one value at least
+        with self._write() as db:
+            return db.execute(
+                "UPDATE deliveries SET status = 'queued', updated_at = ? WHERE issue_key = ? AND status = 'rejected' "
+                f"AND coalesce(last_error, '-') NOT IN ({','.join('?' * len(kept))})",
+                (_now(), issue_key, *kept),
+            ).rowcount
+
+    def issues_of_articles(self, article_ids: Iterable[str]) -> dict[str, str]:
+        """article id -> key of the first issue that carried it, for those of ``article_ids`` that went out."""
+        wanted = set(article_ids)
+        rows = self._rows(
+            "SELECT s.article_id, s.issue_key FROM sent_articles s JOIN issues i ON i.key = s.issue_key "
+            "ORDER BY i.created_at DESC, i.rowid DESC"
+        )
+        return {row["article_id"]: row["issue_key"] for row in rows if row["article_id"] in wanted}
 
 
 def record_events(db: sqlite3.Connection, events: Iterable) -> int:
@@ -575,52 +624,6 @@ def record_events(db: sqlite3.Connection, events: Iterable) -> int:
             (row[0], event.event, event.event_id, event.detail, occurred, now),
         ).rowcount
     return added
-
-
-# A person's own data (GDPR access and erasure: digest.privacy) ------------------------------
-
-
-def person_deliveries(db: sqlite3.Connection, subscriber_id: str) -> list[dict]:
-    """Every delivery row of ``subscriber_id`` (a case-folded address) on
-    ``db``, oldest first, each with its ``events`` (a list of dicts); empty
-    when the file has no deliveries table yet."""
-    if not db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'deliveries'").fetchone():
-        return []
-    columns = "id, issue_key, email, list_name, variant_key, status, attempts, message_id, last_error, created_at, updated_at"
-    rows = db.execute(f"SELECT {columns} FROM deliveries WHERE subscriber_id = ? ORDER BY created_at, id", (subscriber_id,)).fetchall()
-    found = []
-    for row in rows:
-        entry = dict(zip(columns.split(", "), row, strict=True))
-        events = db.execute(
-            "SELECT event, detail, occurred_at, recorded_at FROM events WHERE delivery_id = ? ORDER BY recorded_at", (entry.pop("id"),)
-        ).fetchall()
-        entry["events"] = [dict(zip(("event", "detail", "occurred_at", "recorded_at"), e, strict=True)) for e in events]
-        found.append(entry)
-    return found
-
-
-def pseudonymize(db: sqlite3.Connection, subscriber_id: str, pseudonym: str, scrub) -> tuple[int, int]:
-    """Replace the address of ``subscriber_id`` in its delivery rows by
-    ``pseudonym`` (address and subscriber id), on ``db`` inside the caller's
-    transaction; ``scrub(text)`` removes the address from the provider's
-    reasons kept with the rows and their events (a bounce names the
-    mailbox). The counts stay true; nobody can be found in them. Returns
-    (delivery rows, event rows) changed."""
-    if not db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'deliveries'").fetchone():
-        return 0, 0
-    ids = [row[0] for row in db.execute("SELECT id FROM deliveries WHERE subscriber_id = ?", (subscriber_id,))]
-    events = 0
-    for delivery_id in ids:
-        row = db.execute("SELECT last_error FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
-        db.execute(
-            "UPDATE deliveries SET email = ?, subscriber_id = ?, last_error = ? WHERE id = ?",
-            (pseudonym, pseudonym, scrub(row[0]) if row[0] else row[0], delivery_id),
-        )
-        for rowid, detail in db.execute("SELECT rowid, detail FROM events WHERE delivery_id = ?", (delivery_id,)).fetchall():
-            events += 1
-            if detail:
-                db.execute("UPDATE events SET detail = ? WHERE rowid = ?", (scrub(detail), rowid))
-    return len(ids), events
 
 
 def _pending_statuses(resend_unknown: bool) -> tuple[str, ...]:

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from digest.csvrows import Row, check_utf8, read_rows
-from digest.errors import DigestError
+from digest.errors import DigestError, UsageError
 from digest.subscribers import (
     SUPPRESSING_STATUSES,
     ListReader,
@@ -261,7 +261,7 @@ def import_subscribers(
     no email column, or when the ledger cannot be written; the list is then
     unchanged."""
     if not source.is_file():
-        raise DigestError(f"no file to import at {source}")
+        raise UsageError(f"no file to import at {source}")
     with locked(path):
         return _import(path, source, ledger, forgotten)
 
@@ -274,7 +274,8 @@ def _import(path: Path, source: Path, ledger: Path | None, forgotten: Callable[[
     reader = ListReader(source, strict_header=True)
     for item in reader.read():
         if isinstance(item, Problem):
-            result.problems.append(item)
+            if item.kind == "row":  # exports carry many columns of their own service: not a problem here
+                result.problems.append(item)
             continue
         if item.key in present:
             result.already += 1

@@ -159,6 +159,67 @@ def current_issue(schedule: Schedule | str | Sequence[str], as_of: datetime, tz:
     return ScheduledIssue(_key(schedule, day), scheduled_at, previous, scheduled_at)
 
 
+def next_issue(schedule: Schedule | str | Sequence[str], issue: ScheduledIssue, tz: tzinfo) -> ScheduledIssue:
+    """The issue the schedule places right after ``issue``; its window
+    starts where ``issue``'s ends."""
+    schedule = schedule_of(schedule)
+    day = issue.scheduled_at.astimezone(tz).date()
+    if schedule.cadence == "daily":
+        following = day + timedelta(days=1)
+    elif schedule.cadence == "weekly":
+        following = day + timedelta(days=7)
+    else:
+        year, month = (day.year, day.month + 1) if day.month < 12 else (day.year + 1, 1)
+        following = _monthly_date(year, month, schedule.day)
+    scheduled_at = _local(schedule, following, tz)
+    return ScheduledIssue(_key(schedule, following), scheduled_at, issue.scheduled_at, scheduled_at)
+
+
+def upcoming(schedule: Schedule | str | Sequence[str], as_of: datetime, tz: tzinfo, count: int) -> list[ScheduledIssue]:
+    """The ``count`` issues scheduled after ``as_of`` (aware), soonest first."""
+    issue = current_issue(schedule, as_of, tz)
+    found = []
+    for _ in range(count):
+        issue = next_issue(schedule, issue, tz)
+        found.append(issue)
+    return found
+
+
+def window_since_last_send(
+    issue: ScheduledIssue, last_sent_end: datetime | None, first_refused_start: datetime | None = None
+) -> Window:
+    """The window of ``issue`` given the history of its list: it starts
+    where the window of the last issue that actually went out ended
+    (``last_sent_end``, aware; "since the last send", as Mailchimp's RSS
+    campaigns do), so the articles of a missed or refused issue go into the
+    next one. With no such issue before it (the first issue ever), the
+    schedule's period, reaching back to the start of the earliest issue
+    refused before it (``first_refused_start``), if any. Ends at the
+    issue's scheduled time."""
+    if last_sent_end is not None and last_sent_end < issue.window_end:
+        return Window(last_sent_end, issue.window_end)
+    if first_refused_start is not None and first_refused_start < issue.window_start:
+        return Window(first_refused_start, issue.window_end)
+    return issue.window
+
+
+def describe(moment: datetime, tz: tzinfo) -> str:
+    """``moment`` as a person reads it in the site's zone: ``Mon 7 Dec 08:00 Europe/Berlin``."""
+    local = moment.astimezone(tz)
+    return f"{local:%a} {local.day} {local:%b %H:%M} {getattr(tz, 'key', None) or local.tzname()}"
+
+
+def how_late(delay: timedelta) -> str:
+    """A delay in words: ``2 days 3 h 5 min``, ``40 min``, ``less than a minute``."""
+    minutes = int(delay.total_seconds() // 60)
+    days, rest = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(rest, 60)
+    parts = [f"{days} day{'s' if days != 1 else ''}"] if days else []
+    parts += [f"{hours} h"] if hours else []
+    parts += [f"{minutes} min"] if minutes else []
+    return " ".join(parts) or "less than a minute"
+
+
 def _on_or_before(schedule: Schedule, day: date) -> date:
     """The latest scheduled date <= ``day``."""
     if schedule.cadence == "daily":
@@ -191,20 +252,3 @@ def _key(schedule: Schedule, day: date) -> str:
         year, week, _ = day.isocalendar()
         return f"{year}-W{week:02d}"
     return f"{day.year}-{day.month:02d}"
-
-
-def next_issues(schedule: Schedule | str | Sequence[str], as_of: datetime, tz: tzinfo, count: int = 3) -> list[ScheduledIssue]:
-    """The ``count`` issues scheduled after ``as_of`` (aware), in order."""
-    schedule = schedule_of(schedule)
-    found: list[ScheduledIssue] = []
-    moment = as_of
-    while len(found) < count:
-        # The issue due one day after the last found time, walking day by day until a later one appears.
-        probe = moment + timedelta(days=1)
-        issue = current_issue(schedule, probe, tz)
-        if issue.scheduled_at > moment:
-            found.append(issue)
-            moment = issue.scheduled_at
-        else:
-            moment = probe
-    return found

@@ -35,7 +35,9 @@ class Selection:
     """The articles of an issue, newest first, and what was left out and why.
 
     ``undated`` lists articles without a usable date (never selected);
-    ``already_sent`` those left out because an earlier issue carried them.
+    ``already_sent`` those left out because an earlier issue carried them;
+    ``left_out`` every article not selected with why, in words (outside the
+    window, no date, a tag, already sent, beyond the limit).
     """
 
     window: Window
@@ -45,6 +47,7 @@ class Selection:
     considered: int = 0
     tags: frozenset[str] = field(default_factory=frozenset)
     exclude_tags: frozenset[str] = field(default_factory=frozenset)
+    left_out: tuple[tuple[Article, str], ...] = ()
 
 
 def make_window(as_of: datetime, tz: tzinfo, since: str | None = None, until: str | None = None) -> Window:
@@ -79,27 +82,33 @@ def select_articles(
     chosen: list[Article] = []
     undated: list[Article] = []
     sent: list[Article] = []
+    left_out: list[tuple[Article, str]] = []
     considered = 0
     for article in articles:
         considered += 1
         if wanted and wanted.isdisjoint(article.tags):
+            left_out.append((article, f"none of the tags asked for ({', '.join(sorted(wanted))})"))
             continue
         if unwanted and not unwanted.isdisjoint(article.tags):
+            left_out.append((article, f"excluded tag {', '.join(sorted(unwanted & set(article.tags)))}"))
             continue
         if article.published is None:
             undated.append(article)
+            left_out.append((article, "no date"))
             continue
         if article.published not in window:
+            left_out.append((article, "outside the window"))
             continue
         if article.id in already_sent:
             sent.append(article)
+            left_out.append((article, "already sent"))
             continue
         chosen.append(article)
     chosen.sort(key=lambda a: (a.published, a.title), reverse=True)
     if limit is not None:
+        left_out.extend((article, f"beyond --limit {limit}") for article in chosen[limit:])
         chosen = chosen[:limit]
-    return Selection(window, tuple(chosen), tuple(undated), tuple(sent), considered, wanted, unwanted)
-
+    return Selection(window, tuple(chosen), tuple(undated), tuple(sent), considered, wanted, unwanted, tuple(left_out))
 
 
 def select_by_ids(articles: Iterable[Article], ids: Iterable[str], window: Window) -> tuple[Selection, int]:

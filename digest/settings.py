@@ -9,6 +9,7 @@ Secrets are ``SecretStr`` so that they never print. A wrong value raises
 
 from __future__ import annotations
 
+import logging
 import tomllib
 import zoneinfo
 from pathlib import Path
@@ -24,6 +25,8 @@ from pydantic_settings import (
 
 from digest.errors import DigestError, SettingsError
 from digest.moments import parse_duration
+
+log = logging.getLogger(__name__)
 
 CONFIG_FILE = "digest.toml"
 DEFAULT_SECRET = "change-me-unsubscribe-secret"  # real sends refuse it: links signed with it can be forged
@@ -41,8 +44,9 @@ class Settings(BaseSettings):
         env_file=".env",
         env_file_encoding="utf-8",
         toml_file=CONFIG_FILE,
-        # Unknown keys are errors in digest.toml (a typo there must not pass
-        # silently); a .env file may hold other programs' variables too.
+        # Unknown keys in digest.toml and .env are errors (load_settings names
+        # them: a typo must not pass silently); the environment holds other
+        # programs' variables too, so only DIGEST_* is read from it.
         extra="ignore",
     )
 
@@ -226,13 +230,58 @@ def _unknown_toml_keys() -> list[str]:
     return sorted(set(data) - set(Settings.model_fields))
 
 
+ENV_FILE = ".env"
+
+
+def _unknown_env_keys() -> tuple[list[str], list[str]]:
+    """(errors, warnings) about the keys of ./.env, one phrase per key. It
+    holds ``DIGEST_<SETTING>=value`` lines, the environment's form: a
+    DIGEST_ key that is no setting is a typo (an error, as in digest.toml);
+    any other key is ignored, and named (a setting's name without the
+    prefix says which form to write; a .env shared with other programs
+    may hold their variables)."""
+    path = Path(ENV_FILE)
+    if not path.is_file():
+        return [], []
+    from dotenv import dotenv_values
+
+    try:
+        keys = list(dotenv_values(path, encoding="utf-8"))
+    except (OSError, UnicodeDecodeError):
+        return [], []  # reported when the settings themselves are read
+    known = set(Settings.model_fields)
+    errors, ignored = [], []
+    for key in keys:
+        prefixed = key.upper().startswith("DIGEST_")
+        name = key.lower().removeprefix("digest_") if prefixed else key.lower()
+        if prefixed and name not in known:
+            errors.append(f"setting {key!r} ({ENV_FILE}): unknown setting")
+        elif not prefixed and name in known:
+            ignored.append(f"{key} (not read: write DIGEST_{key.upper()})")
+        elif not prefixed:
+            ignored.append(key)
+    warnings = [f"{ENV_FILE}: ignored, not settings of digest (it reads DIGEST_<SETTING>=value lines): {', '.join(ignored)}"] if ignored else []
+    return errors, warnings
+
+
+_warned: set[str] = set()  # settings are read more than once per command: say each thing once
+
+
 def load_settings(**overrides: object) -> Settings:
     """Read the settings; ``overrides`` (e.g. from CLI options) win over every
     file and variable. Raises :class:`SettingsError` with one line per wrong
-    setting, naming it and where it can be set."""
-    unknown = _unknown_toml_keys()
+    setting, naming it and where it can be set; a key of digest.toml, or a
+    DIGEST_ key of .env, that is no setting is one of them. Other keys of
+    .env are named in one warning (logged) and ignored."""
+    unknown = [f"setting {name!r} ({CONFIG_FILE}): unknown setting" for name in _unknown_toml_keys()]
+    env_errors, env_warnings = _unknown_env_keys()
+    unknown += env_errors
+    for warning in env_warnings:
+        if warning not in _warned:
+            _warned.add(warning)
+            log.warning("warning: %s", warning)
     if unknown:
-        raise SettingsError("; ".join(f"setting {name!r} ({CONFIG_FILE}): unknown setting" for name in unknown))
+        raise SettingsError("; ".join(unknown))
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:

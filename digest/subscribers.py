@@ -46,8 +46,9 @@ from email_validator import EmailNotValidError, validate_email
 
 from digest.articles import slugify_tag
 from digest.csvrows import Row, check_utf8, read_rows
-from digest.errors import DigestError
+from digest.errors import DigestError, SettingsError
 from digest.suppressions import address_key
+from digest.words import plural
 
 if TYPE_CHECKING:
     pass
@@ -78,11 +79,14 @@ class Subscriber:
 @dataclass(frozen=True)
 class Problem:
     """A row that was skipped, with where it is and why; ``line`` 0 means
-    the whole file (it could not be read as a list)."""
+    the whole file (it could not be read as a list). ``kind`` is ``"row"``,
+    or ``"column"`` for a header column that is not read (named once per
+    file: its values are ignored, which may not be what the list means)."""
 
     file: str
     line: int
     message: str
+    kind: str = "row"
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}: {self.message}" if self.line else f"{self.file}: {self.message}"
@@ -133,6 +137,16 @@ def columns(header: Sequence[str]) -> dict[str, int]:
     return found
 
 
+KNOWN_COLUMNS = "email, name (or first_name, last_name), tags, frequency, status, subscribed_at"
+
+
+def unread_columns(header: Sequence[str]) -> list[str]:
+    """The titles of ``header`` that no field of ours reads (a ``labels``
+    column meant as tags, a typo), in order; blank titles left out."""
+    aliases = set().union(*COLUMN_ALIASES.values())
+    return [title.strip() for title in header if title.strip() and _column_name(title) not in aliases]
+
+
 def parse_tags(value: str) -> list[str]:
     """Tags of a subscriber row as slugs: ``;``-separated (commas accepted
     too, as exports from other services use them; quotes around a tag are
@@ -172,6 +186,8 @@ class ListReader:
                     raise DigestError(str(problem))
                 yield problem
                 return
+            if unread := unread_columns(header.fields):
+                yield Problem(str(self.file), header.line, f"{plural(len(unread), 'column')} not read, values ignored: {', '.join(map(repr, unread))} (columns read: {KNOWN_COLUMNS})", "column")
             for row in rows:
                 if row.fields or row.undecodable:
                     item = self.subscriber(row, where, len(header.fields))
@@ -284,12 +300,12 @@ def row_key(fields: list[str], where: dict[str, int]) -> str:
 
 def list_files(path: Path) -> list[Path]:
     """The CSV lists at ``path``: the file itself, or every ``*.csv`` in the
-    folder, in name order. Raises :class:`DigestError` when ``path`` does not exist."""
+    folder, in name order. Raises :class:`SettingsError` (exit 2) when ``path`` does not exist."""
     if path.is_dir():
         return sorted(path.glob("*.csv"))
     if path.is_file():
         return [path]
-    raise DigestError(f"no subscriber list at {path}")
+    raise SettingsError(f"no subscriber list at {path}")
 
 
 def choose_lists(path: Path, list_name: str | None = None, default_list: str | None = None) -> list[Path]:
@@ -306,7 +322,7 @@ def choose_lists(path: Path, list_name: str | None = None, default_list: str | N
     if not chosen:
         known = ", ".join(f.stem for f in files) or "none"
         origin = "--list" if list_name else "setting 'default_list'"
-        raise DigestError(f"{origin}: no list {wanted!r} in {path} (lists: {known})")
+        raise SettingsError(f"{origin}: no list {wanted!r} in {path} (lists: {known})")
     return chosen
 
 
@@ -314,22 +330,22 @@ def list_file(path: Path, list_name: str | None = None, default_list: str | None
     """The one list file a write goes to: ``path`` itself when it is a file
     (``list_name``, if given, must be its stem); in a folder, ``NAME.csv``
     for ``list_name`` or else ``default_list`` (it may not exist yet), else
-    the only list there. Raises :class:`DigestError` when the choice is
-    ambiguous or does not match."""
+    the only list there. Raises :class:`SettingsError` (exit 2) when the
+    choice is ambiguous or does not match."""
     if path.is_file():
         if list_name and list_name != path.stem:
-            raise DigestError(f"--list {list_name}: the subscribers setting names one list, {path}")
+            raise SettingsError(f"--list {list_name}: the subscribers setting names one list, {path}")
         return path
     name = list_name or default_list
     if name:
         if not re.fullmatch(r"[\w][\w.-]*", name):
-            raise DigestError(f"--list {name!r}: a list name is a file name without .csv (letters, digits, - _ .)")
+            raise SettingsError(f"--list {name!r}: a list name is a file name without .csv (letters, digits, - _ .)")
         return path / f"{name}.csv"
     files = list_files(path) if path.exists() else []
     if len(files) == 1:
         return files[0]
     known = ", ".join(f.stem for f in files) or "none yet"
-    raise DigestError(f"name the list with --list (lists in {path}: {known})")
+    raise SettingsError(f"name the list with --list (lists in {path}: {known})")
 
 
 def iter_subscribers(files: Iterable[Path]) -> Iterator[Subscriber | Problem]:

@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections import Counter
@@ -284,6 +285,11 @@ def reader(n: int) -> tuple[str, str, str]:
     return f"reader{n}@example.org", name, "" if n % 6 == 5 else f"news;tag{min(n % 8, 4)}"
 
 
+def tags_of_readers(count: int) -> dict[str, str]:
+    """address -> tags of subscribers 0..count-1 of a generated list (see :func:`reader`)."""
+    return {address: tags for address, _, tags in (reader(n) for n in range(count))}
+
+
 @dataclass
 class Site:
     """A site in its own folder (digest.toml, posts/, readers.csv) and the
@@ -395,6 +401,30 @@ def make_site(tmp_path):
         if process.poll() is None:
             process.kill()
             process.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def held_requests(server, timeout: float = 120):
+    """A barrier in the stand-in (in this process): within the block, every
+    request to it waits on arrival until the block ends (through the
+    stand-in's ``clock`` hook, called first thing per request). Yields an
+    Event set when the first request has arrived, so a test knows a send is
+    in flight and holding its ledger however slow the machine is, with no
+    sleeping and hoping."""
+    arrived, release = threading.Event(), threading.Event()
+    plain = server.config.clock
+
+    def gate() -> float:
+        arrived.set()
+        release.wait(timeout)
+        return plain()
+
+    server.config.clock = gate
+    try:
+        yield arrived
+    finally:
+        release.set()
+        server.config.clock = plain
 
 
 def recorded(records: Iterable[dict]) -> Counter:

@@ -449,7 +449,7 @@ def test_subscribers_commands_edit_list_and_export(run, tmp_path):
     assert "Ada@example.org" not in (tmp_path / "subscribers" / "garden.csv").read_text()
     write(tmp_path / "subscribers" / "kitchen.csv", "email\n")
     ambiguous = run("subscribers", "add", "di@example.org")
-    assert ambiguous.exit_code == 1 and "name the list with --list (lists in subscribers: garden, kitchen)" in ambiguous.output
+    assert ambiguous.exit_code == 2 and "name the list with --list (lists in subscribers: garden, kitchen)" in ambiguous.output
 
 
 def test_subscribers_check_reports_a_utf16_list_in_one_line(run, tmp_path):
@@ -458,7 +458,7 @@ def test_subscribers_check_reports_a_utf16_list_in_one_line(run, tmp_path):
     assert result.exit_code == 1
     assert result.stdout.splitlines() == [
         f"subscribers{os.sep}readers.csv: not UTF-8 (looks like UTF-16): save it as UTF-8",
-        f"0 valid subscribers, 1 problems in subscribers{os.sep}readers.csv",
+        f"0 valid subscribers, 1 problem in subscribers{os.sep}readers.csv",
     ]
 
 

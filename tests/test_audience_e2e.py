@@ -178,7 +178,7 @@ def test_different_tags_get_different_articles_and_the_same_tags_share_a_variant
     site = make_site(tmp_path)
     audience = digest(site, "audience", "--as-of", AS_OF)
     assert audience.returncode == 0, audience.stderr
-    listed = re.findall(r"^variant (\d+) \[\w+\]: (\d+) articles, (\d+) subscribers", audience.stdout, re.M)
+    listed = re.findall(r"^variant (\d+) \[\w+\]: (\d+) articles?, (\d+) subscribers?", audience.stdout, re.M)
     assert sorted(int(people) for _, _, people in listed) == [1, 1, 2]
     assert "4 recipients in 3 variants" in audience.stdout
 
@@ -198,7 +198,7 @@ def test_different_tags_get_different_articles_and_the_same_tags_share_a_variant
         (reader,) = [address for address, message in messages.items() if one_click_url(message) in text]
         assert titles_in(text) == got[reader] and len(got[reader]) == int(articles)
     too_far = digest(site, "preview", "--as-of", AS_OF, "--variant", "4")
-    assert too_far.returncode == 2 and "3 variant(s)" in too_far.stderr
+    assert too_far.returncode == 2 and "3 variants" in too_far.stderr
 
 
 # 3. One-click unsubscribe through the real digest serve -----------------------------------------------
@@ -217,7 +217,7 @@ def serving(site: Path, **settings: str):
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     try:
-        for _ in range(150):  # up to ~15 s for the interpreter and uvicorn to start
+        for _ in range(600):  # up to ~60 s for the interpreter and uvicorn to start (a loaded CI machine)
             if server.poll() is not None:
                 pytest.fail(f"digest serve exited: {server.stderr.read().decode(errors='replace')}")
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):

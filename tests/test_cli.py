@@ -129,12 +129,14 @@ def test_preview_writes_html_and_text_for_a_tag_set(site):
     assert "<" not in text and "“Tomatoes in November”" in text
 
 
-def test_send_without_dry_run_on_the_outbox_provider_is_a_dry_run_and_records_nothing(site):
+def test_send_without_dry_run_on_the_outbox_provider_is_refused_with_exit_2_and_writes_nothing(site):
+    # A cron job with no provider configured must not "succeed" every week.
     result = run("send", "--as-of", "2026-11-30")
-    assert result.exit_code == 0, result.output
-    assert "this is a dry run" in result.output
-    assert len(list((site / "outbox").glob("*.eml"))) == 4
-    assert not (site / "digest.db").exists()  # a later real provider can still send this issue
+    assert result.exit_code == 2, result.output
+    assert "set provider to sendgrid or smtp" in result.output and "--dry-run" in result.output
+    assert not (site / "outbox").exists() and not (site / "digest.db").exists()
+    dry = run("send", "--as-of", "2026-11-30", "--dry-run")
+    assert dry.exit_code == 0 and len(list((site / "outbox").glob("*.eml"))) == 4
 
 
 def test_a_real_send_refuses_the_default_unsubscribe_secret(site, monkeypatch):

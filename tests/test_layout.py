@@ -18,6 +18,7 @@ MAX_LINES = 650
 GROUND_FLOOR = {
     "digest.errors": set(),
     "digest.recipients": set(),
+    "digest.words": set(),
     "digest.moments": {"digest.errors"},
     "digest.articles": {"digest.errors", "digest.moments"},
 }

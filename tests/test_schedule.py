@@ -124,7 +124,7 @@ def test_parse_duration(text, expected):
 
 
 def test_one_send_time_per_frequency_and_defaults_for_the_others():
-    from digest.schedule import next_issues, parse_schedules, schedule_of
+    from digest.schedule import parse_schedules, schedule_of, upcoming
 
     found = parse_schedules(["daily 07:30", "Monthly 1 09:00"])
     assert list(found) == ["daily", "monthly"]
@@ -134,7 +134,9 @@ def test_one_send_time_per_frequency_and_defaults_for_the_others():
         parse_schedules(["daily 07:30", "daily 09:00"])
     with pytest.raises(SettingsError, match="empty"):
         parse_schedules([])
-    coming = next_issues("monthly 31 09:00", datetime(2027, 1, 31, 10, tzinfo=UTC), UTC, 2)
+    coming = upcoming(["weekly monday 08:00", "monthly 31 09:00"], datetime(2027, 1, 31, 10, tzinfo=UTC), UTC, 2)  # the first entry
+    assert [i.key for i in coming] == ["2027-W05", "2027-W06"]
+    coming = upcoming(schedule_of(["daily 07:30", "monthly 31 09:00"], "monthly"), datetime(2027, 1, 31, 10, tzinfo=UTC), UTC, 2)
     assert [(i.key, i.scheduled_at.day) for i in coming] == [("2027-02", 28), ("2027-03", 31)]
 
 
@@ -144,3 +146,40 @@ def test_the_default_frequency_follows_a_schedule_of_one_entry(settings_for):
     assert settings_for(schedule="daily 07:30", default_frequency="monthly").frequency_default == "monthly"
     with pytest.raises(SettingsError, match="schedule"):
         settings_for(schedule=["weekly someday 08:00"])
+
+
+@pytest.mark.parametrize(
+    ("schedule", "as_of", "keys"),
+    [
+        # Across the October change in Paris: 08:00 stays 08:00 local.
+        ("weekly monday 08:00", "2026-10-20T09:00", ["2026-W44", "2026-W45"]),
+        ("monthly 31 09:00", "2026-01-31T10:00", ["2026-02", "2026-03"]),
+        ("daily 07:30", "2026-12-31T08:00", ["2027-01-01", "2027-01-02"]),
+    ],
+)
+def test_next_issues_follow_on_and_keep_the_local_send_time(schedule, as_of, keys):
+    from digest.schedule import next_issue, upcoming
+
+    found = upcoming(schedule, at(as_of), PARIS, 2)
+    assert [issue.key for issue in found] == keys
+    current = current_issue(schedule, at(as_of), PARIS)
+    assert next_issue(schedule, current, PARIS) == found[0]
+    assert found[0].window_start == current.scheduled_at and found[1].window_start == found[0].scheduled_at
+    send_time = parse_schedule(schedule).at
+    assert all(issue.scheduled_at.astimezone(PARIS).time() == send_time for issue in found)
+    if schedule.startswith("monthly"):
+        assert [i.scheduled_at.astimezone(PARIS).day for i in found] == [28, 31]  # a short month's last day
+
+
+def test_a_window_starts_at_the_last_send_else_the_first_refusal_else_the_period():
+    from digest.schedule import window_since_last_send
+
+    issue = current_issue("weekly monday 08:00", at("2026-12-07T09:00"), PARIS)
+    two_weeks_back = issue.window_start - timedelta(days=7)
+    assert window_since_last_send(issue, None).start == issue.window_start
+    assert window_since_last_send(issue, two_weeks_back).start == two_weeks_back
+    assert window_since_last_send(issue, None, two_weeks_back).start == two_weeks_back
+    assert window_since_last_send(issue, issue.window_start, two_weeks_back - timedelta(days=7)).start == issue.window_start
+    # History from after this issue (planning an old issue again) does not bend its window.
+    assert window_since_last_send(issue, issue.window_end + timedelta(days=7)).start == issue.window_start
+    assert window_since_last_send(issue, two_weeks_back).end == issue.window_end

@@ -52,10 +52,22 @@ def test_secrets_do_not_print(tmp_path, monkeypatch):
     assert "SG.very-secret" not in str(settings.model_dump())
 
 
-def test_a_dotenv_file_may_hold_other_programs_variables(tmp_path, monkeypatch):
+def test_a_dotenv_file_may_hold_other_programs_variables_and_names_them_in_one_warning(tmp_path, monkeypatch, caplog):
     monkeypatch.chdir(tmp_path)
-    (tmp_path / ".env").write_text("OTHER_TOOL_TOKEN=1\nDIGEST_SITE_NAME=From Dotenv\n")
-    assert load_settings().site_name == "From Dotenv"
+    (tmp_path / ".env").write_text("OTHER_TOOL_TOKEN=1\nDIGEST_SITE_NAME=From Dotenv\nSENDGRID_API_KEY=SG.x\n")
+    with caplog.at_level("WARNING", logger="digest.settings"):
+        assert load_settings().site_name == "From Dotenv"
+    (line,) = caplog.messages
+    assert line.startswith("warning: .env: ignored, not settings of digest (it reads DIGEST_<SETTING>=value lines): ")
+    assert "OTHER_TOOL_TOKEN, SENDGRID_API_KEY (not read: write DIGEST_SENDGRID_API_KEY)" in line
+    assert "SG.x" not in line
+
+
+def test_a_digest_key_in_dotenv_that_is_no_setting_is_an_error_naming_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("DIGEST_SENDGRID_APIKEY=SG.x\n")
+    with pytest.raises(SettingsError, match=r"^setting 'DIGEST_SENDGRID_APIKEY' \(\.env\): unknown setting$"):
+        load_settings()
 
 
 def test_sender_name_follows_the_site_name_unless_set(tmp_path, monkeypatch):

@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 import threading
+from collections import Counter
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import digest.sources
+from digest.articles import identity
 from digest.selection import Window, select_articles
 from digest.settings import load_settings
 from digest.sources import load_articles
@@ -72,15 +74,71 @@ def test_files_are_read_by_kind_and_bad_ones_become_one_warning_each(settings, t
     ]
 
 
-def test_duplicates_across_sources_are_dropped_by_id_and_by_url_first_wins(settings, tmp_path):
+def test_duplicates_across_sources_are_dropped_by_id_first_wins_and_listed(settings, tmp_path):
     shutil.copy(FEEDS / "atom-xmlbase.atom", tmp_path / "copy.atom")  # same ids
     relinked = (FEEDS / "jsonfeed-1.0.json").read_text(encoding="utf-8").replace('"id": 1,', '"id": "other-id",')
-    (tmp_path / "relinked.json").write_text(relinked, encoding="utf-8")  # new id, same URL
+    (tmp_path / "relinked.json").write_text(relinked, encoding="utf-8")  # its own guids: other articles, even where links match
     sources = [str(FEEDS / "atom-xmlbase.atom"), str(FEEDS / "jsonfeed-1.0.json"), str(tmp_path / "copy.atom"), str(tmp_path / "relinked.json")]
     result = load_articles(sources, settings)
-    assert len(result.articles) == 4
-    assert {Path(article.source).name for article in result.articles} == {"atom-xmlbase.atom", "jsonfeed-1.0.json"}
-    assert len({article.id for article in result.articles}) == 4
+    kept_from = Counter(Path(article.source).name for article in result.articles)
+    assert kept_from == {"atom-xmlbase.atom": 2, "jsonfeed-1.0.json": 2, "relinked.json": 1}
+    assert len({article.id for article in result.articles}) == 5
+    assert sorted((Path(dup.source).name, Path(kept.source).name) for dup, kept in result.duplicates) == [
+        ("copy.atom", "atom-xmlbase.atom"), ("copy.atom", "atom-xmlbase.atom"),
+        ("relinked.json", "jsonfeed-1.0.json"),  # the item whose guid did not change
+    ]
+
+
+RSS_TWO_GUIDS_ONE_LINK = """<rss version="2.0"><channel><title>Events</title><link>https://events.example/</link>
+<item><title>Seed swap (Saturday)</title><guid isPermaLink="false">event-41-sat</guid>
+<link>https://events.example/seed-swap</link><pubDate>Tue, 24 Nov 2026 09:00:00 +0000</pubDate></item>
+<item><title>Seed swap (Sunday)</title><guid isPermaLink="false">event-41-sun</guid>
+<link>https://events.example/seed-swap</link><pubDate>Tue, 24 Nov 2026 09:05:00 +0000</pubDate></item>
+</channel></rss>"""
+
+
+def test_two_entries_with_their_own_guids_sharing_a_link_are_two_articles(settings, tmp_path):
+    feed = tmp_path / "events.xml"
+    feed.write_text(RSS_TWO_GUIDS_ONE_LINK, encoding="utf-8")
+    result = load_articles([str(feed)], settings)
+    assert sorted(a.title for a in result.articles) == ["Seed swap (Saturday)", "Seed swap (Sunday)"]
+    assert {identity(a)[0] for a in result.articles} == {"guid"} and result.duplicates == []
+
+
+def test_the_same_post_in_a_folder_and_in_the_sites_feed_is_one_article(settings_for, tmp_path):
+    settings = settings_for(site_url="https://garden.example/")
+    posts = tmp_path / "posts"
+    posts.mkdir()
+    (posts / "seed-swap.md").write_text(
+        "---\ntitle: Seed swap\ndate: 2026-11-24T09:00:00Z\nurl: /posts/seed-swap/\n---\nBring seeds.\n", encoding="utf-8"
+    )
+    feed = tmp_path / "feed.xml"
+    feed.write_text(
+        '<feed xmlns="http://www.w3.org/2005/Atom"><title>Garden</title><id>tag:garden.example,2026:feed</id>'
+        "<updated>2026-11-24T09:00:00Z</updated><entry><title>Seed swap</title><id>tag:garden.example,2026:seed-swap</id>"
+        '<link href="https://garden.example/posts/seed-swap/"/><updated>2026-11-24T09:00:00Z</updated></entry></feed>',
+        encoding="utf-8",
+    )
+    for order in ([str(posts), str(feed)], [str(feed), str(posts)]):
+        result = load_articles(order, settings)
+        assert [a.title for a in result.articles] == ["Seed swap"], order
+        ((duplicate, kept),) = result.duplicates
+        assert kept.source == result.articles[0].source and duplicate.source != kept.source
+
+
+def test_each_feed_entry_with_an_unreadable_date_is_one_warning_naming_it_and_the_value_capped(settings, tmp_path):
+    items = "".join(
+        f"<item><title>Note {n}</title><link>https://n.example/{n}</link><pubDate>Blursday 3{n} Smarch 2026</pubDate></item>"
+        for n in range(8)
+    )
+    feed = tmp_path / "notes.xml"
+    feed.write_text(f'<rss version="2.0"><channel><link>https://n.example/</link>{items}</channel></rss>', encoding="utf-8")
+    result = load_articles([str(feed)], settings)
+    named = [w for w in result.warnings if "entry 'Note" in w]
+    assert len(named) == 5 and all("3" in w.split(": ", 2)[2] and "dated by the feed's" in w for w in named)
+    assert "entry 'Note 0'" in named[0] and "Blursday 30 Smarch 2026" in named[0]
+    assert result.warnings[5] == f"{feed}: and 3 more entries with a date that cannot be read, " + named[0].rpartition(", ")[2]
+    assert len(result.warnings) == 6
 
 
 def test_an_entry_that_cannot_be_an_article_is_counted_in_one_warning(settings, tmp_path):
@@ -142,13 +200,13 @@ def test_undated_items_take_the_channel_date_and_dated_ones_keep_theirs(tmp_path
         "<item><title>Dated</title><link>/dated</link><pubDate>Tue, 03 Mar 2026 12:00:00 +0000</pubDate></item>"
         "<item><title>Undated two</title><link>/two</link></item></channel></rss>",
     )
-    # A zone-less lastBuildDate is read in the site's timezone (+01:00 in March), then shown in UTC.
+    # A zone-less lastBuildDate is read in the site's timezone (+01:00 in March), and shown in it too.
     paris = load_settings(site_url="https://site.example/", timezone="Europe/Paris")
     result = load_articles([str(feed)], paris)
     one, dated, two = result.articles
     assert one.published == two.published == datetime(2026, 3, 6, 17, 30, tzinfo=UTC)  # lastBuildDate, not pubDate or mtime
     assert dated.published == datetime(2026, 3, 3, 12, 0, tzinfo=UTC)
-    assert result.warnings == [f"{feed}: 2 entries without a date, dated by the feed's own date (2026-03-06T17:30:00+00:00)"]
+    assert result.warnings == [f"{feed}: 2 entries without a date, dated by the feed's own date (2026-03-06T18:30:00+01:00)"]
 
 
 def test_a_json_feed_item_without_a_date_is_dated_by_the_mtime(settings, tmp_path):
@@ -332,3 +390,16 @@ def test_undated_entries_of_a_fetched_feed_take_last_modified_else_the_fetch_tim
     before = datetime.now(UTC).replace(microsecond=0)
     (remote,) = load_articles([f"{site}/feeds/rss.xml"], settings).articles
     assert before <= remote.published <= datetime.now(UTC)
+
+
+def test_markdown_dates_that_cannot_be_read_are_one_line_each_then_a_count_per_source(settings, tmp_path):
+    posts = tmp_path / "posts"
+    posts.mkdir()
+    for n in range(1, 8):
+        (posts / f"p{n}.md").write_text(f"---\ntitle: Post {n}\ndate: 2026-02-3{n}\n---\nBody.\n", encoding="utf-8")
+    (posts / "other.md").write_text("---\ntitle: Other\ndate: 2026-02-01\nurl: 42\n---\nBody.\n", encoding="utf-8")
+    result = load_articles([str(posts)], settings)
+    dated = [w for w in result.warnings if "unreadable date" in w]
+    assert len(dated) == 5 and all(w.startswith(f"{posts}/p") and "line 3, date: unreadable date 2026-02-3" in w for w in dated)
+    assert f"{posts}: and 2 more with a date that cannot be read" in result.warnings
+    assert any("other.md" in w and "url" in w for w in result.warnings)  # other notes are never capped

@@ -381,7 +381,7 @@ def test_the_digest_serve_process_on_loopback_takes_a_one_click_post(settings, t
     base = f"http://127.0.0.1:{port}"
     try:
         with httpx.Client(base_url=base, timeout=5, trust_env=False) as http:
-            for _ in range(100):  # up to ~10 s for the interpreter and uvicorn to start
+            for _ in range(600):  # up to ~60 s for the interpreter and uvicorn to start (a loaded CI machine)
                 if server.poll() is not None:
                     pytest.fail(f"digest serve exited: {server.stdout.read().decode(errors='replace')}")
                 try:

@@ -2,8 +2,8 @@
 pipeline and print; every error a user can fix is one line on stderr and a
 documented exit code (see README.md):
 
-0 everything went out, or nothing to send; 1 some recipients rejected or
-unknown, or problems found; 2 bad usage or settings; 3 the provider refused
+0 everything went out, or nothing to send, or already sent; 1 some
+recipients rejected or unknown, or problems found; 2 bad usage or settings; 3 the provider refused
 our credentials or sender; 75 another send holds the ledger.
 """
 
@@ -14,7 +14,7 @@ import sys
 
 import click
 
-from digest.cli import content, lists, sending, web
+from digest.cli import content, lists, schedule, sending, web
 from digest.errors import DigestError
 from digest.settings import load_settings
 
@@ -25,6 +25,10 @@ class DigestGroup(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            # click's own ways out (--help, a usage error, Ctrl-C, an exit
+            # code a command chose): click prints and exits as documented.
+            raise
         except DigestError as exc:
             click.secho(f"error: {exc}", fg="red", err=True)
             ctx.exit(exc.exit_code)
@@ -71,7 +75,7 @@ def cli() -> None:
 
 for command in (
     content.articles, content.preview, content.lint,
-    sending.send, sending.status, sending.schedule,
+    sending.send, sending.status, schedule.schedule,
     lists.audience, lists.subscribers, lists.suppressions,
     web.serve, web.archive, web.signup_form,
 ):  # fmt: skip

@@ -9,37 +9,76 @@ from pathlib import Path
 import click
 
 from digest.cli.options import issue_request, report_findings, report_planning, selection_options, source_options
-from digest.errors import DigestError, UsageError
+from digest.errors import UsageError
 from digest.settings import Settings, load_settings
+from digest.words import plural
 
 
 @click.command()
 @source_options
 @selection_options
-def articles(settings: Settings, **options) -> None:
+@click.option("--explain", is_flag=True, help="Also show each article's identity (guid, URL or hash) and every article left out, with why.")
+def articles(settings: Settings, explain, **options) -> None:
     """List the articles an issue would hold, newest first, and why.
+
+    With a ledger (after a send), the window is the one `digest send` would
+    use: since the last issue that went out. Times are in the site's zone.
 
     \b
     Examples:
       digest articles
       digest articles --since 30d --tag privacy
+      digest articles --explain --as-of 2026-11-30
       digest articles --content ~/blog/content --content https://example.org/feed.xml
     """
-    from digest.issue import plan_issue
+    from digest.articles import identity
+    from digest.issue import plan_issue, resume_or_new
+    from digest.schedule import describe
 
-    issue = plan_issue(settings, issue_request(settings, **options), subscribers=[])
+    request = issue_request(settings, **options)
+    sent_in: dict[str, str] = {}
+    if Path(settings.ledger).exists():
+        from digest.ledger import Ledger
+
+        with Ledger.from_settings(settings) as ledger:
+            request = resume_or_new(request, ledger, settings)
+            issue = plan_issue(settings, request, subscribers=[])
+            if explain:
+                ids = [a.id for a, _ in issue.selection.left_out] + [a.id for a in issue.selection.articles]
+                sent_in = ledger.issues_of_articles(ids)
+    else:
+        issue = plan_issue(settings, request, subscribers=[])
     report_planning(issue)
     selection = issue.selection
     click.echo(
-        f"window {selection.window.start.isoformat()} .. {selection.window.end.isoformat()}: "
-        f"{len(selection.articles)} of {selection.considered} articles selected"
+        f"window {describe(selection.window.start, settings.tz)} .. {describe(selection.window.end, settings.tz)}: "
+        f"{len(selection.articles)} of {plural(selection.considered + len(issue.duplicates), 'article')} selected"
     )
     for article in selection.articles:
         published = article.published.astimezone(settings.tz).strftime("%Y-%m-%d %H:%M")
         tags = ", ".join(article.tags) or "(no tags)"
         click.echo(f"{published}  {article.title}\n                  tags: {tags}  source: {article.source}")
-    for article in selection.already_sent:
-        click.echo(f"already sent, left out: {article.title}")
+        if explain:
+            kind, value = identity(article)
+            click.echo(f"                  identity: {kind} {value}")
+    if not explain:
+        for article in selection.already_sent:
+            click.echo(f"already sent, left out: {article.title}")
+        if issue.duplicates:
+            click.echo(f"{plural(len(issue.duplicates), 'duplicate')} left out (--explain lists them)")
+        return
+    left_out = [(a, f"duplicate of {kept.title!r} ({kept.source}, {' '.join(identity(kept))})") for a, kept in issue.duplicates]
+    for article, why in selection.left_out:
+        if why == "already sent" and article.id in sent_in:
+            why = f"already sent in {sent_in[article.id]}"
+        elif why == "outside the window":
+            why = f"outside the window (published {article.published.astimezone(settings.tz):%Y-%m-%d %H:%M})"
+        left_out.append((article, why))
+    if left_out:
+        click.echo(f"left out ({len(left_out)}):")
+    for article, why in left_out:
+        kind, value = identity(article)
+        click.echo(f"  {article.title} ({article.source}; {kind} {value}): {why}")
 
 
 @click.command()
@@ -90,7 +129,7 @@ def preview(settings: Settings, for_tags, subscriber, variant_number, as_text, o
         issue = plan_issue(settings, issue_request(settings, **options))
         chosen = [v for v in issue.variants if v.number == variant_number]
         if not chosen:
-            raise UsageError(f"--variant {variant_number}: this issue has {len(issue.variants)} variant(s) (see digest audience)")
+            raise UsageError(f"--variant {variant_number}: this issue has {plural(len(issue.variants), 'variant')} (see digest audience)")
         issue, person = replace(issue, variants=chosen), chosen[0].subscribers[0]
     elif subscriber:
         from digest.audience import load_audience
@@ -99,7 +138,7 @@ def preview(settings: Settings, for_tags, subscriber, variant_number, as_text, o
         everyone = audience.subscribers + [s for s, _ in audience.suppressed]
         person = next((s for s in everyone if s.key == subscriber.strip().casefold()), None)
         if person is None:
-            raise DigestError(f"no subscriber {subscriber} in {settings.subscribers}")
+            raise UsageError(f"no subscriber {subscriber} in {settings.subscribers}")
     else:
         person = Subscriber(email="preview@example.org", name="Reader", tags=frozenset(parse_tags(for_tags or "")), list_name="preview", line=0)
     if not variant_number:
@@ -125,7 +164,7 @@ def preview(settings: Settings, for_tags, subscriber, variant_number, as_text, o
         target.write_text(body, encoding="utf-8")
     click.echo(f"subject: {rendered.subject}")
     click.echo(f"preheader: {rendered.preheader}")
-    click.echo(f"{len(issue.variants[0].articles)} articles, {len(body.encode('utf-8')) / 1024:.1f} KB -> {target}")
+    click.echo(f"{plural(len(issue.variants[0].articles), 'article')}, {len(body.encode('utf-8')) / 1024:.1f} KB -> {target}")
     for note in rendered.notes:
         click.echo(f"size budget: {note}")
     if open_browser:
@@ -155,6 +194,6 @@ def lint(settings: Settings, **options) -> None:
         click.echo("nothing to send")
         return
     errors = report_findings(issue, render_issue(issue, settings), settings)
-    click.echo(f"{len(issue.variants)} variants checked: {'errors found' if errors else 'no errors'}")
+    click.echo(f"{plural(len(issue.variants), 'variant')} checked: {'errors found' if errors else 'no errors'}")
     if errors:
         raise click.exceptions.Exit(1)

@@ -11,6 +11,7 @@ import click
 from digest.cli.options import issue_request, list_option, report_planning, selection_options, source_options, subscribers_option, warn
 from digest.errors import DigestError
 from digest.settings import Settings, load_settings
+from digest.words import plural
 
 
 @click.command()
@@ -29,6 +30,7 @@ def audience(settings: Settings, **options) -> None:
     """
     from digest.issue import issue_frequencies, plan_issue, resume_or_new
     from digest.ledger import Ledger
+    from digest.schedule import describe
 
     ledger = Ledger(settings.ledger) if Path(settings.ledger).is_file() else None
     try:
@@ -38,13 +40,13 @@ def audience(settings: Settings, **options) -> None:
             request = issue_request(settings, **options, frequency=frequency)
             issue = plan_issue(settings, resume_or_new(request, ledger, settings) if ledger else request, audience=loaded)
             report_planning(issue)
-            when = f", sent {issue.scheduled_at.astimezone(settings.tz):%a %Y-%m-%d %H:%M %Z}" if issue.scheduled_at else ""
-            click.echo(f"{frequency or 'issue'} {issue.context.key}{when}: {len(issue.subscribers)} readers")
+            when = f", sent {describe(issue.scheduled_at, settings.tz)}" if issue.scheduled_at else ""
+            click.echo(f"{frequency or 'issue'} {issue.context.key}{when}: {plural(len(issue.subscribers), 'reader')}")
             for variant in issue.variants:
                 tags = ", ".join(sorted(variant.tags)) or "every tag"
-                click.echo(f"variant {variant.number} [{variant.key}]: {len(variant.articles)} articles, {len(variant.subscribers)} subscribers ({tags})")
+                click.echo(f"variant {variant.number} [{variant.key}]: {plural(len(variant.articles), 'article')}, {plural(len(variant.subscribers), 'subscriber')} ({tags})")
             left_out = len(issue.subscribers) - issue.recipient_count
-            click.echo(f"{issue.recipient_count} recipients in {len(issue.variants)} variants; {left_out} subscribers get nothing this time")
+            click.echo(f"{plural(issue.recipient_count, 'recipient')} in {plural(len(issue.variants), 'variant')}; {plural(left_out, 'subscriber')} {'gets' if left_out == 1 else 'get'} nothing this time")
     finally:
         if ledger is not None:
             ledger.close()
@@ -98,7 +100,7 @@ def subscribers_check(settings: Settings, list_name) -> None:
     found, problems = load_subscribers(Path(settings.subscribers), list_name=list_name, default_list=settings.default_list)
     for problem in problems:
         click.echo(str(problem))
-    click.echo(f"{len(found)} valid subscribers, {len(problems)} problems in {', '.join(str(f) for f in files) or 'no list'}")
+    click.echo(f"{plural(len(found), 'valid subscriber')}, {plural(len(problems), 'problem')} in {', '.join(str(f) for f in files) or 'no list'}")
     if problems:
         raise click.exceptions.Exit(1)
 
@@ -124,7 +126,7 @@ def subscribers_list(settings: Settings, list_name, ledger) -> None:
         click.echo(f"{person.email}\t{person.name}\t{';'.join(sorted(person.tags)) or '(every tag)'}\t{person.list_name}")
     for person, why in audience.suppressed:
         click.echo(f"{person.email}\t{person.name}\tsuppressed: {why.reason} ({why.source}, {why.created_at:%Y-%m-%d})\t{person.list_name}")
-    click.echo(f"{len(audience.subscribers)} subscribers, {len(audience.suppressed)} suppressed", err=True)
+    click.echo(f"{plural(len(audience.subscribers), 'subscriber')}, {len(audience.suppressed)} suppressed", err=True)
 
 
 @subscribers.command("add")
@@ -167,7 +169,7 @@ def subscribers_remove(settings: Settings, list_name, email) -> None:
 
     target = _write_target(settings, list_name)
     removed = remove_subscriber(target, email)
-    click.echo(f"removed {removed} row(s) of {email.strip()} from {target}")
+    click.echo(f"removed {plural(removed, 'row')} of {email.strip()} from {target}")
 
 
 @subscribers.command("import")
@@ -317,7 +319,7 @@ def suppressions_list(ledger, list_name) -> None:
     found = store.list_suppressions(path, list_name) if Path(path).is_file() else []
     for item in found:
         click.echo(f"{item.address}\t{item.reason}\t{item.source}\t{item.list_name or '(every list)'}\t{item.created_at.isoformat()}")
-    click.echo(f"{len(found)} suppressions", err=True)
+    click.echo(f"{plural(len(found), 'suppression')}", err=True)
 
 
 @suppressions.command("add")
@@ -356,4 +358,4 @@ def suppressions_remove(ledger, email, list_name) -> None:
     removed = store.remove(ledger or load_settings().ledger, email, list_name)
     if not removed:
         raise DigestError(f"{email.strip()} is not suppressed{' on ' + list_name if list_name else ''}")
-    click.echo(f"lifted {removed} suppression(s) of {email.strip()}")
+    click.echo(f"lifted {plural(removed, 'suppression')} of {email.strip()}")

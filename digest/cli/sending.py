@@ -12,8 +12,9 @@ from pathlib import Path
 import click
 
 from digest.cli.options import issue_request, report_findings, report_planning, selection_options, source_options, warn
-from digest.errors import DigestError, ProviderAuthError, SettingsError, UsageError
+from digest.errors import ProviderAuthError, SettingsError, UsageError
 from digest.settings import DEFAULT_SECRET, Settings, load_settings
+from digest.words import plural
 
 
 @click.command()
@@ -23,13 +24,14 @@ from digest.settings import DEFAULT_SECRET, Settings, load_settings
 @click.option("--outbox", type=click.Path(path_type=Path), help="Outbox folder of the dry run (default: the 'outbox' setting).")
 @click.option("--issue", "issue_key", metavar="KEY", help="Name the issue yourself (a special edition) instead of taking its key from the schedule.")
 @click.option("--resend-unknown", is_flag=True, help="Also send to recipients whose earlier request may or may not have been taken (status unknown).")
+@click.option("--retry-rejected", is_flag=True, help="Once the cause is fixed (an unverified sender, a bad template): send once more to the recipients the provider rejected in this issue.")
 @click.option("--include-sent", is_flag=True, help="Select articles even if an earlier issue carried them.")
 @click.option("--not-after", metavar="DURATION", help="Refuse to send when started later than this after the issue's scheduled time (e.g. 36h); default: the 'not_after' setting.")
 @click.option("--test-to", metavar="ADDRESS", help="Send one test message to ADDRESS through the real provider (subject prefixed [TEST]; never recorded).")
 @click.option("--as-subscriber", metavar="EMAIL", help="With --test-to: the variant and personalization of this subscriber (default: the largest variant's first).")
 @click.option("--force", is_flag=True, help="Send even when the built-in checks (digest lint) find errors.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
-def send(settings: Settings, dry_run, outbox, issue_key, resend_unknown, include_sent, not_after, test_to, as_subscriber, force, as_json, **options) -> None:
+def send(settings: Settings, dry_run, outbox, issue_key, resend_unknown, retry_rejected, include_sent, not_after, test_to, as_subscriber, force, as_json, **options) -> None:
     """Send the current issue to every subscriber, exactly once each.
 
     The issue is the one the 'schedule' setting places at or before --as-of
@@ -44,6 +46,11 @@ def send(settings: Settings, dry_run, outbox, issue_key, resend_unknown, include
     they were sent. A dry run of several frequencies writes each into
     outbox/FREQUENCY; --json prints one object per issue, one per line.
 
+    Run it from cron every hour: it sends each due issue once, otherwise
+    says in one line that it went out and when the next is due. The
+    window starts where the last issue that went out ended, so a missed
+    or refused issue's articles go into the next one.
+
     \b
     Examples:
       digest send --dry-run                     every message as .eml in ./outbox
@@ -51,22 +58,23 @@ def send(settings: Settings, dry_run, outbox, issue_key, resend_unknown, include
       digest send --test-to me@example.org --as-subscriber ada@example.org
       digest send --not-after 36h               from cron: refuse a late send
       digest send --issue 2026-W48 --resend-unknown
+      digest send --retry-rejected              after fixing the sender
+
     \b
-    Exit codes: 0 every recipient accepted, or nothing to send; 1 some
-    recipients rejected, unknown or still retryable (listed); 2 bad usage or
-    settings, errors found by the built-in checks, or too late (--not-after);
-    3 the provider refused our credentials or sender; 75 another send holds
-    the ledger.
+    Exit codes: 0 every recipient accepted, nothing to send, or already
+    sent; 1 some recipients rejected, unknown or still retryable (listed);
+    2 bad usage or settings (provider outbox without --dry-run, no source
+    readable, no list), errors found by the built-in checks, or too late
+    (--not-after); 3 the provider refused our credentials or sender; 75
+    another send holds the ledger.
     """
     if outbox:
         settings = settings.model_copy(update={"outbox": outbox})
     if dry_run and test_to:
         raise UsageError("--dry-run and --test-to do not go together")
     if settings.provider == "outbox" and not dry_run:
-        # Writing files is not sending: recording the issue as sent would keep
-        # a later real provider from ever sending it.
-        warn("the 'provider' setting is outbox: this is a dry run (set provider to sendgrid or smtp to send)")
-        dry_run, test_to = True, None
+        # A cron job with no provider set must not "succeed" every week by writing files.
+        raise SettingsError("the 'provider' setting is outbox, which only writes files: set provider to sendgrid or smtp to send, or pass --dry-run")
     real = not dry_run and not test_to
     if not dry_run and settings.secret_key.get_secret_value() == DEFAULT_SECRET:
         raise SettingsError(
@@ -84,9 +92,9 @@ def send(settings: Settings, dry_run, outbox, issue_key, resend_unknown, include
         # A dry run of several frequencies writes each issue into its own outbox folder.
         target = settings.model_copy(update={"outbox": Path(settings.outbox) / frequency}) if dry_run and len(frequencies) > 1 else settings
         report = _send_one_issue(
-            target, frequency, dry_run=dry_run, real=real, issue_key=issue_key, resend_unknown=resend_unknown, include_sent=include_sent,
-            not_after=not_after, test_to=test_to, as_subscriber=as_subscriber, force=force, as_json=as_json, options=options,
-            audience=audience,
+            target, frequency, audience, dry_run=dry_run, real=real, issue_key=issue_key, resend_unknown=resend_unknown,
+            retry_rejected=retry_rejected, include_sent=include_sent, not_after=not_after, test_to=test_to, as_subscriber=as_subscriber,
+            force=force, as_json=as_json, options=options,
         )
         incomplete = incomplete or (report is not None and not report.complete)
     if incomplete:
@@ -94,37 +102,58 @@ def send(settings: Settings, dry_run, outbox, issue_key, resend_unknown, include
 
 
 def _send_one_issue(
-    settings: Settings, frequency, *, dry_run, real, issue_key, resend_unknown, include_sent, not_after, test_to, as_subscriber, force, as_json, options,
-    audience,
+    settings: Settings, frequency, audience, *, dry_run, real, issue_key, resend_unknown, retry_rejected, include_sent, not_after, test_to,
+    as_subscriber, force, as_json, options,
 ):
-    """Plan, check and send the issue of ``frequency`` (None: everyone);
-    print its summary and return its report (None when there was nothing to
-    send or it was a test). Raises what ``send`` documents."""
-    from digest.delivery import check_not_too_late, render_issue, send_issue
-    from digest.issue import plan_issue, resume_or_new
+    """Plan, check and send the issue of ``frequency`` (None: everyone) to
+    ``audience`` (None: read the lists); print its summary and return its
+    report (None when there was nothing to send, it had gone out already or
+    it was a test). Raises what ``send`` documents."""
     from digest.ledger import Ledger
-    from digest.providers import get_provider
 
-    # The ledger file is created only when something is sent: a refused or
-    # empty run leaves no trace.
+    # The ledger file is created only when something is sent or refused
+    # (--not-after): an empty run leaves no trace.
     ledger = Ledger.from_settings(settings) if real and Path(settings.ledger).exists() else None
     try:
+        if ledger is not None:
+            # Hourly cron: most runs end here, before sources and templates are loaded.
+            done = _already_sent(options["as_of"], issue_key, ledger, settings, resend_unknown or retry_rejected, frequency)
+            if done is not None:
+                _say(as_json, done, f"{done['issue']} already sent; next: {done['next']}")
+                return None
+        from digest.delivery import check_not_too_late, render_issue, send_issue
+        from digest.issue import plan_issue, resume_or_new
+        from digest.providers import get_provider
+
         request = issue_request(settings, **options, key=issue_key, frequency=frequency)
         if ledger is not None:
             request = resume_or_new(request, ledger, settings, include_sent=include_sent)
         issue = plan_issue(settings, request, audience=audience)
         report_planning(issue)
+        if issue.every_source_failed:
+            # A typo in a folder or a dead feed is not a quiet week: cron must see it.
+            raise SettingsError(f"no source could be read ({'; '.join(issue.sources_failed)})")
         if not issue.subscribers:
             # A list that reads as nobody is a broken list, not a quiet week: cron must see it.
-            why = f"{len(issue.audience_problems)} problems above" if issue.audience_problems else "it is empty"
+            why = f"{plural(len(issue.audience_problems), 'problem')} above" if issue.audience_problems else "it is empty"
             raise SettingsError(f"no subscriber to send to in {settings.subscribers} ({why})")
         if not issue.selection.articles or not issue.variants:
-            _say(as_json, {"issue": issue.context.key, "status": "nothing to send"}, f"{issue.context.key}: nothing to send")
+            data = {"issue": issue.context.key, "status": "nothing to send", "sources_failed": issue.sources_failed}
+            _say(as_json, data, f"{issue.context.key}: nothing to send" if frequency else "nothing to send")
             return None
         if real:
-            check_not_too_late(issue, not_after or settings.not_after)
+            try:
+                check_not_too_late(issue, not_after or settings.not_after, now=issue.context.as_of)
+            except UsageError as exc:
+                # Remembered, so that the next issue's window takes this one's articles in.
+                ledger = ledger or Ledger.from_settings(settings)
+                lists = {person.list_name for person in issue.subscribers}
+                ledger.record_refusal(issue.context.key, issue.context.window_start, issue.context.window_end, lists, str(exc))
+                raise
             if issue.scheduled_at and issue.scheduled_at > datetime.now(UTC):
-                warn(f"issue {issue.context.key} is scheduled for {issue.scheduled_at.astimezone(settings.tz):%Y-%m-%d %H:%M}; sending it now, as --as-of asks")
+                from digest.schedule import describe
+
+                warn(f"issue {issue.context.key} is scheduled for {describe(issue.scheduled_at, settings.tz)}; sending it now, as --as-of asks")
         rendered = render_issue(issue, settings)
         if report_findings(issue, rendered, settings) and not dry_run and not force:
             raise UsageError("the built-in checks found errors (above); fix them, or send with --force")
@@ -146,6 +175,7 @@ def _send_one_issue(
                 ledger=ledger,
                 scheduled_at=issue.scheduled_at,
                 resend_unknown=resend_unknown,
+                retry_rejected=retry_rejected,
                 rendered=rendered,
                 progress=progress,
             )
@@ -158,6 +188,38 @@ def _send_one_issue(
     return report
 
 
+def _already_sent(as_of: str | None, issue_key: str | None, ledger, settings: Settings, more_asked: bool, frequency: str | None = None) -> dict | None:
+    """The quiet answer of an hourly cron run when the issue due at
+    ``as_of`` (--as-of text; default now), or ``issue_key``, is finished and
+    every recipient accepted or left out on purpose: its key and the next
+    issue's time in the site's zone. None when there is something to do or
+    to report, or ``more_asked`` (--resend-unknown, --retry-rejected)."""
+    from digest.moments import parse_as_of
+    from digest.schedule import current_issue, describe, next_issue, schedule_of
+
+    moment = parse_as_of(as_of, settings.tz) if as_of else datetime.now(UTC)
+    schedule = schedule_of(settings.schedule, frequency)  # the frequency's send time (None: the setting's first)
+    scheduled = current_issue(schedule, moment, settings.tz)
+    key = issue_key or scheduled.key
+    record = ledger.get_issue(key)
+    if record is None or record.status != "finished" or more_asked:
+        return None
+    if problems := ledger.problems(key):
+        from digest.delivery import ON_PURPOSE
+
+        if any(p.last_error not in ON_PURPOSE for p in problems):
+            return None  # rejected or unknown recipients: the resume lists them again and exits 1
+    following = next_issue(schedule, scheduled, settings.tz)
+    return {
+        "issue": key,
+        "status": "already sent",
+        "counts": {status.value: n for status, n in ledger.counts(key).items() if n},
+        "sent_now": 0,
+        "accepted_now": 0,
+        "next": describe(following.scheduled_at, settings.tz),
+        "next_issue": following.key,
+        "next_at": following.scheduled_at.isoformat(),
+    }
 
 
 def _say(as_json: bool, data: dict, text: str) -> None:
@@ -186,13 +248,33 @@ def _progress(total: int, quiet: bool, dry_run: bool):
         yield bar.update
 
 
+def _lateness(issue, settings: Settings) -> dict | None:
+    """How late this send is against the issue's scheduled time (at
+    ``--as-of``, default now), when it is a minute or more: ``{"seconds",
+    "text", "scheduled"}``; None for an issue named with --issue or one on time."""
+    from digest.schedule import describe, how_late
+
+    if issue.scheduled_at is None:
+        return None
+    delay = issue.context.as_of - issue.scheduled_at
+    if delay.total_seconds() < 60:
+        return None
+    return {"seconds": int(delay.total_seconds()), "text": how_late(delay), "scheduled": describe(issue.scheduled_at, settings.tz)}
+
+
 def _print_send_report(report, issue, settings: Settings, *, dry_run: bool, as_json: bool) -> None:
+    accepted_now = report.accepted_now
+    late = None if dry_run else _lateness(issue, settings)
     summary = {
         "issue": report.issue_key,
         "provider": report.provider,
         "dry_run": dry_run,
         "subject": report.variants[0].subject if report.variants else None,
         "articles": len(issue.selection.articles),
+        "article_titles": [a.title for a in issue.selection.articles],
+        "window": {"start": issue.context.window_start.isoformat(), "end": issue.context.window_end.isoformat()},
+        "scheduled_at": issue.scheduled_at.isoformat() if issue.scheduled_at else None,
+        "late_seconds": late["seconds"] if late else 0,
         "variants": [
             {"number": v.number, "key": v.key, "articles": v.articles, "recipients": v.recipients, "html_kb": round(v.html_bytes / 1024, 1), "notes": list(v.notes)}
             for v in report.variants
@@ -200,10 +282,14 @@ def _print_send_report(report, issue, settings: Settings, *, dry_run: bool, as_j
         "recipients": report.recipients,
         "counts": report.counts,
         "sent_now": report.sent_now,
+        "attempted_now": report.sent_now,
+        "accepted_now": accepted_now,
         "requests": report.requests,
         "recovered_unknown": report.recovered,
+        "requeued_rejected": report.requeued,
         "problems": [{"email": p.email, "status": p.status.value, "reason": p.last_error} for p in report.problems],
         "skipped": [p.email for p in report.skipped],
+        "sources_failed": issue.sources_failed,
         "stopped": report.stopped,
         "gave_up": report.gave_up,
     }
@@ -216,19 +302,24 @@ def _print_send_report(report, issue, settings: Settings, *, dry_run: bool, as_j
     if len(report.problems) > shown:
         click.echo(f"... and {len(report.problems) - shown} more: digest status --issue {report.issue_key} lists them all")
     if report.skipped:
-        click.echo(f"{len(report.skipped)} left out on purpose (unsubscribed, bounced or removed while the issue went out)")
+        click.echo(f"{plural(len(report.skipped), 'recipient')} left out on purpose (unsubscribed, bounced or removed while the issue went out)")
     if report.gave_up:
         click.echo(f"stopped early: {report.gave_up}; the rest stay queued: run the same command again later")
     if report.recovered:
-        click.echo(f"{report.recovered} recipients were in flight when a previous run stopped: now unknown (see digest status; --resend-unknown sends them)")
+        click.echo(f"{plural(report.recovered, 'recipient')} in flight when a previous run stopped: now unknown (see digest status; --resend-unknown sends them)")
+    if report.requeued:
+        click.echo(f"{plural(report.requeued, 'rejected recipient')} queued again (--retry-rejected)")
     sizes = ", ".join(f"{v.html_bytes / 1024:.1f}" for v in report.variants)
     counts = ", ".join(f"{n} {status}" for status, n in sorted(report.counts.items()))
     click.echo(f"subject: {summary['subject']}")
     where = f" -> {settings.outbox}/index.html" if report.provider == "outbox" else ""
+    name = "dry run" if dry_run else "issue " + report.issue_key
+    if late:
+        name += f" ({late['text']} late: scheduled {late['scheduled']})"
+    this_run = "" if dry_run else f" ({report.sent_now} attempted through {report.provider} in this run, {accepted_now} accepted)"
     click.echo(
-        f"{'dry run' if dry_run else 'issue ' + report.issue_key}: {report.recipients} recipients in "
-        f"{len(report.variants)} variants, {summary['articles']} articles, HTML {sizes} KB; {counts}"
-        f"{'' if dry_run else f' ({report.sent_now} handed to {report.provider} in this run)'}{where}"
+        f"{name}: {plural(report.recipients, 'recipient')} in {plural(len(report.variants), 'variant')}, "
+        f"{plural(summary['articles'], 'article')}, HTML {sizes} KB; {counts}{this_run}{where}"
     )
 
 
@@ -249,11 +340,13 @@ def status(issue_key, as_json, ledger) -> None:
 
     settings = load_settings(ledger=ledger)
     if not Path(settings.ledger).exists():
-        raise DigestError(f"no ledger at {settings.ledger}: nothing has been sent yet")
+        # Before the first send there is nothing to report, and nothing wrong.
+        _say(as_json, {"issues": []}, f"no issues sent yet (no ledger at {settings.ledger})")
+        return
     with Ledger.from_settings(settings) as book:
         records = [book.get_issue(issue_key)] if issue_key else book.issues()
         if issue_key and records[0] is None:
-            raise DigestError(f"no issue {issue_key} in {settings.ledger}")
+            raise UsageError(f"no issue {issue_key} in {settings.ledger}")
         issues = []
         for record in records:
             problems = [*book.problems(record.key), *[r for r in book.pending(record.key) if r.status.value == "retryable"]]
@@ -273,52 +366,6 @@ def status(issue_key, as_json, ledger) -> None:
         return
     for entry in issues:
         counts = ", ".join(f"{n} {s}" for s, n in sorted(entry["counts"].items())) or "no recipients"
-        click.echo(f"{entry['issue']} ({entry['status']}, {entry['articles']} articles): {counts}")
+        click.echo(f"{entry['issue']} ({entry['status']}, {plural(entry['articles'], 'article')}): {counts}")
         for problem in entry["problems"]:
-            click.echo(f"  {problem['status']}: {problem['email']} after {problem['attempts']} attempt(s): {problem['reason'] or ''}")
-
-
-@click.command("schedule")
-@click.option("--as-of", "as_of", metavar="WHEN", help="Reference time (default now); a naive time is in the site's timezone.")
-@click.option("--subscribers", type=click.Path(path_type=Path), metavar="FILE_OR_DIR", help="A subscriber CSV or a folder of them; replaces the 'subscribers' setting.")
-@click.option("--count", type=click.IntRange(1, 50), default=3, show_default=True, help="How many coming issues to list per frequency.")
-def schedule(as_of, subscribers, count) -> None:
-    """Each frequency readers chose (daily, weekly, monthly): its send time,
-    how many readers it has, the issue a send now would handle, and the
-    next issues with their keys and send times (in the site's timezone and
-    in UTC).
-
-    \b
-    Examples:
-      digest schedule
-      digest schedule --as-of 2026-11-30 --count 5
-    """
-    from digest.audience import load_audience
-    from digest.frequencies import frequency_of
-    from digest.moments import parse_as_of
-    from digest.schedule import CADENCES, current_issue, next_issues, schedule_of
-
-    settings = load_settings(subscribers=subscribers)
-    moment = parse_as_of(as_of, settings.tz) if as_of else datetime.now(UTC)
-    readers: dict[str, int] = {}
-    try:
-        for reader in load_audience(settings).subscribers:
-            readers[frequency_of(reader, settings)] = readers.get(frequency_of(reader, settings), 0) + 1
-    except DigestError as exc:  # no list yet: the times still show
-        warn(str(exc))
-    entries = [settings.schedule] if isinstance(settings.schedule, str) else settings.schedule
-    named = {entry.split()[0].lower() for entry in entries}
-    for cadence in CADENCES:
-        if cadence not in named and not readers.get(cadence):
-            continue
-        plan = schedule_of(settings.schedule, cadence)
-        origin = "" if cadence in named else " (default time: not in the schedule setting)"
-        now = current_issue(plan, moment, settings.tz)
-        click.echo(f"{cadence}: {readers.get(cadence, 0)} readers{origin}; a send now handles {now.key} ({_when(now.scheduled_at, settings)})")
-        for upcoming in next_issues(plan, moment, settings.tz, count):
-            click.echo(f"  next {upcoming.key}: {_when(upcoming.scheduled_at, settings)}")
-
-
-def _when(moment: datetime, settings: Settings) -> str:
-    local = moment.astimezone(settings.tz)
-    return f"{local:%a %Y-%m-%d %H:%M} {settings.timezone}, {moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+            click.echo(f"  {problem['status']}: {problem['email']} after {plural(problem['attempts'], 'attempt')}: {problem['reason'] or ''}")

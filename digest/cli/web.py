@@ -9,6 +9,7 @@ import click
 
 from digest.cli.options import warn
 from digest.settings import load_settings
+from digest.words import plural
 
 
 @click.command()
@@ -51,7 +52,7 @@ def archive(out_dir, ledger) -> None:
     result = write_archive(Path(settings.ledger), out_dir, settings)
     for line in result.warnings:
         warn(line)
-    click.echo(f"{len(result.pages)} issues -> {out_dir / 'index.html'}, {out_dir / 'feed.xml'}")
+    click.echo(f"{plural(len(result.pages), 'issue')} -> {out_dir / 'index.html'}, {out_dir / 'feed.xml'}")
 
 
 @click.command("signup-form")

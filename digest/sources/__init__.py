@@ -9,7 +9,10 @@
 
 Every record goes through :func:`digest.articles.normalize`. A file, feed or
 URL that fails becomes one warning line ``"<where>: <reason>"`` and the rest
-go on; duplicates across sources are dropped by id and by URL, first wins.
+go on. The same article reached twice (by id, or by URL where one of the two
+has no guid of its own) is kept once, first wins, and the other is listed in
+``duplicates``; two entries with guids of their own are two articles even
+when they share a link.
 
 A feed entry without a date of its own is new when first seen, as rss2email
 treats it: it takes the feed's own date, else the feed document's
@@ -33,7 +36,7 @@ from pathlib import Path
 import httpx
 
 from digest import __version__
-from digest.articles import Article, RawArticle, aware, date_problem, normalize, parse_date
+from digest.articles import Article, RawArticle, aware, date_problem, normalize, parse_date, same_article
 from digest.errors import SourceError
 from digest.settings import Settings
 from digest.sources import feeds, jsonfeed, markdown
@@ -51,6 +54,9 @@ class LoadResult:
 
     articles: list[Article]
     warnings: list[str]
+    failed: list[str] = dataclasses.field(default_factory=list)  # "<where>: <reason>" of each file or URL not read
+    duplicates: list[tuple[Article, Article]] = dataclasses.field(default_factory=list)  # (left out, the article kept)
+    every_source_failed: bool = False  # there were sources, and not one file or URL of them could be read
 
 
 @dataclass
@@ -75,23 +81,33 @@ def load_articles(sources: Sequence[str], settings: Settings, *, fetched_at: dat
     response arrives. A planner passes its ``as_of`` so that such entries fall
     in the window ending then (the clock would put them just after it)."""
     result = LoadResult(articles=[], warnings=[])
-    seen: set[str] = set()
+    seen = _Seen()
+    sources_read = 0
     for source in sources:
+        read_one, failed_before, note_dates = False, len(result.failed), 0
         for where, read in _readers(source, fetched_at):
             try:
                 document = read()
             except (SourceError, OSError) as exc:
                 result.warnings.append(f"{where}: {_reason(exc)}")
+                result.failed.append(result.warnings[-1])
                 continue
             except Exception as exc:  # noqa: BLE001 - one bad file must not stop the run
                 log.exception("reading %s", where)
                 result.warnings.append(f"{where}: unexpected error ({type(exc).__name__}: {exc})")
+                result.failed.append(result.warnings[-1])
                 continue
+            read_one = True
             skipped: list[str] = []
             dated_by: list[tuple[datetime, str]] = []
-            unreadable: list[str] = []  # why the dates of entries dated by the feed could not be read
+            unreadable: list[str] = []  # "<entry>": why its date could not be read, per entry dated by the feed
             for raw in document.records:
-                result.warnings.extend(f"{where}: {note}" for note in raw.notes)
+                for note in raw.notes:
+                    if _is_date_problem(note):  # one line each for the first DATE_LINES of a source, then a count
+                        note_dates += 1
+                        if note_dates > DATE_LINES:
+                            continue
+                    result.warnings.append(f"{where}: {note}")
                 try:
                     article = normalize(raw, site_url=settings.site_url, tz=settings.tz)
                 except SourceError as exc:
@@ -100,28 +116,73 @@ def load_articles(sources: Sequence[str], settings: Settings, *, fetched_at: dat
                 if article.published is None and document.modified is not None:
                     dated_by.append(_feed_date(raw, document.modified, settings))
                     if problem := date_problem(raw.date):
-                        unreadable.append(problem)
+                        value = " ".join(raw.date.split())[:60] if isinstance(raw.date, str) else ""
+                        shown = f", date {value!r}" if value and value not in problem else ""
+                        unreadable.append(f"{_entry_name(raw)}{shown}: {problem}")
                     # After normalize, so the id (a hash of title and date when
                     # there is no guid or link) does not change with the mtime.
                     article = dataclasses.replace(article, published=dated_by[-1][0])
-                keys = {article.id, article.url} - {None}
-                if not keys & seen:
-                    seen |= keys
-                    result.articles.append(article)
+                _keep_once(article, raw, result, seen)
             if skipped:
                 noun = "entry" if len(skipped) == 1 else "entries"
                 result.warnings.append(f"{where}: {len(skipped)} {noun} skipped ({skipped[0]})")
             if dated_by:
-                noun = "entry" if len(dated_by) == 1 else "entries"
                 when, how = dated_by[0]
-                if not unreadable:
-                    what = "without a date"
-                elif len(unreadable) == len(dated_by):
-                    what = f"with a date that cannot be read ({unreadable[0]})"
-                else:
-                    what = f"without a readable date ({len(unreadable)} with one that cannot be, e.g. {unreadable[0]})"
-                result.warnings.append(f"{where}: {len(dated_by)} {noun} {what}, dated by the feed's {how} ({when.isoformat()})")
+                dated = f"dated by the feed's {how} ({when.astimezone(settings.tz).isoformat()})"  # the site's zone, as every article time shown
+                # One line per entry whose date cannot be read, naming it and the value, capped.
+                result.warnings.extend(f"{where}: {line}, {dated}" for line in unreadable[:DATE_LINES])
+                if len(unreadable) > DATE_LINES:
+                    result.warnings.append(f"{where}: and {len(unreadable) - DATE_LINES} more entries with a date that cannot be read, {dated}")
+                if undated := len(dated_by) - len(unreadable):
+                    noun = "entry" if undated == 1 else "entries"
+                    result.warnings.append(f"{where}: {undated} {noun} without a date, {dated}")
+        if note_dates > DATE_LINES:
+            result.warnings.append(f"{source}: and {note_dates - DATE_LINES} more with a date that cannot be read")
+        # A source counts as read unless it failed as a whole (an empty folder is a quiet week).
+        sources_read += read_one or len(result.failed) == failed_before
+    result.every_source_failed = bool(sources) and bool(result.failed) and sources_read == 0
     return result
+
+
+DATE_LINES = 5  # per feed: entries whose date cannot be read, one line each, then "and N more"
+
+
+@dataclass
+class _Seen:
+    """The articles kept so far, by id and by URL (see :func:`digest.articles.same_article`)."""
+
+    by_id: dict[str, Article] = dataclasses.field(default_factory=dict)
+    by_url: dict[str, list[Article]] = dataclasses.field(default_factory=dict)
+
+
+def _keep_once(article: Article, raw: RawArticle, result: LoadResult, seen: _Seen) -> None:
+    """Add ``article`` to ``result`` unless an article kept before is the
+    same one (first wins): the same id, or the same URL where either is
+    known by its URL only. Two feed entries with their own guids are two
+    articles even when they share a link (event listings, podcasts); a post
+    in a Markdown folder and the site's own feed entry for it are one."""
+    kept = seen.by_id.get(article.id)
+    if kept is None and article.url:
+        kept = next((other for other in seen.by_url.get(article.url, ()) if same_article(article, other)), None)
+    if kept is not None:
+        result.duplicates.append((article, kept))
+        return
+    seen.by_id[article.id] = article
+    if article.url:
+        seen.by_url.setdefault(article.url, []).append(article)
+    result.articles.append(article)
+
+
+def _is_date_problem(note: str) -> bool:
+    """Whether a reader's note is about a date it could not read (the
+    wording of :func:`digest.articles.date_problem`)."""
+    return "unreadable date" in note or "ambiguous date" in note
+
+
+def _entry_name(raw: RawArticle) -> str:
+    """A feed entry as a warning names it: its title, else its guid, else its link."""
+    name = " ".join((raw.title or "").split()) or (raw.guid or "").strip() or (raw.url or "").strip() or "an entry"
+    return f"entry {name[:80]!r}"
 
 
 def _feed_date(raw: RawArticle, modified: datetime, settings: Settings) -> tuple[datetime, str]:
