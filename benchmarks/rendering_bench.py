@@ -56,10 +56,10 @@ def main() -> None:
     inlined = 0
     original = rendering.inline_css
 
-    def counting(html: str, base: str | None) -> str:
+    def counting(html: str, *args: object) -> str:
         nonlocal inlined
         inlined += 1
-        return original(html, base)
+        return original(html, *args)
 
     rendering.inline_css = counting
     rendered = None

@@ -20,13 +20,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, tzinfo
 from datetime import time as dt_time
 from email.utils import parsedate_to_datetime
-from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 
 import nh3
 
 from digest.errors import SourceError
+from digest.htmltext import html_to_text, prose, text_blocks
+from digest.images import LeadImage, first_body_image, lead_image, pixels
 
 EXCERPT_WORDS = 50  # about 50 words: two or three lines of a digest
 SUMMARY_MAX_WORDS = 60  # a summary longer than this is cut to an excerpt
@@ -39,9 +40,12 @@ WORDS_PER_MINUTE = 230  # a common figure for adult silent reading of prose
 
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
-# Only simple inline markup survives in a summary; links only to the web or mail.
+# Only simple inline markup survives in a summary; links only to the web, mail or a phone.
 SUMMARY_TAGS = {"a", "em", "strong", "b", "i", "code", "br", "p"}
-LINK_SCHEMES = {"http", "https", "mailto"}
+LINK_SCHEMES = {"http", "https", "mailto", "tel"}
+# A tel: URI (RFC 3966 §3): a global number ("+" then digits) or a local one,
+# with the visual separators - . ( ), then ;parameters. Nothing else is a phone.
+TEL_URI = re.compile(r"^tel:\+?[0-9().-]{2,32}(?:;[A-Za-z0-9-]+(?:=[A-Za-z0-9+.()-]+)?)*$", re.IGNORECASE)
 
 
 @dataclass
@@ -54,6 +58,9 @@ class RawArticle:
     ``summary_html`` and ``body_html`` are untrusted HTML. ``base_url`` is what
     relative links resolve against (xml:base, the feed's link or None for
     ``site_url``). ``source`` names the file or URL, for messages.
+    ``image_alt``/``image_width``/``image_height`` describe ``image`` when
+    the source does (raw values: :func:`digest.images.pixels` reads them);
+    ``language`` is the article's or its feed's language, if stated.
     ``feed_date`` is the feed's own date (feed-level updated/lastBuildDate,
     else pubDate), in the same forms as ``date``, or None; the loader dates
     an entry without a date of its own by it (see :mod:`digest.sources`).
@@ -77,6 +84,10 @@ class RawArticle:
     base_url: str | None = None
     feed_date: Any = None
     notes: list[str] = field(default_factory=list)
+    image_alt: str | None = None
+    image_width: Any = None
+    image_height: Any = None
+    language: str | None = None
 
 
 @dataclass(frozen=True)
@@ -91,11 +102,18 @@ class Article:
       the feed's date or modification time; a Markdown post never is.
     - ``tags``: slugs (case-folded, spaces/underscores to hyphens, Unicode
       letters kept), in source order, without duplicates.
-    - ``summary_html``: sanitized HTML (simple inline markup; http/https/mailto
+    - ``summary_html``: sanitized HTML (simple inline markup; http/https/mailto/tel
       links only), safe to put in a template unescaped.
     - ``summary_text``: the same as plain text (entities decoded, curly quotes
       kept), for the text part.
-    - ``url`` and ``image``: absolute URLs or None.
+    - ``url``: an absolute URL or None; ``image``: the lead image
+      (:mod:`digest.images`), an absolute https URL or None, with its own
+      ``image_alt`` and pixel ``image_width``/``image_height`` when the
+      source gave them.
+    - ``tag_names``: the tags as their authors wrote them ("Telescopes &
+      Gear"), one per slug of ``tags``, for showing; ``tags`` are for matching.
+    - ``language``: the article's own language (a BCP 47 tag such as ``ar``)
+      when its source says it, else None.
     - ``reading_minutes``: estimated reading time of the body, at least 1.
     """
 
@@ -110,6 +128,11 @@ class Article:
     image: str | None
     reading_minutes: int
     source: str
+    image_alt: str | None = None
+    image_width: int | None = None
+    image_height: int | None = None
+    language: str | None = None
+    tag_names: tuple[str, ...] = ()
 
 
 # --- tags -------------------------------------------------------------------
@@ -138,7 +161,19 @@ def merge_tags(values: Iterable[Any]) -> tuple[str, ...]:
     ``"Data Structure"`` are), a string (split on commas if it has any, else
     on whitespace, as Jekyll splits ``tags: a b c``) or None.
     """
-    slugs: dict[str, None] = {}
+    return tuple(_tags_as_written(values))
+
+
+def tag_names(values: Iterable[Any]) -> tuple[str, ...]:
+    """The tags of :func:`merge_tags` as their authors wrote them (the first
+    spelling of each slug, whitespace collapsed): ``"Telescopes & Gear"`` for
+    ``telescopes-gear``. Same length and order as ``merge_tags(values)``."""
+    return tuple(_tags_as_written(values).values())
+
+
+def _tags_as_written(values: Iterable[Any]) -> dict[str, str]:
+    """slug -> the first spelling of it, in order."""
+    slugs: dict[str, str] = {}
     for value in values:
         if value is None:
             continue
@@ -150,8 +185,26 @@ def merge_tags(values: Iterable[Any]) -> tuple[str, ...]:
             parts = [value]
         for part in parts:
             if slug := slugify_tag(part):
-                slugs.setdefault(slug)
-    return tuple(slugs)
+                slugs.setdefault(slug, " ".join(str(part).split()))
+    return slugs
+
+
+_LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*$")
+RTL_LANGUAGES = {"ar", "arc", "ckb", "dv", "fa", "he", "iw", "ks", "ku", "ps", "sd", "syr", "ug", "ur", "yi"}
+
+
+def _language(value: Any) -> str | None:
+    """A BCP 47 language tag (``en-US``, ``ar``) from a source, or None when
+    it is not one (``en_US`` is read as ``en-US``)."""
+    text = str(value).strip().replace("_", "-") if isinstance(value, str) else ""
+    return text if _LANGUAGE.match(text) else None
+
+
+def is_rtl(language: str | None) -> bool:
+    """Whether text in ``language`` (a BCP 47 tag) is written right to left:
+    Arabic, Hebrew, Persian, Urdu and the other scripts of
+    :data:`RTL_LANGUAGES`, by the tag's primary subtag."""
+    return bool(language) and language.split("-")[0].lower() in RTL_LANGUAGES
 
 
 # --- dates --------------------------------------------------------------------
@@ -336,91 +389,6 @@ def aware(value: datetime | date | None, tz: tzinfo) -> datetime | None:
     return value if value.tzinfo is not None and value.utcoffset() is not None else value.replace(tzinfo=tz)
 
 
-# --- HTML to text ---------------------------------------------------------------
-
-_BLOCK_TAGS = {
-    "address", "article", "aside", "blockquote", "br", "dd", "details", "div", "dl", "dt",
-    "figcaption", "figure", "footer", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr",
-    "li", "main", "nav", "ol", "p", "pre", "section", "summary", "table", "td", "th", "tr", "ul",
-}  # fmt: skip
-_HIDDEN_TAGS = {"script", "style", "template", "noscript", "svg", "math", "iframe", "object", "head", "title"}
-# Text in these is not prose to quote in an excerpt: headings, code, tables, captions, menus.
-_NOT_PROSE = {"h1", "h2", "h3", "h4", "h5", "h6", "pre", "table", "figure", "figcaption", "nav", "aside"}
-_VOID_TAGS = {"br", "hr"}
-
-
-class _TextBlocks(HTMLParser):
-    """Collects the text of an HTML fragment block by block (entities decoded,
-    whitespace collapsed), noting whether each block is prose."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.blocks: list[tuple[bool, str]] = []
-        self._parts: list[str] = []
-        self._open: list[str] = []
-        self._hidden = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in _HIDDEN_TAGS:
-            self._hidden += 1
-        elif tag in _BLOCK_TAGS:
-            self._flush()
-            if tag not in _VOID_TAGS:
-                self._open.append(tag)
-
-    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in _BLOCK_TAGS:
-            self._flush()
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in _HIDDEN_TAGS:
-            self._hidden = max(0, self._hidden - 1)
-        elif tag in _BLOCK_TAGS:
-            self._flush()
-            if tag in self._open:
-                del self._open[len(self._open) - 1 - self._open[::-1].index(tag) :]
-
-    def handle_data(self, data: str) -> None:
-        if not self._hidden:
-            self._parts.append(data)
-
-    def close(self) -> None:
-        super().close()
-        self._flush()
-
-    def _flush(self) -> None:
-        text = " ".join("".join(self._parts).split())
-        self._parts.clear()
-        if text:
-            self.blocks.append((not _NOT_PROSE.intersection(self._open), text))
-
-
-def text_blocks(fragment: str | None) -> list[tuple[bool, str]]:
-    """The text blocks of an HTML fragment as ``(is_prose, text)`` pairs, in
-    order. Scripts, styles and SVG are left out; entities are decoded."""
-    if not fragment:
-        return []
-    parser = _TextBlocks()
-    parser.feed(fragment)
-    parser.close()
-    return parser.blocks
-
-
-def html_to_text(fragment: str | None) -> str:
-    """Plain text of an HTML fragment on one line (blocks joined by spaces)."""
-    return " ".join(text for _, text in text_blocks(fragment))
-
-
-def prose_text(fragment: str | None) -> str:
-    """The prose of an HTML body (paragraphs, lists, quotes; not headings,
-    code or tables), or all its text when it has no prose."""
-    return _prose(text_blocks(fragment))
-
-
-def _prose(blocks: list[tuple[bool, str]]) -> str:
-    return " ".join(text for prose, text in blocks if prose) or " ".join(text for _, text in blocks)
-
-
 # --- excerpts ---------------------------------------------------------------------
 
 # A sentence ends at . ! ? or … (maybe followed by closing quotes or brackets)
@@ -497,13 +465,16 @@ def absolute_url(value: str | None, base: str | None) -> str | None:
 def sanitize_html(fragment: str, base: str | None) -> str:
     """Untrusted HTML reduced to ``SUMMARY_TAGS`` with nh3 (ammonia): scripts
     and styles dropped with their content, other tags unwrapped, links made
-    absolute against ``base`` and kept only for http/https/mailto, each with
-    ``rel="noopener"``."""
+    absolute against ``base`` and kept only for http/https/mailto/tel, each with
+    ``rel="noopener"``; ``tel:`` links only when they are a phone number
+    (:data:`TEL_URI`)."""
 
     def resolve(tag: str, attribute: str, value: str) -> str | None:
         if tag == "a" and attribute == "href":
             if value.strip().lower().startswith("mailto:"):
                 return value.strip()
+            if value.strip().lower().startswith("tel:"):
+                return value.strip() if TEL_URI.match(value.strip()) else None
             return absolute_url(value, base)
         return value
 
@@ -541,7 +512,7 @@ def normalize(raw: RawArticle, *, site_url: str, tz: tzinfo) -> Article:
     link_base = raw.base_url if absolute_url(raw.base_url, None) else (url or site_url)
 
     body = text_blocks(raw.body_html)  # parsed once: long feed bodies dominate the cost
-    body_text = _prose(body)
+    body_text = prose(body)
     summary_html, summary_text = _summary(raw.summary_html, body_text, link_base)
 
     title = " ".join((raw.title or "").split())
@@ -551,6 +522,8 @@ def normalize(raw: RawArticle, *, site_url: str, tz: tzinfo) -> Article:
         raise SourceError("an entry has no title and no text")
 
     published = aware(parse_date(raw.date), tz)
+    own = LeadImage(raw.image, raw.image_alt, pixels(raw.image_width), pixels(raw.image_height)) if raw.image else None
+    image = lead_image([own, first_body_image(raw.body_html), first_body_image(raw.summary_html)], link_base)
     return Article(
         id=_stable_id(raw.guid, url, title, published, base),
         title=title,
@@ -560,9 +533,14 @@ def normalize(raw: RawArticle, *, site_url: str, tz: tzinfo) -> Article:
         summary_html=summary_html,
         summary_text=summary_text,
         author=" ".join((raw.author or "").split()) or None,
-        image=absolute_url(raw.image, link_base),
+        image=image.url if image else None,
         reading_minutes=reading_minutes(" ".join(text for _, text in body) or summary_text),
         source=raw.source,
+        image_alt=image.alt if image else None,
+        image_width=image.width if image else None,
+        image_height=image.height if image else None,
+        language=_language(raw.language),
+        tag_names=tag_names(raw.tags),
     )
 
 

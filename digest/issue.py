@@ -154,6 +154,7 @@ def plan_issue(
         window_start=window.start,
         window_end=window.end,
         intro_markdown=request.intro_markdown,
+        scheduled_at=scheduled.scheduled_at,
     )
     return Issue(
         context=context,

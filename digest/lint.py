@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from digest.articles import Article
+from digest.articles import TEL_URI, Article
+from digest.budget import html_size
 from digest.messages import MAX_LINE_OCTETS
 from digest.rendering import (
     GMAIL_CLIP_BYTES,
@@ -33,6 +34,8 @@ from digest.rendering import (
 from digest.settings import Settings
 
 Severity = Literal["error", "warning"]
+GMAIL_STYLE_BYTES = 16 * 1024  # Gmail ignores a <style> element above 16 KB (the dark-mode and phone rules with it)
+_STYLE_ELEMENT = re.compile(r"<style\b[^>]*>(.*?)</style\s*>", re.IGNORECASE | re.DOTALL)
 _LEFTOVER = re.compile(r"\{\{|\{%|\{#")  # Jinja delimiters (jinja.palletsprojects.com "Template Designer")
 # An image scaled to its width keeps its proportions with CSS height:auto; no height attribute then.
 _AUTO_HEIGHT = re.compile(r"(?:^|;)\s*height\s*:\s*auto\b", re.IGNORECASE)
@@ -65,9 +68,11 @@ class _Elements(HTMLParser):
         super().__init__(convert_charrefs=True)
         self.images: list[tuple[dict[str, str | None], int]] = []
         self.links: list[tuple[str, int]] = []
+        self.anchors: set[str] = set()  # ids and names: targets of in-email links
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         line = self.getpos()[0]
+        self.anchors.update(value for name, value in attrs if name in ("id", "name") and value)
         if tag == "img":
             self.images.append((dict(attrs), line))
         elif tag == "a":
@@ -86,15 +91,20 @@ def lint_variant(
 
     - HTML size (UTF-8 bytes, after inlining): error above Gmail's ~102 KB
       clip (the footer with the unsubscribe link would be hidden), warning
-      above ``settings.html_budget_kb``;
+      above ``settings.html_budget_kb`` (measured quoted-printable, as
+      :func:`digest.budget.html_size`); warning for a ``<style>`` block over
+      16 KB after inlining (Gmail drops it whole: the phone and dark-mode
+      rules would be lost);
     - images: error without ``alt`` (WCAG 2.2 SC 1.1.1), warning without a
       pixel ``width`` (Outlook shows it at file size) or without a pixel
       ``height`` unless its style says ``height:auto`` (scaled to the
       width), warning for a ``width``/``height`` that is not a bare integer
       (``auto``, ``600px``: invalid HTML), error when the source is
       relative, warning when not https;
-    - links: error when relative or of another scheme than https, http,
-      mailto (email has no base URL), warning for plain http;
+    - links: error when relative (email has no base URL) unless an anchor
+      whose target is in the email, or of another scheme than https, http,
+      mailto, tel (a tel: link must be a phone number, RFC 3966); warning
+      for plain http;
     - template leftovers ``{{``, ``{%``, ``{#`` in subject, preheader, HTML
       or text: error;
     - text part: warning when missing; unsubscribe link: error when the
@@ -108,8 +118,16 @@ def lint_variant(
     size = len(rendered.html.encode("utf-8"))
     if size > GMAIL_CLIP_BYTES:
         findings.append(Finding("error", "size-gmail-clip", f"HTML is {size / 1024:.1f} KB; Gmail clips above 102 KB and hides the footer"))
-    elif settings is not None and size > settings.html_budget_kb * 1024:
-        findings.append(Finding("warning", "size-budget", f"HTML is {size / 1024:.1f} KB, over the {settings.html_budget_kb} KB budget"))
+    elif settings is not None and html_size(rendered.html) > settings.html_budget_kb * 1024:
+        encoded = html_size(rendered.html)
+        findings.append(Finding("warning", "size-budget", f"HTML is {encoded / 1024:.1f} KB transfer-encoded, over the {settings.html_budget_kb} KB budget"))
+
+    for css in _STYLE_ELEMENT.findall(re.sub(r"<!--.*?-->", "", rendered.html, flags=re.DOTALL)):
+        style_size = len(css.encode("utf-8"))
+        if style_size > GMAIL_STYLE_BYTES:
+            findings.append(
+                Finding("warning", "style-too-large", f"a <style> block is {style_size / 1024:.1f} KB after inlining; Gmail ignores one over 16 KB (phone and dark-mode rules lost)")
+            )
 
     where = _Locator(articles, settings)
     elements = _Elements()
@@ -132,7 +150,7 @@ def lint_variant(
         elif scheme != "https":
             findings.append(Finding("warning", "img-insecure", f"image not on https: {src}", where(src, line)))
     for href, line in elements.links:
-        findings.extend(_check_link(href.strip(), where(href, line)))
+        findings.extend(_check_link(href.strip(), where(href, line), elements.anchors))
 
     for part, value in (("subject", rendered.subject), ("preheader", rendered.preheader), ("HTML", rendered.html), ("text", rendered.text)):
         match = _LEFTOVER.search(value)
@@ -156,15 +174,19 @@ def lint_variant(
     return findings
 
 
-def _check_link(href: str, where: str | None) -> list[Finding]:
+def _check_link(href: str, where: str | None, anchors: set[str]) -> list[Finding]:
     if href in HTML_PLACEHOLDERS.values():
         return []  # filled per recipient with an https URL (checked in the message's headers)
     scheme = urlsplit(href).scheme.lower()
+    if href.startswith("#") and href[1:] in anchors:
+        return []  # an anchor whose target is in the email: it stays there
     if not scheme or href.startswith("//"):
         return [Finding("error", "link-relative", f"relative link (email has no base URL): {href or '(empty)'}", where)]
     if scheme == "http":
         return [Finding("warning", "link-insecure", f"link not on https: {href}", where)]
-    if scheme not in ("https", "mailto"):
+    if scheme == "tel" and not TEL_URI.match(href):
+        return [Finding("error", "link-tel", f"tel: link that is not a phone number (RFC 3966): {href}", where)]
+    if scheme not in ("https", "mailto", "tel"):
         return [Finding("error", "link-scheme", f"link with a {scheme}: URL: {href}", where)]
     return []
 

@@ -10,11 +10,13 @@ library (RFC 2047).
 
 from __future__ import annotations
 
+import binascii
 import re
 from datetime import UTC, datetime
 from email import policy
+from email.header import Header
 from email.headerregistry import Address
-from email.message import EmailMessage
+from email.message import EmailMessage, MIMEPart
 from email.utils import make_msgid
 from urllib.parse import urlsplit
 
@@ -24,6 +26,10 @@ from digest.rendering import RenderedVariant, personalize
 from digest.settings import Settings
 
 MAX_LINE_OCTETS = 998  # RFC 5322 §2.1.1, without the CRLF
+# Header lines fold at 76 characters: under RFC 5322's 78, and the email
+# package then makes no encoded-word longer than RFC 2047's 75. Values set
+# raw (a pre-folded List-Unsubscribe) are written as they are.
+HEADER_POLICY = policy.SMTP.clone(max_line_length=76, refold_source="none")
 
 
 class HeaderError(DigestError):
@@ -68,6 +74,19 @@ def list_unsubscribe_headers(recipient: Recipient) -> dict[str, str]:
     }
 
 
+def list_headers(recipient: Recipient, settings: Settings) -> dict[str, str]:
+    """Every list header of ``recipient``'s message, for the MIME message and
+    for SendGrid's personalization alike: :func:`list_unsubscribe_headers`
+    and ``List-Id`` (RFC 2919), each value on one line; none for a
+    transactional message (no unsubscribe link: a sign-up confirmation)."""
+    if not recipient.unsubscribe_url:
+        return {}
+    return {
+        **list_unsubscribe_headers(recipient),
+        "List-Id": _checked("List-Id", list_id(settings, recipient.list_name)),
+    }
+
+
 def list_id(settings: Settings, list_name: str) -> str:
     """``List-Id`` (RFC 2919): the site name and ``<list.host>``, where
     ``list`` is the subscriber list's name made a DNS label."""
@@ -76,16 +95,33 @@ def list_id(settings: Settings, list_name: str) -> str:
     return f"{settings.site_name} <{label}.{host}>"
 
 
-def _transfer_encoding(body: str) -> str | None:
-    """``8bit`` (or ``7bit`` when ASCII) for a body whose lines all fit in
-    998 octets, so the HTML travels at its own size: Gmail's ~102 KB clip
-    counts the message as received, and quoted-printable would add a third
-    (``=`` becomes ``=3D``). None (the library picks quoted-printable or
-    base64) for longer lines. Every SMTP server of our time offers 8BITMIME
-    (RFC 6152)."""
+def _transfer_encoding(body: str, eight_bit: bool) -> str:
+    """``7bit`` for ASCII whose lines all fit in 998 octets (RFC 5322
+    §2.1.1); ``8bit`` for such UTF-8 text when the server said 8BITMIME
+    (RFC 6152), so the HTML travels at its own size; quoted-printable
+    otherwise (RFC 2045 §6.7): a server that never offered 8BITMIME, a
+    dry run's ``.eml`` (any program may read it), or lines too long."""
     if any(len(line.encode("utf-8")) > MAX_LINE_OCTETS for line in body.splitlines()):
-        return None
-    return "7bit" if body.isascii() else "8bit"
+        return "quoted-printable"
+    if body.isascii():
+        return "7bit"
+    return "8bit" if eight_bit else "quoted-printable"
+
+
+def _fold_uris(name: str, value: str) -> str:
+    """A List-Unsubscribe value folded between its URIs when the header does
+    not fit on one line (RFC 2369 §2 allows whitespace there). A URI itself
+    is never broken, nor made an RFC 2047 encoded-word, which mail apps would
+    not read as a URI: a line holding the name and one long URI cannot be
+    folded shorter, so it stays as it is (RFC 5322 §2.1.1 allows up to 998)."""
+    limit = HEADER_POLICY.max_line_length
+    if len(f"{name}: {value}") <= limit:
+        return value
+    uris = [part.strip() for part in re.split(r">\s*,\s*<", value)]  # split between URIs: a comma inside one stays
+    folded = ">,\r\n <".join(uris)
+    first = folded.split("\r\n")[0]
+    # Fold after the colon too when that brings the first URI under the limit.
+    return "\r\n " + folded if len(f"{name}: {first}") > limit >= len(f" {first}") else folded
 
 
 def build_message(
@@ -96,6 +132,7 @@ def build_message(
     issue_key: str,
     message_id_domain: str | None = None,
     date: datetime | None = None,
+    eight_bit: bool = False,
 ) -> EmailMessage:
     """The message ``recipient`` gets for ``rendered`` (personalized).
 
@@ -104,30 +141,62 @@ def build_message(
     ``message_id_domain``, default the sender's domain), Reply-To when set,
     List-Unsubscribe and List-Unsubscribe-Post (RFC 2369, RFC 8058), List-Id
     (RFC 2919), ``Precedence: bulk`` (keeps vacation auto-replies away, RFC
-    3834 §2) and ``X-Digest-Issue``; a recipient without an unsubscribe link
-    gets a transactional message, without the list headers. Serializes with CRLF line ends
-    (``email.policy.SMTP``). Raises :class:`HeaderError` when a header value
-    holds CR or LF or an address is unusable.
+    3834 §2) and ``X-Digest-Issue``. Serializes with CRLF line ends
+    (``email.policy.SMTP``), headers folded at 76 (RFC 5322 §2.1.1: 78 where
+    foldable; RFC 2047 §2: encoded-words of at most 75). Text parts are
+    7bit, or 8bit only when ``eight_bit`` (the SMTP server offered
+    8BITMIME), else quoted-printable. A recipient without an unsubscribe
+    link gets a transactional message, without the list headers. Raises
+    :class:`HeaderError` when a header value holds CR or LF or an address is
+    unusable.
     """
     html, text = personalize(rendered, recipient)
-    # Lines up to 998 (RFC 5322 §2.1.1): at 78 the library turns the long
-    # List-Unsubscribe URL into RFC 2047 encoded words, which RFC 2369 URIs
-    # must not be (mail clients then show no unsubscribe button).
-    message = EmailMessage(policy=policy.SMTP.clone(max_line_length=998))
+    message = EmailMessage(policy=HEADER_POLICY)
     message["From"] = _address("From", settings.sender_name, str(settings.sender_email))
+    # The email package quotes a name with commas or quotes ("Doe, Zoë"), or
+    # encodes it (RFC 2047); SendGrid's ban on , and ; is SendGrid's alone.
     message["To"] = _address("To", recipient.name, recipient.email)
-    message["Subject"] = _checked("Subject", rendered.subject)
+    subject = _checked("Subject", rendered.subject)
+    if subject.isascii():
+        message["Subject"] = subject
+    else:
+        # The email package's own folder can drop a space between two
+        # encoded-words ("Kürbis Kürbis" came back "KürbisKürbis"); the
+        # legacy Header class encodes the spaces inside them (RFC 2047 §5(1)).
+        message.set_raw("Subject", Header(subject, "utf-8", maxlinelen=HEADER_POLICY.max_line_length, header_name="Subject").encode(linesep="\r\n"))
     message["Date"] = date or datetime.now(UTC)
     domain = message_id_domain or str(settings.sender_email).rpartition("@")[2]
     message["Message-ID"] = make_msgid(domain=_checked("Message-ID", domain))
-    if settings.reply_to:
-        message["Reply-To"] = _address("Reply-To", "", str(settings.reply_to))
-    for name, value in list_unsubscribe_headers(recipient).items():
-        message[name] = value
-    if recipient.unsubscribe_url:  # list mail; a transactional message (no unsubscribe link) is not
-        message["List-Id"] = _checked("List-Id", list_id(settings, recipient.list_name))
+    if settings.reply_to_parts:
+        name, email = settings.reply_to_parts
+        message["Reply-To"] = _address("Reply-To", name, email)
+    for name, value in list_headers(recipient, settings).items():
+        if name == "List-Unsubscribe":
+            message.set_raw(name, _fold_uris(name, value))  # folded here, never refolded (HEADER_POLICY)
+        else:
+            message[name] = value
+    if recipient.unsubscribe_url:  # list mail; a transactional message (a sign-up confirmation) is not
         message["Precedence"] = "bulk"
     message["X-Digest-Issue"] = _checked("X-Digest-Issue", issue_key)
-    message.set_content(text, subtype="plain", charset="utf-8", cte=_transfer_encoding(text))
-    message.add_alternative(html, subtype="html", charset="utf-8", cte=_transfer_encoding(html))
+    message["MIME-Version"] = "1.0"
+    message.make_alternative()
+    message.attach(_text_part(text, "plain", eight_bit))
+    message.attach(_text_part(html, "html", eight_bit))
     return message
+
+
+def _text_part(body: str, subtype: str, eight_bit: bool) -> MIMEPart:
+    """A UTF-8 ``text/<subtype>`` part in the encoding :func:`_transfer_encoding`
+    picks. Quoted-printable is made by ``binascii.b2a_qp`` (C, RFC 2045 §6.7:
+    lines of at most 76, ``=`` and bytes over 127 escaped, trailing spaces
+    too): the email package's own encoder is pure Python, and took most of
+    the time of every message of a dry run."""
+    part = MIMEPart(policy=HEADER_POLICY)
+    cte = _transfer_encoding(body, eight_bit)
+    if cte != "quoted-printable":
+        part.set_content(body, subtype=subtype, charset="utf-8", cte=cte)
+        return part
+    part["Content-Type"] = f'text/{subtype}; charset="utf-8"'
+    part["Content-Transfer-Encoding"] = cte
+    part.set_payload(binascii.b2a_qp(body.encode("utf-8"), istext=True).decode("ascii"))
+    return part

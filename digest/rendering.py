@@ -5,7 +5,7 @@ unsubscribe and preferences URLs) are left as placeholders such as
 ``%%digest.html.name%%`` in the rendered HTML and ``%%digest.text.name%%`` in
 the text, and filled per recipient by :func:`personalize` (outbox, SMTP) or by
 SendGrid substitutions built from :func:`substitutions`. The placeholders are
-plain text with no character that autoescaping, premailer or lxml rewrite, and
+plain text with no character that autoescaping or the inliner rewrite, and
 no ``{{``/``{%`` (which would look like template leftovers).
 
 Templates are Jinja2 (autoescape for HTML, StrictUndefined), read from the
@@ -27,13 +27,12 @@ and the footer is never cut. ``RenderedVariant.notes`` says what was done.
 
 from __future__ import annotations
 
-import math
 import re
 import textwrap
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -43,8 +42,10 @@ from markdown_it import MarkdownIt
 from markupsafe import Markup, escape
 
 import digest
-from digest.articles import Article, excerpt, slugify_tag
+from digest.articles import Article, excerpt, is_rtl, slugify_tag
+from digest.budget import Plan, SizeEstimate, final_note, fit_budget, html_size
 from digest.errors import DigestError, SettingsError
+from digest.images import COLUMN_WIDTH, LeadImage, display_size
 from digest.inlining import inline_css
 from digest.personalization import HTML_PLACEHOLDERS, TEXT_PLACEHOLDERS, fill_placeholders
 from digest.recipients import Recipient
@@ -52,12 +53,9 @@ from digest.settings import Settings
 
 GMAIL_CLIP_BYTES = 102 * 1024  # Gmail hides the rest of a message above ~102 KB of HTML
 TEXT_WIDTH = 72  # columns of the text part (RFC 3676 suggests under 78; 72 leaves room for quoting)
-IMAGE_WIDTH = 552  # the 600px column less 2 x 24px of cell padding
-SHORT_EXCERPT_WORDS = 20  # first step of the size budget
+IMAGE_WIDTH = COLUMN_WIDTH  # the 600px column less 2 x 24px of cell padding
 ONE_LINE_CHARS = 80  # the line under a title in the compact layout: with the date, one line at 600px
 PREHEADER_MIN, PREHEADER_MAX = 40, 100  # what inbox previews show (Litmus, Email on Acid)
-MAX_BUDGET_TRIES = 6  # renders per size-budget step, after the first
-KEEP_NEWEST = 5  # the newest articles the size budget leaves in the standard layout while they fit
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")  # what an archive page's file name may not hold
 
 
@@ -76,13 +74,16 @@ class RenderError(DigestError):
 @dataclass(frozen=True)
 class IssueContext:
     """What every variant of one issue shares: its key (e.g. ``2026-W48`` or
-    ``preview``), its time (aware) and window, and the editor's note (Markdown)."""
+    ``preview``), its time (aware) and window, the editor's note (Markdown)
+    and its scheduled send time (aware; None: the end of its window), the
+    date the email shows."""
 
     key: str
     as_of: datetime
     window_start: datetime
     window_end: datetime
     intro_markdown: str | None = None
+    scheduled_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -178,8 +179,13 @@ def _search_path(env: jinja2.Environment) -> str:
 class ArticleView:
     """One article as a template shows it. ``layout`` names the template in
     ``layouts/`` (``standard`` or ``compact``); ``level`` is its heading level;
-    ``excerpt_html`` is safe HTML, ``excerpt_text`` and ``line`` plain text;
-    ``image`` is an https URL or None."""
+    ``tags`` as their authors wrote them; ``excerpt_html`` is safe HTML,
+    ``excerpt_text`` and ``line`` plain text; ``image`` is an https URL or
+    None, with ``image_alt`` (its own, else the title), ``image_width``
+    (pixels: the column, or less when the image is smaller) and
+    ``image_height`` (pixels, or None when its proportions are not known);
+    ``lang`` and ``dir`` are the article's own language and direction when
+    they differ from the issue's (else None)."""
 
     id: str
     title: str
@@ -193,6 +199,11 @@ class ArticleView:
     line: str
     layout: str
     level: int
+    image_alt: str = ""
+    image_width: int = IMAGE_WIDTH
+    image_height: int | None = None
+    lang: str | None = None
+    dir: str | None = None
 
 
 @dataclass(frozen=True)
@@ -205,14 +216,21 @@ class Section:
 
 
 @dataclass(frozen=True)
-class _Plan:
-    """How each article is shown; the size budget changes it step by step."""
+class Logo:
+    """The site's logo in the header: ``url`` and ``dark_url`` (https, the
+    latter None when there is no dark-mode version), ``width`` in pixels,
+    ``alt`` the site's name."""
 
-    excerpt_words: int | None = None  # None: the article's own summary
-    compact: frozenset[str] = frozenset()  # ids in the compact layout
-    linked: frozenset[str] = frozenset()  # ids listed under "More this week"
-    unlisted: frozenset[str] = frozenset()  # ids only counted ("N more articles", a link to the web page)
-    notes: tuple[str, ...] = ()
+    url: str
+    dark_url: str | None
+    width: int
+    alt: str
+
+
+def _logo(settings: Settings) -> Logo | None:
+    if not settings.logo_url:
+        return None
+    return Logo(settings.logo_url, settings.logo_dark_url, settings.logo_width, settings.site_name)
 
 
 def _format_date(moment: datetime | None, settings: Settings) -> str:
@@ -222,10 +240,13 @@ def _format_date(moment: datetime | None, settings: Settings) -> str:
     return f"{local.day} {local:%b %Y}"
 
 
-def _tag_title(entry: str) -> str:
-    """A section heading from a ``sections`` entry: as written, or a slug made readable."""
+def _tag_title(entry: str, written: dict[str, str]) -> str:
+    """A section heading from a ``sections`` entry: as written, else as the
+    articles write the tag, else the slug made readable."""
     if entry != slugify_tag(entry):
         return entry
+    if entry in written:
+        return written[entry]
     text = entry.replace("-", " ")
     return text[:1].upper() + text[1:]
 
@@ -251,7 +272,7 @@ def https(url: str | None) -> str | None:
 _HTTP_HREF = re.compile(r"""(<a\s[^>]*?\bhref=["'])http://""", re.IGNORECASE)
 
 
-def _view(article: Article, plan: _Plan, settings: Settings, level: int) -> ArticleView:
+def _view(article: Article, plan: Plan, settings: Settings, level: int) -> ArticleView:
     date = _format_date(article.published, settings)
     own = " ".join(article.summary_text.split())
     if plan.excerpt_words is None:
@@ -259,23 +280,32 @@ def _view(article: Article, plan: _Plan, settings: Settings, level: int) -> Arti
     else:
         excerpt_text = excerpt(own, words=plan.excerpt_words)
         excerpt_html = escape(excerpt_text)
+    tags = article.tag_names or article.tags
     minutes = f"{article.reading_minutes} min read"
-    meta = " · ".join(part for part in (date, ", ".join(article.tags), minutes) if part)
+    meta = " · ".join(part for part in (date, ", ".join(tags), minutes) if part)
     if article.author:
         meta += f" · {article.author}"
+    image = _secure_image(article.image)
+    width, height = display_size(LeadImage(image or "", None, article.image_width, article.image_height), IMAGE_WIDTH)
+    foreign = article.language and article.language.split("-")[0].lower() != settings.language.split("-")[0].lower()
     return ArticleView(
         id=article.id,
         title=article.title,
         url=https(article.url),
         date=date,
-        tags=article.tags,
+        tags=tags,
         meta=meta,
-        image=_secure_image(article.image),
+        image=image,
         excerpt_html=excerpt_html,
         excerpt_text=excerpt_text,
         line=_one_line(own),
         layout="compact" if article.id in plan.compact else settings.layout,
         level=level,
+        image_alt=article.image_alt or article.title,
+        image_width=width,
+        image_height=height,
+        lang=article.language if foreign else None,
+        dir=("rtl" if is_rtl(article.language) else "ltr") if foreign and is_rtl(article.language) != is_rtl(settings.language) else None,
     )
 
 
@@ -299,19 +329,19 @@ def _groups(articles: Sequence[Article], settings: Settings) -> list[tuple[str |
     return groups
 
 
-def _initial_plan(articles: Sequence[Article], settings: Settings) -> _Plan:
+def _initial_plan(articles: Sequence[Article], settings: Settings) -> Plan:
     """The plan before any size budget: every article in ``settings.layout``,
     except what goes beyond ``articles_per_section`` (listed as links)."""
     limit = settings.articles_per_section
     if limit is None:
-        return _Plan()
+        return Plan()
     overflow = {a.id for _, members in _groups(articles, settings) for a in members[limit:]}
-    return _Plan(linked=frozenset(overflow))
+    return Plan(linked=frozenset(overflow))
 
 
 def _context(
     articles: Sequence[Article],
-    plan: _Plan,
+    plan: Plan,
     context: IssueContext,
     settings: Settings,
     *,
@@ -322,16 +352,20 @@ def _context(
     web_page: bool,
 ) -> dict:
     groups = _groups(articles, settings)
+    written = {slug: name for a in articles for slug, name in zip(a.tags, a.tag_names, strict=False)}  # as authors write them
     level = 3 if any(title for title, _ in groups) else 2
     sections = []
     for title, members in groups:
         shown = [_view(a, plan, settings, level) for a in members if a.id not in plan.linked]
         if shown:
-            sections.append(Section(tag=slugify_tag(title) if title else None, title=_tag_title(title) if title else None, articles=shown))
+            sections.append(Section(tag=slugify_tag(title) if title else None, title=_tag_title(title, written) if title else None, articles=shown))
     more = [_view(a, plan, settings, level) for a in articles if a.id in plan.linked and a.id not in plan.unlisted]
     intro = context.intro_markdown.strip() if context.intro_markdown else ""
     return {
         "lang": settings.language,
+        "dir": "rtl" if is_rtl(settings.language) else "ltr",
+        "column_width": IMAGE_WIDTH,
+        "logo": _logo(settings),
         "subject": subject,
         "preheader": preheader,
         "preheader_spacer": PREHEADER_SPACER,
@@ -343,7 +377,7 @@ def _context(
         "issue_label": _issue_label(context, settings),
         "web_page": web_page,
         "view_url": None if web_page else https(issue_url(settings, context.key)),
-        "topics": ", ".join(sorted(tags)),
+        "topics": ", ".join(sorted(written.get(tag, tag) for tag in tags)),
         "intro_html": Markup(_MARKDOWN.render(intro)) if intro else "",
         "intro_text": _markdown_text(intro),
         "sections": sections,
@@ -355,7 +389,8 @@ def _context(
 
 
 def _issue_label(context: IssueContext, settings: Settings) -> str:
-    date = _format_date(context.as_of, settings)
+    # The issue's own date (when the schedule sends it), not the day it was built.
+    date = _format_date(context.scheduled_at or context.window_end, settings)
     return date if context.key == "preview" else f"{date} · issue {context.key}"
 
 
@@ -484,21 +519,28 @@ def render_variant(
     subject = make_subject(settings.subject_template, site_name=settings.site_name, titles=titles, issue_key=context.key)
     preheader = make_preheader(titles, settings)
 
-    def build(plan: _Plan, placeholders: dict[str, str]) -> dict:
+    def build(plan: Plan, placeholders: dict[str, str]) -> dict:
         return _context(
             articles, plan, context, settings,
             subject=subject, preheader=preheader, tags=tags, placeholders=placeholders, web_page=web_page,
         )
 
-    def render_html(plan: _Plan) -> str:
-        html = inline_css(render_template(env, "digest.html.j2", build(plan, HTML_PLACEHOLDERS)), settings.site_url)
+    def render_raw(plan: Plan) -> str:
+        html = render_template(env, "digest.html.j2", build(plan, HTML_PLACEHOLDERS))
         return _HTTP_HREF.sub(r"\1https://", html)  # links inside summaries, the editor's note, templates
 
+    def inline(raw: str) -> str:
+        return inline_css(raw, settings.site_url, settings.inliner)
+
     plan = _initial_plan(articles, settings)
-    html = render_html(plan)
+    raw = render_raw(plan)
+    html = inline(raw)
     budget = settings.html_budget_kb * 1024
-    if _size(html) > budget and not web_page:  # a web page is not clipped: it shows every article
-        plan, html = _fit_budget(articles, plan, html, budget, render_html, settings)
+    if html_size(html) > budget and not web_page:  # a web page is not clipped: it shows every article
+        estimate = SizeEstimate(raw, html)
+        plan = fit_budget(articles, plan, html_size(html), budget, lambda p: estimate(render_raw(p)), settings)
+        html = inline(render_raw(plan))  # the second and last inlining of this variant
+        plan = replace(plan, notes=(*plan.notes, final_note(html_size(html), budget)))
     text = render_template(env, "digest.txt.j2", build(plan, TEXT_PLACEHOLDERS)).strip() + "\n"
     return RenderedVariant(
         variant_key=variant_key,
@@ -509,112 +551,6 @@ def render_variant(
         article_ids=tuple(a.id for a in articles),
         notes=plan.notes,
     )
-
-
-def _size(html: str) -> int:
-    return len(html.encode("utf-8"))
-
-
-def _oldest_first(articles: Sequence[Article]) -> list[Article]:
-    return sorted(articles, key=lambda a: a.published or datetime.min.replace(tzinfo=UTC))
-
-
-def _fit_budget(
-    articles: Sequence[Article],
-    plan: _Plan,
-    html: str,
-    budget: int,
-    render_html: Callable[[_Plan], str],
-    settings: Settings,
-) -> tuple[_Plan, str]:
-    """Reduce the HTML below ``budget`` bytes in the steps an editor would
-    take, each only as far as needed and oldest articles first: shorter
-    excerpts; the compact layout; "More this week" links; last, the oldest
-    links left out and counted in one "N more articles" link to the issue's
-    web page (:func:`issue_url`, where every article is shown). The newest
-    ``KEEP_NEWEST`` articles keep the standard layout: they go the same way,
-    oldest first, only when they alone are over the budget. The returned
-    plan's ``notes`` say what was done."""
-    initial, start = plan, _size(html)
-    plan = replace(plan, excerpt_words=SHORT_EXCERPT_WORDS)
-    html = render_html(plan)
-    by_age = _oldest_first(articles)
-    for spared in ({a.id for a in by_age[-KEEP_NEWEST:]}, set()):
-        older = [a for a in by_age if a.id not in spared]
-        if _size(html) > budget and settings.layout != "compact":
-            standard = [a for a in older if a.id not in plan.compact | plan.linked]
-            plan, html = _smallest_change(
-                standard, lambda k, p=plan, c=standard: replace(p, compact=p.compact | _ids(c[:k])), html, budget, render_html
-            )
-        if _size(html) > budget:
-            shown = [a for a in older if a.id not in plan.linked]
-            plan, html = _smallest_change(
-                shown, lambda k, p=plan, c=shown: replace(p, linked=p.linked | _ids(c[:k])), html, budget, render_html
-            )
-        if _size(html) > budget:
-            listed = [a for a in older if a.id in plan.linked - plan.unlisted]
-            plan, html = _smallest_change(
-                listed, lambda k, p=plan, c=listed: replace(p, unlisted=p.unlisted | _ids(c[:k])), html, budget, render_html
-            )
-    compact = len(plan.compact - plan.linked)
-    in_full = len(articles) - compact - len(plan.linked)
-    linked = len(plan.linked - initial.linked - plan.unlisted)
-    if compact and in_full:
-        compact_step = f"compact layout for {_oldest(compact)}"
-    else:
-        compact_step = f"compact layout for all {compact} articles left in the email" if compact else ""
-    steps = [
-        f"HTML was {start / 1024:.1f} KB, over the {budget // 1024} KB budget",
-        f"excerpts shortened to about {SHORT_EXCERPT_WORDS} words",
-        compact_step,
-        f"{_oldest(linked)} listed as 'More this week' links" if linked else "",
-        f"{_oldest(len(plan.unlisted))} left out, counted in a link to the issue's web page" if plan.unlisted else "",
-        f"{'now' if _size(html) <= budget else 'still over budget at'} {_size(html) / 1024:.1f} KB",
-    ]
-    return replace(plan, notes=tuple(step for step in steps if step)), html
-
-
-def _oldest(count: int) -> str:
-    return "the oldest article" if count == 1 else f"the {count} oldest articles"
-
-
-def _ids(articles: Sequence[Article]) -> frozenset[str]:
-    return frozenset(a.id for a in articles)
-
-
-def _smallest_change(
-    candidates: Sequence[Article],
-    plan_for: Callable[[int], _Plan],
-    start: str,
-    budget: int,
-    render_html: Callable[[_Plan], str],
-) -> tuple[_Plan, str]:
-    """The plan changing the fewest ``candidates`` (oldest first) whose HTML
-    fits ``budget``, or all of them when even that does not fit. ``start`` is
-    the HTML with none changed (over budget).
-
-    The size falls about linearly with the number changed, so each try
-    interpolates between the largest count known to be over budget and the
-    smallest known to fit (regula falsi): two or three renders, not the
-    seven of a bisection over 100 articles."""
-    best = plan_for(len(candidates))
-    best_html = render_html(best)
-    if not candidates or _size(best_html) > budget:
-        return best, best_html
-    low, low_size = 0, _size(start)  # over budget
-    high, high_size = len(candidates), _size(best_html)  # fits
-    for _ in range(MAX_BUDGET_TRIES):
-        if high - low <= 1:
-            break
-        guess = low + math.ceil((low_size - budget) / (low_size - high_size) * (high - low))
-        guess = min(max(guess, low + 1), high - 1)
-        plan = plan_for(guess)
-        html = render_html(plan)
-        if _size(html) <= budget:
-            high, high_size, best, best_html = guess, _size(html), plan, html
-        else:
-            low, low_size = guess, _size(html)
-    return best, best_html
 
 
 # --- personalization ----------------------------------------------------------------------

@@ -12,9 +12,11 @@ from __future__ import annotations
 import logging
 import tomllib
 import zoneinfo
+from email import policy
 from pathlib import Path
 from typing import Literal
 
+from email_validator import EmailNotValidError, validate_email
 from pydantic import EmailStr, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
@@ -55,7 +57,8 @@ class Settings(BaseSettings):
     site_url: str = "https://example.org/"
     sender_email: EmailStr = "digest@example.org"
     sender_name: str | None = None  # default: site_name
-    reply_to: EmailStr | None = None
+    # An address, or a display name and address: '"Desk, News" <desk@example.org>'.
+    reply_to: str | None = None
     postal_address: str = "Example Digest, 1 Example Street, Springfield"
     timezone: str = "UTC"
 
@@ -72,6 +75,13 @@ class Settings(BaseSettings):
     sections: list[str] = Field(default_factory=list)
     articles_per_section: int | None = Field(default=None, ge=1)
     html_budget_kb: int = Field(default=90, ge=10)
+    # The CSS inliner: css-inline applies the cascade as browsers do; premailer
+    # (the earlier default) does not always (see digest/inlining.py).
+    inliner: Literal["css-inline", "premailer"] = "css-inline"
+    # The site's logo in the header (https), its width in pixels, and a version for dark mode.
+    logo_url: str | None = None
+    logo_width: int = Field(default=200, ge=16, le=552)
+    logo_dark_url: str | None = None
     language: str = "en"  # <html lang> of the digest (WCAG 2.2 SC 3.1.1), a BCP 47 tag
     # Where `digest archive` pages are published, the "view in browser" target
     # ({archive_url}/{issue key}.html); default {site_url}archive/.
@@ -160,6 +170,31 @@ class Settings(BaseSettings):
             self.sender_name = self.site_name
         return self
 
+    @field_validator("reply_to")
+    @classmethod
+    def _reply_to(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if "\r" in value or "\n" in value:
+            raise ValueError("may not contain a line break")
+        header = policy.default.header_factory("Reply-To", value.strip())
+        addresses = header.addresses
+        if len(addresses) != 1 or header.defects or not addresses[0].domain:
+            raise ValueError('needs one address like desk@example.org or "Desk, News" <desk@example.org>')
+        try:
+            validate_email(addresses[0].addr_spec, check_deliverability=False)
+        except EmailNotValidError as exc:
+            raise ValueError(f"{addresses[0].addr_spec!r} is not a usable address ({exc})") from None
+        return str(addresses[0])  # quoted where RFC 5322 needs it: "Desk, News" <desk@example.org>
+
+    @property
+    def reply_to_parts(self) -> tuple[str, str] | None:
+        """``reply_to`` as (display name or "", address), or None when unset."""
+        if not self.reply_to:
+            return None
+        address = policy.default.header_factory("Reply-To", self.reply_to).addresses[0]
+        return address.display_name, address.addr_spec
+
     @field_validator("sendgrid_api_key")
     @classmethod
     def _api_key(cls, value: SecretStr | None) -> SecretStr | None:
@@ -200,6 +235,17 @@ class Settings(BaseSettings):
             return self.default_frequency
         entries = [self.schedule] if isinstance(self.schedule, str) else self.schedule
         return entries[0].split()[0].lower() if len(entries) == 1 else "weekly"
+
+    @field_validator("logo_url", "logo_dark_url")
+    @classmethod
+    def _https_image(cls, value: str | None) -> str | None:
+        # Mail apps block or flag images that are not on https; an email has no base URL.
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if not value.startswith("https://") or any(c in value for c in ' "<>\\\r\n'):
+            raise ValueError("must be an absolute https:// URL of an image")
+        return value
 
     @field_validator("site_url", "sendgrid_host")
     @classmethod

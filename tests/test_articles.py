@@ -218,6 +218,41 @@ def test_sanitize_keeps_simple_markup_and_drops_the_rest():
     assert "big" in clean
 
 
+@pytest.mark.parametrize(
+    ("href", "kept"),
+    [
+        ("tel:+44-20-7946-0000", True),
+        ("tel:+1.555.010.0199", True),
+        ("tel:7042;phone-context=example.org", True),
+        ("TEL:+33(0)1-23-45-67-89", True),
+        ("tel:javascript:alert(1)", False),
+        ("tel:+44 20 7946 0000", False),  # spaces are no part of a tel: URI (RFC 3966)
+        ("tel:%0d%0aBcc:x@example.org", False),
+        ("tel:" + "9" * 200, False),
+        ("tel:", False),
+    ],
+)
+def test_tel_links_survive_the_sanitizer_only_as_phone_numbers(href, kept):
+    clean = sanitize_html(f'<p>Call <a href="{href}">the shop</a>.</p>', "https://feed.example/")
+    assert (f'href="{href}"' in clean) is kept, clean
+    assert "the shop" in clean
+
+
+def test_links_and_emphasis_in_summaries_survive_as_sanitized_inline_markup(settings):
+    fed = normalize(
+        RawArticle(
+            source="t", title="t", base_url="https://feed.example/blog/",
+            summary_html='Read <a href="/guide" onclick="x()">the <em>guide</em></a>, call <a href="tel:+1-555-0100">us</a> or <a href="javascript:x()">not</a>.',
+        ),
+        site_url=settings.site_url, tz=settings.tz,
+    )
+    assert fed.summary_html == (
+        'Read <a href="https://feed.example/guide" rel="noopener">the <em>guide</em></a>, '
+        'call <a href="tel:+1-555-0100" rel="noopener">us</a> or <a rel="noopener">not</a>.'
+    )
+    assert fed.summary_text == "Read the guide, call us or not."
+
+
 def test_relative_links_and_images_become_absolute(settings):
     bundle = normalize(RawArticle(source="t", title="t", slug="Rhubarb Forcing", image="./crowns.jpg"), site_url=settings.site_url, tz=settings.tz)
     assert bundle.url == "https://site.example/blog/Rhubarb%20Forcing/"

@@ -20,7 +20,9 @@ GROUND_FLOOR = {
     "digest.recipients": set(),
     "digest.words": set(),
     "digest.moments": {"digest.errors"},
-    "digest.articles": {"digest.errors", "digest.moments"},
+    "digest.images": set(),
+    "digest.htmltext": set(),
+    "digest.articles": {"digest.errors", "digest.moments", "digest.images", "digest.htmltext"},
 }
 
 

@@ -77,7 +77,7 @@ def test_a_relative_link_in_a_template_is_made_absolute_and_a_bad_scheme_is_an_e
     )
     settings = with_templates(settings_for, tmp_path, {"partials/footer.html.j2": footer})
     rendered = render_variant(articles(2), issue(), settings, variant_key="v1")
-    assert 'href="https://gazette.example.org/contact"' in rendered.html  # premailer's base URL
+    assert 'href="https://gazette.example.org/contact"' in rendered.html  # made absolute against site_url
     findings = lint_variant(rendered, settings=settings)
     assert [(f.code, f.severity) for f in findings] == [("link-scheme", "error")]
     line = next(n for n, text in enumerate(footer.splitlines(), start=1) if "javascript:" in text)
@@ -161,3 +161,30 @@ def test_message_header_and_structure_checks(settings):
     html_only.clear_content()
     html_only.set_content(rendered.html, subtype="html")
     assert "mime-structure" in codes(lint_message(html_only))
+
+
+def test_a_template_with_tel_links_and_an_in_email_anchor_passes_the_built_in_checks(settings_for, tmp_path):
+    """A real send stops on errors (exit 2): tel: links and anchors to a
+    target in the email are not errors; a tel: link that is no phone number is."""
+    footer = default("partials/footer.html.j2").replace(
+        "<p>{{ postal_address }}</p>",
+        '<p id="contact">{{ postal_address }} · <a href="tel:+44-20-7946-0000">+44 20 7946 0000</a> · <a href="#contact">top</a></p>',
+    )
+    settings = with_templates(settings_for, tmp_path, {"partials/footer.html.j2": footer})
+    rendered = render_variant(articles(2), issue(), settings, variant_key="v1")
+    assert 'href="tel:+44-20-7946-0000"' in rendered.html and 'href="#contact"' in rendered.html
+    assert lint_variant(rendered, settings=settings) == []
+    bad = replace(rendered, html=rendered.html.replace("tel:+44-20-7946-0000", "tel:call-me-maybe"))
+    assert [(f.code, f.severity) for f in lint_variant(bad, settings=settings)] == [("link-tel", "error")]
+    missing = replace(rendered, html=rendered.html.replace('href="#contact"', 'href="#nowhere"'))
+    assert [f.code for f in lint_variant(missing, settings=settings)] == ["link-relative"]
+
+
+def test_a_style_block_over_16_kb_after_inlining_is_found(settings_for, tmp_path):
+    rules = "\n".join(f"@media (max-width: {300 + n}px) {{ .cell-{n} {{ padding-left: {n}px; color: #123456 }} }}" for n in range(400))
+    css = default("styles.css") + rules
+    settings = with_templates(settings_for, tmp_path, {"styles.css": css})
+    rendered = render_variant(articles(1), issue(), settings, variant_key="v1")
+    findings = lint_variant(rendered, settings=settings)
+    assert [(f.code, f.severity) for f in findings] == [("style-too-large", "warning")]
+    assert lint_variant(render_variant(articles(1), issue(), settings_for(), variant_key="v1")) == []  # the defaults fit

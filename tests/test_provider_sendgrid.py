@@ -10,7 +10,7 @@ import pytest
 from conftest import SENDGRID_KEY
 
 from digest.errors import ProviderAuthError, SettingsError
-from digest.messages import list_unsubscribe_headers
+from digest.messages import list_headers, list_unsubscribe_headers
 from digest.providers.sendgrid import SendGridProvider
 from digest.recipients import Status
 from digest.rendering import personalize
@@ -227,3 +227,26 @@ def test_a_429_waits_for_the_reset_and_sends_the_same_request_again(
 def test_the_provider_needs_an_api_key(settings_for):
     with pytest.raises(SettingsError, match="sendgrid_api_key"):
         SendGridProvider(settings_for(provider="sendgrid"))
+
+
+def test_every_personalization_carries_the_list_headers_of_the_eml(fake_sendgrid, provider_for, variant, make_recipients):
+    """List-Id, List-Unsubscribe and List-Unsubscribe-Post, as in the
+    message the outbox and SMTP build (RFC 2919, RFC 2369, RFC 8058)."""
+    recipients = make_recipients(4, names=["Doe, Jane", "Zoë", "", "Ann"])
+    provider = provider_for(fake_sendgrid, site_name="The Allotment Gazette", site_url="https://gazette.example.org/")
+    assert [r.status for r in provider.send_batch(variant, recipients, ISSUE)] == [Status.ACCEPTED] * 4
+    (request,) = fake_sendgrid.bodies()
+    personalizations = request["body"]["personalizations"]
+    assert len(personalizations) == 4
+    for personalization, recipient in zip(personalizations, recipients, strict=True):
+        expected = list_headers(recipient, provider.settings)
+        assert expected["List-Id"] == "The Allotment Gazette <main.gazette.example.org>"
+        assert {name: personalization["headers"][name] for name in expected} == expected
+        assert set(expected) == {"List-Id", "List-Unsubscribe", "List-Unsubscribe-Post"}
+
+
+def test_a_reply_to_with_a_display_name_reaches_sendgrid_as_name_and_email(fake_sendgrid, provider_for, variant, make_recipients):
+    provider = provider_for(fake_sendgrid, reply_to='"Desk, News" <desk@gazette.example.org>')
+    assert [r.status for r in provider.send_batch(variant, make_recipients(1), ISSUE)] == [Status.ACCEPTED]
+    (request,) = fake_sendgrid.bodies()
+    assert request["body"]["reply_to"] == {"email": "desk@gazette.example.org", "name": "Desk, News"}

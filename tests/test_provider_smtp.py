@@ -7,7 +7,7 @@ from email import message_from_bytes, policy
 
 import pytest
 from aiosmtpd.smtp import AuthResult
-from conftest import free_port
+from conftest import SMTPHandler, free_port
 
 from digest.errors import ProviderAuthError, SettingsError
 from digest.providers.smtp import SMTPProvider
@@ -207,3 +207,36 @@ def test_starttls_and_implicit_tls_with_login(start_smtp_server, settings_for, t
         provider.close()
     assert [r.status for r in results] == [Status.ACCEPTED] * 2
     assert len(handler.messages) == 2
+
+
+class _No8BitMime(SMTPHandler):
+    """A server that never offers 8BITMIME (RFC 6152), as old relays do."""
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        return [line for line in responses if "8BITMIME" not in line.upper()]
+
+
+def test_a_server_without_8bitmime_gets_7bit_clean_parts_that_decode_to_the_same_text(provider_for, variant, make_recipients):
+    from aiosmtpd.controller import Controller
+
+    handler = _No8BitMime()
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port(), ready_timeout=10)
+    controller.start()
+    try:
+        provider = provider_for(controller.port)
+        (recipient,) = make_recipients(1, names=["Zoë Ünal"])
+        assert [r.status for r in provider.send_batch(variant, [recipient], ISSUE)] == [Status.ACCEPTED]
+        provider.close()
+    finally:
+        controller.stop()
+    (envelope,) = handler.messages
+    assert "BODY=8BITMIME" not in envelope.mail_options
+    raw = envelope.original_content
+    assert max(raw) < 128, "a byte over 127 went to a server that never offered 8BITMIME"
+    message = message_from_bytes(raw, policy=policy.default)
+    plain, html = message.iter_parts()
+    assert {plain["Content-Transfer-Encoding"], html["Content-Transfer-Encoding"]} <= {"quoted-printable", "base64", "7bit"}
+    expected_html, expected_text = personalize(variant, recipient)
+    assert lines(html.get_content()) == lines(expected_html) and "Grüße" in html.get_content()
+    assert lines(plain.get_content()) == lines(expected_text)

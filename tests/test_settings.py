@@ -91,3 +91,23 @@ def test_an_api_key_read_from_a_file_loses_its_newline_and_a_broken_one_is_refus
     with pytest.raises(SettingsError) as caught:
         load_settings()
     assert "'sendgrid_api_key'" in str(caught.value) and "SG.abc" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["desk@example.org\r\nBcc: victim@example.org", '"A" <a@example.org>, b@example.org', "Desk <not an address>", "desk", '"Desk, News" <desk@>'],
+)
+def test_a_reply_to_that_is_not_one_address_is_refused_naming_the_setting(settings_for, value):
+    from digest.errors import SettingsError
+
+    with pytest.raises(SettingsError, match="reply_to"):
+        settings_for(reply_to=value)
+
+
+@pytest.mark.parametrize(
+    ("value", "parts"),
+    [('"Desk, News" <desk@example.org>', ("Desk, News", "desk@example.org")), ("desk@example.org", ("", "desk@example.org")),
+     ("Zoë Desk <desk@example.org>", ("Zoë Desk", "desk@example.org"))],
+)
+def test_a_reply_to_may_carry_a_display_name(settings_for, value, parts):
+    assert settings_for(reply_to=value).reply_to_parts == parts

@@ -113,7 +113,8 @@ def test_the_list_unsubscribe_header_carries_the_url_as_written(settings):
     recipient = recipient_for(person, settings)
     rendered = RenderedVariant(variant_key="v1", subject="Hello", preheader="", html="<p>Hi</p>", text="Hi", article_ids=())
     raw = build_message(rendered, recipient, settings, issue_key="2026-W48").as_bytes()
-    header = next(line for line in raw.split(b"\r\n") if line.startswith(b"List-Unsubscribe:"))
-    # One line, no RFC 2047 encoded words: mail clients read RFC 2369 URIs as they stand.
+    head = raw.split(b"\r\n\r\n", 1)[0].replace(b"\r\n ", b" ")  # unfolded (RFC 5322 §2.2.3)
+    header = next(line for line in head.split(b"\r\n") if line.startswith(b"List-Unsubscribe:"))
+    # No RFC 2047 encoded words: mail clients read RFC 2369 URIs as they stand.
     assert header.decode() == f"List-Unsubscribe: <{recipient.unsubscribe_url}>, <{recipient.unsubscribe_mailto}>"
     assert b"\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n" in raw

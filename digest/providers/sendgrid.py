@@ -56,7 +56,7 @@ from sendgrid.helpers.mail import (
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential, wait_random
 
 from digest.errors import ProviderAuthError, SettingsError
-from digest.messages import list_unsubscribe_headers
+from digest.messages import list_headers
 from digest.personalization import substitutions
 from digest.recipients import Recipient, RecipientResult, Status
 from digest.rendering import RenderedVariant
@@ -277,8 +277,9 @@ class SendGridProvider:
             plain_text_content=PlainTextContent(rendered.text),
             html_content=HtmlContent(rendered.html),
         )
-        if settings.reply_to:
-            mail.reply_to = ReplyTo(str(settings.reply_to))
+        if settings.reply_to_parts:
+            name, email = settings.reply_to_parts
+            mail.reply_to = ReplyTo(email, name or None)
         # custom_args values must be strings (SendGrid answers 400 otherwise).
         mail.add_custom_arg(CustomArg("issue_key", str(issue_key)))
         mail.add_custom_arg(CustomArg("variant_key", str(rendered.variant_key)))
@@ -288,16 +289,16 @@ class SendGridProvider:
         if settings.asm_group_id is not None:
             mail.asm = Asm(GroupId(settings.asm_group_id))
         for index, recipient in enumerate(batch):
-            mail.add_personalization(_personalization(recipient), index=index)
+            mail.add_personalization(_personalization(recipient, settings), index=index)
         return mail.get()
 
 
-def _personalization(recipient: Recipient) -> Personalization:
+def _personalization(recipient: Recipient, settings: Settings) -> Personalization:
     personalization = Personalization()
     personalization.add_to(To(recipient.email, _display_name(recipient.name)))
     for key, value in substitutions(recipient).items():
         personalization.add_substitution(Substitution(key, value))
-    for name, value in list_unsubscribe_headers(recipient).items():
+    for name, value in list_headers(recipient, settings).items():  # List-Id too, as in the .eml
         personalization.add_header(Header(name, value))
     personalization.add_custom_arg(CustomArg("subscriber_id", str(recipient.subscriber_id)))
     return personalization

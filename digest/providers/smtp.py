@@ -100,18 +100,20 @@ class SMTPProvider:
             self._drop(polite=True)
 
     def _send_one(self, rendered: RenderedVariant, recipient: Recipient, issue_key: str) -> RecipientResult:
-        message = build_message(rendered, recipient, self.settings, issue_key=issue_key)
-        message_id = message["Message-ID"]
         for attempt in (1, 2):
             connection = self._connect()
             connection.data_started = False
+            # 8bit parts only to a server that offered 8BITMIME (RFC 6152); else quoted-printable.
+            eight_bit = connection.has_extn("8bitmime")
+            message = build_message(rendered, recipient, self.settings, issue_key=issue_key, eight_bit=eight_bit)
+            message_id = message["Message-ID"]
             try:
                 connection.send_message(
                     message,
                     from_addr=str(self.settings.sender_email),
                     to_addrs=[recipient.email],
                     # RFC 6152: declare the 8bit UTF-8 parts to a server that offers 8BITMIME.
-                    mail_options=("BODY=8BITMIME",) if connection.has_extn("8bitmime") else (),
+                    mail_options=("BODY=8BITMIME",) if eight_bit else (),
                 )
             except smtplib.SMTPRecipientsRefused as exc:
                 code, reply = next(iter(exc.recipients.values()))

@@ -14,8 +14,9 @@ from typing import Any
 
 import feedparser
 
-from digest.articles import SLASH_DATE, RawArticle, absolute_url, html_to_text, parse_date
+from digest.articles import SLASH_DATE, RawArticle, absolute_url, parse_date
 from digest.errors import SourceError
+from digest.htmltext import html_to_text
 
 _HTML_TYPES = {"text/html", "application/xhtml+xml"}
 _ENTRY_FIELDS = ("title", "link", "id", "summary", "content")
@@ -46,7 +47,8 @@ def read_feed(data: bytes, source: str, url: str | None = None) -> list[RawArtic
     # before its pubDate: undated items appeared, at the latest, when it last changed.
     day_first = not str(parsed.feed.get("language", "")).lower().startswith("en-us")
     feed_date = _slash_convention(_date(parsed.feed, keys=("updated", "published")), day_first)
-    return [_entry(entry, source, feed_base, feed_date, day_first) for entry in entries]
+    language = parsed.feed.get("language")
+    return [_entry(entry, source, feed_base, feed_date, day_first, language) for entry in entries]
 
 
 def _why_empty(parsed: Any, data: bytes) -> str:
@@ -72,7 +74,7 @@ def _feed_base(parsed: Any, url: str | None) -> str | None:
     return absolute_url(base, None)
 
 
-def _entry(entry: Any, source: str, feed_base: str | None, feed_date: Any, day_first: bool = True) -> RawArticle:
+def _entry(entry: Any, source: str, feed_base: str | None, feed_date: Any, day_first: bool = True, language: Any = None) -> RawArticle:
     content = entry.get("content") or []
     body = next((part.get("value") for part in content if part.get("value")), None)
     # An entry's own xml:base (Atom) beats the feed's; feedparser records it per text construct.
@@ -94,11 +96,13 @@ def _entry(entry: Any, source: str, feed_base: str | None, feed_date: Any, day_f
         url=entry.get("link") or _alternate(entry),
         # author_detail.name: RSS <author> is "email (Name)"; only the name is for readers.
         author=entry.get("author_detail", {}).get("name") or entry.get("author") or None,
-        image=_image(entry),
+        **_image(entry),
         guid=entry.get("id") or None,
         # Last resort for a feed without any absolute link: a permalink guid (RSS 2.0).
         base_url=entry_base or feed_base or absolute_url(entry.get("id"), None),
         feed_date=feed_date,
+        # An entry's own xml:lang (Atom), else the feed's language.
+        language=(entry.get("title_detail") or {}).get("language") or language,
     )
 
 
@@ -170,19 +174,19 @@ def _has_zone(moment: Any) -> bool:
     return isinstance(moment, datetime) and moment.utcoffset() is not None
 
 
-def _image(entry: Any) -> str | None:
+def _image(entry: Any) -> dict[str, Any]:
     """The first image of media:thumbnail, media:content or an enclosure
-    (image types only: podcasts enclose audio)."""
-    for thumbnail in entry.get("media_thumbnail", []):
-        if thumbnail.get("url"):
-            return thumbnail["url"]
-    for media in entry.get("media_content", []):
-        if _is_image(media.get("url"), media.get("type"), media.get("medium")):
-            return media["url"]
+    (image types only: podcasts enclose audio), as RawArticle fields: its
+    URL, and its width and height when the feed gives them (Media RSS)."""
+    found = next((thumbnail for thumbnail in entry.get("media_thumbnail", []) if thumbnail.get("url")), None)
+    if found is None:
+        found = next((m for m in entry.get("media_content", []) if _is_image(m.get("url"), m.get("type"), m.get("medium"))), None)
+    if found is not None:
+        return {"image": found["url"], "image_width": found.get("width"), "image_height": found.get("height")}
     for link in entry.get("enclosures", []):
         if _is_image(link.get("href"), link.get("type"), None):
-            return link["href"]
-    return None
+            return {"image": link["href"]}
+    return {}
 
 
 def _is_image(url: str | None, mime: str | None, medium: str | None) -> bool:

@@ -4,7 +4,8 @@ does not read.
 Fields used per item: ``id``, ``url`` (else ``external_url``), ``title``,
 ``content_html`` (else ``content_text``), ``summary`` (plain text in the
 spec), ``image`` (else ``banner_image``), ``date_published`` (else
-``date_modified``), ``tags``, ``authors`` (1.1) or ``author`` (1.0). The feed's
+``date_modified``), ``tags``, ``authors`` (1.1) or ``author`` (1.0),
+``language`` (1.1, the item's else the feed's). The feed's
 ``home_page_url`` (else ``feed_url``) is the base of relative links.
 """
 
@@ -37,7 +38,8 @@ def read_json_feed(data: bytes, source: str, url: str | None = None) -> list[Raw
     if not items:
         raise SourceError("the feed has no entries")
     base = _string(feed.get("home_page_url")) or _string(feed.get("feed_url")) or url
-    return [_item(item, source, base) for item in items if isinstance(item, dict)]
+    language = _string(feed.get("language"))  # JSON Feed 1.1: the feed's language (RFC 5646)
+    return [_item(item, source, base, language) for item in items if isinstance(item, dict)]
 
 
 def load_json(data: bytes) -> Any:
@@ -70,7 +72,7 @@ def _scrub(value: Any) -> Any:
     return value
 
 
-def _item(item: dict[str, Any], source: str, base: str | None) -> RawArticle:
+def _item(item: dict[str, Any], source: str, base: str | None, language: str | None = None) -> RawArticle:
     content_html = _string(item.get("content_html"))
     content_text = _string(item.get("content_text"))
     summary = _string(item.get("summary"))
@@ -88,6 +90,7 @@ def _item(item: dict[str, Any], source: str, base: str | None) -> RawArticle:
         # The spec says id is a string; 1.0 feeds in the wild also use numbers.
         guid=str(item["id"]) if isinstance(item.get("id"), (str, int)) and str(item["id"]).strip() else None,
         base_url=base,
+        language=_string(item.get("language")) or language,
     )
 
 

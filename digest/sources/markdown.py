@@ -46,7 +46,8 @@ TITLE_KEYS = ("title", "newstitle")  # newstitle: 11ty's own site
 DATE_KEYS = ("date", "publishDate", "pubDate", "pubDatetime", "published", "created")
 SUMMARY_KEYS = ("summary", "description", "excerpt")
 URL_KEYS = ("url", "permalink", "path")  # path: Zola
-IMAGE_KEYS = ("image", "cover", "coverImage", "cover_image", "featured_image", "ogImage", "ogimageOverride", "images")
+IMAGE_KEYS = ("image", "cover", "coverImage", "cover_image", "featured_image", "thumbnail", "ogImage", "ogimageOverride", "images")
+LANGUAGE_KEYS = ("lang", "language", "locale")
 
 # Template syntax left in Markdown bodies (Liquid, Nunjucks, Hugo shortcodes):
 # not text a reader should see in an excerpt.
@@ -186,6 +187,8 @@ def read_post(path: Path, root: Path | None = None) -> RawArticle | None:
         slug=front.read(("slug",), _text, ", not text") or file_slug,
         author=front.read(("author", "authors"), _names, " with no name in it"),
         image=_image(front),
+        **_image_details(front),
+        language=front.read(LANGUAGE_KEYS, _text, ", not a language tag"),
         guid=None,
         base_url=None,
         notes=front.notes,
@@ -379,6 +382,19 @@ def _image(front: _FrontMatter) -> str | None:
     so the path resolves against site_url); see :func:`_image_path`."""
     found = front.read(IMAGE_KEYS, _image_path, ", not an image path or URL")
     return _TEMPLATE_TAG.sub("", found).strip() or None if found else None
+
+
+def _image_details(front: _FrontMatter) -> dict[str, Any]:
+    """``image_alt``, ``image_width`` and ``image_height`` of an image given
+    as a mapping (Astro ``coverImage: {src, alt}``; ``width``/``height``
+    where a theme has them)."""
+    _, value = front.first(IMAGE_KEYS)
+    if isinstance(value, list):
+        value = value[0] if value else None
+    if not isinstance(value, dict):
+        return {}
+    alt = value.get("alt")
+    return {"image_alt": alt if isinstance(alt, str) else None, "image_width": value.get("width"), "image_height": value.get("height")}
 
 
 def _image_path(value: Any) -> str | None:
