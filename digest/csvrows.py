@@ -4,7 +4,10 @@
 that an edit can rewrite a list keeping the rows it does not touch byte for
 byte; :func:`encoding_problem` tells a UTF-16 or UTF-32 file (as spreadsheets
 save "Unicode text") from UTF-8 before csv turns it into rows of garbage.
-Imports nothing of ours but ``errors``.
+A record csv cannot read (a value over :data:`FIELD_LIMIT` characters, a
+bare CR in an unquoted value) is one row with an ``error``, and reading goes
+on with the next line: one bad row spoils one row, not the list. Imports
+nothing of ours but ``errors``.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import BinaryIO
 
 # How much of a file encoding_problem() looks at.
 SNIFF_BYTES = 64 * 1024
+FIELD_LIMIT = csv.field_size_limit()  # 131,072 characters: csv's own limit, kept per value
 
 
 @dataclass(frozen=True)
@@ -25,12 +29,14 @@ class Row:
     """One CSV record as it stands in its file: ``line`` its first line
     number, ``raw`` its exact bytes (line end and, for the header, any byte
     order mark included), ``fields`` its parsed values (empty for a blank
-    line), ``undecodable`` whether a line of it was not UTF-8."""
+    line), ``undecodable`` whether a line of it was not UTF-8, ``error``
+    why csv could not read it (then ``fields`` is empty), or None."""
 
     line: int
     raw: bytes
     fields: list[str]
     undecodable: bool = False
+    error: str | None = None
 
 
 def read_rows(handle: BinaryIO | Iterable[bytes]) -> Iterator[Row]:
@@ -55,12 +61,29 @@ def read_rows(handle: BinaryIO | Iterable[bytes]) -> Iterator[Row]:
 
     reader = csv.reader(text_lines())
     start = 1
-    for fields in reader:
-        yield Row(start, b"".join(pending), fields, undecodable=any(n >= start for n in bad_lines))
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:  # csv drops the rest of the line and starts afresh on the next
+            yield Row(start, b"".join(pending), [], undecodable=any(n >= start for n in bad_lines), error=_csv_problem(exc))
+        else:
+            yield Row(start, b"".join(pending), fields, undecodable=any(n >= start for n in bad_lines))
         pending.clear()
         start = reader.line_num + 1
     if pending:  # only possible for input csv did not turn into a record
         yield Row(start, b"".join(pending), [])
+
+
+def _csv_problem(exc: csv.Error) -> str:
+    """What a csv error means to whoever edits the list."""
+    text = str(exc)
+    if "field limit" in text:
+        return f"a value longer than {FIELD_LIMIT:,} characters"
+    if "new-line character" in text:
+        return "a line break (CR) inside a value that is not in quotes"
+    return text
 
 
 def encoding_problem(head: bytes) -> str | None:
@@ -69,8 +92,9 @@ def encoding_problem(head: bytes) -> str | None:
 
     A UTF-16 or UTF-32 file (Excel's "Unicode text", Windows tools) decodes
     as text full of NUL characters that csv would happily turn into rows:
-    its byte order mark gives it away, or without one the NUL bytes, which
-    UTF-8 text never holds."""
+    its byte order mark gives it away, or without one the share of NUL
+    bytes. A few NUL bytes in UTF-8 text spoil only their rows (see
+    ``digest.subscribers``), not the file."""
     if head.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):  # before UTF-16: FF FE starts both
         return "looks like UTF-32"
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
@@ -80,7 +104,7 @@ def encoding_problem(head: bytes) -> str | None:
         return None
     if nuls * 5 >= len(head) * 3:  # ASCII in UTF-32 is 3/4 NULs, in UTF-16 1/2
         return "looks like UTF-32"
-    return "looks like UTF-16" if nuls * 4 >= len(head) else "has NUL bytes"
+    return "looks like UTF-16" if nuls * 4 >= len(head) else None
 
 
 def check_utf8(file: Path, handle: BinaryIO) -> str | None:

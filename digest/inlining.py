@@ -47,8 +47,6 @@ from urllib.parse import urljoin
 
 import tinycss2
 
-from digest.personalization import HTML_PLACEHOLDERS
-
 INLINERS = ("css-inline", "premailer")
 
 # State pseudo-classes: a rule with one of them applies only sometimes, so it
@@ -391,13 +389,12 @@ def absolute_links(html: str, base_url: str) -> str:
     target (an ``id`` or ``name``) is in ``html``: an in-email anchor must
     not send the reader to the web."""
     targets = set(_ID_ATTR.findall(html))
-    placeholders = set(HTML_PLACEHOLDERS.values())
 
     def resolve(match: re.Match[str]) -> str:
         value = match.group(3)
         stripped = value.strip()
         # A placeholder is %%...%% (digest.personalization); no relative URL starts with "%%".
-        if not stripped or stripped in placeholders or stripped.startswith("%%") or _SCHEME.match(stripped):
+        if not stripped or stripped.startswith("%%") or _SCHEME.match(stripped):
             return match.group(0)
         if stripped.startswith("#") and stripped[1:] in targets:
             return match.group(0)

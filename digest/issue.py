@@ -19,7 +19,7 @@ from digest.rendering import IssueContext
 from digest.schedule import ScheduledIssue, current_issue, schedule_of, window_since_last_send
 from digest.selection import Selection, Window, make_window, select_articles, select_by_ids
 from digest.settings import Settings
-from digest.sources import DATE_LINES, load_articles
+from digest.sources import DATE_LINES, FeedCache, load_articles
 from digest.subscribers import Problem, Subscriber
 from digest.words import plural
 
@@ -90,6 +90,7 @@ def plan_issue(
     *,
     subscribers: Iterable[Subscriber] | None = None,
     audience: Audience | None = None,
+    feeds: FeedCache | None = None,
 ) -> Issue:
     """Load the articles of ``settings.sources``, select them for ``request``
     and group the audience into variants.
@@ -103,7 +104,9 @@ def plan_issue(
     (one load for the issues of every frequency). With ``request.frequency``
     the issue is that frequency's (its schedule, its readers); with
     ``request.history`` each reader's window starts where the last issue
-    they were sent ended (:mod:`digest.frequencies`). Raises :class:`digest.errors.DigestError` for a
+    they were sent ended (:mod:`digest.frequencies`).; ``feeds``
+    answers for feed URLs without fetching (:class:`digest.sources.FeedCache`,
+    a server's). Raises :class:`digest.errors.DigestError` for a
     bad request (e.g. an empty window); unreadable sources and subscriber rows
     become warnings and problems instead.
     """
@@ -132,7 +135,7 @@ def plan_issue(
         window = Window(request.window_start, scheduled.window_end)
     else:
         window = scheduled.window
-    loaded = load_articles(settings.sources, settings, fetched_at=as_of)
+    loaded = load_articles(settings.sources, settings, fetched_at=as_of, feeds=feeds)
     warnings = list(loaded.warnings)
     if request.article_ids is not None:
         selection, missing = select_by_ids(loaded.articles, request.article_ids, window)

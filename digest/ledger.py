@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from digest.errors import DigestError, LedgerBusyError
+from digest.files import create_private, open_private
 from digest.recipients import Recipient, RecipientResult, Status
 
 if TYPE_CHECKING:
@@ -196,6 +197,7 @@ class Ledger:
         if not self.in_memory and not self.path.parent.is_dir():
             raise DigestError(f"the folder of the ledger {self.path} does not exist: create it, or set 'ledger'")
         try:
+            create_private(self.path)  # SQLite gives its -wal and -shm files the same mode
             self._db = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
             raise DigestError(f"cannot open the ledger {self.path}: {exc}") from None
@@ -280,7 +282,7 @@ class Ledger:
             finally:
                 self._run_lock_handle = None
             return
-        handle = open(self.lock_path, "a+", encoding="ascii")
+        handle = os.fdopen(open_private(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_APPEND), "a+", encoding="ascii")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -604,7 +606,7 @@ def record_events(db: sqlite3.Connection, events: Iterable) -> int:
     delivery row's, as sent in the provider's custom args), ``event``,
     ``event_id`` (the provider's id of the report: SendGrid's
     ``sg_event_id``), ``detail`` (str or None) and ``occurred_at`` (aware
-    datetime or None), e.g. :class:`digest.web.DeliveryEvent`. Events that
+    datetime or None), e.g. :class:`digest.web.webhook.DeliveryEvent`. Events that
     match no delivery row (a test send, mail from another system) are
     skipped; a report recorded before (providers deliver webhooks at least
     once) adds nothing. Returns how many events were new."""

@@ -22,12 +22,11 @@ from urllib.parse import urlsplit
 from digest.articles import TEL_URI, Article
 from digest.budget import html_size
 from digest.messages import MAX_LINE_OCTETS
+from digest.personalization import html_placeholders, text_placeholders
 from digest.rendering import (
     GMAIL_CLIP_BYTES,
-    HTML_PLACEHOLDERS,
     PREHEADER_MAX,
     PREHEADER_MIN,
-    TEXT_PLACEHOLDERS,
     RenderedVariant,
     default_templates_dir,
 )
@@ -149,8 +148,10 @@ def lint_variant(
             findings.append(Finding("error", "img-relative", f"image with a relative source: {src or '(empty)'}", where(src, line)))
         elif scheme != "https":
             findings.append(Finding("warning", "img-insecure", f"image not on https: {src}", where(src, line)))
+    placeholders = html_placeholders(rendered.nonce)
     for href, line in elements.links:
-        findings.extend(_check_link(href.strip(), where(href, line), elements.anchors))
+        if href.strip() not in placeholders.values():  # filled per recipient with an https URL (checked in the headers)
+            findings.extend(_check_link(href.strip(), where(href, line), elements.anchors))
 
     for part, value in (("subject", rendered.subject), ("preheader", rendered.preheader), ("HTML", rendered.html), ("text", rendered.text)):
         match = _LEFTOVER.search(value)
@@ -163,9 +164,9 @@ def lint_variant(
 
     if not rendered.text.strip():
         findings.append(Finding("warning", "text-missing", "no plain-text part"))
-    elif TEXT_PLACEHOLDERS["unsubscribe_url"] not in rendered.text:
+    elif text_placeholders(rendered.nonce)["unsubscribe_url"] not in rendered.text:
         findings.append(Finding("warning", "text-unsubscribe", "the text part has no unsubscribe link"))
-    if not any(href.strip() == HTML_PLACEHOLDERS["unsubscribe_url"] for href, _ in elements.links):
+    if not any(href.strip() == placeholders["unsubscribe_url"] for href, _ in elements.links):
         findings.append(Finding("error", "unsubscribe-missing", "the HTML has no unsubscribe link (CAN-SPAM; Gmail and Yahoo bulk sender rules)"))
     if not PREHEADER_MIN <= len(rendered.preheader) <= PREHEADER_MAX:
         findings.append(
@@ -175,8 +176,6 @@ def lint_variant(
 
 
 def _check_link(href: str, where: str | None, anchors: set[str]) -> list[Finding]:
-    if href in HTML_PLACEHOLDERS.values():
-        return []  # filled per recipient with an https URL (checked in the message's headers)
     scheme = urlsplit(href).scheme.lower()
     if href.startswith("#") and href[1:] in anchors:
         return []  # an anchor whose target is in the email: it stays there

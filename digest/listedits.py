@@ -26,6 +26,7 @@ from pathlib import Path
 
 from digest.csvrows import Row, check_utf8, read_rows
 from digest.errors import DigestError, UsageError
+from digest.files import FILE_MODE
 from digest.subscribers import (
     SUPPRESSING_STATUSES,
     ListReader,
@@ -106,12 +107,13 @@ class _RawList:
         write_atomic(self.path, b"".join(parts) + b"".join(added))
 
 
-def write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes, *, private: bool = False) -> None:
     """Replace ``path`` with ``data`` all at once: readers see the old file or
     the new one, never half of one (a temporary file in the same folder,
     flushed to disk, then ``os.replace``, atomic on POSIX and Windows). The
     old file's permissions are kept; a new file gets those ``open()`` would
-    give it (0666 less the umask: 0644 usually), not mkstemp's private 0600."""
+    give it (0666 less the umask: 0644 usually), not mkstemp's private 0600,
+    unless ``private`` (an export: 0600, see :mod:`digest.files`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
     try:
@@ -119,7 +121,8 @@ def write_atomic(path: Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(handle.name, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_umask())
+        new_mode = FILE_MODE if private else 0o666 & ~_umask()
+        os.chmod(handle.name, path.stat().st_mode & 0o7777 if path.exists() else new_mode)
         os.replace(handle.name, path)
     except BaseException:
         Path(handle.name).unlink(missing_ok=True)

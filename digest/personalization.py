@@ -4,11 +4,22 @@ unsubscribe and preferences links) and the placeholders that stand for them.
 A variant is rendered once with placeholders in place of the per-person
 values; each message fills them in (the outbox and SMTP here, SendGrid
 through its substitutions).
+
+Every render draws a fresh random nonce (64 bits, :func:`new_nonce`) that
+is part of each placeholder (``%%digest.html.email.<nonce>%%``). Content
+(a feed's title, link, image URL; a post's body) is read before the nonce
+exists, so it can never spell a placeholder: text that looks like one stays
+as written in every part, the subject and the headers, for the outbox and
+SMTP as for SendGrid's substitutions (which apply to the whole message).
+Otherwise a feed could put ``%%digest.html.unsubscribe_url%%`` in a remote
+image's URL and collect every reader's address and token when they open
+the email.
 """
 
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Callable
 
 from markupsafe import escape
@@ -16,23 +27,44 @@ from markupsafe import escape
 from digest.recipients import Recipient
 
 PERSON_FIELDS = ("name", "email", "unsubscribe_url", "preferences_url")
-HTML_PLACEHOLDERS = {name: f"%%digest.html.{name}%%" for name in PERSON_FIELDS}
-TEXT_PLACEHOLDERS = {name: f"%%digest.text.{name}%%" for name in PERSON_FIELDS}
-_HTML_PLACEHOLDER = re.compile(r"%%digest\.html\.([a-z_]+)%%")
-_TEXT_PLACEHOLDER = re.compile(r"%%digest\.text\.([a-z_]+)%%")
+_NONCE = re.compile(r"[0-9a-f]{16}")
 
 
-def fill_placeholders(html: str, text: str, recipient: Recipient) -> tuple[str, str]:
+def new_nonce() -> str:
+    """A fresh nonce for one render: 16 hex digits from :mod:`secrets`."""
+    return secrets.token_hex(8)
+
+
+def _checked(nonce: str) -> str:
+    # A variant without a real nonce would make placeholders content can spell.
+    if not _NONCE.fullmatch(nonce):
+        raise ValueError(f"not a placeholder nonce from new_nonce(): {nonce!r}")
+    return nonce
+
+
+def html_placeholders(nonce: str) -> dict[str, str]:
+    """Field name -> its placeholder in the HTML of a render with ``nonce``."""
+    return {name: f"%%digest.html.{name}.{_checked(nonce)}%%" for name in PERSON_FIELDS}
+
+
+def text_placeholders(nonce: str) -> dict[str, str]:
+    """Field name -> its placeholder in the text part of a render with ``nonce``."""
+    return {name: f"%%digest.text.{name}.{_checked(nonce)}%%" for name in PERSON_FIELDS}
+
+
+def fill_placeholders(html: str, text: str, recipient: Recipient, nonce: str) -> tuple[str, str]:
     """(html, text) with ``recipient``'s values in place of the placeholders
-    (HTML-escaped in the HTML, as-is in the text). One pass per part, so a
-    value that looks like a placeholder is never expanded again."""
+    of the render with ``nonce`` (HTML-escaped in the HTML, as-is in the
+    text). One pass per part, so a value that looks like a placeholder is
+    never expanded again; look-alikes without the nonce are left alone."""
     values = person_values(recipient)
     escaped = {name: str(escape(value)) for name, value in values.items()}
+    pattern = re.compile(r"%%digest\.(html|text)\.([a-z_]+)\." + re.escape(_checked(nonce)) + "%%")
 
-    def fill(table: dict[str, str]) -> Callable[[re.Match[str]], str]:
-        return lambda match: table.get(match[1], match[0])
+    def fill(part: str, table: dict[str, str]) -> Callable[[re.Match[str]], str]:
+        return lambda match: table.get(match[2], match[0]) if match[1] == part else match[0]
 
-    return _HTML_PLACEHOLDER.sub(fill(escaped), html), _TEXT_PLACEHOLDER.sub(fill(values), text)
+    return pattern.sub(fill("html", escaped), html), pattern.sub(fill("text", values), text)
 
 
 def person_values(recipient: Recipient) -> dict[str, str]:
@@ -47,11 +79,12 @@ def person_values(recipient: Recipient) -> dict[str, str]:
     }
 
 
-def substitutions(recipient: Recipient) -> dict[str, str]:
-    """SendGrid substitutions for ``recipient``: placeholder -> value, for
-    both parts (the HTML ones escaped). SendGrid's limit is 10,000 bytes of
-    substitutions per personalization (Mail Send "Limitations")."""
+def substitutions(recipient: Recipient, nonce: str) -> dict[str, str]:
+    """SendGrid substitutions for ``recipient`` in a render with ``nonce``:
+    placeholder -> value, for both parts (the HTML ones escaped). SendGrid's
+    limit is 10,000 bytes of substitutions per personalization (Mail Send
+    "Limitations")."""
     values = person_values(recipient)
-    table = {HTML_PLACEHOLDERS[name]: str(escape(value)) for name, value in values.items()}
-    table.update({TEXT_PLACEHOLDERS[name]: value for name, value in values.items()})
+    table = {html_placeholders(nonce)[name]: str(escape(value)) for name, value in values.items()}
+    table.update({text_placeholders(nonce)[name]: value for name, value in values.items()})
     return table

@@ -16,12 +16,13 @@ from __future__ import annotations
 import re
 import shutil
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from digest.errors import DigestError
+from digest.sources import FeedCache
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -193,12 +194,13 @@ class Preview:
     variants: tuple[VariantPreview, ...]
 
 
-def build_preview(settings: Settings, request: IssueRequest) -> Preview:
+def build_preview(settings: Settings, request: IssueRequest, *, feeds: FeedCache | None = None) -> Preview:
     """Plan the issue for ``request`` (:func:`digest.issue.plan_issue`),
     render each variant once (:func:`digest.delivery.render_issue`) and build
     each variant's message for its first subscriber
     (:func:`digest.messages.build_message`), and check both
-    (:mod:`digest.lint`). Sends and writes nothing.
+    (:mod:`digest.lint`). Sends and writes nothing. ``feeds``: see
+    :func:`digest.issue.plan_issue`.
 
     Raises what planning and rendering raise (:class:`DigestError` for bad
     settings, sources or templates).
@@ -210,7 +212,7 @@ def build_preview(settings: Settings, request: IssueRequest) -> Preview:
     from digest.rendering import personalize
     from digest.unsubscribe import recipient_for
 
-    issue = plan_issue(settings, request)
+    issue = plan_issue(settings, request, feeds=feeds)
     variants = []
     for variant, rendered in zip(issue.variants, render_issue(issue, settings), strict=True):
         recipient = recipient_for(variant.subscribers[0], settings)
@@ -323,7 +325,9 @@ def create_preview_app(
     Routes: ``/`` (the page; query ``variant`` number, ``width`` 600 or 375,
     ``scheme`` light or dark), ``/variants/{n}.html`` (variant n's HTML, query
     ``scheme``) and ``/variants/{n}.txt`` (its text part). A setting,
-    article or template problem shows on the page with status 500.
+    article or template problem shows on the page with status 500. Feed
+    URLs are fetched by a background thread (:class:`FeedCache`), never
+    while a request waits: a feed not fetched yet is a warning until it is.
     """
     from jinja2 import Environment, StrictUndefined
     from starlette.applications import Starlette
@@ -333,10 +337,11 @@ def create_preview_app(
 
     page = Environment(autoescape=True, undefined=StrictUndefined).from_string(_PAGE)
     load = settings if callable(settings) else (lambda: settings)
+    feeds = FeedCache(load)  # no request waits on a feed: they are fetched in the background
 
     def current_preview() -> Preview:
         loaded = load()
-        return build_preview(loaded, request_factory(loaded))
+        return build_preview(loaded, request_factory(loaded), feeds=feeds)
 
     def choose(preview: Preview, number: object) -> VariantPreview:
         found = next((v for v in preview.variants if str(v.number) == str(number)), None)
@@ -375,11 +380,18 @@ def create_preview_app(
 
     # Handlers are plain "async def" without awaits: rendering is CPU-bound and
     # one editor at a time reloads the page, so no thread pool is needed.
+    @asynccontextmanager
+    async def lifespan(app):
+        feeds.start()
+        yield
+        feeds.stop()
+
     return Starlette(
         routes=[
             Route("/", index),
             Route("/variants/{number:int}.{part:str}", variant_page),
-        ]
+        ],
+        lifespan=lifespan,
     )
 
 

@@ -2,11 +2,14 @@
 
 Rendering happens once per variant. Per-person values (name, address,
 unsubscribe and preferences URLs) are left as placeholders such as
-``%%digest.html.name%%`` in the rendered HTML and ``%%digest.text.name%%`` in
-the text, and filled per recipient by :func:`personalize` (outbox, SMTP) or by
-SendGrid substitutions built from :func:`substitutions`. The placeholders are
-plain text with no character that autoescaping or the inliner rewrite, and
-no ``{{``/``{%`` (which would look like template leftovers).
+``%%digest.html.name.<nonce>%%`` in the rendered HTML and
+``%%digest.text.name.<nonce>%%`` in the text, with a nonce drawn afresh for
+each render (so content can never spell one: see
+:mod:`digest.personalization`), and filled per recipient by
+:func:`personalize` (outbox, SMTP) or by SendGrid substitutions built from
+:func:`substitutions`. The placeholders are plain text with no character
+that autoescaping or the inliner rewrite, and no ``{{``/``{%`` (which
+would look like template leftovers).
 
 Templates are Jinja2 (autoescape for HTML, StrictUndefined), read from the
 editors' ``templates_dir`` first and the packaged defaults second, so an
@@ -47,7 +50,7 @@ from digest.budget import Plan, SizeEstimate, final_note, fit_budget, html_size
 from digest.errors import DigestError, SettingsError
 from digest.images import COLUMN_WIDTH, LeadImage, display_size
 from digest.inlining import inline_css
-from digest.personalization import HTML_PLACEHOLDERS, TEXT_PLACEHOLDERS, fill_placeholders
+from digest.personalization import fill_placeholders, html_placeholders, new_nonce, text_placeholders
 from digest.recipients import Recipient
 from digest.settings import Settings
 
@@ -89,8 +92,9 @@ class IssueContext:
 @dataclass(frozen=True)
 class RenderedVariant:
     """A variant rendered once: ``html`` (inlined, UTF-8 text) and ``text``
-    carry placeholders for per-person values; ``notes`` says what the size
-    budget changed (empty when nothing)."""
+    carry placeholders for per-person values, made with this render's
+    ``nonce`` (:func:`digest.personalization.new_nonce`); ``notes`` says what
+    the size budget changed (empty when nothing)."""
 
     variant_key: str
     subject: str
@@ -98,6 +102,7 @@ class RenderedVariant:
     html: str
     text: str
     article_ids: tuple[str, ...]
+    nonce: str
     notes: tuple[str, ...] = ()
 
 
@@ -518,6 +523,7 @@ def render_variant(
     titles = [a.title for a in articles]
     subject = make_subject(settings.subject_template, site_name=settings.site_name, titles=titles, issue_key=context.key)
     preheader = make_preheader(titles, settings)
+    nonce = new_nonce()
 
     def build(plan: Plan, placeholders: dict[str, str]) -> dict:
         return _context(
@@ -526,7 +532,7 @@ def render_variant(
         )
 
     def render_raw(plan: Plan) -> str:
-        html = render_template(env, "digest.html.j2", build(plan, HTML_PLACEHOLDERS))
+        html = render_template(env, "digest.html.j2", build(plan, html_placeholders(nonce)))
         return _HTTP_HREF.sub(r"\1https://", html)  # links inside summaries, the editor's note, templates
 
     def inline(raw: str) -> str:
@@ -541,7 +547,7 @@ def render_variant(
         plan = fit_budget(articles, plan, html_size(html), budget, lambda p: estimate(render_raw(p)), settings)
         html = inline(render_raw(plan))  # the second and last inlining of this variant
         plan = replace(plan, notes=(*plan.notes, final_note(html_size(html), budget)))
-    text = render_template(env, "digest.txt.j2", build(plan, TEXT_PLACEHOLDERS)).strip() + "\n"
+    text = render_template(env, "digest.txt.j2", build(plan, text_placeholders(nonce))).strip() + "\n"
     return RenderedVariant(
         variant_key=variant_key,
         subject=subject,
@@ -549,6 +555,7 @@ def render_variant(
         html=html,
         text=text,
         article_ids=tuple(a.id for a in articles),
+        nonce=nonce,
         notes=plan.notes,
     )
 
@@ -559,4 +566,4 @@ def render_variant(
 def personalize(rendered: RenderedVariant, recipient: Recipient) -> tuple[str, str]:
     """(html, text) of ``rendered`` with ``recipient``'s values filled in
     (see :func:`digest.personalization.fill_placeholders`)."""
-    return fill_placeholders(rendered.html, rendered.text, recipient)
+    return fill_placeholders(rendered.html, rendered.text, recipient, rendered.nonce)

@@ -9,6 +9,7 @@ Secrets are ``SecretStr`` so that they never print. A wrong value raises
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import tomllib
 import zoneinfo
@@ -124,10 +125,28 @@ class Settings(BaseSettings):
 
     # Unsubscribe and the web app of `digest serve`.
     secret_key: SecretStr = SecretStr(DEFAULT_SECRET)
+    # Keys being phased out: tokens they signed still verify (digest.tokens).
+    previous_secret_keys: list[SecretStr] = Field(default_factory=list)
     public_url: str | None = None
     unsubscribe_mailto: str | None = None
     serve_host: str = "127.0.0.1"
     serve_port: int = Field(default=8025, ge=1, le=65535)
+    # digest serve against hostile clients: seconds for a request's head (and
+    # its body) to arrive; connections at once (more get 503).
+    serve_request_timeout: float = Field(default=10.0, gt=0)
+    serve_max_connections: int = Field(default=1000, ge=1)
+    # SendGrid's Event Webhook: the largest batch (bytes), the oldest signed
+    # timestamp taken (seconds either way), unsigned events taken without a key.
+    webhook_max_body: int = Field(default=5_000_000, ge=1024)
+    webhook_max_age: float = Field(default=300.0, gt=0)
+    webhook_allow_unsigned: bool = False
+
+    # Fetching feeds over http(s): a total deadline per feed (seconds), the
+    # largest decoded body (bytes), and whether loopback, private, link-local
+    # and multicast addresses may be fetched (intranets, tests).
+    feed_timeout: float = Field(default=30.0, gt=0)
+    feed_max_bytes: int = Field(default=20_000_000, ge=1024)
+    feed_allow_private: bool | list[str] = False
 
     # Sign-up with double opt-in (GET/POST /subscribe, /confirm of `digest serve`).
     signup_list: str | None = None  # the list confirmed readers join; default: default_list, else the only list
@@ -254,6 +273,13 @@ class Settings(BaseSettings):
             raise ValueError("must start with http:// or https://")
         return value
 
+    @field_validator("feed_allow_private")
+    @classmethod
+    def _private_addresses(cls, value: bool | list[str]) -> bool | list[str]:
+        for entry in value if isinstance(value, list) else []:
+            private_address_entry(entry)  # raises ValueError naming the entry
+        return value
+
     @property
     def tz(self) -> zoneinfo.ZoneInfo:
         """The site's time zone as a ``ZoneInfo``."""
@@ -264,6 +290,23 @@ class Settings(BaseSettings):
         """Base of unsubscribe and preferences links: ``public_url`` if set
         (where ``digest serve`` is reachable), else ``site_url``."""
         return (self.public_url or self.site_url).rstrip("/")
+
+
+def private_address_entry(entry: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, int | None]:
+    """(network, port or None) of a ``feed_allow_private`` entry: an address
+    or network, with a port if given (``10.0.0.0/8``, ``127.0.0.1:8080``,
+    ``[::1]:8080``). Raises :class:`ValueError` for anything else."""
+    if entry.startswith("["):
+        network, _, port = entry[1:].partition("]")
+        port = port.removeprefix(":")
+    elif entry.count(":") == 1:
+        network, port = entry.split(":")
+    else:
+        network, port = entry, ""
+    try:
+        return ipaddress.ip_network(network, strict=False), int(port) if port else None
+    except ValueError:
+        raise ValueError(f"{entry!r} is not an address or network, with an optional port (127.0.0.1:8080, 10.0.0.0/8)") from None
 
 
 def _unknown_toml_keys() -> list[str]:

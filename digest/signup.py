@@ -39,6 +39,7 @@ from digest.articles import slugify_tag
 from digest.errors import DigestError
 from digest.listedits import add_subscriber, locked
 from digest.moments import parse_duration
+from digest.personalization import new_nonce
 from digest.recipients import Recipient, Status
 from digest.rendering import RenderedVariant, issue_url, render_template, template_environment
 from digest.subscribers import FREQUENCIES, Subscriber, list_file, normalize_address
@@ -174,7 +175,8 @@ def _send_one(settings: Settings, subject: str, html: str, text: str, recipient:
         provider = OutboxProvider(Path(settings.outbox) / "signup", settings, keep_previous=True)
     else:
         provider = get_provider(settings)
-    message = RenderedVariant(variant_key=kind, subject=subject, preheader="", html=html, text=text, article_ids=())
+    # No placeholders of ours in it, and a fresh nonce: text a reader typed (their name) is never filled in.
+    message = RenderedVariant(variant_key=kind, subject=subject, preheader="", html=html, text=text, article_ids=(), nonce=new_nonce())
     pattern = re.compile(re.escape(recipient.email), re.IGNORECASE)  # the reader's address stays out of the log
     try:
         (result,) = provider.send_batch(message, [recipient], kind)

@@ -189,7 +189,7 @@ class ListReader:
             if unread := unread_columns(header.fields):
                 yield Problem(str(self.file), header.line, f"{plural(len(unread), 'column')} not read, values ignored: {', '.join(map(repr, unread))} (columns read: {KNOWN_COLUMNS})", "column")
             for row in rows:
-                if row.fields or row.undecodable:
+                if row.fields or row.undecodable or row.error:
                     item = self.subscriber(row, where, len(header.fields))
                     if item is not None:
                         yield item
@@ -204,8 +204,12 @@ class ListReader:
         return Problem(str(self.file), line, message)
 
     def subscriber(self, row: Row, where: dict[str, int], width: int) -> Subscriber | Problem | None:
-        if row.undecodable or b"\0" in row.raw:
+        if row.error:
+            return self.problem(row.line, f"{row.error}; row skipped")
+        if row.undecodable:
             return self.problem(row.line, "not UTF-8 text; row skipped")
+        if b"\0" in row.raw:
+            return self.problem(row.line, "a NUL byte (not text); row skipped")
         if len(row.fields) > width:
             return self.problem(
                 row.line,

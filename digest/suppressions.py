@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from digest.errors import DigestError, LedgerBusyError
+from digest.files import create_private
 
 REASONS = ("unsubscribed", "bounced", "spam-report", "manual")
 EVERY_LIST = ""  # stored instead of NULL so that the unique key also holds for global rows
@@ -100,6 +101,7 @@ def connect(path: Path | str) -> sqlite3.Connection:
     Raises :class:`LedgerBusyError` when the file stays locked longer than the
     timeout, :class:`DigestError` when it cannot be opened."""
     try:
+        create_private(Path(path))  # addresses: readable by the owner only
         conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA journal_mode = WAL")

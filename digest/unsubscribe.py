@@ -1,15 +1,17 @@
-"""Signed unsubscribe and preferences links, one per recipient.
+"""Signed unsubscribe and preferences links, one of each per recipient.
 
-A token is the recipient's address and list name (JSON, base64url) signed
-with itsdangerous (HMAC-SHA256 with ``settings.secret_key`` and a salt of our
-own). It cannot
-be forged without the secret, and since it names the address, a token can
-only ever unsubscribe the address it was made for. Tokens do not expire: an
-unsubscribe link must keep working long after the message was sent (CAN-SPAM
-asks for at least 30 days; readers unsubscribe from old issues too).
+A link's token is the recipient's address and list name signed by
+:mod:`digest.tokens` for its purpose: the unsubscribe link's token is
+refused by ``/preferences`` and the other way round (and neither confirms
+a sign-up). It cannot be forged without the secret, and since it names the
+address, a token can only ever act for the address it was made for. Tokens
+do not expire: an unsubscribe link must keep working long after the
+message was sent (CAN-SPAM asks for at least 30 days; readers unsubscribe
+from old issues too).
 
-The same token serves ``/unsubscribe`` (RFC 8058 one-click POST, and a page
-with a button for GET) and ``/preferences`` of ``digest serve``.
+Links sent before tokens named their purpose (one token for both, salt
+``digest.unsubscribe.v1``) keep working for unsubscribing and preferences,
+and for nothing else.
 """
 
 from __future__ import annotations
@@ -23,56 +25,57 @@ from urllib.parse import urlsplit
 
 from itsdangerous import BadData, Signer, base64_decode, base64_encode
 
-from digest.errors import DigestError, SettingsError
+from digest import tokens
+from digest.errors import SettingsError
 from digest.recipients import Recipient
+from digest.tokens import TokenError
 
 if TYPE_CHECKING:
     from digest.settings import Settings
     from digest.subscribers import Subscriber
 
-SALT = "digest.unsubscribe.v1"
+LEGACY_SALT = "digest.unsubscribe.v1"  # links in mail sent before tokens named their purpose
+LINK_PURPOSES = ("unsubscribe", "preferences")
 LOOPBACK_NAMES = {"localhost"}
 
 
-class TokenError(DigestError):
-    """An unsubscribe or preferences token that is malformed or not signed
-    with our secret (forged, altered, or made with another secret)."""
-
-
-@lru_cache(maxsize=4)
-def _signer(secret: str) -> Signer:
-    # A Signer over our own compact payload rather than URLSafeSerializer:
-    # the same HMAC, a quarter of the cost (no zlib attempt per token), which
-    # counts at 100,000 recipients.
-    return Signer(secret, salt=SALT, digest_method=hashlib.sha256)
-
-
-def make_token(settings: Settings, email: str, list_name: str) -> str:
+def make_token(settings: Settings, email: str, list_name: str, purpose: str = "unsubscribe") -> str:
     """A URL-safe token (base64url and dots) naming ``email`` (as given) and
-    ``list_name``."""
-    payload = json.dumps([email, list_name], ensure_ascii=False, separators=(",", ":")).encode()
-    return _signer(settings.secret_key.get_secret_value()).sign(base64_encode(payload)).decode("ascii")
+    ``list_name``, for ``purpose`` (``unsubscribe`` or ``preferences``)."""
+    return tokens.sign(settings, purpose, [email, list_name])
 
 
-def read_token(settings: Settings, token: str) -> tuple[str, str]:
-    """``(email, list_name)`` from a token made by :func:`make_token`.
+def read_token(settings: Settings, token: str, purpose: str = "unsubscribe") -> tuple[str, str]:
+    """``(email, list_name)`` from a token made by :func:`make_token` for
+    ``purpose`` (or an older link token made for both purposes).
 
-    Raises :class:`TokenError` when the token is malformed or its signature
-    does not match. A token must also be exactly the one we would make for
-    its payload: base64 lets the last character of a signature change in
-    its unused low bits and still decode to the same bytes, and we want any
-    altered character to be refused."""
-    invalid = TokenError("this unsubscribe link is not valid (altered or incomplete)")
+    Raises :class:`TokenError` when the token is malformed, altered, signed
+    with another secret or made for another purpose."""
     try:
-        payload = json.loads(base64_decode(_signer(settings.secret_key.get_secret_value()).unsign(token)))
-    except (BadData, UnicodeError, ValueError):  # ValueError covers JSON and base64 errors
-        raise invalid from None
+        payload = tokens.verify(settings, purpose, token)
+    except TokenError:
+        payload = _legacy_payload(settings, token) if purpose in LINK_PURPOSES else None
+        if payload is None:
+            raise
     if not (isinstance(payload, list) and len(payload) == 2 and all(isinstance(p, str) for p in payload)):
-        raise invalid
+        raise TokenError("this link is not valid (altered or incomplete)")
     email, list_name = payload
-    if make_token(settings, email, list_name) != token:
-        raise invalid
     return email, list_name
+
+
+def _legacy_payload(settings: Settings, token: str) -> object | None:
+    """The payload of a link token from before purposes (no timestamp, one
+    salt for both links), or None. Must be exactly the token we would have
+    made, as :func:`digest.tokens.verify` asks."""
+    keys = [key.get_secret_value() for key in settings.previous_secret_keys] + [settings.secret_key.get_secret_value()]
+    signer = Signer(keys, salt=LEGACY_SALT, digest_method=hashlib.sha256)
+    try:
+        raw = signer.unsign(token)
+        if any(base64_encode(base64_decode(part)).decode() != part for part in token.split(".")):
+            return None
+        return json.loads(base64_decode(raw))
+    except (BadData, UnicodeError, ValueError):
+        return None
 
 
 @lru_cache(maxsize=8)
@@ -121,8 +124,9 @@ def unsubscribe_url(settings: Settings, email: str, list_name: str) -> str:
 
 
 def preferences_url(settings: Settings, email: str, list_name: str) -> str:
-    """``{public_url or site_url}/preferences?token=...``, same token rules."""
-    return _link(settings, "preferences", make_token(settings, email, list_name))
+    """``{public_url or site_url}/preferences?token=...``, same rules, with a
+    preferences token."""
+    return _link(settings, "preferences", make_token(settings, email, list_name, "preferences"))
 
 
 def unsubscribe_mailto(settings: Settings) -> str | None:
@@ -141,16 +145,14 @@ def unsubscribe_mailto(settings: Settings) -> str | None:
 
 def recipient_for(subscriber: Subscriber, settings: Settings) -> Recipient:
     """The :class:`Recipient` of ``subscriber``, with their signed
-    unsubscribe and preferences links and the list's mailto address.
-
-    One token serves both links, so it is signed once per subscriber."""
-    token = make_token(settings, subscriber.email, subscriber.list_name)
+    unsubscribe and preferences links (each with its own purpose's token)
+    and the list's mailto address."""
     return Recipient(
         email=subscriber.email,
         name=subscriber.name,
         subscriber_id=subscriber.key,
         list_name=subscriber.list_name,
-        unsubscribe_url=_link(settings, "unsubscribe", token),
-        preferences_url=_link(settings, "preferences", token),
+        unsubscribe_url=unsubscribe_url(settings, subscriber.email, subscriber.list_name),
+        preferences_url=preferences_url(settings, subscriber.email, subscriber.list_name),
         unsubscribe_mailto=unsubscribe_mailto(settings),
     )

@@ -198,7 +198,7 @@ def signup_routes(settings: Settings, page: Callable[..., HTMLResponse], known_t
 
         token = request.query_params.get("token", "")
         try:
-            email, _ = read_token(settings, token)
+            email, _ = read_token(settings, token, "preferences")
         except TokenError as exc:
             return page("error.html", 400, title="Link not valid", message=f"{exc}. Please use the link from one of our emails.")
         if request.method != "POST":  # GET and HEAD (Starlette adds it to GET routes) change nothing

@@ -176,8 +176,11 @@ def smtp_server(start_smtp_server):
 def variant():
     """A rendered variant as rendering makes it: UTF-8 subject, HTML and text
     with the per-person placeholders that personalize()/substitutions() fill."""
-    from digest.personalization import HTML_PLACEHOLDERS, TEXT_PLACEHOLDERS
+    from digest.personalization import html_placeholders, new_nonce, text_placeholders
     from digest.rendering import RenderedVariant
+
+    nonce = new_nonce()
+    HTML_PLACEHOLDERS, TEXT_PLACEHOLDERS = html_placeholders(nonce), text_placeholders(nonce)  # noqa: N806
 
     html = (
         '<!doctype html><html lang="en"><body><table role="presentation" width="600"><tr><td>'
@@ -191,7 +194,7 @@ def variant():
     )
     return RenderedVariant(
         variant_key="v-3f9a", subject="Gazette: Rübe & Kürbis and 2 more", preheader="This week",
-        html=html, text=text, article_ids=("a1", "a2", "a3"),
+        html=html, text=text, article_ids=("a1", "a2", "a3"), nonce=nonce,
     )
 
 
@@ -467,3 +470,60 @@ def stand_in_stats(url: str) -> dict:
     """The /__stats counters of a stand-in started by :func:`stand_in_process`."""
     with urllib.request.urlopen(f"{url}/__stats", timeout=10) as response:
         return json.load(response)
+
+
+@dataclass
+class Served:
+    """A real `digest serve` process on loopback: ``base`` URL, the
+    process (its output, stdout and stderr together, in ``log_path``)."""
+
+    base: str
+    process: subprocess.Popen
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+
+@pytest.fixture
+def start_serve(tmp_path):
+    """``start(**settings)``: `digest serve` as a process on a free loopback
+    port with ``settings`` as DIGEST_* variables (public_url defaults to
+    the server itself), in ``tmp_path``; returns a :class:`Served` once it
+    answers. Terminated after the test."""
+    started = []
+
+    def start(**settings: object) -> Served:
+        port = free_port()
+        env = {name: value for name, value in os.environ.items() if not name.startswith("DIGEST_")}
+        env.update(PYTHONPATH=str(REPO), NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
+        settings.setdefault("public_url", f"http://127.0.0.1:{port}")
+        env.update({f"DIGEST_{name.upper()}": str(value) for name, value in settings.items()})
+        log_path = tmp_path / f"serve-{len(started)}.log"
+        with open(log_path, "w") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "digest", "serve", "--host", "127.0.0.1", "--port", str(port)],
+                cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
+            )
+        served = Served(f"http://127.0.0.1:{port}", process, log_path)
+        started.append(served)
+        deadline = time.monotonic() + 60  # the interpreter and uvicorn starting (a loaded CI machine)
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                pytest.fail(f"digest serve exited: {served.log()}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    return served
+            except OSError:
+                time.sleep(0.05)
+        pytest.fail(f"digest serve did not listen within 60 s: {served.log()}")
+
+    yield start
+    for served in started:
+        if served.process.poll() is None:
+            served.process.terminate()
+            try:
+                served.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                served.process.kill()
+                served.process.wait(timeout=10)

@@ -128,7 +128,7 @@ def test_the_archive_shows_the_issue_as_sent_though_sources_and_templates_change
     address the emails' "View in your browser" link gives."""
     monkeypatch.chdir(write_site(tmp_path))
     handler, port = smtp_server
-    for name, value in {"PROVIDER": "smtp", "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(port), "SMTP_SECURITY": "none", "SECRET_KEY": "archive-test-secret"}.items():
+    for name, value in {"PROVIDER": "smtp", "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(port), "SMTP_SECURITY": "none", "SECRET_KEY": "archive-test-secret-4fJ8qW2zR6tY0pN3"}.items():
         monkeypatch.setenv(f"DIGEST_{name}", value)
     run_cli("send", "--as-of", "2026-12-01T08:00")
     (envelope,) = [e for e in handler.messages if "all@example.org" in e.rcpt_tos]

@@ -256,7 +256,7 @@ from digest.settings import load_settings
 path, url, key, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 settings = load_settings(sendgrid_api_key=key, sendgrid_host=url, sendgrid_retry_wait=0.01)
 provider = SendGridProvider(settings)
-rendered = RenderedVariant("v1", "Weekly", "", "<p>Hello</p>", "Hello", ("a1",))
+rendered = RenderedVariant("v1", "Weekly", "", "<p>Hello</p>", "Hello", ("a1",), "0123456789abcdef")
 
 def person(email):
     return Recipient(email, "", email, "main", "https://example.org/u")

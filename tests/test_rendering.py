@@ -19,10 +19,8 @@ from digest.audience import build_variants
 from digest.budget import html_size
 from digest.errors import SettingsError
 from digest.messages import build_message
-from digest.personalization import substitutions
+from digest.personalization import html_placeholders, substitutions, text_placeholders
 from digest.rendering import (
-    HTML_PLACEHOLDERS,
-    TEXT_PLACEHOLDERS,
     RenderError,
     default_templates_dir,
     personalize,
@@ -89,9 +87,9 @@ def test_editor_templates_override_and_missing_files_come_from_the_defaults(sett
     rendered = render(settings_for(templates_dir=folder), articles(3))
     assert "Grown in our own shed" in rendered.html
     # Everything else is the packaged default: the footer, the layouts, the text part.
-    assert HTML_PLACEHOLDERS["unsubscribe_url"] in rendered.html
+    assert html_placeholders(rendered.nonce)["unsubscribe_url"] in rendered.html
     assert 'class="cell article"' in rendered.html
-    assert TEXT_PLACEHOLDERS["unsubscribe_url"] in rendered.text
+    assert text_placeholders(rendered.nonce)["unsubscribe_url"] in rendered.text
 
 
 def test_an_edited_template_is_read_again_without_a_restart(settings_for, tmp_path):
@@ -110,13 +108,14 @@ def test_an_edited_template_is_read_again_without_a_restart(settings_for, tmp_pa
 
 def test_placeholders_survive_inlining_and_autoescape(settings):
     rendered = render(settings, articles(2))
+    html_ph, text_ph = html_placeholders(rendered.nonce), text_placeholders(rendered.nonce)
     for field in ("name", "email", "unsubscribe_url", "preferences_url"):
-        assert HTML_PLACEHOLDERS[field] in rendered.html
-        assert TEXT_PLACEHOLDERS[field] in rendered.text
+        assert html_ph[field] in rendered.html
+        assert text_ph[field] in rendered.text
     # the inliner made the other links absolute but left the placeholders alone.
-    assert f'href="{HTML_PLACEHOLDERS["unsubscribe_url"]}"' in rendered.html
+    assert f'href="{html_ph["unsubscribe_url"]}"' in rendered.html
     assert "gazette.example.org/%%" not in rendered.html
-    for placeholder in [*HTML_PLACEHOLDERS.values(), *TEXT_PLACEHOLDERS.values()]:
+    for placeholder in [*html_ph.values(), *text_ph.values()]:
         assert "{{" not in placeholder and "{%" not in placeholder
 
 
@@ -134,8 +133,9 @@ def test_personalize_escapes_values_in_html_and_keeps_them_in_text(settings):
 
 def test_a_value_that_looks_like_a_placeholder_is_not_expanded(settings):
     rendered = render(settings, articles(1))
-    html, text = personalize(rendered, recipient(1, name=TEXT_PLACEHOLDERS["email"]))
-    assert TEXT_PLACEHOLDERS["email"] in text  # the name, as given
+    look_alike = text_placeholders(rendered.nonce)["email"]
+    html, text = personalize(rendered, recipient(1, name=look_alike))
+    assert look_alike in text  # the name, as given
     assert "reader1@example.org" in text
 
 
@@ -143,7 +143,7 @@ def test_substitutions_fill_both_parts_as_personalize_does(settings):
     rendered = render(settings, articles(2))
     person = recipient(3, name="Zoë “Z” O’Hara & co")
     html, text = rendered.html, rendered.text
-    for placeholder, value in substitutions(person).items():  # what SendGrid does with them
+    for placeholder, value in substitutions(person, rendered.nonce).items():  # what SendGrid does with them
         html, text = html.replace(placeholder, value), text.replace(placeholder, value)
     assert (html, text) == personalize(rendered, person)
 
@@ -301,7 +301,7 @@ def test_view_in_browser_link_leads_to_the_issues_archive_page_in_both_parts(set
     # At the top: after the hidden preheader, before the masthead and the first article.
     assert body.index('class="preheader"') < link.start() < body.index('class="site-name"') < body.index('class="cell article"')
     lines = rendered.text.splitlines()
-    assert page in lines and lines.index(page) < lines.index("Hi %%digest.text.name%%,")
+    assert page in lines and lines.index(page) < lines.index(f"Hi {text_placeholders(rendered.nonce)['name']},")
 
 
 def test_view_in_browser_defaults_to_the_archive_under_the_site(settings):
@@ -317,7 +317,7 @@ def test_the_web_page_has_no_view_link_and_names_no_reader(settings):
     web = render(settings, articles(3), web_page=True)
     assert "View in your browser" not in web.html and "View it in your browser" not in web.text
     for field in ("email", "unsubscribe_url", "preferences_url"):
-        assert HTML_PLACEHOLDERS[field] not in web.html
+        assert html_placeholders(web.nonce)[field] not in web.html
     assert "Plot 2: notes on compost" in web.html and settings.postal_address in web.html
 
 
@@ -350,7 +350,7 @@ def test_the_budget_changes_the_oldest_articles_first_and_says_so(settings_for):
     assert "Plot 39:" in more  # the oldest is a link
     assert "Plot 0:" not in more  # the newest is not
     assert re.search(r'<h2 class="title"[^>]*><a [^>]*>Plot 0:', rendered.html.split(">More this week<", 1)[0])
-    assert HTML_PLACEHOLDERS["unsubscribe_url"] in rendered.html and settings.postal_address in rendered.html
+    assert html_placeholders(rendered.nonce)["unsubscribe_url"] in rendered.html and settings.postal_address in rendered.html
 
 
 def standard_cells(html: str) -> list[int]:
@@ -386,7 +386,7 @@ def test_when_the_newest_alone_are_over_the_budget_they_go_compact_oldest_first(
     shown = standard_cells(rendered.html)
     assert shown and shown == list(range(len(shown))) and len(shown) < 5  # the newest stay longest
     assert f"Plot {len(shown)}:" in rendered.html.split('class="cell compact"', 1)[1]
-    assert HTML_PLACEHOLDERS["unsubscribe_url"] in rendered.html and "1 Lane, Springfield" in rendered.html
+    assert html_placeholders(rendered.nonce)["unsubscribe_url"] in rendered.html and "1 Lane, Springfield" in rendered.html
 
 
 def test_a_budgeted_email_with_images_and_a_count_link_passes_email_lint(settings_for, tmp_path):

@@ -296,8 +296,8 @@ def test_every_signup_page_and_the_snippet_are_valid_and_labelled(client, settin
     snippet = str(signup_form(settings, TAGS))
     assert check_page(f"<!doctype html><html lang=en><title>t</title>{snippet}</html>") == []
     assert "<script" not in snippet and f'<form method="post" action="{BASE}/subscribe">' in snippet
-    token = make_token(settings, "ada@example.org", "garden")
-    for path in ("/subscribe", f"/preferences?token={token}", f"/unsubscribe?token={token}", f"/forget?token={token}", "/confirm?token=bad"):
+    token, choices = make_token(settings, "ada@example.org", "garden"), make_token(settings, "ada@example.org", "garden", "preferences")
+    for path in ("/subscribe", f"/preferences?token={choices}", f"/unsubscribe?token={token}", f"/forget?token={choices}", "/confirm?token=bad"):
         page = client.get(path)
         assert check_page(page.text) == [], path
 
@@ -325,10 +325,11 @@ def test_welcome_message_links_the_latest_issue_and_carries_unsubscribe(settings
 
 
 def test_preferences_save_a_frequency_and_offer_erasure_with_a_confirmation_step(client, settings):
-    token = make_token(settings, "ada@example.org", "garden")
+    token = make_token(settings, "ada@example.org", "garden", "preferences")
     page = client.get(f"/preferences?token={token}")
-    assert 'value="weekly" checked' in page.text and f"forget?token={token}" in page.text
-    client.post(f"/preferences?token={token}", data={"tag": ["roses"], "frequency": "daily"})
+    assert 'value="weekly" checked' in page.text and f"{BASE}/forget?token={token}" in page.text
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)[1]
+    client.post(f"/preferences?token={token}", data={"tag": ["roses"], "frequency": "daily", "csrf": csrf})
     assert suppressions.get_frequency(settings.ledger, "ada@example.org", "garden") == "daily"
     assert 'value="daily" checked' in client.get(f"/preferences?token={token}").text
 
@@ -347,16 +348,19 @@ def test_preferences_save_a_frequency_and_offer_erasure_with_a_confirmation_step
 def test_after_erasure_old_links_and_late_webhook_reports_do_not_write_the_address_back(client, settings):
     from digest.privacy import forget
 
-    token = make_token(settings, "ada@example.org", "garden")
+    token, choices = make_token(settings, "ada@example.org", "garden"), make_token(settings, "ada@example.org", "garden", "preferences")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', client.get(f"/preferences?token={choices}").text)[1]
     forget(settings, "ada@example.org")
     for answer in (
         client.post(f"/unsubscribe?token={token}", content="List-Unsubscribe=One-Click", headers={"content-type": "application/x-www-form-urlencoded"}),
-        client.post(f"/preferences?token={token}", data={"tag": ["roses"], "frequency": "daily"}),
-        client.get(f"/preferences?token={token}"),
+        client.post(f"/preferences?token={choices}", data={"tag": ["roses"], "frequency": "daily", "csrf": csrf}),
+        client.get(f"/preferences?token={choices}"),
     ):
         assert answer.status_code == 200 and "deleted on request" in answer.text
     bounce = [{"event": "bounce", "email": "Ada@example.org", "type": "bounce", "reason": "gone"}]
-    assert client.post("/webhooks/sendgrid", json=bounce).json()["suppressions"] == 0
+    unsigned = settings.model_copy(update={"webhook_allow_unsigned": True})
+    with TestClient(create_app(unsigned, known_tags=TAGS)) as webhook:
+        assert webhook.post("/webhooks/sendgrid", json=bounce).json()["suppressions"] == 0
     assert b"ada@example.org" not in Path(settings.ledger).read_bytes().lower()
     wal = Path(f"{settings.ledger}-wal")
     assert not wal.exists() or b"ada@example.org" not in wal.read_bytes().lower()

@@ -11,7 +11,7 @@ from digest.errors import SettingsError
 from digest.settings import load_settings
 from digest.subscribers import Subscriber
 from digest.unsubscribe import (
-    SALT,
+    LEGACY_SALT,
     TokenError,
     make_token,
     preferences_url,
@@ -57,7 +57,7 @@ def test_a_token_from_another_secret_or_purpose_is_refused(settings):
     foreign = URLSafeSerializer(settings.secret_key.get_secret_value(), salt="other-purpose").dumps(["ada@example.org", "garden"])
     with pytest.raises(TokenError):
         read_token(settings, foreign)
-    same_salt_other_shape = URLSafeSerializer(settings.secret_key.get_secret_value(), salt=SALT).dumps({"e": "x@example.org"})
+    same_salt_other_shape = URLSafeSerializer(settings.secret_key.get_secret_value(), salt=LEGACY_SALT).dumps({"e": "x@example.org"})
     with pytest.raises(TokenError):
         read_token(settings, same_salt_other_shape)
 
@@ -91,8 +91,8 @@ def test_recipient_for_fills_the_links_and_the_mailto(settings):
         "ada@example.org",
         "garden",
     )
-    for url in (recipient.unsubscribe_url, recipient.preferences_url):
-        assert read_token(settings, url.split("token=", 1)[1]) == ("Ada@example.org", "garden")
+    for url, purpose in ((recipient.unsubscribe_url, "unsubscribe"), (recipient.preferences_url, "preferences")):
+        assert read_token(settings, url.split("token=", 1)[1], purpose) == ("Ada@example.org", "garden")
     assert recipient.unsubscribe_mailto == "mailto:leave@example.org?subject=unsubscribe"
     assert recipient_for(person, settings.model_copy(update={"unsubscribe_mailto": None})).unsubscribe_mailto is None
 
@@ -111,7 +111,7 @@ def test_the_list_unsubscribe_header_carries_the_url_as_written(settings):
     settings = settings.model_copy(update={"unsubscribe_mailto": "mailto:leave@example.org?subject=unsubscribe"})
     person = Subscriber(email="Ada.Lovelace-Byron@example.org", name="Ada", tags=frozenset(), list_name="garden", line=2)
     recipient = recipient_for(person, settings)
-    rendered = RenderedVariant(variant_key="v1", subject="Hello", preheader="", html="<p>Hi</p>", text="Hi", article_ids=())
+    rendered = RenderedVariant(variant_key="v1", subject="Hello", preheader="", html="<p>Hi</p>", text="Hi", article_ids=(), nonce="0123456789abcdef")
     raw = build_message(rendered, recipient, settings, issue_key="2026-W48").as_bytes()
     head = raw.split(b"\r\n\r\n", 1)[0].replace(b"\r\n ", b" ")  # unfolded (RFC 5322 §2.2.3)
     header = next(line for line in head.split(b"\r\n") if line.startswith(b"List-Unsubscribe:"))

@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import base64
 import json
-import os
+import re
 import shutil
-import socket
 import sqlite3
-import subprocess
-import sys
 import time
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
@@ -30,7 +27,8 @@ from digest.ledger import SCHEMA_VERSION, DeliveryStatus, Ledger
 from digest.recipients import Recipient, RecipientResult, Status
 from digest.settings import load_settings
 from digest.unsubscribe import make_token
-from digest.web import SIGNATURE_HEADER, TIMESTAMP_HEADER, create_app
+from digest.web import create_app
+from digest.web.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER
 
 REPO = Path(__file__).resolve().parents[1]
 V1_LEDGER = REPO / "tests" / "fixtures" / "ledger-v1.db"
@@ -45,8 +43,9 @@ def settings(tmp_path):
         "email,name,tags\nAda@example.org,Ada,roses\nbob@example.org,Bob,bees\ncy@example.org,Cy,\n", encoding="utf-8"
     )
     return load_settings(
-        secret_key="web-test-secret-" + "z" * 20,
+        secret_key="web-test-secret-Qm7v2Kx9Lp4Rt8Wz3Nc6",
         public_url="http://127.0.0.1:8025",
+        webhook_allow_unsigned=True,
         subscribers=lists,
         ledger=tmp_path / "digest.db",
         sources=[],
@@ -80,18 +79,30 @@ def test_one_click_post_suppresses_exactly_that_address(client, settings):
     assert [s.email for s in audience.subscribers] == ["bob@example.org", "cy@example.org"]
 
 
-def test_an_empty_post_also_unsubscribes_and_repeating_is_harmless(client, settings):
+def test_only_the_one_click_body_unsubscribes_and_repeating_it_is_harmless(client, settings):
     token = make_token(settings, "bob@example.org", "garden")
+    for body in (b"", b"List-Unsubscribe=Later", b"x" * 100):
+        assert client.post(f"/unsubscribe?token={token}", content=body, headers=ONE_CLICK).status_code == 400
+    assert rows(settings) == []
     for _ in range(3):
-        assert client.post(f"/unsubscribe?token={token}").status_code == 200
-    assert rows(settings) == [("bob@example.org", "unsubscribed", "one-click", "garden")]
+        assert client.post(f"/unsubscribe?token={token}", content="List-Unsubscribe=One-Click", headers=ONE_CLICK).status_code == 200
+    # RFC 8058 §3.1 allows multipart/form-data too; the body without a form type is read as it stands.
+    plain = make_token(settings, "Ada@example.org", "garden")
+    assert client.post(f"/unsubscribe?token={plain}", content="List-Unsubscribe=One-Click", headers={"content-type": "text/plain"}).status_code == 200
+    other = make_token(settings, "cy@example.org", "garden")
+    assert client.post(f"/unsubscribe?token={other}", files={"List-Unsubscribe": (None, "One-Click")}).status_code == 200
+    assert rows(settings) == [
+        ("Ada@example.org", "unsubscribed", "one-click", "garden"),
+        ("bob@example.org", "unsubscribed", "one-click", "garden"),
+        ("cy@example.org", "unsubscribed", "one-click", "garden"),
+    ]
 
 
 def test_get_shows_a_button_that_posts_and_unsubscribes_no_one(client, settings):
     token = make_token(settings, "cy@example.org", "garden")
     page = client.get(f"/unsubscribe?token={token}")
     assert page.status_code == 200
-    assert f'<form method="post" action="unsubscribe?token={token}">' in page.text
+    assert f'<form method="post" action="http://127.0.0.1:8025/unsubscribe?token={token}">' in page.text
     assert "<button" in page.text and "cy@example.org" in page.text
     assert rows(settings) == []
     client.post(f"/unsubscribe?token={token}", content="List-Unsubscribe=One-Click&via=page", headers=ONE_CLICK)
@@ -121,13 +132,17 @@ def test_a_page_escapes_what_the_token_carries(client, settings):
 # Preferences --------------------------------------------------------------------------------------
 
 
+def csrf_of(page: str) -> str:
+    return re.search(r'name="csrf" value="([^"]+)"', page)[1]
+
+
 def test_preferences_offer_known_tags_and_are_applied_over_the_csv(client, settings):
-    token = make_token(settings, "ada@example.org", "garden")
+    token = make_token(settings, "ada@example.org", "garden", "preferences")
     page = client.get(f"/preferences?token={token}")
     assert page.status_code == 200
     assert 'value="roses" checked' in page.text  # the CSV row's choice
     assert 'value="bees">' in page.text  # a tag another reader chose
-    saved = client.post(f"/preferences?token={token}", data={"tag": ["bees", "Roses", "not-offered"]})
+    saved = client.post(f"/preferences?token={token}", data={"tag": ["bees", "Roses", "not-offered"], "csrf": csrf_of(page.text)})
     assert saved.status_code == 200 and "Saved" in saved.text
     assert suppressions.get_preferences(settings.ledger, "Ada@example.org", "garden") == {"bees", "roses"}
     assert 'value="bees" checked' in saved.text
@@ -138,7 +153,7 @@ def test_preferences_offer_known_tags_and_are_applied_over_the_csv(client, setti
 def test_preferences_offer_the_articles_tags_too(settings, tmp_path):
     app = create_app(settings, known_tags={"roses", "compost", "pruning"})
     with TestClient(app) as client:
-        page = client.get(f"/preferences?token={make_token(settings, 'bob@example.org', 'garden')}").text
+        page = client.get(f"/preferences?token={make_token(settings, 'bob@example.org', 'garden', 'preferences')}").text
     assert all(f'value="{tag}"' in page for tag in ("compost", "pruning", "roses", "bees"))
 
 
@@ -152,8 +167,10 @@ def key_pair():
     return private, base64.b64encode(public).decode()
 
 
-def signed(private, payload: bytes, timestamp: str = "1764410000") -> dict[str, str]:
-    """Headers as SendGrid sends them: ECDSA P-256 / SHA-256 over timestamp + body, DER, base64."""
+def signed(private, payload: bytes, timestamp: str | None = None) -> dict[str, str]:
+    """Headers as SendGrid sends them: ECDSA P-256 / SHA-256 over timestamp + body, DER, base64;
+    the timestamp is now unless given."""
+    timestamp = timestamp or str(int(time.time()))
     signature = private.sign(timestamp.encode() + payload, ec.ECDSA(hashes.SHA256()))
     return {SIGNATURE_HEADER: base64.b64encode(signature).decode(), TIMESTAMP_HEADER: timestamp, "content-type": "application/json"}
 
@@ -190,7 +207,7 @@ def test_a_broken_or_missing_signature_gets_403_and_changes_nothing(signed_clien
     other_key = ec.generate_private_key(ec.SECP256R1())
     attempts = [
         {**good, SIGNATURE_HEADER: flipped},
-        {**good, TIMESTAMP_HEADER: "1764410001"},  # signed for another time
+        {**good, TIMESTAMP_HEADER: str(int(good[TIMESTAMP_HEADER]) + 1)},  # signed for another time
         signed(other_key, BATCH),
         {**good, SIGNATURE_HEADER: "not base64!"},
         {"content-type": "application/json"},
@@ -359,66 +376,42 @@ def test_a_wrong_public_key_setting_is_a_settings_error(settings):
 # The real server ----------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def test_the_digest_serve_process_on_loopback_takes_a_one_click_post(settings, tmp_path):
-    port = free_port()
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(REPO),
-        "DIGEST_SECRET_KEY": settings.secret_key.get_secret_value(),
-        "DIGEST_LEDGER": str(settings.ledger),
-        "DIGEST_SUBSCRIBERS": str(settings.subscribers),
-        "DIGEST_PUBLIC_URL": f"http://127.0.0.1:{port}",
-        "NO_PROXY": "127.0.0.1,localhost",
-    }
-    command = [sys.executable, "-m", "digest", "serve", "--host", "127.0.0.1", "--port", str(port)]
-    server = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        with httpx.Client(base_url=base, timeout=5, trust_env=False) as http:
-            for _ in range(600):  # up to ~60 s for the interpreter and uvicorn to start (a loaded CI machine)
-                if server.poll() is not None:
-                    pytest.fail(f"digest serve exited: {server.stdout.read().decode(errors='replace')}")
-                try:
-                    http.get("/unsubscribe")
-                    break
-                except httpx.TransportError:
-                    time.sleep(0.1)
-            token = make_token(settings, "bob@example.org", "garden")
-            assert http.get(f"/unsubscribe?token={token}").status_code == 200
-            assert rows(settings) == []
-            answer = http.post(f"/unsubscribe?token={token}", content="List-Unsubscribe=One-Click", headers=ONE_CLICK)
-            assert answer.status_code == 200
-            assert http.post(f"/unsubscribe?token={token[:-2]}xx", headers=ONE_CLICK).status_code == 400
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+def test_the_digest_serve_process_on_loopback_takes_a_one_click_post(settings, start_serve):
+    served = start_serve(
+        secret_key=settings.secret_key.get_secret_value(), ledger=settings.ledger, subscribers=settings.subscribers
+    )
+    with httpx.Client(base_url=served.base, timeout=5, trust_env=False) as http:
+        token = make_token(settings, "bob@example.org", "garden")
+        assert http.get(f"/unsubscribe?token={token}").status_code == 200
+        assert rows(settings) == []
+        answer = http.post(f"/unsubscribe?token={token}", content="List-Unsubscribe=One-Click", headers=ONE_CLICK)
+        assert answer.status_code == 200
+        assert http.post(f"/unsubscribe?token={token[:-2]}xx", headers=ONE_CLICK).status_code == 400
+    served.process.terminate()
+    served.process.wait(timeout=10)
     assert rows(settings) == [("bob@example.org", "unsubscribed", "one-click", "garden")]
     # The log names each request without its token: whoever reads it must not be able to unsubscribe anyone.
-    log = server.stdout.read().decode(errors="replace")
+    log = served.log()
     assert '"POST /unsubscribe" 200' in log and '"GET /unsubscribe" 200' in log
     assert token[:20] not in log and "token=" not in log
     # No webhook key: one warning line at start, saying what that means.
     (warning,) = [line for line in log.splitlines() if "sendgrid_webhook_public_key" in line]
-    assert warning.startswith("warning: ") and "accepts unsigned events" in warning and "suppress addresses" in warning
+    assert warning.startswith("warning: ") and "refuses every event (403)" in warning
 
 
-def test_without_a_key_the_webhook_refuses_unsigned_events_beyond_loopback(settings):
-    exposed = settings.model_copy(update={"serve_host": "0.0.0.0"})
+def test_without_a_key_the_webhook_refuses_unsigned_events_unless_told_to_take_them(settings):
+    keyless = settings.model_copy(update={"webhook_allow_unsigned": False})
     body = json.dumps([{"event": "bounce", "email": "ada@example.org", "type": "bounce"}])
-    with TestClient(create_app(exposed)) as client:
+    with TestClient(create_app(keyless)) as client:
         answer = client.post("/webhooks/sendgrid", content=body)
     assert answer.status_code == 403 and "sendgrid_webhook_public_key" in answer.json()["error"]
     assert rows(settings) == []
     from digest.web import serve_warnings
 
-    (warning,) = serve_warnings(exposed)
-    assert "refuses every event (403) on 0.0.0.0" in warning
+    (warning,) = serve_warnings(keyless)
+    assert "refuses every event (403)" in warning
+    (warning,) = serve_warnings(settings)  # webhook_allow_unsigned = true
+    assert "accepts unsigned events" in warning and "suppress addresses" in warning
     assert serve_warnings(settings.model_copy(update={"sendgrid_webhook_public_key": "k"})) == []
 
 

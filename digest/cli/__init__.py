@@ -52,7 +52,7 @@ def _redacted(text: str) -> str:
         settings = load_settings()
     except DigestError:
         return text
-    for secret in (settings.sendgrid_api_key, settings.smtp_password, settings.secret_key):
+    for secret in (settings.sendgrid_api_key, settings.smtp_password, settings.secret_key, *settings.previous_secret_keys):
         value = secret.get_secret_value() if secret is not None else ""
         if len(value) >= 4:
             text = text.replace(value, "***")

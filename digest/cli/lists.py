@@ -269,7 +269,9 @@ def subscribers_forget(subscribers, email) -> None:
 def subscribers_export(settings: Settings, list_name, output) -> None:
     """Write the audience as CSV (email,name,tags,list,status): subscribers
     with their effective tags, and suppressed addresses with the reason as
-    status, so another service does not mail people who left.
+    status, so another service does not mail people who left. Rows that
+    cannot be read are listed on stderr and left out (exit 1); a list that
+    cannot be read at all exports nothing (exit 1). The file is 0600.
 
     \b
     Examples:
@@ -279,12 +281,20 @@ def subscribers_export(settings: Settings, list_name, output) -> None:
     from digest.audience import export_audience, load_audience
     from digest.listedits import write_atomic
 
-    text = export_audience(load_audience(settings, list_name))
+    audience = load_audience(settings, list_name)
+    unreadable = [problem for problem in audience.problems if not problem.line]
+    if unreadable:  # an empty export would tell another service that nobody subscribed
+        raise DigestError("; ".join(str(problem) for problem in unreadable) + "; nothing exported")
+    for problem in audience.problems:
+        warn(f"not exported: {problem}")
+    text = export_audience(audience)
     if output:
-        write_atomic(output, text.encode("utf-8"))
+        write_atomic(output, text.encode("utf-8"), private=True)  # addresses: readable by the owner only
         click.echo(f"wrote {output}")
     else:
         click.echo(text, nl=False)
+    if audience.problems:
+        raise click.exceptions.Exit(1)
 
 
 @click.group()

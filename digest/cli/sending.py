@@ -13,7 +13,8 @@ import click
 
 from digest.cli.options import issue_request, report_findings, report_planning, selection_options, source_options, warn
 from digest.errors import ProviderAuthError, SettingsError, UsageError
-from digest.settings import DEFAULT_SECRET, Settings, load_settings
+from digest.settings import Settings, load_settings
+from digest.tokens import check_secret
 from digest.words import plural
 
 
@@ -76,11 +77,8 @@ def send(settings: Settings, dry_run, outbox, issue_key, resend_unknown, retry_r
         # A cron job with no provider set must not "succeed" every week by writing files.
         raise SettingsError("the 'provider' setting is outbox, which only writes files: set provider to sendgrid or smtp to send, or pass --dry-run")
     real = not dry_run and not test_to
-    if not dry_run and settings.secret_key.get_secret_value() == DEFAULT_SECRET:
-        raise SettingsError(
-            "setting 'secret_key' (digest.toml, or DIGEST_SECRET_KEY) still has its default value: "
-            "anyone could forge unsubscribe links; set a long random secret before sending"
-        )
+    if not dry_run:
+        check_secret(settings)  # a weak key lets anyone forge unsubscribe links
     from digest.issue import issue_frequencies
 
     whole = bool(issue_key or options.get("since") or options.get("until"))

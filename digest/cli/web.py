@@ -67,7 +67,7 @@ def signup_form() -> None:
       DIGEST_PUBLIC_URL=https://news.example.org digest signup-form > signup.html
     """
     from digest.signup import signup_form as form
-    from digest.web import known_tags
+    from digest.web.pages import known_tags
 
     settings = load_settings()
     click.echo(form(settings, known_tags(settings)))

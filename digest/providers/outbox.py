@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from digest.files import private_folder, write_private
 from digest.messages import build_message
 from digest.recipients import Recipient, RecipientResult, Status
 from digest.rendering import RenderedVariant, personalize
@@ -49,7 +50,7 @@ class OutboxProvider:
             self._clear_previous_run()
 
     def _clear_previous_run(self) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        private_folder(self.folder)  # the messages hold addresses and live unsubscribe links
         for old in [*self.folder.glob("*.eml"), *self.folder.glob("variant-*.html"), self.folder / "index.html"]:
             old.unlink(missing_ok=True)
 
@@ -64,12 +65,12 @@ class OutboxProvider:
             if recipients:
                 # The browser view shows the variant as its first recipient sees it.
                 page, _ = personalize(rendered, recipients[0])
-                (self.folder / files.page).write_text(page, encoding="utf-8")
+                write_private(self.folder / files.page, page.encode("utf-8"))
         results = []
         for recipient in recipients:
             message = build_message(rendered, recipient, self.settings, issue_key=issue_key)
             name = self._file_name(recipient.email)
-            (self.folder / name).write_bytes(message.as_bytes())
+            write_private(self.folder / name, message.as_bytes())
             files.recipients.append((recipient.email, name))
             results.append(RecipientResult(recipient.email, Status.ACCEPTED, message_id=message["Message-ID"]))
         return results
@@ -106,4 +107,4 @@ class OutboxProvider:
             + "".join(rows)
             + "</body></html>"
         )
-        (self.folder / "index.html").write_text(page, encoding="utf-8")
+        write_private(self.folder / "index.html", page.encode("utf-8"))

@@ -289,14 +289,14 @@ class SendGridProvider:
         if settings.asm_group_id is not None:
             mail.asm = Asm(GroupId(settings.asm_group_id))
         for index, recipient in enumerate(batch):
-            mail.add_personalization(_personalization(recipient, settings), index=index)
+            mail.add_personalization(_personalization(recipient, settings, rendered.nonce), index=index)
         return mail.get()
 
 
-def _personalization(recipient: Recipient, settings: Settings) -> Personalization:
+def _personalization(recipient: Recipient, settings: Settings, nonce: str) -> Personalization:
     personalization = Personalization()
     personalization.add_to(To(recipient.email, _display_name(recipient.name)))
-    for key, value in substitutions(recipient).items():
+    for key, value in substitutions(recipient, nonce).items():
         personalization.add_substitution(Substitution(key, value))
     for name, value in list_headers(recipient, settings).items():  # List-Id too, as in the .eml
         personalization.add_header(Header(name, value))

@@ -5,7 +5,9 @@
 - a file: ``.md``/``.markdown`` -> Markdown; ``.json`` -> JSON Feed
   (:mod:`.jsonfeed`); anything else -> RSS/Atom (:mod:`.feeds`), unless its
   first byte says JSON;
-- an ``http(s)://`` URL: fetched with httpx, then JSON Feed or RSS/Atom by content.
+- an ``http(s)://`` URL: fetched within the limits of :mod:`.fetch` (a total
+  deadline, a size cap, few redirects, no private addresses), then JSON Feed
+  or RSS/Atom by content.
 
 Every record goes through :func:`digest.articles.normalize`. A file, feed or
 URL that fails becomes one warning line ``"<where>: <reason>"`` and the rest
@@ -33,18 +35,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
-
-from digest import __version__
 from digest.articles import Article, RawArticle, aware, date_problem, normalize, parse_date, same_article
 from digest.errors import SourceError
 from digest.settings import Settings
 from digest.sources import feeds, jsonfeed, markdown
+from digest.sources.fetch import FeedCache, fetch
 
 log = logging.getLogger(__name__)
 
-FETCH_TIMEOUT = 20.0  # seconds, per connect/read/write/pool phase (httpx.Timeout)
-USER_AGENT = f"digest/{__version__} (newsletter digest generator)"
 
 
 @dataclass
@@ -68,7 +66,9 @@ class _Document:
     modified: datetime | None = None
 
 
-def load_articles(sources: Sequence[str], settings: Settings, *, fetched_at: datetime | None = None) -> LoadResult:
+def load_articles(
+    sources: Sequence[str], settings: Settings, *, fetched_at: datetime | None = None, feeds: FeedCache | None = None
+) -> LoadResult:
     """Read every source (folder, file or http(s) URL) into normalized
     articles, in source order. Never raises for bad input: each unreadable
     source, file or entry is a line in ``warnings``. An error that is not about
@@ -79,13 +79,15 @@ def load_articles(sources: Sequence[str], settings: Settings, *, fetched_at: dat
     one warning line per feed. ``fetched_at`` (aware) stands for "the time of
     the fetch" of URLs without ``Last-Modified``; default: the clock when the
     response arrives. A planner passes its ``as_of`` so that such entries fall
-    in the window ending then (the clock would put them just after it)."""
+    in the window ending then (the clock would put them just after it).
+    ``feeds`` (a long-running server's) answers for URLs at once, from what
+    its background thread fetched, instead of fetching them here."""
     result = LoadResult(articles=[], warnings=[])
     seen = _Seen()
     sources_read = 0
     for source in sources:
         read_one, failed_before, note_dates = False, len(result.failed), 0
-        for where, read in _readers(source, fetched_at):
+        for where, read in _readers(source, settings, fetched_at, feeds):
             try:
                 document = read()
             except (SourceError, OSError) as exc:
@@ -194,10 +196,12 @@ def _feed_date(raw: RawArticle, modified: datetime, settings: Settings) -> tuple
     return modified, "modification time"
 
 
-def _readers(source: str, fetched_at: datetime | None = None) -> Iterator[tuple[str, Callable[[], _Document]]]:
+def _readers(
+    source: str, settings: Settings, fetched_at: datetime | None = None, feeds: FeedCache | None = None
+) -> Iterator[tuple[str, Callable[[], _Document]]]:
     """(where, read) pairs: one per file to read for ``source``."""
     if source.lower().startswith(("http://", "https://")):
-        yield source, lambda: _read_url(source, fetched_at)
+        yield source, lambda: _read_url(source, settings, fetched_at, feeds)
         return
     path = Path(source).expanduser()
     if path.is_dir():
@@ -232,23 +236,16 @@ def _read_document(data: bytes, where: str, url: str | None, json_hint: bool) ->
     return feeds.read_feed(data, where, url)
 
 
-def _read_url(url: str, fetched_at: datetime | None = None) -> _Document:
-    """Fetch a feed (redirects followed, ``FETCH_TIMEOUT``) and read it; the
+def _read_url(url: str, settings: Settings, fetched_at: datetime | None = None, feeds: FeedCache | None = None) -> _Document:
+    """Fetch a feed (:func:`digest.sources.fetch.fetch`, or from ``feeds``) and read it; the
     final URL after redirects is the base of its relative links. Its
     modification time is ``Last-Modified`` (RFC 9110 §8.8.2), else
     ``fetched_at``, else the clock now."""
-    try:
-        response = httpx.get(url, timeout=FETCH_TIMEOUT, follow_redirects=True, headers={"User-Agent": USER_AGENT})
-    except httpx.TimeoutException:
-        raise SourceError(f"no answer within {FETCH_TIMEOUT:g} s") from None
-    except httpx.HTTPError as exc:
-        raise SourceError(f"cannot fetch: {exc}") from None
-    if response.status_code >= 400:
-        raise SourceError(f"HTTP {response.status_code} {response.reason_phrase}")
-    content_type = response.headers.get("content-type", "").lower()
-    records = _read_document(response.content, url, str(response.url), json_hint="json" in content_type)
+    fetched = feeds.get(url) if feeds is not None else fetch(url, settings)
+    content_type = fetched.headers.get("content-type", "").lower()
+    records = _read_document(fetched.body, url, fetched.url, json_hint="json" in content_type)
     # Last-Modified is an HTTP-date (RFC 9110 §5.6.7: IMF-fixdate, GMT), which parse_date reads.
-    modified = aware(parse_date(response.headers.get("last-modified")), UTC) or fetched_at or datetime.now(UTC)
+    modified = aware(parse_date(fetched.headers.get("last-modified")), UTC) or fetched_at or datetime.now(UTC)
     return _Document(records, modified.astimezone(UTC).replace(microsecond=0))
 
 

@@ -1,0 +1,63 @@
+"""One bad subscriber row spoils one row: a 200,000-character value, a bare
+CR in an unquoted value and a NUL byte are each one problem naming the file
+and line, through the real CLI (check, send, export); everyone else is read
+and mailed; an export of a list that cannot be read writes nothing."""
+
+from __future__ import annotations
+
+import codecs
+
+from conftest import SENDGRID_KEY, WEEK48, reader
+
+GOOD = 30
+
+
+def hostile_list(site) -> dict[int, str]:
+    """readers.csv with GOOD readers and, among them, three bad rows;
+    returns line -> what is wrong there."""
+    rows = [f"{email},{name.replace(',', '')},{tags}" for email, name, tags in (reader(n) for n in range(GOOD))]
+    bad = {
+        5: "long@example.org," + "x" * 200_000 + ",news",
+        12: "cr@example.org,Carriage\rReturn,news",
+        20: "nul@example.org,Nul\0Byte,news",
+    }
+    lines = ["email,name,tags"]
+    for row in rows:
+        lines.append(row)
+        if len(lines) + 1 in bad:
+            lines.append(bad[len(lines) + 1])
+    (site.root / "readers.csv").write_bytes(("\n".join(lines) + "\n").encode("utf-8"))
+    return {line: lines[line - 1] for line in bad}
+
+
+def test_bad_rows_are_one_problem_each_and_everyone_else_is_checked_exported_and_mailed(make_site, fake_sendgrid):
+    site = make_site()
+    bad = hostile_list(site)
+    check = site.run("subscribers", "check")
+    assert check.returncode == 1
+    assert f"{GOOD} valid subscribers, 3 problems" in check.stdout
+    for line, reason in ((5, "a value longer than 131,072 characters"), (12, "a line break (CR)"), (20, "a NUL byte")):
+        assert f"readers.csv:{line}: {reason}" in check.stdout + check.stderr, (line, check.stdout + check.stderr)
+
+    export = site.run("subscribers", "export", "-o", "out.csv")
+    assert export.returncode == 1
+    exported = (site.root / "out.csv").read_text(encoding="utf-8")
+    assert sum(f"reader{n}@example.org" in exported for n in range(GOOD)) == GOOD
+    assert not any(f"{email}@example.org" in exported for email in ("long", "cr", "nul"))
+    assert export.stderr.count("not exported: ") == 3
+
+    sent = site.run("send", "--as-of", WEEK48, sendgrid_host=fake_sendgrid.url, sendgrid_api_key=SENDGRID_KEY)
+    assert "Traceback" not in sent.stderr and "unexpected" not in sent.stderr
+    assert {record["to"] for record in fake_sendgrid.records()} == {f"reader{n}@example.org" for n in range(GOOD)}
+    assert all(f"readers.csv:{line}:" in sent.stderr for line in bad)
+
+
+def test_an_export_of_a_list_that_cannot_be_read_writes_nothing_and_fails(make_site):
+    site = make_site()
+    (site.root / "readers.csv").write_bytes(codecs.BOM_UTF16_LE + "email,name,tags\nada@example.org,Ada,\n".encode("utf-16-le"))
+    for args in (("subscribers", "export", "-o", "out.csv"), ("subscribers", "export")):
+        done = site.run(*args)
+        assert done.returncode != 0
+        assert "readers.csv: not UTF-8 (looks like UTF-16)" in done.stderr and "nothing exported" in done.stderr
+        assert done.stdout == ""
+    assert not (site.root / "out.csv").exists()
