@@ -1,26 +1,35 @@
-"""Sending speed: N synthetic subscribers in V variants sent by the product's
-own path (``digest.issue.plan_issue`` then ``digest.delivery.send_issue``
-with the SendGrid provider and a ledger file) to the local stand-in, against
-the naive way.
+"""Sending speed and memory: N synthetic subscribers in V variants sent by
+the product's own path (``digest.issue.plan_issue``, then
+``digest.delivery.send_issue`` with the SendGrid provider and a ledger) to
+the local stand-in, against the naive way, in one run.
 
     python benchmarks/send_bench.py                      # 100,000 subscribers, 20 variants
-    python benchmarks/send_bench.py -n 20000 -v 5 --sample 100
+    python benchmarks/send_bench.py -n 1000000           # memory stays flat
+    python benchmarks/send_bench.py --suppressions 100000
+    python benchmarks/send_bench.py -n 20000 --workers 4 --ledger postgresql://postgres@127.0.0.1/bench
 
 A site is generated in a temporary folder: Markdown articles (three "news"
 ones everyone gets, two per variant tag) and a subscriber CSV whose rows
-follow one tag each. The send is what `digest send` does after parsing its
-options: plan the issue (read the articles and the list, validate every
-address, group variants), render and inline each variant once, write the
-audience to the ledger in one transaction, then requests of up to 1000
-recipients, ``--concurrency`` at a time. The naive way, timed on
-``--sample`` subscribers and extrapolated: render and inline per subscriber,
-one request per recipient.
+follow one tag each; ``--suppressions S`` suppresses S other addresses in
+the ledger, as a list with a long history has (each batch is checked
+against them). The phases are those of ``digest send``: plan (read the
+articles and the list, check every address, group variants), render and
+inline each variant once, queue (every recipient written to the ledger in
+one transaction), send (claim a batch, POST it, record the answers and
+claim the next: ``--concurrency`` requests in flight). The naive way,
+timed on ``--sample`` subscribers in the same run and extrapolated: render
+and inline per subscriber, one request per recipient.
 
-The stand-in (../shared/tools/fake_sendgrid.py) runs as a separate process so
-that its work does not count against ours; ``--in-process`` starts it in a
-thread instead. Prints wall time per phase, requests made, recipients per
-second, peak memory (max RSS of this process), whether the stand-in recorded
-every subscriber exactly once, and the speed ratio.
+With ``--workers W`` the send is W real ``digest send`` processes sharing a
+PostgreSQL ledger (``--ledger URL``, an empty database): the phases are then
+those of the whole group, and RSS is the largest worker's.
+
+The stand-in (../shared/tools/fake_sendgrid.py) runs as a separate process
+with ``--lean`` (it validates every request but does not hash every
+recipient's content), so that its work does not count against ours. Prints
+per phase: wall time, CPU time, peak RSS of this process, requests,
+recipients per second; then whether the stand-in recorded every subscriber
+exactly once, and the speed ratio to the naive way.
 """
 
 from __future__ import annotations
@@ -35,7 +44,6 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -43,7 +51,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_TOOLS = REPO.parent / "shared" / "tools"
 sys.path.insert(0, str(REPO))
 
-from digest.delivery import render_issue, send_issue  # noqa: E402
+from digest.delivery import queue_issue, render_issue, send_queued  # noqa: E402
 from digest.issue import IssueRequest, plan_issue  # noqa: E402
 from digest.ledger import Ledger  # noqa: E402
 from digest.providers.sendgrid import SendGridProvider  # noqa: E402
@@ -55,6 +63,7 @@ from digest.unsubscribe import recipient_for  # noqa: E402
 API_KEY = "SG.benchmark"
 AS_OF = datetime(2026, 11, 23, 23, 0, tzinfo=UTC)  # issue 2026-W48 of "weekly monday 08:00"
 SCHEDULED = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+SECRET = "benchmark-signing-secret-0123456789abcdef"
 
 ARTICLE = """\
 ---
@@ -67,17 +76,11 @@ author: A. Gardener
 """
 
 
-def start_stand_in(record: Path, in_process: bool):
+def start_stand_in(record: Path):
     """(base URL, stop function) of a running stand-in recording to ``record``."""
-    if in_process:
-        sys.path.insert(0, str(SHARED_TOOLS))
-        from fake_sendgrid import serve
-
-        server, _ = serve(port=0, record=record, api_keys=(API_KEY,), keep_bodies=2)
-        return server.url, server.stop
     process = subprocess.Popen(
         [sys.executable, str(SHARED_TOOLS / "fake_sendgrid.py"), "--port", "0", "--record", str(record),
-         "--api-key", API_KEY, "--keep-bodies", "2"],
+         "--api-key", API_KEY, "--keep-bodies", "2", "--lean"],
         stdout=subprocess.PIPE, text=True,
     )
     line = process.stdout.readline().strip()  # "listening on http://127.0.0.1:PORT"
@@ -92,9 +95,9 @@ def start_stand_in(record: Path, in_process: bool):
     return line.removeprefix("listening on "), stop
 
 
-def stand_in_stats(url: str) -> dict:
+def stand_in_requests(url: str) -> int:
     with urllib.request.urlopen(f"{url}/__stats", timeout=10) as response:
-        return json.load(response)
+        return json.load(response)["requests"]
 
 
 def write_site(folder: Path, subscribers: int, variants: int) -> None:
@@ -113,6 +116,46 @@ def write_site(folder: Path, subscribers: int, variants: int) -> None:
         writer.writerows((f"reader{n}@example.org", f"Reader {n}", f"news;tag{n % variants}") for n in range(subscribers))
 
 
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class Phases:
+    """Wall and CPU time, peak RSS and requests per phase, printed as a table."""
+
+    def __init__(self, url: str) -> None:
+        self.url, self.rows = url, []
+
+    def run(self, name: str, step, *, recipients: int = 0, children: bool = False):
+        wall, started_cpu, requests = time.perf_counter(), cpu(), stand_in_requests(self.url)
+        child_cpu = _children_cpu()
+        result = step()
+        spent_cpu = cpu() - started_cpu + (_children_cpu() - child_cpu if children else 0)
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 if children else peak_mb()
+        self.rows.append((name, time.perf_counter() - wall, spent_cpu, peak, stand_in_requests(self.url) - requests, recipients))
+        return result
+
+    def print(self) -> float:
+        print(f"  {'phase':<34}{'wall s':>8}{'CPU s':>8}{'peak MB':>9}{'requests':>10}{'recipients/s':>14}")
+        for name, wall, spent, peak, requests, recipients in self.rows:
+            rate = f"{recipients / wall:,.0f}" if recipients else ""
+            print(f"  {name:<34}{wall:8.2f}{spent:8.2f}{peak:9.0f}{requests:10,}{rate:>14}")
+        total = sum(row[1] for row in self.rows)
+        print(f"  {'total':<34}{total:8.2f}{sum(row[2] for row in self.rows):8.2f}{max(row[3] for row in self.rows):9.0f}"
+              f"{sum(row[4] for row in self.rows):10,}{self.rows[-1][5] / total if self.rows[-1][5] else 0:14,.0f}")
+        return total
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def naive(sample: int, issue, settings, provider: SendGridProvider) -> float:
     """Seconds per recipient when rendering and inlining per subscriber and
     sending one request per recipient."""
@@ -126,16 +169,38 @@ def naive(sample: int, issue, settings, provider: SendGridProvider) -> float:
     return (time.perf_counter() - started) / len(people)
 
 
+def exactly_once(record: Path, count: int) -> tuple[bool, int]:
+    """Whether ``record`` has reader0..reader{count-1} once each (and nobody
+    else), read in a child process so this one's peak RSS stays the send's."""
+    code = (
+        "import json, sys\n"
+        "seen = bytearray(int(sys.argv[2])); lines = 0; extra = 0\n"
+        "for line in open(sys.argv[1], encoding='utf-8'):\n"
+        "    lines += 1; to = json.loads(line)['to']\n"
+        "    n = int(to[6:to.index('@')]) if to.startswith('reader') else -1\n"
+        "    if 0 <= n < len(seen): seen[n] += 1\n"
+        "    else: extra += 1\n"
+        "print(json.dumps({'ok': extra == 0 and all(c == 1 for c in seen), 'lines': lines}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(record), str(count)], capture_output=True, text=True, check=True)
+    answer = json.loads(done.stdout)
+    return answer["ok"], answer["lines"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-n", "--subscribers", type=int, default=100_000)
     parser.add_argument("-v", "--variants", type=int, default=20)
-    parser.add_argument("--concurrency", type=int, default=2, help="requests in flight (the concurrency setting)")
+    parser.add_argument("--suppressions", type=int, default=0, help="other addresses suppressed in the ledger")
+    parser.add_argument("--workers", type=int, default=1, help="digest send processes sharing a PostgreSQL ledger (needs --ledger)")
+    parser.add_argument("--ledger", help="a postgresql:// URL of an empty database (default: a SQLite file)")
+    parser.add_argument("--concurrency", type=int, default=2, help="requests in flight per worker (the concurrency setting)")
     parser.add_argument("--sample", type=int, default=200, help="subscribers sent the naive way")
-    parser.add_argument("--in-process", action="store_true", help="run the stand-in in a thread of this process")
     args = parser.parse_args()
     if not (SHARED_TOOLS / "fake_sendgrid.py").is_file():
         raise SystemExit(f"the SendGrid stand-in is not at {SHARED_TOOLS} (../shared is absent)")
+    if args.workers > 1 and not (args.ledger or "").startswith("postgresql://"):
+        raise SystemExit("--workers needs --ledger postgresql://... (workers share a PostgreSQL ledger)")
     os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 
     with tempfile.TemporaryDirectory() as name:
@@ -143,54 +208,66 @@ def main() -> None:
         write_site(folder, args.subscribers, args.variants)
         os.chdir(folder)  # settings files of the current folder are read: the generated site has none
         record = folder / "sent.jsonl"
-        url, stop = start_stand_in(record, args.in_process)
+        url, stop = start_stand_in(record)
         try:
-            settings = load_settings(
+            values = dict(
                 provider="sendgrid", sendgrid_api_key=API_KEY, sendgrid_host=url, concurrency=args.concurrency,
-                sources=["posts"], subscribers=folder / "readers.csv", ledger=folder / "digest.db",
+                sources=["posts"], subscribers=str(folder / "readers.csv"), ledger=args.ledger or str(folder / "digest.db"),
                 site_url="https://gazette.example.org/", timezone="UTC", schedule="weekly monday 08:00",
+                sender_email="digest@gazette.example.org", secret_key=SECRET,
             )
-            started = time.perf_counter()
-            issue = plan_issue(settings, IssueRequest(as_of=AS_OF))
-            plan_seconds = time.perf_counter() - started
-            mark = time.perf_counter()
-            rendered = render_issue(issue, settings)
-            render_seconds = time.perf_counter() - mark
-            mark = time.perf_counter()
-            provider = SendGridProvider(settings)
-            with Ledger.from_settings(settings) as ledger:
-                report = send_issue(issue, provider, settings, ledger=ledger, scheduled_at=issue.scheduled_at,
-                                    rendered=rendered)
-            send_seconds = time.perf_counter() - mark
-            wall = time.perf_counter() - started
-            requests = stand_in_stats(url)["requests"]
-            peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            settings = load_settings(**values)
+            if args.suppressions:  # in a child, so this process's peak RSS is the send's alone
+                code = ("import sys; sys.path.insert(0, sys.argv[3]); from digest import suppressions; "
+                        "suppressions.add_many(sys.argv[1], ((f'left{n}@example.net', 'unsubscribed', None) for n in range(int(sys.argv[2]))), 'bench')")
+                subprocess.run([sys.executable, "-c", code, str(settings.ledger), str(args.suppressions), str(REPO)], check=True)
+            phases = Phases(url)
+            if args.workers == 1:
+                issue = phases.run("plan: articles, list, variants", lambda: plan_issue(settings, IssueRequest(as_of=AS_OF)))
+                rendered = phases.run("render once per variant", lambda: render_issue(issue, settings))
+                ledger = Ledger.from_settings(settings)
+                phases.run("queue: every recipient in the ledger", lambda: queue_issue(issue, ledger, rendered, scheduled_at=issue.scheduled_at),
+                           recipients=args.subscribers)
+                issue_variants, key = len(issue.variants), issue.context.key
+                sample_issue = issue if args.sample else None
+                del issue  # what the send needs is in the ledger
+                report = phases.run("send: claim, POST, record", lambda: send_queued(ledger, key, SendGridProvider(settings), settings),
+                                    recipients=args.subscribers)
+                ledger.close()
+            else:
+                env = {**os.environ, "PYTHONPATH": str(REPO), **{f"DIGEST_{k.upper()}": str(v) for k, v in values.items()}}
+                env["DIGEST_SOURCES"] = json.dumps(values["sources"])
 
-            lines = record.read_text(encoding="utf-8").splitlines()
-            per_address = Counter(json.loads(line)["to"] for line in lines)
-            exactly_once = len(per_address) == args.subscribers and set(per_address.values()) == {1}
+                def workers():
+                    started = [subprocess.Popen([sys.executable, "-m", "digest", "send", "--as-of", AS_OF.isoformat(), "--json"],
+                                                env=env, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                               for _ in range(args.workers)]
+                    return [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in started]
 
-            per_recipient_naive = naive(args.sample, issue, settings, SendGridProvider(settings))
+                summaries = phases.run(f"{args.workers} workers: plan, queue, send", workers, recipients=args.subscribers, children=True)
+                report = None
+                issue_variants, key = len(summaries[0]["variants"]), summaries[0]["issue"]
+                sample_issue = plan_issue(settings, IssueRequest(as_of=AS_OF)) if args.sample else None
+            wall = phases.rows and sum(row[1] for row in phases.rows)
+            peak = max(row[3] for row in phases.rows)
+            once, lines = exactly_once(record, args.subscribers)
+            per_recipient_naive = naive(args.sample, sample_issue, settings, SendGridProvider(settings)) if args.sample else 0.0
         finally:
             stop()
             os.chdir(REPO)
 
-    html_kb = sum(len(r.html.encode()) for r in rendered) / len(rendered) / 1024
-    print(f"subscribers {args.subscribers:,} in {len(issue.variants)} variants (HTML {html_kb:.0f} KB each), "
-          f"concurrency {args.concurrency}, stand-in {'in-process' if args.in_process else 'subprocess'}")
-    print(f"  plan: articles, list, variants {plan_seconds:8.2f} s")
-    print(f"  render once per variant        {render_seconds:8.2f} s")
-    print(f"  send: ledger, POST, record     {send_seconds:8.2f} s")
-    print(f"wall time                        {wall:8.2f} s")
-    print(f"requests                         {requests:8,}")
-    print(f"recipients per second            {args.subscribers / wall:8,.0f}")
-    print(f"peak memory (max RSS)            {peak_mb:8.0f} MB")
-    print(f"ledger                           {report.counts}")
-    print(f"stand-in recorded each subscriber exactly once: {exactly_once} ({len(lines):,} records)")
-    naive_total = per_recipient_naive * args.subscribers
-    print(f"naive (render+inline per subscriber, one request each), {args.sample} sampled: "
-          f"{per_recipient_naive * 1000:.1f} ms per recipient, about {naive_total:,.0f} s for {args.subscribers:,}")
-    print(f"ratio naive / digest             {naive_total / wall:8.0f}x")
+    print(f"subscribers {args.subscribers:,} in {issue_variants} variants, suppressions {args.suppressions:,}, "
+          f"workers {args.workers}, concurrency {args.concurrency}, ledger {'PostgreSQL' if args.ledger else 'SQLite'}, stand-in --lean")
+    Phases.print(phases)
+    if report is not None:
+        print(f"ledger                                {report.counts}")
+    print(f"peak RSS of the sender                {peak:8.0f} MB{' (the largest worker)' if args.workers > 1 else ''}")
+    print(f"stand-in recorded each subscriber exactly once: {once} ({lines:,} records)")
+    if args.sample:
+        naive_total = per_recipient_naive * args.subscribers
+        print(f"naive (render+inline per subscriber, one request each), {args.sample} sampled: "
+              f"{per_recipient_naive * 1000:.1f} ms per recipient, about {naive_total:,.0f} s for {args.subscribers:,}")
+        print(f"ratio naive / digest                  {naive_total / wall:8.0f}x")
 
 
 if __name__ == "__main__":

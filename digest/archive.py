@@ -31,7 +31,7 @@ from jinja2 import Environment, StrictUndefined
 from digest.articles import Article
 from digest.audience import variant_key
 from digest.errors import DigestError
-from digest.ledger import DeliveryStatus, IssueRecord, Ledger
+from digest.ledger import DeliveryStatus, IssueRecord, Ledger, exists
 from digest.recipients import Recipient
 from digest.rendering import IssueContext, archive_base_url, page_name, personalize, render_variant
 from digest.settings import Settings
@@ -117,18 +117,18 @@ def keep_page(ledger: Ledger, issue: Issue, settings: Settings) -> bool:
     return ledger.keep_page(key, page.subject, page.preheader, page.html)
 
 
-def sent_issues(ledger_path: Path) -> list[IssueRecord]:
-    """The issues of the ledger at ``ledger_path`` that reached at least one
-    subscriber (an accepted delivery), newest first. Raises
-    :class:`DigestError` when there is no ledger there (it is not created)."""
-    path = Path(ledger_path)
-    if not path.is_file():
-        raise DigestError(f"no ledger at {path}: nothing has been sent yet (see the 'ledger' setting)")
-    with Ledger(path) as ledger:
+def sent_issues(ledger_path: Path | str) -> list[IssueRecord]:
+    """The issues of the ledger at ``ledger_path`` (a file or a PostgreSQL
+    URL) that reached at least one subscriber (an accepted delivery), newest
+    first. Raises :class:`DigestError` when there is no ledger file there
+    (it is not created)."""
+    if not exists(ledger_path):
+        raise DigestError(f"no ledger at {ledger_path}: nothing has been sent yet (see the 'ledger' setting)")
+    with Ledger(ledger_path) as ledger:
         return [issue for issue in ledger.issues() if ledger.counts(issue.key)[DeliveryStatus.ACCEPTED]]
 
 
-def write_archive(issues: Sequence[IssueRecord] | Path, out_dir: Path, settings: Settings) -> ArchiveResult:
+def write_archive(issues: Sequence[IssueRecord] | Path | str, out_dir: Path, settings: Settings) -> ArchiveResult:
     """Write the archive of ``issues`` (records, or a ledger path read with
     :func:`sent_issues`) into ``out_dir`` (created if needed): the pages,
     ``index.html`` and ``feed.xml`` described in the module docstring.
@@ -141,7 +141,7 @@ def write_archive(issues: Sequence[IssueRecord] | Path, out_dir: Path, settings:
     :class:`DigestError` for bad settings or templates.
     """
     kept: dict[str, dict[str, str]] = {}
-    if isinstance(issues, Path):
+    if isinstance(issues, Path | str):
         ledger_path, issues = issues, sent_issues(issues)
         with Ledger(ledger_path) as ledger:
             kept = {issue.key: page for issue in issues if (page := ledger.page(issue.key)) is not None}

@@ -31,7 +31,7 @@ from digest.articles import Article
 from digest.consent import address_hash, forgotten_hashes
 from digest.frequencies import ReaderWindows
 from digest.subscribers import Problem, Subscriber, choose_lists, iter_subscribers
-from digest.suppressions import Suppression, all_frequencies, all_preferences, suppressed_keys
+from digest.suppressions import Suppression, all_frequencies, all_preferences, present, suppressed_key_set, suppressions_for
 
 if TYPE_CHECKING:
     from digest.settings import Settings
@@ -71,7 +71,7 @@ def load_audience(
     list_name: str | None = None,
     *,
     path: Path | None = None,
-    ledger: Path | None = None,
+    ledger: Path | str | None = None,
     use_ledger: bool = True,
 ) -> Audience:
     """The audience of ``settings.subscribers`` (or ``path``), for
@@ -84,23 +84,29 @@ def load_audience(
     :class:`DigestError` for a missing list or an unreadable ledger.
     """
     files = choose_lists(Path(path or settings.subscribers), list_name, settings.default_list)
-    ledger = Path(ledger or settings.ledger)
+    ledger = ledger or settings.ledger
     kept: list[Subscriber] = []
     suppressed: list[tuple[Subscriber, Suppression]] = []
     problems: list[Problem] = []
-    state = _LedgerState(ledger if use_ledger and ledger.is_file() else None, settings.secret_key.get_secret_value())
+    state = _LedgerState(ledger if use_ledger and present(ledger) else None, settings.secret_key.get_secret_value())
+    held: list[Subscriber] = []
+    erased: list[tuple[Subscriber, Suppression]] = []
     for item in iter_subscribers(files):
         if isinstance(item, Problem):
             problems.append(item)
             continue
-        stopped, chosen, frequency = state.lookup(item)
-        if stopped is not None:
-            suppressed.append((item, stopped))
+        stopped, _ = state.lookup(item)
+        if stopped:
+            held.append(item)
+        elif (gone := state.erased(item)) is not None:
+            erased.append((item, gone))
         else:
-            if chosen is not None:
-                item = replace(item, tags=chosen)
-            kept.append(item if frequency is None else replace(item, frequency=frequency))
-    return Audience(kept, suppressed, problems, files)
+            kept.append(state.chosen(item))
+    suppressed = state.why(held)
+    # A suppression lifted between the two queries: that reader is kept.
+    lifted = {id(s) for s in held} - {id(s) for s, _ in suppressed}
+    kept.extend(state.chosen(s) for s in held if id(s) in lifted)
+    return Audience(kept, suppressed + erased, problems, files)
 
 
 @dataclass
@@ -108,32 +114,54 @@ class _LedgerState:
     """Suppressions and preferences per list, each read in one query the
     first time a subscriber of that list is met."""
 
-    ledger: Path | None
-    secret: str
-    suppressions: dict[str, dict[str, Suppression]] = field(default_factory=dict)
+    ledger: Path | str | None
+    secret: str = ""
+    suppressions: dict[str, frozenset[str]] = field(default_factory=dict)
     preferences: dict[str, dict[str, frozenset[str]]] = field(default_factory=dict)
     frequencies: dict[str, dict[str, str]] = field(default_factory=dict)
     tag_sets: dict[frozenset[str], frozenset[str]] = field(default_factory=dict)
     forgotten: dict[str, datetime] | None = None
 
-    def lookup(self, subscriber: Subscriber) -> tuple[Suppression | None, frozenset[str] | None, str | None]:
+    def lookup(self, subscriber: Subscriber) -> tuple[bool, frozenset[str] | None]:
+        """(whether ``subscriber`` is suppressed, the tags they chose or None)."""
         if self.ledger is None:
-            return None, None, None
+            return False, None
         name = subscriber.list_name
         if name not in self.suppressions:
-            self.suppressions[name] = suppressed_keys(self.ledger, name)
+            # Only the keys: a long history is mostly people no longer on the list.
+            self.suppressions[name] = suppressed_key_set(self.ledger, name)
             self.preferences[name] = all_preferences(self.ledger, name)
             self.frequencies[name] = all_frequencies(self.ledger, name)
-        if self.forgotten is None:
-            self.forgotten = forgotten_hashes(self.ledger)
         key = subscriber.key
         chosen = self.preferences[name].get(key)
         if chosen is not None:
             chosen = self.tag_sets.setdefault(chosen, chosen)  # one object per distinct choice
-        stopped = self.suppressions[name].get(key)
-        if stopped is None and self.forgotten and (at := self.forgotten.get(address_hash(self.secret, key))):
-            stopped = Suppression(subscriber.email, "forgotten", "erased on request (digest subscribers forget)", None, at)
-        return stopped, chosen, self.frequencies[name].get(key)
+        return key in self.suppressions[name], chosen
+
+    def why(self, held: list[Subscriber]) -> list[tuple[Subscriber, Suppression]]:
+        """``held`` (subscribers :meth:`lookup` found suppressed), each with its suppression."""
+        found: dict[str, dict[str, Suppression]] = {}
+        for name in {s.list_name for s in held}:
+            found[name] = suppressions_for(self.ledger, name, (s.key for s in held if s.list_name == name))
+        return [(s, found[s.list_name][s.key]) for s in held if s.key in found[s.list_name]]
+
+    def chosen(self, subscriber: Subscriber) -> Subscriber:
+        """``subscriber`` with the tags and frequency they chose, if they did."""
+        chosen = self.lookup(subscriber)[1]
+        if chosen is not None:
+            subscriber = replace(subscriber, tags=chosen)
+        frequency = self.frequencies.get(subscriber.list_name, {}).get(subscriber.key)
+        return subscriber if frequency is None else replace(subscriber, frequency=frequency)
+
+    def erased(self, subscriber: Subscriber) -> Suppression | None:
+        """The suppression that stands for an erasure on request (``digest
+        subscribers forget`` keeps only the address's keyed hash), or None."""
+        if self.ledger is None:
+            return None
+        if self.forgotten is None:
+            self.forgotten = forgotten_hashes(self.ledger)
+        at = self.forgotten.get(address_hash(self.secret, subscriber.key)) if self.forgotten else None
+        return Suppression(subscriber.email, "forgotten", "erased on request (digest subscribers forget)", None, at) if at else None
 
 
 # Variants ----------------------------------------------------------------------------------

@@ -37,6 +37,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from digest.errors import DigestError
+from digest.ledger import scheme_of
 from digest.suppressions import address_key, connect
 
 _SCHEMA = """
@@ -90,7 +92,11 @@ def address_hash(secret: str, address: str) -> str:
 @contextmanager
 def _db(path: Path | str) -> Iterator[sqlite3.Connection]:
     """The ledger file with this module's tables, committed at the end (one
-    transaction) or rolled back on error, then closed."""
+    transaction) or rolled back on error, then closed. Raises
+    :class:`DigestError` for a ``postgresql://`` ledger: these records are
+    kept in a SQLite ledger only, for now."""
+    if scheme_of(path):
+        raise DigestError("sign-up, consent and erasure records need a SQLite ledger for now, not a postgresql:// one")
     with closing(connect(path)) as conn:
         present = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if not _TABLES <= present:
@@ -199,7 +205,7 @@ def unforget(conn: sqlite3.Connection, hashed: str) -> bool:
 def forgotten_hashes(path: Path | str) -> dict[str, datetime]:
     """The keyed hash of every erased address -> when it was erased; empty
     when ``path`` does not exist (it is not created)."""
-    if not Path(path).is_file():
+    if scheme_of(path) or not Path(path).is_file():
         return {}
     with _db(path) as conn:
         return {hashed: datetime.fromisoformat(at) for hashed, at in conn.execute("SELECT address_hash, forgotten_at FROM forgotten")}
@@ -207,7 +213,7 @@ def forgotten_hashes(path: Path | str) -> dict[str, datetime]:
 
 def forgotten_at(path: Path | str, hashed: str) -> datetime | None:
     """When the address with keyed hash ``hashed`` was erased, or None."""
-    if not Path(path).is_file():
+    if scheme_of(path) or not Path(path).is_file():
         return None
     with _db(path) as conn:
         row = conn.execute("SELECT forgotten_at FROM forgotten WHERE address_hash = ?", (hashed,)).fetchone()

@@ -15,17 +15,21 @@ loop without touching the ledger file.
 
 from __future__ import annotations
 
+import gc
 import logging
+import os
+import secrets
+import socket
+import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from digest.errors import DigestError, ProviderAuthError, UsageError
 from digest.issue import Issue
-from digest.ledger import IN_MEMORY, Delivery, DeliveryStatus, Ledger
+from digest.ledger import IN_MEMORY, Claim, Delivery, DeliveryStatus, IssueRecord, Ledger
 from digest.moments import parse_duration
 from digest.providers import Provider
 from digest.recipients import Recipient, RecipientResult, Status
@@ -102,12 +106,6 @@ def render_issue(issue: Issue, settings: Settings) -> list[RenderedVariant]:
     ]
 
 
-def batches(items: Sequence, size: int) -> Iterator[Sequence]:
-    """``items`` in consecutive slices of at most ``size``."""
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 def send_issue(
     issue: Issue,
     provider: Provider,
@@ -130,81 +128,33 @@ def send_issue(
     ``unknown`` ones too with ``resend_unknown``, and the ones the provider
     rejected (not those left out on purpose) once more with
     ``retry_rejected``. The audience is the one queued when the issue was
-    first sent: subscribers who joined since wait for the next issue. Batches hold at most
+    first sent: subscribers who joined since wait for the next issue, and
+    readers who left since are closed, never sent. On a shared ledger
+    (PostgreSQL) an issue another worker has queued is sent as it was
+    queued (see :func:`send_queued`). Batches hold at most
     ``provider.max_batch_size`` (SendGrid: 1000) and ``settings.batch_size``
     recipients of one variant; ``settings.concurrency``
     batches are in flight at once. Retryable recipients get up to
-    ``settings.retry_rounds`` more rounds, ``settings.retry_delay`` seconds apart.
-    ``progress`` is called with the number of recipients of each finished batch.
+    ``settings.retry_rounds`` more rounds, ``settings.retry_delay`` seconds
+    apart. ``progress`` is called with the number of recipients of each
+    finished batch.
 
     Returns a :class:`SendReport`. Raises :class:`digest.errors.LedgerBusyError`
-    when another send holds the ledger; when the provider refuses our
+    when another send holds a ledger file; when the provider refuses our
     credentials or sender the run stops at once, the batch is left retryable
     and the report's ``stopped`` says why. The provider is closed either way.
     """
-    if recipient_for is None:
-        from digest.unsubscribe import recipient_for
     own_ledger = ledger is None
     ledger = Ledger(IN_MEMORY) if own_ledger else ledger
     key = issue.context.key
     report = SendReport(issue_key=key, provider=provider.name)
     try:
         rendered = list(rendered) if rendered is not None else render_issue(issue, settings)
-        # Signed links are made per batch, when it is sent, not held for the whole audience.
-        people: dict[str, tuple[Subscriber, int]] = {}
         for index, variant in enumerate(issue.variants):
-            for subscriber in variant.subscribers:
-                people[subscriber.key] = (subscriber, index)
-            report.variants.append(
-                VariantReport(
-                    number=variant.number,
-                    key=variant.key,
-                    articles=len(variant.articles),
-                    recipients=len(variant.subscribers),
-                    html_bytes=len(rendered[index].html.encode("utf-8")),
-                    subject=rendered[index].subject,
-                    notes=rendered[index].notes,
-                )
-            )
+            report.variants.append(_variant_report(variant.number, rendered[index], len(variant.subscribers), len(variant.articles)))
         with ledger.run_lock():
-            ledger.create_issue(
-                key,
-                issue.context.window_start,
-                issue.context.window_end,
-                [a.id for a in issue.selection.articles],
-                scheduled_at,
-            )
-            if not any(ledger.counts(key).values()):
-                # The audience is frozen when the issue is first queued: who
-                # joins later gets the next issue, not a rerun of this one.
-                ledger.enqueue(key, ((_row_of(subscriber), issue.variants[index].key) for subscriber, index in people.values()))
-            report.recovered = ledger.recover_crashed(key)
-            if retry_rejected:
-                report.requeued = ledger.requeue_rejected(key, except_reasons=ON_PURPOSE)
-            accepted_before = ledger.counts(key)[DeliveryStatus.ACCEPTED]
-            for round_number in range(settings.retry_rounds + 1):
-                # Unknown rows are resent once, in the first round, and only when asked.
-                rows = ledger.pending(key, resend_unknown=resend_unknown and round_number == 0)
-                if not rows:
-                    break
-                if round_number:
-                    log.info("round %d: %d recipients to try again", round_number + 1, len(rows))
-                    sleep(settings.retry_delay)
-                size = min(provider.max_batch_size, settings.batch_size)
-                jobs = _jobs(rows, people, size, ledger, lambda s: recipient_for(s, settings))
-                try:
-                    _run_jobs(jobs, issue, rendered, provider, ledger, settings.concurrency, report, progress)
-                except ProviderAuthError as exc:
-                    report.stopped = str(exc)
-                    break
-                if report.gave_up:
-                    break
-            ledger.update_issue_status(key)
-            report.counts = {status.value: n for status, n in ledger.counts(key).items() if n}
-            report.accepted_now = report.counts.get(DeliveryStatus.ACCEPTED.value, 0) - accepted_before
-            problems = [*ledger.problems(key), *_still_retryable(ledger, key)]
-            report.skipped = [p for p in problems if p.last_error in ON_PURPOSE]
-            report.problems = [p for p in problems if p.last_error not in ON_PURPOSE]
+            queue_issue(issue, ledger, rendered, scheduled_at=scheduled_at)
+            _deliver(ledger, key, provider, settings, report, resend_unknown, recipient_for, progress, sleep, retry_rejected=retry_rejected)
     finally:
         provider.close()
         if own_ledger:
@@ -212,139 +162,241 @@ def send_issue(
     return report
 
 
+def queue_issue(issue: Issue, ledger: Ledger, rendered: Sequence[RenderedVariant], *, scheduled_at: datetime | None = None) -> bool:
+    """Write ``issue`` into ``ledger`` before anything is sent: the issue,
+    one queued row per subscriber of its variants, and ``rendered`` (its
+    variants, in order), in one transaction (see
+    :meth:`digest.ledger.Ledger.queue_issue`). The audience is frozen when
+    the issue is first queued: on a resume nobody is added (who joined since
+    gets the next issue), and readers who left since are closed, never sent
+    (only ids are held). Returns False when a shared
+    ledger had the issue queued by another worker already (nothing written)."""
+    key = issue.context.key
+    resumed = ledger.get_issue(key) is not None
+    entries = ((_row_of(s), variant.key) for variant in issue.variants for s in variant.subscribers)
+    articles = [a.id for a in issue.selection.articles]
+    queued = ledger.queue_issue(key, issue.context.window_start, issue.context.window_end, articles, scheduled_at, entries, rendered)
+    if resumed and queued:
+        present = {s.key for s in issue.subscribers}
+        ledger.close_rows([row_id for row_id, sid in ledger.pending_ids(key) if sid not in present], GONE)
+    return queued
+
+
+def send_queued(
+    ledger: Ledger,
+    key: str,
+    provider: Provider,
+    settings: Settings,
+    *,
+    resend_unknown: bool = False,
+    retry_rejected: bool = False,
+    progress: Callable[[int], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> SendReport:
+    """Send issue ``key``, queued in ``ledger`` by another worker, as it was
+    queued: its stored variants to its recipient rows, claiming batches as
+    :func:`send_issue` does. Needs neither the content nor the subscriber
+    lists: a worker on another machine needs only the ledger and the
+    provider settings (and ``secret_key``, ``public_url`` for the links).
+    Returns a :class:`SendReport`; the provider is closed either way."""
+    report = SendReport(issue_key=key, provider=provider.name)
+    try:
+        sizes = ledger.variant_counts(key)
+        for number, stored in enumerate(ledger.variants(key), start=1):
+            variant = RenderedVariant(**stored)
+            report.variants.append(_variant_report(number, variant, sizes.get(variant.variant_key, 0), len(variant.article_ids)))
+        with ledger.run_lock():
+            _deliver(ledger, key, provider, settings, report, resend_unknown, None, progress, sleep, retry_rejected=retry_rejected)
+    finally:
+        provider.close()
+    return report
+
+
+def _variant_report(number: int, variant: RenderedVariant, recipients: int, articles: int) -> VariantReport:
+    return VariantReport(
+        number=number,
+        key=variant.variant_key,
+        articles=articles,
+        recipients=recipients,
+        html_bytes=len(variant.html.encode("utf-8")),
+        subject=variant.subject,
+        notes=variant.notes,
+    )
+
+
+def worker_id() -> str:
+    """This worker, as claims name it: host, process id and a random part."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def _deliver(ledger, key, provider, settings, report, resend_unknown, recipient_for, progress, sleep, *, retry_rejected: bool = False) -> None:
+    """Claim and send the pending rows of issue ``key`` until none is left,
+    in rounds (see :func:`send_issue`); fill ``report``."""
+    if recipient_for is None:
+        from digest.unsubscribe import recipient_for
+    variants = {stored["variant_key"]: RenderedVariant(**stored) for stored in ledger.variants(key)}
+    me = worker_id()
+    report.recovered = ledger.recover_crashed(key)
+    if retry_rejected:
+        report.requeued = ledger.requeue_rejected(key, except_reasons=ON_PURPOSE)
+    accepted_before = ledger.counts(key)[DeliveryStatus.ACCEPTED]
+    # What is alive now (a planned audience of a million) lives until the end:
+    # the collector need not walk it again for every batch's garbage.
+    gc.freeze()
+    try:
+        _rounds(ledger, key, provider, settings, report, resend_unknown, recipient_for, sleep, me, progress, variants)
+    finally:
+        gc.unfreeze()
+    if not ledger.exclusive:
+        _settle(ledger, key, settings, sleep)
+    ledger.update_issue_status(key)
+    report.counts = {status.value: n for status, n in ledger.counts(key).items() if n}
+    report.accepted_now = report.counts.get(DeliveryStatus.ACCEPTED.value, 0) - accepted_before
+    problems = [*ledger.problems(key), *ledger.retryable(key)]
+    report.skipped = [p for p in problems if p.last_error in ON_PURPOSE]
+    report.problems = [p for p in problems if p.last_error not in ON_PURPOSE]
+
+
+def _rounds(ledger, key, provider, settings, report, resend_unknown, recipient_for, sleep, me, progress, variants) -> None:
+    """The first round and up to ``settings.retry_rounds`` more for retryable rows."""
+    for round_number in range(settings.retry_rounds + 1):
+        if round_number:
+            if not ledger.retryable(key):
+                break
+            log.info("round %d: recipients to try again", round_number + 1)
+            sleep(settings.retry_delay)
+        claim = {
+            "issue_key": key,
+            "limit": min(provider.max_batch_size, settings.batch_size),
+            # A round never takes its own retryable rows again: the next round does.
+            "worker": f"{me}/{round_number}",
+            "lease": settings.lease,
+            # Unknown rows are resent once, in the first round, and only when asked.
+            "resend_unknown": resend_unknown and round_number == 0,
+            "suppressed": SUPPRESSED,
+        }
+        try:
+            _run_workers(claim, variants, provider, ledger, settings, report, progress, lambda row: recipient_for(row, settings))
+        except ProviderAuthError as exc:
+            report.stopped = str(exc)
+            break
+        if report.gave_up:
+            break
+
+
+def _settle(ledger: Ledger, key: str, settings: Settings, sleep: Callable[[float], None]) -> None:
+    """On a shared ledger, wait for the batches other workers still hold to
+    be answered, or for their leases to expire (then they become unknown), so
+    the issue's counts are final when this worker reports."""
+    deadline = time.monotonic() + settings.lease + 5
+    while time.monotonic() < deadline:
+        ledger.recover_crashed(key)
+        if ledger.in_flight(key)[0] == 0:
+            return
+        sleep(0.2)
+
+
 def _row_of(subscriber: Subscriber) -> Recipient:
-    """What the ledger keeps of a recipient (address, id, list): no links yet."""
+    """What the ledger keeps of a recipient (address, name, id, list): no links yet."""
     return Recipient(subscriber.email, subscriber.name, subscriber.key, subscriber.list_name, unsubscribe_url="")
 
 
-def _jobs(
-    rows: Sequence[Delivery],
-    people: dict[str, tuple[Subscriber, int]],
-    size: int,
-    ledger: Ledger,
-    recipient_for: Callable[[Subscriber], Recipient],
-) -> Iterator[tuple[int, list[int], list[Recipient]]]:
-    """Group pending rows into batches of one variant each: (variant index,
-    row ids, recipients), the recipients made as each batch is taken. Rows
-    whose subscriber has left the audience since the issue was queued are
-    closed as rejected, never sent."""
-    by_variant: dict[int, list[tuple[int, Subscriber]]] = {}
-    gone: list[int] = []
-    for row in rows:
-        found = people.get(row.subscriber_id)
-        if found is None:
-            gone.append(row.id)
-            continue
-        subscriber, index = found
-        by_variant.setdefault(index, []).append((row.id, subscriber))
-    if gone:
-        ledger.mark_sending(gone)
-        ledger.record_results([(row_id, RecipientResult("", Status.REJECTED, reason=GONE)) for row_id in gone])
-    for index, members in sorted(by_variant.items()):
-        for chunk in batches(members, size):
-            yield index, [row_id for row_id, _ in chunk], [recipient_for(subscriber) for _, subscriber in chunk]
+def _person(row: Delivery) -> Subscriber:
+    """The subscriber of a delivery row, as much as a message needs."""
+    return Subscriber(email=row.email, name=row.name, tags=frozenset(), list_name=row.list_name, line=0)
 
 
-def _run_jobs(jobs, issue, rendered, provider, ledger, concurrency, report, progress) -> None:
-    """Send ``jobs`` with at most ``concurrency`` in flight; stop submitting
-    at the first :class:`ProviderAuthError` and re-raise it."""
+def _run_workers(claim, variants, provider, ledger, settings, report, progress, recipient_for) -> None:
+    """Run ``settings.concurrency`` threads that each claim a batch, send it,
+    and record its results while claiming the next (one transaction), until
+    nothing is left; stop all at the first :class:`ProviderAuthError` (then
+    re-raised) or when the provider takes nobody :data:`GIVE_UP_AFTER`
+    batches in a row."""
+    lock = threading.Lock()
+    stop = threading.Event()
+    failures: list[BaseException] = []
+    streak = [0]  # consecutive batches the provider took nobody of
 
-    def send(job) -> int:
-        index, row_ids, recipients = job
-        # Someone may have unsubscribed (digest serve) or bounced while this run was going.
-        stopped = _suppressed_now(ledger, recipients)
-        if stopped:
-            ledger.mark_sending([row_id for row_id, r in zip(row_ids, recipients, strict=True) if r.subscriber_id in stopped])
-            ledger.record_results(
-                [(row_id, RecipientResult(r.email, Status.REJECTED, reason=SUPPRESSED)) for row_id, r in zip(row_ids, recipients, strict=True) if r.subscriber_id in stopped]
-            )
-            kept = [(row_id, r) for row_id, r in zip(row_ids, recipients, strict=True) if r.subscriber_id not in stopped]
-            if not kept:
-                return len(row_ids), None
-            row_ids, recipients = [row_id for row_id, _ in kept], [r for _, r in kept]
-        ledger.mark_sending(row_ids)  # committed before the request: a crash now means "unknown"
+    def finished(count: int, not_taken: str | None, requests: int) -> None:
+        with lock:
+            report.requests += requests
+            report.sent_now += count
+            if progress:
+                progress(count)
+            streak[0] = streak[0] + 1 if not_taken else 0
+            if streak[0] >= GIVE_UP_AFTER and report.gave_up is None:
+                # Down or unreachable: leave the rest queued for the next run
+                # rather than retrying every batch for minutes.
+                report.gave_up = f"the provider took none of {streak[0]} batches in a row (last: {not_taken})"
+                stop.set()
+
+    def work() -> None:
+        taken = ledger.claim(**claim)
+        while taken.rows or taken.suppressed:
+            if taken.suppressed:
+                finished(taken.suppressed, None, 0)
+            if not taken.rows:
+                taken = ledger.claim(**claim)
+                continue
+            if stop.is_set():
+                ledger.release(taken.rows)  # never sent: as they were, for the next run
+                return
+            variant = variants[taken.variant_key]
+            row_ids = [row.id for row in taken.rows]
+            try:
+                results = provider.send_batch(variant, [recipient_for(_person(row)) for row in taken.rows], claim["issue_key"])
+            except DigestError as exc:
+                # Refused outright (credentials, sender) or misconfigured (TLS, login):
+                # raised before anything was sent, so these stay to be sent later.
+                ledger.record_results([(row_id, RecipientResult("", Status.RETRYABLE, reason=str(exc))) for row_id in row_ids])
+                raise
+            if len(results) != len(row_ids):
+                raise RuntimeError(f"{provider.name} answered {len(results)} results for {len(row_ids)} recipients")
+            answered = zip(row_ids, results, strict=True)
+            if stop.is_set():
+                ledger.record_results(answered, article_ids=variant.article_ids)
+                taken = Claim([])
+            else:
+                _, taken = ledger.record_and_claim(answered, article_ids=variant.article_ids, **claim)
+            log.info("batch of %d (variant %s): %s", len(row_ids), variant.variant_key, _summary(results))
+            not_taken = all(r.status is Status.RETRYABLE for r in results)
+            finished(len(row_ids), results[-1].reason if not_taken else None, 1)
+
+    def guarded() -> None:
         try:
-            results = provider.send_batch(rendered[index], recipients, issue.context.key)
-        except DigestError as exc:
-            # Refused outright (credentials, sender) or misconfigured (TLS, login):
-            # raised before anything was sent, so these stay to be sent later.
-            ledger.record_results([(row_id, RecipientResult("", Status.RETRYABLE, reason=str(exc))) for row_id in row_ids])
-            raise
-        if len(results) != len(row_ids):
-            raise RuntimeError(f"{provider.name} answered {len(results)} results for {len(row_ids)} recipients")
-        ledger.record_results(zip(row_ids, results, strict=True), article_ids=[a.id for a in issue.variants[index].articles])
-        log.info("batch of %d (variant %d): %s", len(row_ids), issue.variants[index].number, _summary(results))
-        not_taken = all(r.status is Status.RETRYABLE for r in results)
-        return len(row_ids), (results[-1].reason if not_taken else None)
+            work()
+        except BaseException as exc:
+            with lock:
+                failures.append(exc)
+            stop.set()
 
-    with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        pending_jobs = iter(jobs)
-        running = set()
-        failure = None
-        streak = 0  # consecutive batches the provider took nobody of
-        while failure is None and report.gave_up is None:
-            while len(running) < concurrency and (job := next(pending_jobs, None)) is not None:
-                running.add(pool.submit(send, job))
-            if not running:
-                break
-            done, running = wait(running, return_when=FIRST_EXCEPTION)
-            for future in done:
-                if future.exception() is not None:
-                    failure = failure or future.exception()
-                    continue
-                count, not_taken = future.result()
-                report.requests += 1
-                report.sent_now += count
-                if progress:
-                    progress(count)
-                streak = streak + 1 if not_taken else 0
-                if streak >= GIVE_UP_AFTER:
-                    # Down or unreachable: leave the rest queued for the next run
-                    # rather than retrying every batch for minutes.
-                    report.gave_up = f"the provider took none of {streak} batches in a row (last: {not_taken})"
-        wait(running)  # let batches already in flight finish and be recorded
-        for future in running:
-            if future.exception() is None:
-                report.requests += 1
-                report.sent_now += future.result()[0]
-        if failure is not None:
-            raise failure
-
-
-def _suppressed_now(ledger: Ledger, recipients: Sequence[Recipient]) -> set[str]:
-    """Subscriber ids of ``recipients`` suppressed in the ledger file right
-    now (one query per list in the batch)."""
-    if ledger.in_memory or not ledger.path.is_file():
-        return set()
-    from digest.suppressions import suppressed_keys
-
-    stopped: set[str] = set()
-    for list_name in {r.list_name for r in recipients}:
-        keys = suppressed_keys(ledger.path, list_name)
-        stopped.update(r.subscriber_id for r in recipients if r.list_name == list_name and r.subscriber_id in keys)
-    return stopped
+    threads = [threading.Thread(target=guarded, name=f"digest-send-{n}", daemon=True) for n in range(settings.concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise next((f for f in failures if isinstance(f, ProviderAuthError)), failures[0])
 
 
 def _summary(results: Sequence[RecipientResult]) -> str:
     return ", ".join(f"{n} {status}" for status, n in Counter(r.status.value for r in results).items())
 
 
-def _still_retryable(ledger: Ledger, key: str) -> list[Delivery]:
-    return [row for row in ledger.pending(key) if row.status is DeliveryStatus.RETRYABLE]
-
-
-def check_not_too_late(issue: Issue, not_after: str | None, *, now: datetime | None = None) -> None:
+def check_not_too_late(issue: Issue | IssueRecord, not_after: str | None, *, now: datetime | None = None) -> None:
     """Raise :class:`digest.errors.UsageError` when ``now`` (default: the
     current time) is later than ``not_after`` (a duration such as ``36h``)
     after the issue's scheduled time: a machine restored from a snapshot
-    must not send last week's issue days late. Issues named with ``--issue``
+    must not send last week's issue days late (``issue`` may be the ledger's
+    record of it, for a worker that did not plan it). Issues named with ``--issue``
     have no scheduled time and are never too late."""
     if not not_after or issue.scheduled_at is None:
         return
     now = now or datetime.now(UTC)
+    key = issue.key if isinstance(issue, IssueRecord) else issue.context.key
     if now > issue.scheduled_at + parse_duration(not_after):
         raise UsageError(
-            f"issue {issue.context.key} was scheduled for {issue.scheduled_at.isoformat()}; it is now "
+            f"issue {key} was scheduled for {issue.scheduled_at.isoformat()}; it is now "
             f"{now.isoformat(timespec='seconds')}, later than --not-after {not_after}: not sending"
         )
 

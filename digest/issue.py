@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 from digest.articles import Article, slugify_tag
 from digest.audience import Audience, Variant, build_variants, load_audience
+from digest.errors import DigestError
 from digest.frequencies import ReaderWindows, frequency_of
 from digest.rendering import IssueContext
 from digest.schedule import ScheduledIssue, current_issue, schedule_of, window_since_last_send
@@ -173,6 +174,11 @@ def plan_issue(
     )
 
 
+def issue_key(request: IssueRequest, settings: Settings) -> str:
+    """The key of the issue ``request`` names: its own, else the schedule's at ``request.as_of`` (default now)."""
+    return request.key or current_issue(schedule_of(settings.schedule, request.frequency), request.as_of or datetime.now(UTC), settings.tz).key
+
+
 def resume_or_new(request: IssueRequest, ledger, settings: Settings, *, include_sent: bool = False) -> IssueRequest:
     """``request`` adjusted for what the ledger (:class:`digest.ledger.Ledger`)
     knows: an issue already in it (a resume) keeps the articles and window
@@ -186,7 +192,8 @@ def resume_or_new(request: IssueRequest, ledger, settings: Settings, *, include_
 
     scheduled = current_issue(schedule_of(settings.schedule, request.frequency), request.as_of or datetime.now(UTC), settings.tz)
     key = request.key or scheduled.key
-    history = None if include_sent or ledger.in_memory else reader_history(ledger.path, except_issue=key)
+    # Per-reader windows read a SQLite ledger (a PostgreSQL one keeps the list's window for now).
+    history = None if include_sent or ledger.in_memory or getattr(ledger, "path", None) is None else reader_history(ledger.path, except_issue=key)
     existing = ledger.get_issue(key)
     if existing is not None:
         # With per-reader windows the start only serves readers never sent an issue:
@@ -231,7 +238,12 @@ def issue_frequencies(
 
     if whole:
         return [None], None
-    audience = load_audience(settings, list_name)
+    try:
+        audience = load_audience(settings, list_name)
+    except DigestError:
+        # No lists here (a worker on a shared ledger needs none: the issue is queued
+        # there already): one issue, the schedule's first; planning says what is wrong.
+        return [None], None
     readers = audience.subscribers
     if as_subscriber:
         wanted = as_subscriber.strip().casefold()

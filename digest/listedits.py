@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from digest.addresses import normalize_address
 from digest.csvrows import Row, check_utf8, read_rows
 from digest.errors import DigestError, UsageError
 from digest.files import FILE_MODE
@@ -33,7 +34,6 @@ from digest.subscribers import (
     Problem,
     Subscriber,
     columns,
-    normalize_address,
     parse_tags,
     row_key,
 )

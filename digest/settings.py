@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import tomllib
 import zoneinfo
 from email import policy
@@ -91,7 +92,8 @@ class Settings(BaseSettings):
     # Delivery.
     provider: Literal["outbox", "sendgrid", "smtp"] = "outbox"
     outbox: Path = Path("outbox")
-    ledger: Path = Path("digest.db")
+    # A SQLite file (one machine) or a postgresql:// URL (a ledger many sending machines share).
+    ledger: Path | str = Path("digest.db")
     # One send time ("weekly monday 08:00"), or one per frequency readers choose
     # (["daily 07:30", "weekly monday 08:00", "monthly 1 09:00"]).
     schedule: str | list[str] = "weekly monday 08:00"
@@ -104,6 +106,10 @@ class Settings(BaseSettings):
     # Recipients per request (at most the provider's limit: SendGrid 1000). Smaller
     # batches mean fewer "unknown" recipients when a run is killed mid-request.
     batch_size: int = Field(default=1000, ge=1, le=1000)
+    # Seconds a worker's claim on a batch holds (on a shared ledger): longer than
+    # one request can take with its retries; after it, other workers call the
+    # batch unknown.
+    lease: float = Field(default=600.0, gt=0)
 
     sendgrid_api_key: SecretStr | None = None
     sendgrid_host: str = "https://api.sendgrid.com"
@@ -173,6 +179,15 @@ class Settings(BaseSettings):
             dotenv_settings,
             TomlConfigSettingsSource(settings_cls),
         )
+
+    @field_validator("ledger", mode="before")
+    @classmethod
+    def _ledger(cls, value: object) -> object:
+        # A file is a Path; a URL stays text (Path() would fold its "//").
+        text = os.fspath(value) if isinstance(value, os.PathLike) else value
+        if isinstance(text, str) and not text.startswith(("postgresql://", "postgres://")):
+            return Path(text)
+        return text
 
     @field_validator("timezone")
     @classmethod

@@ -35,6 +35,7 @@ from jinja2 import Environment, StrictUndefined
 from markupsafe import Markup
 
 from digest import consent, suppressions
+from digest.addresses import normalize_address
 from digest.articles import slugify_tag
 from digest.errors import DigestError
 from digest.listedits import add_subscriber, locked
@@ -42,7 +43,7 @@ from digest.moments import parse_duration
 from digest.personalization import new_nonce
 from digest.recipients import Recipient, Status
 from digest.rendering import RenderedVariant, issue_url, render_template, template_environment
-from digest.subscribers import FREQUENCIES, Subscriber, list_file, normalize_address
+from digest.subscribers import FREQUENCIES, Subscriber, list_file
 from digest.unsubscribe import TokenError, public_base, recipient_for
 
 if TYPE_CHECKING:

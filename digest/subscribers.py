@@ -24,7 +24,7 @@ mailed once, from the first list in name order).
 **Rows.** Every address is checked by email-validator (syntax only, no DNS)
 and normalized: surrounding spaces removed, the domain lower-cased and in
 its ASCII (IDNA) form, the local part's case kept for sending (see
-:func:`normalize_address`; a non-ASCII local part is refused). Duplicates
+:func:`digest.addresses.normalize_address`; a non-ASCII local part is refused). Duplicates
 are found case-insensitively (:func:`digest.suppressions.address_key`). A bad
 row or a duplicate becomes a :class:`Problem` naming the file and line and is
 skipped; the run goes on. Rows whose ``status`` says the person left
@@ -42,8 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from email_validator import EmailNotValidError, validate_email
-
+from digest.addresses import normalize_address
 from digest.articles import slugify_tag
 from digest.csvrows import Row, check_utf8, read_rows
 from digest.errors import DigestError, SettingsError
@@ -258,38 +257,6 @@ def _values(fields: list[str], where: dict[str, int]) -> dict[str, str]:
         "frequency": get("frequency"),
         "subscribed_at": get("subscribed_at").strip(),
     }
-
-
-def normalize_address(raw: str) -> str:
-    """``raw`` checked and normalized for sending, per email-validator's
-    syntax rules (RFC 5321/5322, no DNS lookups): spaces around removed,
-    local part kept, domain lower-cased and in its ASCII form (an
-    internationalized domain as IDNA "xn--" labels, RFC 5891), so the result
-    is plain ASCII that every provider and server takes.
-
-    Raises :class:`DigestError` with the reason for an empty or invalid
-    address, and for a non-ASCII local part: mailing one needs the SMTPUTF8
-    extension (RFC 6531), which SendGrid refuses (400) and most servers lack,
-    and no ASCII form of it exists."""
-    address = raw.strip()
-    if not address:
-        raise DigestError("no email address")
-    try:
-        return validate_email(address, check_deliverability=False, allow_smtputf8=False).ascii_email
-    except EmailNotValidError as exc:
-        if _valid_with_smtputf8(address):
-            raise DigestError(
-                f"{address!r} needs SMTPUTF8 (non-ASCII before the @), which SendGrid and most servers do not accept"
-            ) from None
-        raise DigestError(f"invalid address {address!r}: {exc}") from None
-
-
-def _valid_with_smtputf8(address: str) -> bool:
-    try:
-        validate_email(address, check_deliverability=False, allow_smtputf8=True)
-    except EmailNotValidError:
-        return False
-    return True
 
 
 def row_key(fields: list[str], where: dict[str, int]) -> str:

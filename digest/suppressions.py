@@ -31,39 +31,17 @@ from pathlib import Path
 
 from digest.errors import DigestError, LedgerBusyError
 from digest.files import create_private
+from digest.ledger import postgresql, scheme_of
+from digest.ledger.model import SUPPRESSION_TABLES
 
 REASONS = ("unsubscribed", "bounced", "spam-report", "manual")
 EVERY_LIST = ""  # stored instead of NULL so that the unique key also holds for global rows
 BUSY_TIMEOUT_MS = 5000
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS suppressions (
-    address_key TEXT NOT NULL,
-    address TEXT NOT NULL,
-    reason TEXT NOT NULL CHECK (reason IN ('unsubscribed', 'bounced', 'spam-report', 'manual')),
-    source TEXT NOT NULL,
-    list_name TEXT NOT NULL DEFAULT '',
-    created_at TEXT NOT NULL,
-    PRIMARY KEY (address_key, list_name)
-);
-CREATE TABLE IF NOT EXISTS preferences (
-    address_key TEXT NOT NULL,
-    list_name TEXT NOT NULL,
-    tags TEXT NOT NULL,
-    updated_at TEXT NOT NULL,
-    PRIMARY KEY (address_key, list_name)
-);
-CREATE TABLE IF NOT EXISTS frequencies (
-    address_key TEXT NOT NULL,
-    list_name TEXT NOT NULL,
-    frequency TEXT NOT NULL CHECK (frequency IN ('daily', 'weekly', 'monthly')),
-    updated_at TEXT NOT NULL,
-    PRIMARY KEY (address_key, list_name)
-);
-"""
+_SCHEMA = SUPPRESSION_TABLES  # part of the ledger's schema; created here too in a file only suppressions have touched
 FREQUENCIES = ("daily", "weekly", "monthly")
 
-Db = Path | str | sqlite3.Connection
+Db = Path | str | sqlite3.Connection | postgresql.Connection
 
 
 @dataclass(frozen=True)
@@ -93,13 +71,17 @@ def address_key(address: str) -> str:
     return address.strip().casefold()
 
 
-def connect(path: Path | str) -> sqlite3.Connection:
+def connect(path: Path | str) -> sqlite3.Connection | postgresql.Connection:
     """Open the ledger file (created if absent) in WAL mode with a busy
-    timeout of :data:`BUSY_TIMEOUT_MS`, and create this module's tables.
+    timeout of :data:`BUSY_TIMEOUT_MS`, and create this module's tables; or,
+    for a ``postgresql://`` URL, connect to that ledger (its schema brought
+    up to date).
 
     WAL lets ``digest serve`` record unsubscribes while a send reads the file.
     Raises :class:`LedgerBusyError` when the file stays locked longer than the
     timeout, :class:`DigestError` when it cannot be opened."""
+    if scheme_of(path):
+        return postgresql.connect(str(path))
     try:
         create_private(Path(path))  # addresses: readable by the owner only
         conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000)
@@ -119,7 +101,7 @@ def connect(path: Path | str) -> sqlite3.Connection:
 def _using(db: Db) -> Iterator[sqlite3.Connection]:
     """A connection for one call: the caller's own, or a fresh one that is
     committed (or rolled back on error) and closed at the end."""
-    if isinstance(db, sqlite3.Connection):
+    if isinstance(db, sqlite3.Connection | postgresql.Connection):
         yield db
         return
     with closing(connect(db)) as conn:
@@ -128,6 +110,29 @@ def _using(db: Db) -> Iterator[sqlite3.Connection]:
                 yield conn
         except sqlite3.OperationalError as exc:
             raise _ledger_error(db, exc) from None
+        except conn_errors(conn) as exc:
+            raise DigestError(f"ledger {conn.name}: {str(exc).strip().splitlines()[0]}") from None
+
+
+def conn_errors(conn: object) -> tuple[type[BaseException], ...]:
+    """The database errors of ``conn`` other than SQLite's, for one readable line."""
+    return getattr(conn, "errors", ())
+
+
+@contextmanager
+def transaction(target: Path | str) -> Iterator[sqlite3.Connection | postgresql.Connection]:
+    """One write transaction on the ledger at ``target`` (taking SQLite's
+    write lock at once, so it cannot fail half-way on a busy file):
+    committed at the end, rolled back on an error, then closed."""
+    with closing(connect(target)) as conn, conn:
+        if isinstance(conn, sqlite3.Connection):
+            conn.execute("BEGIN IMMEDIATE")
+        yield conn
+
+
+def present(target: Path | str) -> bool:
+    """Whether a ledger is there to read: a file that exists, or a PostgreSQL URL."""
+    return bool(scheme_of(target)) or Path(target).is_file()
 
 
 def _ledger_error(path: object, exc: sqlite3.OperationalError) -> DigestError:
@@ -163,8 +168,8 @@ def add(
     when = (at or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="seconds")
     with _using(db) as conn:
         cursor = conn.execute(
-            "INSERT OR IGNORE INTO suppressions (address_key, address, reason, source, list_name, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO suppressions (address_key, address, reason, source, list_name, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (address_key(address), address, reason, source, list_name or EVERY_LIST, when),
         )
         return cursor.rowcount == 1
@@ -234,9 +239,36 @@ def is_suppressed(db: Db, address: str, list_name: str | None = None) -> Suppres
 
 def suppressed_keys(db: Db, list_name: str) -> dict[str, Suppression]:
     """Every address key suppressed for ``list_name`` (its own rows and the
-    global ones), mapped to its suppression: one query, so filtering an
-    audience of 100,000 is a dictionary lookup per subscriber."""
+    global ones), mapped to its suppression (the oldest when there are
+    several), in one query."""
     return {s.key: s for s in reversed(list_suppressions(db, list_name))}
+
+
+def suppressed_key_set(db: Db, list_name: str) -> frozenset[str]:
+    """The address keys suppressed for ``list_name`` (its own and the global
+    ones), in one query and nothing more: filtering an audience of 100,000
+    beside a history of 100,000 suppressions is then a set lookup per
+    subscriber, without a suppression object for each row."""
+    with _using(db) as conn:
+        rows = conn.execute("SELECT address_key FROM suppressions WHERE list_name IN (?, ?)", (list_name, EVERY_LIST)).fetchall()
+    return frozenset(row[0] for row in rows)
+
+
+def suppressions_for(db: Db, list_name: str, keys: Iterable[str]) -> dict[str, Suppression]:
+    """The suppression (the oldest) of each of ``keys`` (address keys) on
+    ``list_name``, for those suppressed there; one query per 500 keys."""
+    wanted = sorted(set(keys))
+    found: dict[str, Suppression] = {}
+    with _using(db) as conn:
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            rows = conn.execute(
+                "SELECT address, reason, source, list_name, created_at FROM suppressions "
+                f"WHERE list_name IN (?, ?) AND address_key IN ({','.join('?' * len(chunk))}) ORDER BY created_at DESC",
+                (list_name, EVERY_LIST, *chunk),
+            ).fetchall()
+            found.update((suppression.key, suppression) for suppression in map(_suppression, rows))
+    return found
 
 
 def _suppression(row: tuple[str, str, str, str, str]) -> Suppression:

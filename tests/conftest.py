@@ -10,12 +10,15 @@ import csv
 import importlib.util
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
+import uuid
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -527,3 +530,69 @@ def start_serve(tmp_path):
             except subprocess.TimeoutExpired:
                 served.process.kill()
                 served.process.wait(timeout=10)
+
+
+# PostgreSQL ------------------------------------------------------------------------------------
+
+POSTGRES_ENV = "TEST_POSTGRES_URL"  # an admin URL of a throwaway server (.ci/run exports it)
+
+
+def _postgres_bin() -> Path | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    return found[-1].parent if found else None
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory):
+    """An admin URL of a real PostgreSQL server: ``$TEST_POSTGRES_URL``
+    when set (.ci/run starts a throwaway cluster and exports it), else a
+    cluster started here for the session (initdb + pg_ctl, as the
+    ``postgres`` user when we are root, on a socket in its own folder and a
+    free loopback port) and stopped at the end. Skips where neither exists."""
+    url = os.environ.get(POSTGRES_ENV)
+    if url:
+        yield url
+        return
+    bin_dir = _postgres_bin()
+    if bin_dir is None:
+        pytest.skip(f"no PostgreSQL server binary (initdb) on this machine and {POSTGRES_ENV} is not set")
+    folder = Path(tempfile.mkdtemp(prefix="digest-pg-"))
+    port = free_port()
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses to run as root
+        shutil.chown(folder, "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    data = folder / "data"
+    subprocess.run([*as_user, str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"],
+                   check=True, capture_output=True)
+    options = f"-h 127.0.0.1 -p {port} -k {folder} -F -c max_connections=100"
+    subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(folder / "log"), "-w", "-o", options, "start"],
+                   check=True, capture_output=True)
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_server):
+    """The URL of a fresh, empty database of its own for this test, dropped after it."""
+    import psycopg
+
+    name = f"digest_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_server, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    base = postgres_server.rsplit("/", 1)[0]
+    yield f"{base}/{name}"
+    with psycopg.connect(postgres_server, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger_target(request, tmp_path):
+    """A ledger target of each backend: a file in the test's folder, then a
+    database of its own on the test server; the same tests run on both."""
+    if request.param == "sqlite":
+        return tmp_path / "digest.db"
+    return request.getfixturevalue("postgres_url")

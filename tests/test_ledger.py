@@ -1,4 +1,6 @@
-"""The ledger: a real SQLite file, real processes for crashes and the run lock."""
+"""The ledger: the same tests on a real SQLite file and a real PostgreSQL
+database (each test its own); real processes for crashes and the run lock
+of a file."""
 
 import random
 import signal
@@ -7,6 +9,7 @@ import subprocess
 import sys
 import threading
 from collections import Counter
+from contextlib import closing, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,7 +17,7 @@ import pytest
 from conftest import SENDGRID_KEY
 
 from digest.errors import DigestError, LedgerBusyError
-from digest.ledger import SCHEMA_VERSION, DeliveryStatus, Ledger
+from digest.ledger import SCHEMA_VERSION, DeliveryStatus, Ledger, postgresql
 from digest.recipients import Recipient, RecipientResult, Status
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,15 +32,28 @@ def person(n: int, list_name: str = "main") -> Recipient:
 
 
 @pytest.fixture
-def ledger(tmp_path):
+def ledger(ledger_target):
+    with Ledger(ledger_target) as opened:
+        opened.create_issue("2026-W48", START, END, ["a1", "a2"], scheduled_at=END)
+        yield opened
+
+
+@pytest.fixture
+def file_ledger(tmp_path):
     with Ledger(tmp_path / "digest.db") as opened:
         opened.create_issue("2026-W48", START, END, ["a1", "a2"], scheduled_at=END)
         yield opened
 
 
-def other_connection(ledger: Ledger) -> sqlite3.Connection:
+@contextmanager
+def other_connection(ledger: Ledger):
     """What another process sees: only committed data."""
-    return sqlite3.connect(ledger.path)
+    if ledger.exclusive:
+        with closing(sqlite3.connect(ledger.path)) as db:
+            yield db
+        return
+    with closing(postgresql.Connection(ledger.url)) as db:
+        yield db
 
 
 def run_child(code: str, *args: str) -> subprocess.Popen:
@@ -199,7 +215,8 @@ with ledger.run_lock():
 """
 
 
-def test_rows_left_sending_by_a_killed_process_become_unknown_and_are_resent_only_on_request(ledger):
+def test_rows_left_sending_by_a_killed_process_become_unknown_and_are_resent_only_on_request(file_ledger):
+    ledger = file_ledger
     ledger.enqueue("2026-W48", [(person(n), "v1") for n in range(5)])
     child = run_child(CRASH_AFTER_CLAIM, str(ledger.path))
     out, _ = child.communicate(timeout=30)
@@ -224,7 +241,8 @@ with Ledger(sys.argv[1]).run_lock():
 """
 
 
-def test_only_one_send_holds_the_run_lock_and_it_dies_with_its_process(ledger):
+def test_only_one_send_holds_the_run_lock_and_it_dies_with_its_process(file_ledger):
+    ledger = file_ledger
     holder = run_child(HOLD_LOCK, str(ledger.path))
     try:
         assert holder.stdout.readline().strip() == "locked"
@@ -307,3 +325,96 @@ def test_killed_sends_resumed_never_send_anyone_twice_and_lose_nobody(tmp_path, 
     assert counts[DeliveryStatus.ACCEPTED] == len(set(recorded) - unknown)
     assert len(unknown) <= 100 * killed
     assert counts[DeliveryStatus.QUEUED] == counts[DeliveryStatus.SENDING] == 0
+
+
+def test_two_ledger_connections_claiming_at_once_never_take_the_same_row(ledger_target):
+    # Two workers (two connections, as two machines have): SKIP LOCKED on PostgreSQL, the write lock on SQLite.
+    with Ledger(ledger_target) as first, Ledger(ledger_target) as second:
+        first.create_issue("2026-W48", START, END, ["a1"])
+        first.enqueue("2026-W48", [(person(n), f"v{n % 3}") for n in range(3000)])
+        claimed: dict[str, list[int]] = {"a": [], "b": []}
+        start = threading.Barrier(2)
+
+        def work(book: Ledger, worker: str) -> None:
+            start.wait()
+            while (taken := book.claim("2026-W48", 50, worker=worker, lease=60)).rows:
+                assert len({row.variant_key for row in taken.rows}) == 1  # one variant per batch
+                claimed[worker].extend(row.id for row in taken.rows)
+
+        threads = [threading.Thread(target=work, args=(book, name)) for book, name in ((first, "a"), (second, "b"))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert not set(claimed["a"]) & set(claimed["b"])
+        assert len(claimed["a"]) + len(claimed["b"]) == 3000
+        assert first.counts("2026-W48")[DeliveryStatus.SENDING] == 3000
+
+
+def test_a_claim_closes_suppressed_rows_and_record_and_claim_is_one_step(ledger):
+    from digest import suppressions
+
+    ledger.enqueue("2026-W48", [(person(n), "v1") for n in range(6)])
+    target = ledger.url if not ledger.exclusive else ledger.path
+    suppressions.add(target, "READER1@example.org", "unsubscribed", "test")  # every list
+    suppressions.add(target, "reader2@example.org", "unsubscribed", "test", "other-list")  # not this list
+    taken = ledger.claim("2026-W48", 3, worker="w/0", lease=60, suppressed="left")
+    assert taken.suppressed == 1 and [row.email for row in taken.rows] == ["reader0@example.org", "reader2@example.org"]
+    changed, following = ledger.record_and_claim(
+        [(row.id, RecipientResult(row.email, Status.ACCEPTED, "m")) for row in taken.rows],
+        article_ids=["a1"], issue_key="2026-W48", limit=10, worker="w/0", lease=60,
+    )
+    assert changed == 2 and [row.email for row in following.rows] == [f"reader{n}@example.org" for n in (3, 4, 5)]
+    counts = ledger.counts("2026-W48")
+    assert (counts[DeliveryStatus.ACCEPTED], counts[DeliveryStatus.REJECTED], counts[DeliveryStatus.SENDING]) == (2, 1, 3)
+    assert [p.last_error for p in ledger.problems("2026-W48")] == ["left"]
+    ledger.release(following.rows)  # never sent: back as they were
+    assert ledger.counts("2026-W48")[DeliveryStatus.QUEUED] == 3 and ledger.claim("2026-W48", 10, worker="x/0", lease=60).rows
+
+
+def test_a_round_never_takes_its_own_retryable_rows_again(ledger):
+    ledger.enqueue("2026-W48", [(person(n), "v1") for n in range(2)])
+    taken = ledger.claim("2026-W48", 10, worker="w/0", lease=60)
+    ledger.record_results([(row.id, RecipientResult(row.email, Status.RETRYABLE, reason="429")) for row in taken.rows])
+    assert ledger.claim("2026-W48", 10, worker="w/0", lease=60).rows == []  # the same round
+    assert len(ledger.claim("2026-W48", 10, worker="w/1", lease=60).rows) == 2  # the next round
+
+
+def test_on_a_shared_ledger_expired_leases_become_unknown_and_live_ones_stay(postgres_url):
+    with Ledger(postgres_url) as ledger:
+        ledger.create_issue("2026-W48", START, END, ["a1"])
+        ledger.enqueue("2026-W48", [(person(n), "v1") for n in range(5)])
+        dead = ledger.claim("2026-W48", 2, worker="dead/0", lease=-1)  # its lease is over already
+        live = ledger.claim("2026-W48", 2, worker="live/0", lease=600)
+        assert ledger.recover_crashed("2026-W48") == 2  # no run lock on a shared ledger: leases decide
+        problems = {p.email: p for p in ledger.problems("2026-W48")}
+        assert set(problems) == {row.email for row in dead.rows}
+        assert all(p.status is DeliveryStatus.UNKNOWN and "lease expired" in p.last_error for p in problems.values())
+        assert ledger.in_flight("2026-W48")[0] == len(live.rows) == 2
+        assert [row.email for row in ledger.claim("2026-W48", 10, worker="other/0", lease=60).rows] == ["reader4@example.org"]
+        assert ledger.claim("2026-W48", 10, worker="other/0", lease=60, resend_unknown=True).rows  # only when asked
+
+
+def test_only_the_first_worker_queues_an_issue_on_a_shared_ledger(postgres_url):
+    def entries(tag: str):
+        yield person(1), tag
+        raise AssertionError("a second worker must not read the audience")
+
+    variant = type("V", (), {"variant_key": "v1", "subject": "S", "preheader": "", "html": "<p>", "text": "t", "article_ids": ("a1",), "notes": (), "nonce": "n0"})
+    with Ledger(postgres_url) as first, Ledger(postgres_url) as second:
+        assert first.queue_issue("2026-W48", START, END, ["a1"], END, [(person(1), "v1"), (person(2), "v1")], [variant]) is True
+        assert second.queue_issue("2026-W48", START, END, ["a1"], END, entries("v2"), [variant]) is False
+        assert second.get_issue("2026-W48").queued_at is not None
+        assert second.variant_counts("2026-W48") == {"v1": 2}
+        assert [v["html"] for v in second.variants("2026-W48")] == ["<p>"]
+
+
+def test_a_row_queued_without_a_name_gets_it_when_queued_again_and_nothing_else_changes(ledger):
+    from dataclasses import replace
+
+    nameless = replace(person(1), name="")  # as rows queued before schema 4 are
+    assert ledger.enqueue("2026-W48", [(nameless, "v1")]) == 1
+    ledger.enqueue("2026-W48", [(person(1), "v2")])  # a resume: the name arrives, the variant stays
+    ledger.enqueue("2026-W48", [(replace(person(1), name="Other"), "v2")])  # a name kept is kept
+    (row,) = ledger.pending("2026-W48")
+    assert (row.name, row.variant_key, row.status) == ("Reader 1", "v1", DeliveryStatus.QUEUED)

@@ -2,6 +2,7 @@
 with the official client: no mocks."""
 
 import hashlib
+import json
 import logging
 import threading
 from collections import Counter
@@ -250,3 +251,75 @@ def test_a_reply_to_with_a_display_name_reaches_sendgrid_as_name_and_email(fake_
     assert [r.status for r in provider.send_batch(variant, make_recipients(1), ISSUE)] == [Status.ACCEPTED]
     (request,) = fake_sendgrid.bodies()
     assert request["body"]["reply_to"] == {"email": "desk@gazette.example.org", "name": "Desk, News"}
+
+
+def helper_body(provider: SendGridProvider, rendered, batch, issue_key: str) -> dict:
+    """The body as the official client's ``Mail`` helper builds it (how the
+    provider built it before it wrote plain dicts)."""
+    from sendgrid.helpers.mail import (
+        Asm,
+        Category,
+        CustomArg,
+        From,
+        GroupId,
+        Header,
+        HtmlContent,
+        Mail,
+        Personalization,
+        PlainTextContent,
+        ReplyTo,
+        Substitution,
+        To,
+    )
+
+    from digest.personalization import substitutions
+    from digest.providers.sendgrid import _display_name
+
+    settings = provider.settings
+    mail = Mail(from_email=From(str(settings.sender_email), settings.sender_name or None), subject=rendered.subject,
+                plain_text_content=PlainTextContent(rendered.text), html_content=HtmlContent(rendered.html))
+    if settings.reply_to_parts:
+        name, email = settings.reply_to_parts
+        mail.reply_to = ReplyTo(email, name or None)
+    mail.add_custom_arg(CustomArg("issue_key", str(issue_key)))
+    mail.add_custom_arg(CustomArg("variant_key", str(rendered.variant_key)))
+    for category in reversed(settings.sendgrid_categories):  # the helper inserts at the front
+        mail.add_category(Category(category))
+    if settings.asm_group_id is not None:
+        mail.asm = Asm(GroupId(settings.asm_group_id))
+    for index, recipient in enumerate(batch):
+        personalization = Personalization()
+        personalization.add_to(To(recipient.email, _display_name(recipient.name)))
+        for key, value in substitutions(recipient, rendered.nonce).items():
+            personalization.add_substitution(Substitution(key, value))
+        for name, value in list_headers(recipient, settings).items():
+            personalization.add_header(Header(name, value))
+        personalization.add_custom_arg(CustomArg("subscriber_id", str(recipient.subscriber_id)))
+        mail.add_personalization(personalization, index=index)
+    return mail.get()
+
+
+@pytest.mark.parametrize("overrides", [
+    {},
+    {"sendgrid_categories": ["digest", "weekly"], "asm_group_id": 42, "reply_to": "The Desk <editor@example.org>", "sender_name": "The Gazette"},
+    {"sendgrid_categories": [], "sender_name": ""},
+])
+def test_the_plain_dict_body_is_what_the_official_helper_builds(fake_sendgrid, provider_for, variant, make_recipients, overrides):
+    recipients = make_recipients(5, names=["Zoë Ünal", "", "Doe, Jane", "Ann <ann>", "  spaced  out "])
+    provider = provider_for(fake_sendgrid, **overrides)
+    assert provider._body(variant, recipients, ISSUE) == helper_body(provider, variant, recipients, ISSUE)
+
+
+def test_the_request_is_compact_json(start_fake_sendgrid, provider_for, variant, make_recipients):
+    recipients = make_recipients(20)
+    probe = provider_for(start_fake_sendgrid())
+    body = probe._body(variant, recipients, ISSUE)
+    compact = len(json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+    spaced = len(json.dumps(body).encode("utf-8"))
+    assert compact < spaced
+    # A stand-in that refuses (413) anything larger than the compact body.
+    server = start_fake_sendgrid(max_body_bytes=compact)
+    results = provider_for(server).send_batch(variant, recipients, ISSUE)
+    assert [r.status for r in results] == [Status.ACCEPTED] * 20
+    (request,) = server.bodies()
+    assert request["body"] == body

@@ -403,3 +403,46 @@ def test_markdown_dates_that_cannot_be_read_are_one_line_each_then_a_count_per_s
     assert len(dated) == 5 and all(w.startswith(f"{posts}/p") and "line 3, date: unreadable date 2026-02-3" in w for w in dated)
     assert f"{posts}: and 2 more with a date that cannot be read" in result.warnings
     assert any("other.md" in w and "url" in w for w in result.warnings)  # other notes are never capped
+
+
+def _post(folder: Path, name: str, title: str) -> Path:
+    path = folder / name
+    path.write_text(f"---\ntitle: {title}\ndate: 2026-11-20\ntags: [bees]\n---\nBody of {title}.\n", encoding="utf-8")
+    return path
+
+
+def test_unchanged_files_are_not_parsed_again_and_an_edit_or_a_data_file_is_seen(tmp_path, settings, monkeypatch):
+    from digest.sources import feeds, markdown
+
+    parsed: list[str] = []  # what the readers really parsed (they are called through)
+    read_post, read_feed = markdown.read_post, feeds.read_feed
+    monkeypatch.setattr(markdown, "read_post", lambda path, root=None: parsed.append(path.name) or read_post(path, root))
+    monkeypatch.setattr(feeds, "read_feed", lambda data, source, url=None: parsed.append(Path(source).name) or read_feed(data, source, url))
+    posts = tmp_path / "posts"
+    posts.mkdir()
+    first = _post(posts, "one.md", "One")
+    _post(posts, "two.md", "Two")
+    feed = shutil.copy(FIXTURES / "feeds" / "atom-xmlbase.atom", tmp_path / "feed.xml")
+    sources = [str(posts), str(feed)]
+    before = load_articles(sources, settings).articles
+    assert sorted(parsed) == ["feed.xml", "one.md", "two.md"]
+    parsed.clear()
+    again = load_articles(sources, settings).articles
+    assert parsed == [] and again == before  # nothing parsed again, the same articles
+
+    # An edit keeping the size and the mtime's second still shows: the key is size and mtime in ns.
+    first.write_text(first.read_text(encoding="utf-8").replace("One", "Uno"), encoding="utf-8")
+    stat = first.stat()
+    os.utime(first, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))
+    edited = load_articles(sources, settings).articles
+    assert parsed == ["one.md"]  # only the edited file was read
+    assert [a.title for a in edited] == [("Uno" if a.title == "One" else a.title) for a in before]
+
+    # Other settings shape the articles from the same parsed files.
+    other = load_settings(site_url="https://other.example/", timezone="Europe/Paris")
+    assert {a.url for a in load_articles([str(posts)], other).articles} != {a.url for a in edited if a.source.startswith(str(posts))}
+
+    # An Eleventy directory data file added beside a post changes its tags.
+    (posts / "posts.json").write_text('{"tags": ["garden"]}', encoding="utf-8")
+    tagged = load_articles([str(posts)], settings).articles
+    assert tagged and all("garden" in a.tags for a in tagged)

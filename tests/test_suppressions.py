@@ -141,3 +141,17 @@ def test_the_suppressions_commands(tmp_path, monkeypatch):
     missing = run("remove", "ada@example.org")
     assert missing.exit_code == 1 and "is not suppressed" in missing.output
     assert [s.address for s in suppressions.list_suppressions(ledger)] == ["bob@example.org"]
+
+
+def test_planning_reads_only_keys_then_the_suppressions_of_those_on_the_list(tmp_path):
+    db = tmp_path / "digest.db"
+    suppressions.add_many(db, ((f"left{n}@example.net", "unsubscribed", None) for n in range(3000)), "bulk")
+    suppressions.add(db, "Ada@example.org", "bounced", "sendgrid:bounce", at=datetime(2026, 11, 1, tzinfo=UTC))
+    suppressions.add(db, "ada@example.org", "unsubscribed", "one-click", "garden", at=datetime(2026, 11, 2, tzinfo=UTC))  # later, same reader
+    suppressions.add(db, "cy@example.org", "unsubscribed", "one-click", "kitchen")  # another list
+    keys = suppressions.suppressed_key_set(db, "garden")
+    assert len(keys) == 3001 and "ada@example.org" in keys and "cy@example.org" not in keys
+    found = suppressions.suppressions_for(db, "garden", ["ada@example.org", "bob@example.org", *(f"left{n}@example.net" for n in range(600))])
+    assert found["ada@example.org"].reason == "bounced"  # the oldest, as suppressed_keys gives
+    assert "bob@example.org" not in found and len(found) == 601
+    assert found == {k: v for k, v in suppressions.suppressed_keys(db, "garden").items() if k in found}

@@ -347,7 +347,9 @@ def test_a_version_1_ledger_is_migrated_keeping_its_rows_and_takes_delivery_even
         assert client.post("/webhooks/sendgrid", content=batch).json() == {"suppressions": 1, "delivery_events": 2}
     version, after = snapshot()
     assert version == SCHEMA_VERSION >= 2  # the latest schema, which has the events table
-    assert {t: after[t] for t in tables if t != "suppressions"} == {t: before[t] for t in tables if t != "suppressions"}
+    # Every row kept as it was; later versions only add columns (at the end) and tables.
+    kept = {t: [row[: len(before[t][0])] for row in after[t]] for t in tables if t != "suppressions"}
+    assert kept == {t: before[t] for t in tables if t != "suppressions"}
     assert after["suppressions"][: len(before["suppressions"])] == before["suppressions"]
     assert [(address, event) for address, event, *_ in events(settings.ledger)] == [("Bob@example.org", "delivered"), ("ada@example.org", "bounce")]
     with Ledger(settings.ledger) as ledger:  # the send loop still reads the migrated file

@@ -14,7 +14,7 @@ import sys
 
 import click
 
-from digest.cli import content, lists, schedule, sending, web
+from digest.cli import content, ledger, lists, schedule, sending, web
 from digest.errors import DigestError
 from digest.settings import load_settings
 
@@ -78,6 +78,7 @@ for command in (
     sending.send, sending.status, schedule.schedule,
     lists.audience, lists.subscribers, lists.suppressions,
     web.serve, web.archive, web.signup_form,
+    ledger.ledger,
 ):  # fmt: skip
     cli.add_command(command)
 

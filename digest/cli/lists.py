@@ -191,9 +191,9 @@ def subscribers_import(settings: Settings, list_name, file) -> None:
     from digest.listedits import import_subscribers
 
     target = _write_target(settings, list_name)
-    erased = forgotten_hashes(Path(settings.ledger))
+    erased = forgotten_hashes(settings.ledger)
     secret = settings.secret_key.get_secret_value()
-    result = import_subscribers(target, file, ledger=Path(settings.ledger), forgotten=lambda email: address_hash(secret, email) in erased)
+    result = import_subscribers(target, file, ledger=settings.ledger, forgotten=lambda email: address_hash(secret, email) in erased)
     for problem in result.problems:
         warn(f"not imported: {problem}")
     click.echo(result.summary(target))
@@ -345,7 +345,7 @@ def suppressions_add(ledger, email, reason, list_name) -> None:
       digest suppressions add ada@example.org --reason bounced
     """
     from digest import suppressions as store
-    from digest.subscribers import normalize_address
+    from digest.addresses import normalize_address
 
     address = normalize_address(email)
     added = store.add(ledger or load_settings().ledger, address, reason, "cli", list_name)

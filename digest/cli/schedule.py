@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
 
@@ -86,14 +85,14 @@ def _view(settings, frequency: str, moment, count: int, list_name) -> dict:
     """The issue of ``frequency`` a send at ``moment`` handles (its status and
     window from the ledger) and the ``count`` next ones, as JSON-ready dicts."""
     from digest.issue import history_window
-    from digest.ledger import Ledger
+    from digest.ledger import Ledger, exists
     from digest.schedule import current_issue, describe, next_issue, parse_schedules, schedule_of
     from digest.selection import Window
 
     plan = schedule_of(settings.schedule, frequency)
     current = current_issue(plan, moment, settings.tz)
     window, state = current.window, "not sent yet"
-    if Path(settings.ledger).exists():
+    if exists(settings.ledger):
         with Ledger.from_settings(settings) as ledger:
             record = ledger.get_issue(current.key)
             if record is not None:

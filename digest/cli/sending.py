@@ -107,11 +107,11 @@ def _send_one_issue(
     ``audience`` (None: read the lists); print its summary and return its
     report (None when there was nothing to send, it had gone out already or
     it was a test). Raises what ``send`` documents."""
-    from digest.ledger import Ledger
+    from digest.ledger import Ledger, exists
 
     # The ledger file is created only when something is sent or refused
     # (--not-after): an empty run leaves no trace.
-    ledger = Ledger.from_settings(settings) if real and Path(settings.ledger).exists() else None
+    ledger = Ledger.from_settings(settings) if real and exists(settings.ledger) else None
     try:
         if ledger is not None:
             # Hourly cron: most runs end here, before sources and templates are loaded.
@@ -119,71 +119,128 @@ def _send_one_issue(
             if done is not None:
                 _say(as_json, done, f"{done['issue']} already sent; next: {done['next']}")
                 return None
-        from digest.delivery import check_not_too_late, render_issue, send_issue
-        from digest.issue import plan_issue, resume_or_new
+        from digest.delivery import check_not_too_late, queue_issue, send_issue
+        from digest.issue import issue_key as key_of
         from digest.providers import get_provider
 
         request = issue_request(settings, **options, key=issue_key, frequency=frequency)
-        if ledger is not None:
-            request = resume_or_new(request, ledger, settings, include_sent=include_sent)
-        issue = plan_issue(settings, request, audience=audience)
-        report_planning(issue)
-        if issue.every_source_failed:
-            # A typo in a folder or a dead feed is not a quiet week: cron must see it.
-            raise SettingsError(f"no source could be read ({'; '.join(issue.sources_failed)})")
-        if not issue.subscribers:
-            # A list that reads as nobody is a broken list, not a quiet week: cron must see it.
-            why = f"{plural(len(issue.audience_problems), 'problem')} above" if issue.audience_problems else "it is empty"
-            raise SettingsError(f"no subscriber to send to in {settings.subscribers} ({why})")
-        if not issue.selection.articles or not issue.variants:
-            data = {"issue": issue.context.key, "status": "nothing to send", "sources_failed": issue.sources_failed}
-            _say(as_json, data, f"{issue.context.key}: nothing to send" if frequency else "nothing to send")
-            return None
-        if real:
-            try:
-                check_not_too_late(issue, not_after or settings.not_after, now=issue.context.as_of)
-            except UsageError as exc:
-                # Remembered, so that the next issue's window takes this one's articles in.
-                ledger = ledger or Ledger.from_settings(settings)
-                lists = {person.list_name for person in issue.subscribers}
-                ledger.record_refusal(issue.context.key, issue.context.window_start, issue.context.window_end, lists, str(exc))
-                raise
-            if issue.scheduled_at and issue.scheduled_at > datetime.now(UTC):
-                from digest.schedule import describe
-
-                warn(f"issue {issue.context.key} is scheduled for {describe(issue.scheduled_at, settings.tz)}; sending it now, as --as-of asks")
-        rendered = render_issue(issue, settings)
-        if report_findings(issue, rendered, settings) and not dry_run and not force:
-            raise UsageError("the built-in checks found errors (above); fix them, or send with --force")
-        if test_to:
-            _send_test(issue, rendered, settings, test_to, as_subscriber)
-            return None
-        if real:
-            from digest.archive import keep_page
-
-            if ledger is None:
+        if ledger is not None and not ledger.exclusive:
+            # A ledger many workers share: the first to take the issue's queue
+            # lock plans and queues it; the others find it queued and send it
+            # as it was queued, reading neither the content nor the lists.
+            key = key_of(request, settings)
+            with ledger.queue_lock(key):
+                shown = ledger.get_issue(key)
+                if shown is None or shown.queued_at is None:
+                    planned = _plan(settings, request, ledger, include_sent=include_sent, not_after=not_after, force=force, as_json=as_json,
+                                    audience=audience)
+                    if planned is None:
+                        return None
+                    shown, rendered = planned
+                    queue_issue(shown, ledger, rendered, scheduled_at=shown.scheduled_at)
+                else:
+                    check_not_too_late(shown, not_after or settings.not_after, now=request.as_of)
+            report = _send_queued(ledger, key, settings, resend_unknown, retry_rejected, as_json)
+        else:
+            planned = _plan(settings, request, ledger, include_sent=include_sent, not_after=not_after, force=force, as_json=as_json,
+                            dry_run=dry_run, test_to=test_to, as_subscriber=as_subscriber, audience=audience)
+            if planned is None:
+                return None
+            shown, rendered = planned
+            if real and ledger is None:
                 ledger = Ledger.from_settings(settings)
-            keep_page(ledger, issue, settings)  # the archive's page: the issue as it went out
-        provider = get_provider(settings, dry_run=dry_run)
-        with _progress(issue.recipient_count, as_json, dry_run) as progress:
-            report = send_issue(
-                issue,
-                provider,
-                settings,
-                ledger=ledger,
-                scheduled_at=issue.scheduled_at,
-                resend_unknown=resend_unknown,
-                retry_rejected=retry_rejected,
-                rendered=rendered,
-                progress=progress,
-            )
+            provider = get_provider(settings, dry_run=dry_run)
+            with _progress(shown.recipient_count, as_json, dry_run) as progress:
+                report = send_issue(
+                    shown,
+                    provider,
+                    settings,
+                    ledger=ledger,
+                    scheduled_at=shown.scheduled_at,
+                    resend_unknown=resend_unknown,
+                    retry_rejected=retry_rejected,
+                    rendered=rendered,
+                    progress=progress,
+                )
     finally:
         if ledger is not None:
             ledger.close()
-    _print_send_report(report, issue, settings, dry_run=dry_run, as_json=as_json)
+    _print_send_report(report, shown, settings, dry_run=dry_run, as_json=as_json)
     if report.stopped:
         raise ProviderAuthError(report.stopped)
     return report
+
+
+def _plan(settings: Settings, request, ledger, *, include_sent, not_after, force, as_json, dry_run=False, test_to=None, as_subscriber=None, audience=None):
+    """Plan, render and check the issue ``request`` names, and keep its
+    archive page when sending for real. Returns (issue, rendered variants),
+    or None when the command is done (nothing to send, a test message sent).
+    Raises :class:`UsageError`/:class:`SettingsError` as ``digest send``
+    exits; a send refused by ``--not-after`` is remembered in the ledger."""
+    from digest.archive import keep_page
+    from digest.delivery import check_not_too_late, render_issue
+    from digest.issue import plan_issue, resume_or_new
+
+    real = not dry_run and not test_to
+    if ledger is not None:
+        request = resume_or_new(request, ledger, settings, include_sent=include_sent)
+    issue = plan_issue(settings, request, audience=audience)
+    report_planning(issue)
+    if issue.every_source_failed:
+        # A typo in a folder or a dead feed is not a quiet week: cron must see it.
+        raise SettingsError(f"no source could be read ({'; '.join(issue.sources_failed)})")
+    if not issue.subscribers:
+        # A list that reads as nobody is a broken list, not a quiet week: cron must see it.
+        why = f"{plural(len(issue.audience_problems), 'problem')} above" if issue.audience_problems else "it is empty"
+        raise SettingsError(f"no subscriber to send to in {settings.subscribers} ({why})")
+    if not issue.selection.articles or not issue.variants:
+        data = {"issue": issue.context.key, "status": "nothing to send", "sources_failed": issue.sources_failed}
+        _say(as_json, data, f"{issue.context.key}: nothing to send" if request.frequency else "nothing to send")
+        return None
+    if real:
+        try:
+            check_not_too_late(issue, not_after or settings.not_after, now=issue.context.as_of)
+        except UsageError as exc:
+            # Remembered, so that the next issue's window takes this one's articles in.
+            lists = {person.list_name for person in issue.subscribers}
+            with _opened(ledger, settings) as book:
+                book.record_refusal(issue.context.key, issue.context.window_start, issue.context.window_end, lists, str(exc))
+            raise
+        if issue.scheduled_at and issue.scheduled_at > datetime.now(UTC):
+            from digest.schedule import describe
+
+            warn(f"issue {issue.context.key} is scheduled for {describe(issue.scheduled_at, settings.tz)}; sending it now, as --as-of asks")
+    rendered = render_issue(issue, settings)
+    if report_findings(issue, rendered, settings) and not dry_run and not force:
+        raise UsageError("the built-in checks found errors (above); fix them, or send with --force")
+    if test_to:
+        _send_test(issue, rendered, settings, test_to, as_subscriber)
+        return None
+    if real:
+        with _opened(ledger, settings) as book:
+            keep_page(book, issue, settings)  # the archive's page: the issue as it went out
+    return issue, rendered
+
+
+@contextlib.contextmanager
+def _opened(ledger, settings: Settings):
+    """``ledger``, or the settings' ledger opened (and so created) for the block."""
+    from digest.ledger import Ledger
+
+    if ledger is not None:
+        yield ledger
+        return
+    with Ledger.from_settings(settings) as opened:
+        yield opened
+
+
+def _send_queued(ledger, key: str, settings: Settings, resend_unknown: bool, retry_rejected: bool, as_json: bool):
+    from digest.delivery import send_queued
+    from digest.providers import get_provider
+
+    total = sum(ledger.variant_counts(key).values())
+    with _progress(total, as_json, False) as progress:
+        return send_queued(ledger, key, get_provider(settings), settings, resend_unknown=resend_unknown, retry_rejected=retry_rejected, progress=progress)
 
 
 def _already_sent(as_of: str | None, issue_key: str | None, ledger, settings: Settings, more_asked: bool, frequency: str | None = None) -> dict | None:
@@ -261,16 +318,21 @@ def _lateness(issue, settings: Settings) -> dict | None:
 
 
 def _print_send_report(report, issue, settings: Settings, *, dry_run: bool, as_json: bool) -> None:
+    """The summary of a send; ``issue`` is the planned issue, or the
+    ledger's record of it for a worker that sent it as another queued it."""
     accepted_now = report.accepted_now
-    late = None if dry_run else _lateness(issue, settings)
+    planned = hasattr(issue, "selection")
+    titles = [a.title for a in issue.selection.articles] if planned else []
+    start, end = (issue.context.window_start, issue.context.window_end) if planned else (issue.window_start, issue.window_end)
+    late = None if dry_run or not planned else _lateness(issue, settings)
     summary = {
         "issue": report.issue_key,
         "provider": report.provider,
         "dry_run": dry_run,
         "subject": report.variants[0].subject if report.variants else None,
-        "articles": len(issue.selection.articles),
-        "article_titles": [a.title for a in issue.selection.articles],
-        "window": {"start": issue.context.window_start.isoformat(), "end": issue.context.window_end.isoformat()},
+        "articles": len(issue.selection.articles) if planned else len(issue.article_ids),
+        "article_titles": titles,
+        "window": {"start": start.isoformat(), "end": end.isoformat()},
         "scheduled_at": issue.scheduled_at.isoformat() if issue.scheduled_at else None,
         "late_seconds": late["seconds"] if late else 0,
         "variants": [
@@ -287,7 +349,7 @@ def _print_send_report(report, issue, settings: Settings, *, dry_run: bool, as_j
         "requeued_rejected": report.requeued,
         "problems": [{"email": p.email, "status": p.status.value, "reason": p.last_error} for p in report.problems],
         "skipped": [p.email for p in report.skipped],
-        "sources_failed": issue.sources_failed,
+        "sources_failed": issue.sources_failed if planned else [],
         "stopped": report.stopped,
         "gave_up": report.gave_up,
     }
@@ -324,7 +386,7 @@ def _print_send_report(report, issue, settings: Settings, *, dry_run: bool, as_j
 @click.command()
 @click.option("--issue", "issue_key", metavar="KEY", help="Only this issue (default: every issue, newest first).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@click.option("--ledger", type=click.Path(dir_okay=False, path_type=Path), help="Ledger file (default: the 'ledger' setting).")
+@click.option("--ledger", metavar="FILE_OR_URL", help="Ledger file or postgresql:// URL (default: the 'ledger' setting).")
 def status(issue_key, as_json, ledger) -> None:
     """Show what each issue's send did: counts by status, and the
     recipients rejected, unknown or still retryable, with reasons.
@@ -334,20 +396,20 @@ def status(issue_key, as_json, ledger) -> None:
       digest status
       digest status --issue 2026-W48 --json
     """
-    from digest.ledger import Ledger
+    from digest.ledger import Ledger, exists
 
     settings = load_settings(ledger=ledger)
-    if not Path(settings.ledger).exists():
+    if not exists(settings.ledger):
         # Before the first send there is nothing to report, and nothing wrong.
         _say(as_json, {"issues": []}, f"no issues sent yet (no ledger at {settings.ledger})")
         return
     with Ledger.from_settings(settings) as book:
         records = [book.get_issue(issue_key)] if issue_key else book.issues()
         if issue_key and records[0] is None:
-            raise UsageError(f"no issue {issue_key} in {settings.ledger}")
+            raise UsageError(f"no issue {issue_key} in {book.name}")
         issues = []
         for record in records:
-            problems = [*book.problems(record.key), *[r for r in book.pending(record.key) if r.status.value == "retryable"]]
+            problems = [*book.problems(record.key), *book.retryable(record.key)]
             issues.append(
                 {
                     "issue": record.key,

@@ -33,7 +33,7 @@ def serve(host, port) -> None:
 
 @click.command()
 @click.argument("out_dir", metavar="DIR", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--ledger", type=click.Path(dir_okay=False, path_type=Path), help="Ledger file of the sent issues (default: the 'ledger' setting).")
+@click.option("--ledger", metavar="FILE_OR_URL", help="Ledger file or postgresql:// URL of the sent issues (default: the 'ledger' setting).")
 def archive(out_dir, ledger) -> None:
     """Write the web archive of every issue that went out into DIR: a page
     per issue (the "view in browser" target, published at archive_url),
@@ -49,7 +49,7 @@ def archive(out_dir, ledger) -> None:
     from digest.archive import write_archive
 
     settings = load_settings(ledger=ledger)
-    result = write_archive(Path(settings.ledger), out_dir, settings)
+    result = write_archive(settings.ledger, out_dir, settings)
     for line in result.warnings:
         warn(line)
     click.echo(f"{plural(len(result.pages), 'issue')} -> {out_dir / 'index.html'}, {out_dir / 'feed.xml'}")

@@ -28,6 +28,7 @@ Limits" pages, as modelled by ``../shared/tools/fake_sendgrid.py``.
 from __future__ import annotations
 
 import http.client
+import json
 import logging
 import random
 import re
@@ -38,21 +39,6 @@ from collections.abc import Callable, Sequence
 
 from python_http_client.exceptions import HTTPError as SendGridHTTPError
 from sendgrid import SendGridAPIClient
-from sendgrid.helpers.mail import (
-    Asm,
-    Category,
-    CustomArg,
-    From,
-    GroupId,
-    Header,
-    HtmlContent,
-    Mail,
-    Personalization,
-    PlainTextContent,
-    ReplyTo,
-    Substitution,
-    To,
-)
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential, wait_random
 
 from digest.errors import ProviderAuthError, SettingsError
@@ -72,6 +58,9 @@ MAX_RATE_LIMIT_SLEEP = 60.0
 # "Limitations": to.name, cc.name and bcc.name cannot include ; or , (names
 # that did were silently dropped: sendgrid/sendgrid-python#291).
 _NAME_PUNCTUATION = re.compile(r"[,;]")
+# A body given as text is sent as it is (not dumped again) when the type is not
+# exactly "application/json"; SendGrid and the stand-in read the media type.
+_JSON = {"Content-Type": "application/json; charset=utf-8"}
 _PERSONALIZATION_FIELD = re.compile(r"^personalizations\.(\d+)(\.|$)")
 
 # python_http_client logs every request's headers at DEBUG, the Authorization
@@ -249,7 +238,9 @@ class SendGridProvider:
         with self._lock:
             self.requests += 1
         try:
-            return self._client.send(body)
+            # The official client's lower-level call, with the body already
+            # compact JSON (it would otherwise dump it with spaces).
+            return self._client.client.mail.send.post(request_body=json.dumps(body, separators=(",", ":"), ensure_ascii=False), request_headers=_JSON)
         except SendGridHTTPError as exc:
             if exc.status_code == 429:
                 reset = (exc.headers or {}).get("X-RateLimit-Reset")
@@ -267,40 +258,46 @@ class SendGridProvider:
     def _body(self, rendered: RenderedVariant, batch: Sequence[Recipient], issue_key: str) -> dict:
         """The request body: the variant's content once, one personalization
         per recipient, in ``batch`` order (so a 400's ``personalizations.N``
-        is ``batch[N]``)."""
+        is ``batch[N]``). Plain dicts in the shape the official client's
+        ``Mail`` helper produces (tests compare them on a sample): the helper
+        objects cost a quarter of a large send's CPU."""
         settings = self.settings
-        mail = Mail(
-            from_email=From(str(settings.sender_email), settings.sender_name or None),
-            subject=rendered.subject,
-            # The helper puts text/plain before text/html, as SendGrid
-            # requires (RFC 1341 §7.2: the preferred part last).
-            plain_text_content=PlainTextContent(rendered.text),
-            html_content=HtmlContent(rendered.html),
-        )
+        sender = {"email": str(settings.sender_email)}
+        if settings.sender_name:
+            sender = {"name": settings.sender_name, **sender}
+        body: dict = {
+            "from": sender,
+            "subject": rendered.subject,
+            "personalizations": [_personalization(recipient, settings, rendered.nonce) for recipient in batch],
+            # text/plain before text/html, as SendGrid requires (RFC 1341 §7.2:
+            # the preferred part last).
+            "content": [{"type": "text/plain", "value": rendered.text}, {"type": "text/html", "value": rendered.html}],
+        }
+        if settings.sendgrid_categories:
+            body["categories"] = list(settings.sendgrid_categories)
+        # custom_args values must be strings (SendGrid answers 400 otherwise).
+        body["custom_args"] = {"variant_key": str(rendered.variant_key), "issue_key": str(issue_key)}
+        if settings.asm_group_id is not None:
+            body["asm"] = {"group_id": settings.asm_group_id}
         if settings.reply_to_parts:
             name, email = settings.reply_to_parts
-            mail.reply_to = ReplyTo(email, name or None)
-        # custom_args values must be strings (SendGrid answers 400 otherwise).
-        mail.add_custom_arg(CustomArg("issue_key", str(issue_key)))
-        mail.add_custom_arg(CustomArg("variant_key", str(rendered.variant_key)))
-        # The helper inserts categories at the front: add them in reverse.
-        for category in reversed(settings.sendgrid_categories):
-            mail.add_category(Category(category))
-        if settings.asm_group_id is not None:
-            mail.asm = Asm(GroupId(settings.asm_group_id))
-        for index, recipient in enumerate(batch):
-            mail.add_personalization(_personalization(recipient, settings, rendered.nonce), index=index)
-        return mail.get()
+            body["reply_to"] = {"name": name, "email": email} if name else {"email": email}
+        return body
 
 
-def _personalization(recipient: Recipient, settings: Settings, nonce: str) -> Personalization:
-    personalization = Personalization()
-    personalization.add_to(To(recipient.email, _display_name(recipient.name)))
-    for key, value in substitutions(recipient, nonce).items():
-        personalization.add_substitution(Substitution(key, value))
-    for name, value in list_headers(recipient, settings).items():  # List-Id too, as in the .eml
-        personalization.add_header(Header(name, value))
-    personalization.add_custom_arg(CustomArg("subscriber_id", str(recipient.subscriber_id)))
+def _personalization(recipient: Recipient, settings: Settings, nonce: str) -> dict:
+    to = {"email": recipient.email}
+    name = _display_name(recipient.name)
+    if name:
+        to = {"name": name, **to}
+    personalization: dict = {"to": [to]}
+    headers = list_headers(recipient, settings)  # List-Id too, as in the .eml
+    if headers:
+        personalization["headers"] = dict(headers)
+    values = substitutions(recipient, nonce)
+    if values:
+        personalization["substitutions"] = values
+    personalization["custom_args"] = {"subscriber_id": str(recipient.subscriber_id)}
     return personalization
 
 

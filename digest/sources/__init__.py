@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -199,18 +200,60 @@ def _feed_date(raw: RawArticle, modified: datetime, settings: Settings) -> tuple
 def _readers(
     source: str, settings: Settings, fetched_at: datetime | None = None, feeds: FeedCache | None = None
 ) -> Iterator[tuple[str, Callable[[], _Document]]]:
-    """(where, read) pairs: one per file to read for ``source``."""
+    """(where, read) pairs: one per file to read for ``source``. A file
+    unchanged since it was last read (same path, size, mtime, inode) is not
+    parsed again: see :func:`_cached`."""
     if source.lower().startswith(("http://", "https://")):
         yield source, lambda: _read_url(source, settings, fetched_at, feeds)
         return
     path = Path(source).expanduser()
     if path.is_dir():
         for post in markdown.find_posts(path):
-            yield str(post), lambda post=post: _read_markdown(post, path)
+            yield str(post), _cached(post, path, lambda post=post: _read_markdown(post, path))
     elif path.is_file():
-        yield str(path), lambda: _read_file(path)
+        yield str(path), _cached(path, None, lambda: _read_file(path))
     else:
         yield source, _missing
+
+
+# Files parsed before, by (path, walked root): (their stamp, the document). An
+# editor's preview re-renders after every template edit; the sources it reads
+# again have mostly not changed, and parsing them was most of its time.
+_PARSED: dict[tuple[str, str], tuple[tuple, _Document]] = {}
+_PARSED_LOCK = threading.Lock()
+
+
+def _cached(path: Path, root: Path | None, read: Callable[[], _Document]) -> Callable[[], _Document]:
+    """``read``, answered from the cache while the file's stamp is unchanged
+    (documents are never changed after they are read). A read that fails is
+    not kept: it is tried again next time."""
+
+    def cached() -> _Document:
+        stamp = _stamp(path, root)
+        key = (str(path), str(root))
+        with _PARSED_LOCK:
+            found = _PARSED.get(key)
+        if stamp is not None and found is not None and found[0] == stamp:
+            return found[1]
+        document = read()
+        if stamp is not None:
+            with _PARSED_LOCK:
+                _PARSED[key] = (stamp, document)
+        return document
+
+    return cached
+
+
+def _stamp(path: Path, root: Path | None) -> tuple | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    # A post's directory data files (Eleventy's) shape it too: a folder's
+    # mtime changes when one is added or removed, not when edited, so
+    # Markdown posts are keyed by their data files' stamps as well.
+    extra = markdown.data_stamp(path, root) if path.suffix.lower() in markdown.SUFFIXES else ()
+    return (stat.st_size, stat.st_mtime_ns, stat.st_ino, extra)
 
 
 def _missing() -> _Document:

@@ -265,29 +265,49 @@ def _tags(front: _FrontMatter, key: str, value: Any) -> list[str] | str | None:
     return tags
 
 
+def _data_files(path: Path, root: Path | None) -> Iterator[Path]:
+    """The Eleventy directory data files that may apply to ``path``, nearest
+    folder first (whether or not they exist)."""
+    folder = path.parent
+    while True:
+        for name in (f"{folder.name}.11tydata.json", f"{folder.name}.json"):
+            yield folder / name
+        if root is None or folder == root or root not in folder.parents:
+            return
+        folder = folder.parent
+
+
+def data_stamp(path: Path, root: Path | None) -> tuple:
+    """(name, size, mtime in ns) of each directory data file of ``path``
+    that exists: with the post's own, what tells it unchanged."""
+    stamps = []
+    for data_file in _data_files(path, root):
+        try:
+            stat = data_file.stat()
+        except OSError:
+            continue
+        stamps.append((str(data_file), stat.st_size, stat.st_mtime_ns))
+    return tuple(stamps)
+
+
 def _directory_tags(path: Path, root: Path | None, front: _FrontMatter) -> list[Any]:
     """The ``tags`` of Eleventy directory data files, nearest folder first:
     ``<folder>/<folder>.11tydata.json`` then ``<folder>/<folder>.json``, for
     the post's folder and each parent up to ``root``. Tags that are not a
     list or a string are noted in ``front`` and ignored."""
     found: list[Any] = []
-    folder = path.parent
-    while True:
-        for name in (f"{folder.name}.11tydata.json", f"{folder.name}.json"):
-            data_file = folder / name
-            if data_file.is_file():
-                data = _json_data(data_file)
-                tags = data.get("tags") if isinstance(data, dict) else None
-                if isinstance(tags, str):
-                    found.append([tags])  # to Eleventy a string is one tag
-                elif tags is not None:
-                    listed, problem = _tag_list(tags)
-                    found.append(listed)
-                    if problem:
-                        front.notes.append(f"Eleventy data file {data_file}, tags: {problem}")
-        if root is None or folder == root or root not in folder.parents:
-            return found
-        folder = folder.parent
+    for data_file in _data_files(path, root):
+        if data_file.is_file():
+            data = _json_data(data_file)
+            tags = data.get("tags") if isinstance(data, dict) else None
+            if isinstance(tags, str):
+                found.append([tags])  # to Eleventy a string is one tag
+            elif tags is not None:
+                listed, problem = _tag_list(tags)
+                found.append(listed)
+                if problem:
+                    front.notes.append(f"Eleventy data file {data_file}, tags: {problem}")
+    return found
 
 
 def _json_data(path: Path) -> Any:

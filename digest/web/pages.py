@@ -110,8 +110,8 @@ class PageState:
     stop: threading.Event = field(default_factory=threading.Event)
 
     @property
-    def ledger(self) -> Path:
-        return Path(self.settings.ledger)
+    def ledger(self) -> Path | str:
+        return self.settings.ledger
 
     def page(self, name: str, status_code: int = 200, background: BackgroundTask | None = None, **values: object) -> HTMLResponse:
         values = {"site_name": self.settings.site_name, "site_url": self.settings.site_url, **values}
@@ -232,8 +232,8 @@ async def preferences(state: PageState, request: Request) -> Response:
     )
 
 
-def _suppression(ledger: Path, email: str, list_name: str) -> suppressions.Suppression | None:
-    return suppressions.is_suppressed(ledger, email, list_name) if ledger.is_file() else None
+def _suppression(ledger: Path | str, email: str, list_name: str) -> suppressions.Suppression | None:
+    return suppressions.is_suppressed(ledger, email, list_name) if suppressions.present(ledger) else None
 
 
 def _current_choice(settings: Settings, email: str, list_name: str) -> tuple[frozenset[str], str, bool]:
@@ -241,9 +241,9 @@ def _current_choice(settings: Settings, email: str, list_name: str) -> tuple[fro
     else the default) and whether they are suppressed for the list."""
     from digest.subscribers import choose_lists, find_subscriber
 
-    ledger = Path(settings.ledger)
-    stored = suppressions.get_preferences(ledger, email, list_name) if ledger.is_file() else None
-    frequency = suppressions.get_frequency(ledger, email, list_name) if ledger.is_file() else None
+    ledger = settings.ledger
+    stored = suppressions.get_preferences(ledger, email, list_name) if suppressions.present(ledger) else None
+    frequency = suppressions.get_frequency(ledger, email, list_name) if suppressions.present(ledger) else None
     try:
         row = find_subscriber(choose_lists(Path(settings.subscribers), list_name), email)
     except DigestError:  # the list is gone: nothing to start from

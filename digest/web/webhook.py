@@ -32,7 +32,6 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterable
-from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -42,6 +41,7 @@ from digest import suppressions
 from digest.errors import SettingsError
 from digest.ledger import Ledger
 from digest.ledger import record_events as ledger_events
+from digest.ledger.model import WEBHOOK_EVENTS_TABLE
 
 if TYPE_CHECKING:
     from digest.settings import Settings
@@ -65,12 +65,9 @@ MESSAGE_DROP_REASONS = ("spam content", "smtpapi", "quota")
 # arrived (Event Webhook reference, "delivery events").
 DELIVERY_EVENTS = ("delivered", "bounce", "dropped")
 MEMORY_DAYS = 30  # event ids are kept this long; a replay older than that fails the timestamp check anyway
-# In the ledger file, beside the suppressions it guards.
-_SEEN_SCHEMA = """
-CREATE TABLE IF NOT EXISTS webhook_events (
-    event_id    TEXT PRIMARY KEY,   -- SendGrid's sg_event_id, else a hash of the event
-    received_at TEXT NOT NULL       -- UTC, ISO 8601
-)"""
+# In the ledger, beside the suppressions it guards (part of its schema from
+# version 5, and made here too in a file an older digest wrote).
+_SEEN_SCHEMA = WEBHOOK_EVENTS_TABLE
 
 
 def verifier(public_key: str | None):
@@ -257,15 +254,14 @@ def _reason(name: str, event: dict) -> str | None:
     return SUPPRESSING_EVENTS[name]
 
 
-def record_events(ledger: Path, batch: EventBatch) -> tuple[int, int]:
+def record_events(ledger: Path | str, batch: EventBatch) -> tuple[int, int]:
     """Record ``batch`` in the ledger file: its suppressions (for every list)
     and its delivery events (against their delivery rows), all in one
     transaction: all or nothing. Events whose id the ledger has seen before
     (a replay, or SendGrid retrying a delivery) change nothing. Returns (new
     suppressions, new delivery events)."""
     Ledger(ledger).close()  # creates the ledger's tables, or brings an older file up to date
-    with closing(suppressions.connect(ledger)) as conn, conn:  # commit at the end, roll back on error
-        conn.execute("BEGIN IMMEDIATE")
+    with suppressions.transaction(ledger) as conn:  # committed at the end, rolled back on an error
         ids = [e.event_id for e in batch.suppressions] + [e.event_id for e in batch.deliveries]
         fresh = remember(conn, ids)
         added = sum(suppressions.add(conn, e.email, e.reason, e.source) for e in batch.suppressions if e.event_id in fresh)

@@ -1,0 +1,73 @@
+"""Moving to PostgreSQL: `digest ledger migrate --to URL` copies a SQLite
+ledger with its history (issues, deliveries, suppressions, preferences,
+events, archive pages), and `digest status` and `digest archive` then print
+the same from either. The real command, a real send to the stand-in, a real
+PostgreSQL database."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from types import SimpleNamespace
+
+from conftest import SENDGRID_KEY, WEEK48
+
+from digest import suppressions
+from digest.ledger import Ledger, record_events
+
+
+def test_migrate_copies_the_history_and_status_and_archive_read_the_same(make_site, fake_sendgrid, postgres_url):
+    site = make_site(readers=30)
+    env = {"sendgrid_api_key": SENDGRID_KEY, "sendgrid_host": fake_sendgrid.url}
+    assert site.run("send", "--as-of", WEEK48, **env).returncode == 0
+    assert site.run("send", "--as-of", WEEK48, "--issue", "special", "--include-sent", **env).returncode == 0
+    ledger_file = site.root / "digest.db"
+    suppressions.add(ledger_file, "reader3@example.org", "bounced", "sendgrid:bounce")
+    suppressions.set_preferences(ledger_file, "reader4@example.org", "readers", ["news"])
+    with suppressions.transaction(ledger_file) as db:
+        event = SimpleNamespace(issue_key="2026-W48", subscriber_id="reader3@example.org", event="bounce", event_id="e1",
+                                detail="550 gone", occurred_at=datetime(2026, 11, 23, 9, tzinfo=UTC))
+        assert record_events(db, [event]) == 1
+
+    done = site.run("ledger", "migrate", "--to", postgres_url)
+    assert done.returncode == 0, done.stderr
+    assert "2 issues, 60 deliveries" in done.stdout and "1 events" in done.stdout and "1 suppressions" in done.stdout
+
+    # Every table holds the same rows in both.
+    with Ledger(ledger_file) as old, Ledger(postgres_url) as new:
+        for table in ("issues", "deliveries", "sent_articles", "events", "issue_pages", "variants", "suppressions", "preferences"):
+            assert [r for page in new.table_rows(table) for r in page] == [r for page in old.table_rows(table) for r in page], table
+
+    for command in (("status",), ("status", "--json"), ("status", "--issue", "2026-W48")):
+        from_file = site.run(*command, ledger=ledger_file)
+        from_server = site.run(*command, ledger=postgres_url)
+        assert from_file.returncode == from_server.returncode == 0
+        assert from_file.stdout == from_server.stdout and from_file.stdout
+    assert len(json.loads(site.run("status", "--json", ledger=postgres_url).stdout)["issues"]) == 2
+
+    for name, target in (("from-file", ledger_file), ("from-server", postgres_url)):
+        done = site.run("archive", name, ledger=target)
+        assert done.returncode == 0, done.stderr
+    pages = sorted(p.relative_to(site.root / "from-file") for p in (site.root / "from-file").rglob("*") if p.is_file())
+    assert pages and pages == sorted(p.relative_to(site.root / "from-server") for p in (site.root / "from-server").rglob("*") if p.is_file())
+    for page in pages:
+        assert (site.root / "from-file" / page).read_bytes() == (site.root / "from-server" / page).read_bytes(), page
+
+    # A new issue on the server numbers its rows after the copied ones, and the server suppressions hold.
+    assert site.run("send", "--as-of", WEEK48, "--issue", "after", "--include-sent", ledger=postgres_url, **env).returncode == 0
+    status = json.loads(site.run("status", "--json", "--issue", "after", ledger=postgres_url).stdout)["issues"][0]
+    assert status["counts"] == {"accepted": 29}  # reader3 bounced: suppressed
+
+
+def test_migrate_refuses_a_ledger_in_use_and_names_the_problem(make_site, fake_sendgrid, postgres_url):
+    site = make_site(readers=5)
+    assert site.run("send", "--as-of", WEEK48, sendgrid_api_key=SENDGRID_KEY, sendgrid_host=fake_sendgrid.url).returncode == 0
+    assert site.run("ledger", "migrate", "--to", postgres_url).returncode == 0
+    again = site.run("ledger", "migrate", "--to", postgres_url)
+    assert again.returncode == 1 and "copy only into an empty ledger" in again.stderr
+    assert site.run("ledger", "migrate", "--to", "mysql://x@y/z").returncode == 1
+    missing = site.run("ledger", "migrate", "--ledger", "nowhere.db", "--to", postgres_url)
+    assert missing.returncode == 1 and "no ledger file at nowhere.db" in missing.stderr
+    secret = postgres_url.replace("postgres@", "postgres:hunter2secret@").rsplit("/", 1)[0] + "/no_such_db"
+    refused = site.run("ledger", "migrate", "--to", secret)
+    assert refused.returncode == 1 and "hunter2secret" not in refused.stderr + refused.stdout and "no_such_db" in refused.stderr
