@@ -46,7 +46,7 @@ class IssueRequest:
     window_start: datetime | None = None  # None: the schedule's period; see resume_or_new
     # The issue of one frequency (its schedule, its readers); None: everyone, the schedule's first send time.
     frequency: str | None = None
-    # What the ledger says each reader was sent (digest.ledger_readers.reader_history): with it, each
+    # What the ledger says each reader was sent (digest.ledger.readers.reader_history): with it, each
     # reader's window starts where the last issue they were sent ended. None: one window for everyone.
     history: tuple[dict, dict] | None = None
 
@@ -188,7 +188,7 @@ def resume_or_new(request: IssueRequest, ledger, settings: Settings, *, include_
     ``include_sent``, the request also carries what each reader was sent,
     so that each reader's window starts where the last issue they were sent
     ended (:mod:`digest.frequencies`)."""
-    from digest.ledger_readers import reader_history
+    from digest.ledger.readers import reader_history
 
     scheduled = current_issue(schedule_of(settings.schedule, request.frequency), request.as_of or datetime.now(UTC), settings.tz)
     key = request.key or scheduled.key

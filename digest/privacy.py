@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 from digest import consent, suppressions
 from digest.addresses import normalize_address
 from digest.errors import DigestError
-from digest.ledger_readers import person_deliveries, pseudonymize
+from digest.ledger.readers import person_deliveries, pseudonymize
 from digest.listedits import locked, remove_subscriber
 from digest.subscribers import list_files, raw_records
 from digest.suppressions import address_key

@@ -9,8 +9,9 @@ signed link, the confirmation itself, and the welcome message.
    confirmation email through the configured provider, at most one per
    address per hour (the throttle keeps
    a keyed hash of the address, not the address: see :mod:`digest.consent`).
-   Its link carries a token signed with itsdangerous (``secret_key``, salt
-   ``confirm``, so no unsubscribe or other token can stand in for it) that
+   Its link carries a token signed by :mod:`digest.tokens` for the
+   ``confirm`` purpose only (so no unsubscribe or other token can stand in
+   for it; ``previous_secret_keys`` keep it valid across a rotation) that
    expires after ``confirm_max_age`` (default 48 h).
 3. ``GET /confirm`` shows a button (link scanners follow GETs); the POST
    runs :func:`confirm`: the reader joins the list under its edit lock, with
@@ -30,11 +31,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from itsdangerous import BadData, SignatureExpired, URLSafeTimedSerializer
 from jinja2 import Environment, StrictUndefined
 from markupsafe import Markup
 
-from digest import consent, suppressions
+from digest import consent, suppressions, tokens
 from digest.addresses import normalize_address
 from digest.articles import slugify_tag
 from digest.errors import DigestError
@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CONFIRM_SALT = "confirm"  # itsdangerous salt: a token signed for another purpose never verifies here
+CONFIRM_PURPOSE = "confirm"  # a token signed for another purpose (unsubscribe, preferences) never verifies here
 MAX_NAME = 200  # characters of a name (it goes into To: headers and the list)
 MAX_TOPICS = 100
 HONEYPOT = "website"  # a field people never see and bots fill in
@@ -121,20 +121,17 @@ def parse_signup(form: Mapping[str, list[str]], known_tags: Iterable[str], setti
 # The confirmation token ---------------------------------------------------------------------
 
 
-def _serializer(settings: Settings) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(settings.secret_key.get_secret_value(), salt=CONFIRM_SALT)
-
-
 def max_age_seconds(settings: Settings) -> int:
     """``confirm_max_age`` in seconds."""
     return int(parse_duration(settings.confirm_max_age).total_seconds())
 
 
 def make_confirm_token(settings: Settings, request: SignupRequest) -> str:
-    """A URL-safe token holding ``request``, signed (HMAC with ``secret_key``,
-    salt ``confirm``) and timestamped by itsdangerous."""
+    """A URL-safe token holding ``request``, signed and timestamped for the
+    ``confirm`` purpose only (:func:`digest.tokens.sign`: ``secret_key``,
+    and ``previous_secret_keys`` keep verifying after a rotation)."""
     payload = {"e": request.email, "n": request.name, "t": sorted(request.tags), "f": request.frequency, "l": request.list_name}
-    return _serializer(settings).dumps(payload)
+    return tokens.sign(settings, CONFIRM_PURPOSE, payload)
 
 
 def read_confirm_token(settings: Settings, token: str) -> SignupRequest:
@@ -142,10 +139,10 @@ def read_confirm_token(settings: Settings, token: str) -> SignupRequest:
     :class:`TokenError` when it is older than ``confirm_max_age``, altered,
     made for another purpose (an unsubscribe token) or with another secret."""
     try:
-        payload, signed_at = _serializer(settings).loads(token, max_age=max_age_seconds(settings), return_timestamp=True)
-    except SignatureExpired:
-        raise TokenError("this confirmation link has expired; please sign up again") from None
-    except (BadData, UnicodeError, ValueError):
+        payload, signed_at = tokens.verify(settings, CONFIRM_PURPOSE, token, max_age=max_age_seconds(settings), with_time=True)
+    except tokens.TokenError as exc:
+        if "expired" in str(exc):
+            raise TokenError("this confirmation link has expired; please sign up again") from None
         raise TokenError("this confirmation link is not valid (altered or incomplete)") from None
     try:
         tags = payload["t"]

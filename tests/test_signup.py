@@ -431,3 +431,14 @@ def test_confirmations_during_an_import_that_writes_the_ledger_lose_nobody_and_w
     people = set(on_list(settings))
     assert {f"c{n}@example.org" for n in range(10)} | {f"imp{n}@example.org" for n in range(30)} <= people
     assert suppressions.is_suppressed(settings.ledger, "gone@example.org", "garden") is not None
+
+
+def test_a_confirmation_link_outlives_a_secret_rotation_only_while_the_old_key_is_listed(settings):
+    request = SignupRequest("rotate@example.org", "Ro", frozenset({"soil"}), "daily", "garden", None)
+    token = make_confirm_token(settings, request)
+    new_key = "rotated-" + "k7Qz" * 10
+    rotated = load_settings(secret_key=new_key, previous_secret_keys=[settings.secret_key.get_secret_value()], public_url=BASE)
+    read = read_confirm_token(rotated, token)
+    assert (read.email, read.frequency, read.tags) == ("rotate@example.org", "daily", frozenset({"soil"}))
+    with pytest.raises(TokenError):
+        read_confirm_token(load_settings(secret_key=new_key, public_url=BASE), token)

@@ -6,7 +6,7 @@ SendGrid's Event Webhook, one module each (:mod:`digest.web.pages`,
 Routes: ``/unsubscribe`` (GET, HEAD, POST), ``/preferences`` (GET, HEAD,
 POST), ``/webhooks/sendgrid`` (POST), and sign-up and erasure:
 ``/subscribe``, ``/confirm``, ``/forget`` (GET, HEAD, POST;
-:mod:`digest.web_signup`). Any other method gets 405, any other
+:mod:`digest.web.signup`). Any other method gets 405, any other
 path 404; a path with a trailing slash is not redirected (a redirect would
 be built from the request's ``Host``).
 """
@@ -32,7 +32,7 @@ from digest.tokens import check_secret
 from digest.unsubscribe import is_loopback
 from digest.web import pages, webhook
 from digest.web.guards import ACCESS_LOG, BodyLimit, HeaderDeadline, PathOnlyAccessLog
-from digest.web_signup import signup_routes
+from digest.web.signup import signup_routes
 
 if TYPE_CHECKING:
     from digest.settings import Settings

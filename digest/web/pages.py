@@ -13,7 +13,7 @@
   digest comes; ``POST`` saves them (stored in the ledger and applied over
   their CSV row's) only with the form's CSRF token, signed for that reader
   and :data:`FORM_MAX_AGE` long. The page links to "delete everything about
-  me" (:mod:`digest.web_signup`).
+  me" (:mod:`digest.web.signup`).
 - The links of an address erased on request (``digest subscribers
   forget``) change nothing and say so: they must not write it back.
 
@@ -50,7 +50,7 @@ from digest.errors import DigestError
 from digest.subscribers import FREQUENCIES
 from digest.tokens import TokenError
 from digest.unsubscribe import make_token, preferences_url, public_base, read_token, unsubscribe_url
-from digest.web_signup import PAGES as SIGNUP_PAGES
+from digest.web.signup import PAGES as SIGNUP_PAGES
 
 if TYPE_CHECKING:
     from digest.settings import Settings
