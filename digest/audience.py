@@ -2,8 +2,10 @@
 suppressions, with their chosen tags, and the variants they fall into.
 
 **The audience** of an issue is the list's rows minus the suppressions of
-the ledger, with the tags readers chose on the preferences page in place of
-their CSV tags (:func:`load_audience`).
+the ledger and the people erased on their request (``digest subscribers
+forget`` keeps only a keyed hash: a row that brings such an address back is
+suppressed), with the tags and frequency readers chose on the preferences
+page in place of their CSV row's (:func:`load_audience`).
 
 **Variants.** Subscribers whose selected article sets are equal form one
 :class:`Variant`; the digest is rendered once per variant, never once per
@@ -21,13 +23,16 @@ import hashlib
 import io
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from digest.articles import Article
+from digest.consent import address_hash, forgotten_hashes
+from digest.frequencies import ReaderWindows
 from digest.members import Members, Roster
 from digest.subscribers import Problem, Subscriber, choose_lists, iter_subscribers
-from digest.suppressions import Suppression, all_preferences, present, suppressed_key_set, suppressions_for
+from digest.suppressions import Suppression, all_frequencies, all_preferences, present, suppressed_key_set, suppressions_for
 
 if TYPE_CHECKING:
     from digest.settings import Settings
@@ -56,7 +61,7 @@ class Audience:
     ``suppressed``: the rows left out and why; ``problems``: rows skipped;
     ``lists``: the list files read."""
 
-    subscribers: list[Subscriber] | Iterator[Subscriber]  # an iterator when streamed
+    subscribers: Sequence[Subscriber] | Iterator[Subscriber]  # an iterator when streamed
     suppressed: list[tuple[Subscriber, Suppression]]
     problems: list[Problem]
     lists: list[Path]
@@ -79,13 +84,15 @@ def load_audience(
     does not exist means none, and is not created: planning and dry runs
     write nothing. With ``stream``, ``subscribers`` is an iterator that reads
     the lists as it is consumed (once), and ``suppressed`` and ``problems``
-    are complete when it is exhausted: a million rows are never held. Raises
+    are complete when it is exhausted: a million rows are never held (pack
+    it with :func:`digest.members.pack` to read it more than once). Raises
     :class:`DigestError` for a missing list or an unreadable ledger.
     """
     files = choose_lists(Path(path or settings.subscribers), list_name, settings.default_list)
     ledger = ledger or settings.ledger
     audience = Audience([], [], [], files)
-    rows = _audience_rows(files, _LedgerState(ledger if use_ledger and present(ledger) else None), audience)
+    state = _LedgerState(ledger if use_ledger and present(ledger) else None, settings.secret_key.get_secret_value())
+    rows = _audience_rows(files, state, audience)
     audience.subscribers = rows if stream else list(rows)
     return audience
 
@@ -94,18 +101,22 @@ def _audience_rows(files: list[Path], state: _LedgerState, audience: Audience) -
     """The subscribers of ``files`` kept for ``audience``, whose
     ``problems`` and ``suppressed`` fill meanwhile."""
     held: list[Subscriber] = []
+    erased: list[tuple[Subscriber, Suppression]] = []
     for item in iter_subscribers(files):
         if isinstance(item, Problem):
             audience.problems.append(item)
             continue
-        stopped, chosen = state.lookup(item)
+        stopped, _ = state.lookup(item)
         if stopped:
             held.append(item)
+        elif (gone := state.erased(item)) is not None:
+            erased.append((item, gone))
         else:
-            yield item if chosen is None else replace(item, tags=chosen)
-    audience.suppressed.extend(state.why(held))
+            yield state.chosen(item)
+    suppressed = state.why(held)
+    audience.suppressed.extend(suppressed + erased)
     # A suppression lifted between the two queries: that reader is kept.
-    lifted = {id(s) for s in held} - {id(s) for s, _ in audience.suppressed}
+    lifted = {id(s) for s in held} - {id(s) for s, _ in suppressed}
     yield from (state.chosen(s) for s in held if id(s) in lifted)
 
 
@@ -115,9 +126,12 @@ class _LedgerState:
     first time a subscriber of that list is met."""
 
     ledger: Path | str | None
+    secret: str = ""
     suppressions: dict[str, frozenset[str]] = field(default_factory=dict)
     preferences: dict[str, dict[str, frozenset[str]]] = field(default_factory=dict)
+    frequencies: dict[str, dict[str, str]] = field(default_factory=dict)
     tag_sets: dict[frozenset[str], frozenset[str]] = field(default_factory=dict)
+    forgotten: dict[str, datetime] | None = None
 
     def lookup(self, subscriber: Subscriber) -> tuple[bool, frozenset[str] | None]:
         """(whether ``subscriber`` is suppressed, the tags they chose or None)."""
@@ -128,6 +142,7 @@ class _LedgerState:
             # Only the keys: a long history is mostly people no longer on the list.
             self.suppressions[name] = suppressed_key_set(self.ledger, name)
             self.preferences[name] = all_preferences(self.ledger, name)
+            self.frequencies[name] = all_frequencies(self.ledger, name)
         key = subscriber.key
         chosen = self.preferences[name].get(key)
         if chosen is not None:
@@ -142,9 +157,22 @@ class _LedgerState:
         return [(s, found[s.list_name][s.key]) for s in held if s.key in found[s.list_name]]
 
     def chosen(self, subscriber: Subscriber) -> Subscriber:
-        """``subscriber`` with the tags they chose, if they did."""
+        """``subscriber`` with the tags and frequency they chose, if they did."""
         chosen = self.lookup(subscriber)[1]
-        return subscriber if chosen is None else replace(subscriber, tags=chosen)
+        if chosen is not None:
+            subscriber = replace(subscriber, tags=chosen)
+        frequency = self.frequencies.get(subscriber.list_name, {}).get(subscriber.key)
+        return subscriber if frequency is None else replace(subscriber, frequency=frequency)
+
+    def erased(self, subscriber: Subscriber) -> Suppression | None:
+        """The suppression that stands for an erasure on request (``digest
+        subscribers forget`` keeps only the address's keyed hash), or None."""
+        if self.ledger is None:
+            return None
+        if self.forgotten is None:
+            self.forgotten = forgotten_hashes(self.ledger)
+        at = self.forgotten.get(address_hash(self.secret, subscriber.key)) if self.forgotten else None
+        return Suppression(subscriber.email, "forgotten", "erased on request (digest subscribers forget)", None, at) if at else None
 
 
 # Variants ----------------------------------------------------------------------------------
@@ -155,36 +183,49 @@ def wants(subscriber_tags: frozenset[str], article: Article) -> bool:
     return not subscriber_tags or not subscriber_tags.isdisjoint(article.tags)
 
 
-def build_variants(articles: Sequence[Article], subscribers: Iterable[Subscriber]) -> list[Variant]:
+def build_variants(
+    articles: Sequence[Article], subscribers: Iterable[Subscriber], windows: ReaderWindows | None = None
+) -> list[Variant]:
     """Group subscribers by the articles they get, keeping the selection's order
     (see :func:`group_audience`)."""
-    return group_audience(articles, subscribers)[0]
+    return group_audience(articles, subscribers, windows)[0]
 
 
-def group_audience(articles: Sequence[Article], subscribers: Iterable[Subscriber]) -> tuple[list[Variant], Members]:
+def group_audience(
+    articles: Sequence[Article], subscribers: Iterable[Subscriber], windows: ReaderWindows | None = None
+) -> tuple[list[Variant], Members]:
     """(the variants, everyone) of ``subscribers``, read once as a stream.
 
     Subscribers are written to a :class:`digest.members.Roster` as they come,
     each with its variant, so memory holds a count per variant and one
-    article set per distinct tag set, never the list: each variant's
+    article set per distinct (tags, window), never the list: each variant's
     ``subscribers`` and everyone (those who get nothing too) are
     :class:`digest.members.Members` that read the roster again.
 
-    Subscribers with an empty article set get nothing and are in no
-    variant. Variants are numbered by size (largest first), then by key, so
-    numbering is stable between runs with the same input. The article set
-    is worked out once per distinct tag set, not once per subscriber.
+    With ``windows`` (per-reader frequency, :mod:`digest.frequencies`), a
+    subscriber gets only the articles published after their own window's
+    start and not in their excluded set. Subscribers with an empty article
+    set get nothing and are in no variant. Variants are numbered by size
+    (largest first), then by key, so numbering is stable between runs with
+    the same input. The article set is worked out once per distinct (tags,
+    window), not once per subscriber.
     """
     groups: dict[tuple[str, ...], int] = {}  # article ids -> group number in the roster
     tags_by_group: list[set[str]] = []
     everyone_by_group: list[bool] = []  # a member follows every tag
-    memo: dict[frozenset[str], int] = {}
+    memo: dict[tuple, int] = {}
     by_id = {article.id: article for article in articles}
     roster = Roster()
     for subscriber in subscribers:
-        group = memo.get(subscriber.tags)
+        start, excluded = windows.of(subscriber) if windows is not None else (None, frozenset())
+        memo_key = (subscriber.tags, start, excluded)
+        group = memo.get(memo_key)
         if group is None:
-            ids = tuple(a.id for a in articles if wants(subscriber.tags, a))
+            ids = tuple(
+                a.id
+                for a in articles
+                if wants(subscriber.tags, a) and (start is None or (a.published is not None and a.published > start)) and a.id not in excluded
+            )
             group = groups.setdefault(ids, len(groups)) if ids else -1
             if group == len(tags_by_group):
                 tags_by_group.append(set())
@@ -192,7 +233,7 @@ def group_audience(articles: Sequence[Article], subscribers: Iterable[Subscriber
             if group >= 0:
                 tags_by_group[group].update(subscriber.tags)
                 everyone_by_group[group] = everyone_by_group[group] or not subscriber.tags
-            memo[subscriber.tags] = group
+            memo[memo_key] = group
         roster.add(subscriber, group)
     roster.seal()
     keyed = [(variant_key(ids), ids, group) for ids, group in groups.items()]

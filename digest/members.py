@@ -19,7 +19,7 @@ import marshal
 import os
 import struct
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice
 from typing import overload
 
@@ -55,7 +55,7 @@ class Roster:
         if listed is None:
             listed = self._lists[subscriber.list_name] = len(self._list_table)
             self._list_table.append(subscriber.list_name)
-        record = marshal.dumps((group, subscriber.email, subscriber.name, tags, listed, subscriber.line))
+        record = marshal.dumps((group, subscriber.email, subscriber.name, tags, listed, subscriber.line, subscriber.frequency))
         self._buffer += _LENGTH.pack(len(record))
         self._buffer += record
         self.counts[group] = self.counts.get(group, 0) + 1
@@ -97,11 +97,21 @@ class Roster:
                 (size,) = _LENGTH.unpack_from(data, at)
                 if at + 4 + size > end:
                     break
-                number, email, name, tags, listed, line = marshal.loads(data[at + 4:at + 4 + size])
+                number, email, name, tags, listed, line, frequency = marshal.loads(data[at + 4:at + 4 + size])
                 at += 4 + size
                 if group == EVERYONE or number == group:
-                    yield number, Subscriber(email, name, tag_table[tags], list_table[listed], line)
+                    yield number, Subscriber(email, name, tag_table[tags], list_table[listed], line, frequency)
             pending = data[at:]
+
+
+def pack(subscribers: Iterable[Subscriber]) -> Members:
+    """``subscribers`` (e.g. a streamed audience) read once into a new
+    roster, as a sequence that can be read again and again."""
+    roster = Roster()
+    for subscriber in subscribers:
+        roster.add(subscriber, 0)
+    roster.seal()
+    return Members(roster)
 
 
 class Members(Sequence[Subscriber]):

@@ -59,8 +59,12 @@ def _address(header: str, name: str, email: str) -> Address:
 def list_unsubscribe_headers(recipient: Recipient) -> dict[str, str]:
     """``List-Unsubscribe`` (the https one-click URL, then the mailto if any,
     each in angle brackets: RFC 2369 §2) and ``List-Unsubscribe-Post:
-    List-Unsubscribe=One-Click`` (RFC 8058 §3.1), as a header -> value dict.
-    Raises :class:`HeaderError` for CR/LF in a URL."""
+    List-Unsubscribe=One-Click`` (RFC 8058 §3.1), as a header -> value dict;
+    empty for a transactional message (a sign-up confirmation: the recipient
+    is on no list yet, and has no unsubscribe link). Raises
+    :class:`HeaderError` for CR/LF in a URL."""
+    if not recipient.unsubscribe_url:
+        return {}
     uris = [_checked("List-Unsubscribe", recipient.unsubscribe_url)]
     if recipient.unsubscribe_mailto:
         uris.append(_checked("List-Unsubscribe", recipient.unsubscribe_mailto))
@@ -73,7 +77,10 @@ def list_unsubscribe_headers(recipient: Recipient) -> dict[str, str]:
 def list_headers(recipient: Recipient, settings: Settings) -> dict[str, str]:
     """Every list header of ``recipient``'s message, for the MIME message and
     for SendGrid's personalization alike: :func:`list_unsubscribe_headers`
-    and ``List-Id`` (RFC 2919), each value on one line."""
+    and ``List-Id`` (RFC 2919), each value on one line; none for a
+    transactional message (no unsubscribe link: a sign-up confirmation)."""
+    if not recipient.unsubscribe_url:
+        return {}
     return {
         **list_unsubscribe_headers(recipient),
         "List-Id": _checked("List-Id", list_id(settings, recipient.list_name)),
@@ -138,8 +145,10 @@ def build_message(
     (``email.policy.SMTP``), headers folded at 76 (RFC 5322 §2.1.1: 78 where
     foldable; RFC 2047 §2: encoded-words of at most 75). Text parts are
     7bit, or 8bit only when ``eight_bit`` (the SMTP server offered
-    8BITMIME), else quoted-printable. Raises :class:`HeaderError` when a
-    header value holds CR or LF or an address is unusable.
+    8BITMIME), else quoted-printable. A recipient without an unsubscribe
+    link gets a transactional message, without the list headers. Raises
+    :class:`HeaderError` when a header value holds CR or LF or an address is
+    unusable.
     """
     html, text = personalize(rendered, recipient)
     message = EmailMessage(policy=HEADER_POLICY)
@@ -166,7 +175,8 @@ def build_message(
             message.set_raw(name, _fold_uris(name, value))  # folded here, never refolded (HEADER_POLICY)
         else:
             message[name] = value
-    message["Precedence"] = "bulk"
+    if recipient.unsubscribe_url:  # list mail; a transactional message (a sign-up confirmation) is not
+        message["Precedence"] = "bulk"
     message["X-Digest-Issue"] = _checked("X-Digest-Issue", issue_key)
     message["MIME-Version"] = "1.0"
     message.make_alternative()

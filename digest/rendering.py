@@ -153,7 +153,7 @@ def template_environment(templates_dir: Path | None) -> jinja2.Environment:
     return env
 
 
-def _render_template(env: jinja2.Environment, name: str, context: dict) -> str:
+def render_template(env: jinja2.Environment, name: str, context: dict) -> str:
     """Render one template; any failure becomes a :class:`RenderError` naming
     the template file and line where it happened."""
     try:
@@ -532,7 +532,7 @@ def render_variant(
         )
 
     def render_raw(plan: Plan) -> str:
-        html = _render_template(env, "digest.html.j2", build(plan, html_placeholders(nonce)))
+        html = render_template(env, "digest.html.j2", build(plan, html_placeholders(nonce)))
         return _HTTP_HREF.sub(r"\1https://", html)  # links inside summaries, the editor's note, templates
 
     def inline(raw: str) -> str:
@@ -547,7 +547,7 @@ def render_variant(
         plan = fit_budget(articles, plan, html_size(html), budget, lambda p: estimate(render_raw(p)), settings)
         html = inline(render_raw(plan))  # the second and last inlining of this variant
         plan = replace(plan, notes=(*plan.notes, final_note(html_size(html), budget)))
-    text = _render_template(env, "digest.txt.j2", build(plan, text_placeholders(nonce))).strip() + "\n"
+    text = render_template(env, "digest.txt.j2", build(plan, text_placeholders(nonce))).strip() + "\n"
     return RenderedVariant(
         variant_key=variant_key,
         subject=subject,

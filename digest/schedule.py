@@ -7,6 +7,10 @@ The ``schedule`` setting names a cadence and a local send time in the site's
     weekly monday 08:00
     monthly 1 09:00
 
+or a list of them, one send time per frequency readers may choose
+(:func:`parse_schedules`); a frequency the setting leaves out goes at
+:data:`DEFAULT_SEND_TIMES`.
+
 From it and a reference time (``--as-of``, default now), :func:`current_issue`
 finds the latest scheduled time at or before the reference time, so cron
 calling late still sends the current issue, and cron calling twice gets the
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import calendar
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Literal
@@ -30,6 +35,8 @@ from digest.selection import Window
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 _EXAMPLES = "e.g. 'daily 07:30', 'weekly monday 08:00', 'monthly 1 09:00'"
+CADENCES = ("daily", "weekly", "monthly")
+DEFAULT_SEND_TIMES = {"daily": "daily 08:00", "weekly": "weekly monday 08:00", "monthly": "monthly 1 08:00"}
 _TIME = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 
 
@@ -103,7 +110,35 @@ def parse_schedule(text: str) -> Schedule:
     return Schedule("monthly", at, day=int(words[1]))
 
 
-def current_issue(schedule: Schedule | str, as_of: datetime, tz: tzinfo) -> ScheduledIssue:
+def parse_schedules(value: str | Sequence[str]) -> dict[str, Schedule]:
+    """The ``schedule`` setting as cadence -> :class:`Schedule`, in the
+    order written: one entry (a string) or several (a list, each cadence at
+    most once). Raises :class:`SettingsError` naming the setting."""
+    entries = [value] if isinstance(value, str) else list(value)
+    if not entries:
+        raise SettingsError(f"setting 'schedule' (digest.toml, or DIGEST_SCHEDULE): empty; {_EXAMPLES}")
+    found: dict[str, Schedule] = {}
+    for entry in entries:
+        schedule = parse_schedule(entry)
+        if schedule.cadence in found:
+            raise SettingsError(f"setting 'schedule' (digest.toml, or DIGEST_SCHEDULE): two {schedule.cadence} send times; give each frequency one")
+        found[schedule.cadence] = schedule
+    return found
+
+
+def schedule_of(value: str | Sequence[str] | Schedule, frequency: str | None = None) -> Schedule:
+    """The schedule of ``frequency`` (daily, weekly, monthly) in the setting
+    ``value``, else its :data:`DEFAULT_SEND_TIMES`; with ``frequency`` None,
+    the setting's first entry (a setting of one entry keeps its meaning)."""
+    if isinstance(value, Schedule):
+        return value
+    entries = parse_schedules(value)
+    if frequency is None:
+        return next(iter(entries.values()))
+    return entries.get(frequency) or parse_schedule(DEFAULT_SEND_TIMES[frequency])
+
+
+def current_issue(schedule: Schedule | str | Sequence[str], as_of: datetime, tz: tzinfo) -> ScheduledIssue:
     """The issue due at ``as_of``: the latest scheduled time <= ``as_of``.
 
     ``as_of`` is an aware datetime (a naive one is read in ``tz``); ``tz`` is
@@ -112,8 +147,7 @@ def current_issue(schedule: Schedule | str, as_of: datetime, tz: tzinfo) -> Sche
     occurs twice on a fall-back day is the first occurrence (PEP 495 fold=0).
     Raises :class:`SettingsError` for a bad schedule string.
     """
-    if isinstance(schedule, str):
-        schedule = parse_schedule(schedule)
+    schedule = schedule_of(schedule)
     if as_of.tzinfo is None:
         as_of = as_of.replace(tzinfo=tz)
     day = _on_or_before(schedule, as_of.astimezone(tz).date())
@@ -125,11 +159,10 @@ def current_issue(schedule: Schedule | str, as_of: datetime, tz: tzinfo) -> Sche
     return ScheduledIssue(_key(schedule, day), scheduled_at, previous, scheduled_at)
 
 
-def next_issue(schedule: Schedule | str, issue: ScheduledIssue, tz: tzinfo) -> ScheduledIssue:
+def next_issue(schedule: Schedule | str | Sequence[str], issue: ScheduledIssue, tz: tzinfo) -> ScheduledIssue:
     """The issue the schedule places right after ``issue``; its window
     starts where ``issue``'s ends."""
-    if isinstance(schedule, str):
-        schedule = parse_schedule(schedule)
+    schedule = schedule_of(schedule)
     day = issue.scheduled_at.astimezone(tz).date()
     if schedule.cadence == "daily":
         following = day + timedelta(days=1)
@@ -142,7 +175,7 @@ def next_issue(schedule: Schedule | str, issue: ScheduledIssue, tz: tzinfo) -> S
     return ScheduledIssue(_key(schedule, following), scheduled_at, issue.scheduled_at, scheduled_at)
 
 
-def upcoming(schedule: Schedule | str, as_of: datetime, tz: tzinfo, count: int) -> list[ScheduledIssue]:
+def upcoming(schedule: Schedule | str | Sequence[str], as_of: datetime, tz: tzinfo, count: int) -> list[ScheduledIssue]:
     """The ``count`` issues scheduled after ``as_of`` (aware), soonest first."""
     issue = current_issue(schedule, as_of, tz)
     found = []

@@ -94,7 +94,9 @@ class Settings(BaseSettings):
     outbox: Path = Path("outbox")
     # A SQLite file (one machine) or a postgresql:// URL (a ledger many sending machines share).
     ledger: Path | str = Path("digest.db")
-    schedule: str = "weekly monday 08:00"
+    # One send time ("weekly monday 08:00"), or one per frequency readers choose
+    # (["daily 07:30", "weekly monday 08:00", "monthly 1 09:00"]).
+    schedule: str | list[str] = "weekly monday 08:00"
     not_after: str | None = None
     concurrency: int = Field(default=2, ge=1, le=16)
     # Recipients a provider answered "retryable" (throttling, 4xx SMTP replies)
@@ -151,6 +153,16 @@ class Settings(BaseSettings):
     feed_timeout: float = Field(default=30.0, gt=0)
     feed_max_bytes: int = Field(default=20_000_000, ge=1024)
     feed_allow_private: bool | list[str] = False
+
+    # Sign-up with double opt-in (GET/POST /subscribe, /confirm of `digest serve`).
+    signup_list: str | None = None  # the list confirmed readers join; default: default_list, else the only list
+    confirm_max_age: str = "48h"  # how long a confirmation link works
+    consent_record_ip: bool = False  # keep the IP address a sign-up was confirmed from, with the consent
+    welcome_message: bool = False  # send welcome.html.j2/.txt.j2 once a reader confirms
+    signup_client_limit: int = Field(default=100, ge=0)  # sign-up posts per client address per hour (0: no limit)
+    # Of readers whose row and choices name none; unset: the schedule's cadence
+    # when it names one, else weekly.
+    default_frequency: Literal["daily", "weekly", "monthly"] | None = None
 
     @classmethod
     def settings_customise_sources(
@@ -228,7 +240,7 @@ class Settings(BaseSettings):
             raise ValueError("must be one line of printable ASCII (check where it was copied from)")
         return SecretStr(key)
 
-    @field_validator("not_after")
+    @field_validator("not_after", "confirm_max_age")
     @classmethod
     def _duration(cls, value: str | None) -> str | None:
         if value is not None:
@@ -237,6 +249,26 @@ class Settings(BaseSettings):
             except DigestError as exc:
                 raise ValueError(str(exc)) from None
         return value
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str | list[str]) -> str | list[str]:
+        from digest.schedule import parse_schedules
+
+        try:
+            parse_schedules(value)
+        except DigestError as exc:
+            raise ValueError(str(exc).split(": ", 1)[-1]) from None
+        return value
+
+    @property
+    def frequency_default(self) -> str:
+        """The frequency of readers who chose none: ``default_frequency``,
+        else the cadence of a ``schedule`` of one entry, else weekly."""
+        if self.default_frequency:
+            return self.default_frequency
+        entries = [self.schedule] if isinstance(self.schedule, str) else self.schedule
+        return entries[0].split()[0].lower() if len(entries) == 1 else "weekly"
 
     @field_validator("logo_url", "logo_dark_url")
     @classmethod

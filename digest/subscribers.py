@@ -5,7 +5,9 @@ checked, normalized and edited.
 name is the file's stem (``subscribers/readers.csv`` is the list
 ``readers``). The header names the columns: ``email`` (required), ``name``,
 ``tags`` (``;``-separated, commas accepted too; empty means every tag), and
-optionally ``status`` and ``subscribed_at``; other columns are ignored.
+optionally ``frequency`` (``daily``, ``weekly`` or ``monthly``; empty means
+the ``default_frequency`` setting), ``status`` and ``subscribed_at``; other
+columns are ignored.
 Columns are matched by name, ignoring case, spaces and punctuation, and the
 names other services export are understood (``Email Address``,
 ``First Name``/``Last Name``, ``TAGS``...), so an export can be used or
@@ -29,32 +31,23 @@ skipped; the run goes on. Rows whose ``status`` says the person left
 (``unsubscribed``, ``bounced``, ``cleaned``, ``pending``...) are skipped
 quietly; :func:`import_subscribers` records them as suppressions.
 
-**Writes** to a list (:func:`add_subscriber`, :func:`remove_subscriber`,
-:func:`import_subscribers`) work on the file's raw lines: rows they do not
-touch stay byte for byte as they were, and the new file replaces the old one
-atomically (a temporary file in the same folder, then ``os.replace``).
+**Writes** to a list (add, remove, import) are :mod:`digest.listedits`.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from digest.addresses import normalize_address
 from digest.articles import slugify_tag
 from digest.csvrows import Row, check_utf8, read_rows
-from digest.errors import DigestError, SettingsError, UsageError
-from digest.files import FILE_MODE
+from digest.errors import DigestError, SettingsError
 from digest.seen import SeenKeys
-from digest.suppressions import add_many, address_key
+from digest.suppressions import address_key
 from digest.words import plural
 
 if TYPE_CHECKING:
@@ -76,6 +69,7 @@ class Subscriber:
     tags: frozenset[str]
     list_name: str
     line: int
+    frequency: str = ""  # daily, weekly or monthly; "" means the default_frequency setting
 
     @property
     def key(self) -> str:
@@ -108,8 +102,10 @@ COLUMN_ALIASES = {
     "last_name": {"lastname", "lname", "surname", "familyname"},
     "tags": {"tags", "tag", "groups", "interests", "topics", "categories"},
     "status": {"status", "subscriberstatus"},
+    "frequency": {"frequency", "cadence", "digestfrequency", "deliveryfrequency"},
     "subscribed_at": {"subscribedat", "optintime", "createdat", "creationdate", "signupdate", "dateadded"},
 }
+FREQUENCIES = ("daily", "weekly", "monthly")
 ACTIVE_STATUSES = {"", "subscribed", "active", "confirmed", "regular"}
 LEFT_STATUSES = {"unsubscribed", "inactive", "bounced", "cleaned", "pending", "unconfirmed", "complained", "blocked"}
 # The suppression reason of a status other services export: Mailchimp's
@@ -141,7 +137,7 @@ def columns(header: Sequence[str]) -> dict[str, int]:
     return found
 
 
-KNOWN_COLUMNS = "email, name (or first_name, last_name), tags, status, subscribed_at"
+KNOWN_COLUMNS = "email, name (or first_name, last_name), tags, frequency, status, subscribed_at"
 
 
 def unread_columns(header: Sequence[str]) -> list[str]:
@@ -159,7 +155,7 @@ def parse_tags(value: str) -> list[str]:
 
 
 @dataclass
-class _ListReader:
+class ListReader:
     """Turns the rows of one list into subscribers and problems, sharing
     one frozenset per distinct tags cell (lists repeat a few tag choices
     many times; equal objects also make build_variants' memo cheap)."""
@@ -232,13 +228,16 @@ class _ListReader:
         status = values["status"].strip().casefold()
         if status not in ACTIVE_STATUSES | LEFT_STATUSES:
             return self.problem(row.line, f"unknown status {values['status']!r} (expected subscribed or unsubscribed)")
+        frequency = values["frequency"].strip().casefold()
+        if frequency and frequency not in FREQUENCIES:
+            return self.problem(row.line, f"unknown frequency {values['frequency']!r} (expected daily, weekly or monthly, or empty)")
         if first := self.seen.add(address_key(email), row.line):
             return self.problem(row.line, f"duplicate of line {first} ({email}); row skipped")
         cell = values["tags"]
         tags = self.tag_sets.get(cell)
         if tags is None:
             tags = self.tag_sets[cell] = frozenset(parse_tags(cell))
-        subscriber = Subscriber(email=email, name=values["name"], tags=tags, list_name=self.list_name, line=row.line)
+        subscriber = Subscriber(email=email, name=values["name"], tags=tags, list_name=self.list_name, line=row.line, frequency=frequency)
         if status in LEFT_STATUSES:
             self.left.append((subscriber, status))
             return None
@@ -266,11 +265,12 @@ def _values(fields: list[str], where: dict[str, int]) -> dict[str, str]:
         "name": " ".join(name.split()),
         "tags": get("tags"),
         "status": get("status"),
+        "frequency": get("frequency"),
         "subscribed_at": get("subscribed_at").strip(),
     }
 
 
-def _row_key(fields: list[str], where: dict[str, int]) -> str:
+def row_key(fields: list[str], where: dict[str, int]) -> str:
     """The address key of a raw row, also for an address we could not
     validate (so that ``remove`` can take a bad row out too)."""
     cell = _values(fields, where)["email"]
@@ -338,7 +338,7 @@ def iter_subscribers(files: Iterable[Path]) -> Iterator[Subscriber | Problem]:
     # One list has no duplicates left after its own check: no second table.
     mailed = SeenKeys() if len(files) > 1 else None
     for file in files:
-        for item in _ListReader(file).read():
+        for item in ListReader(file).read():
             if mailed is not None and isinstance(item, Subscriber) and mailed.add(item.key, 1):
                 continue
             yield item
@@ -362,7 +362,7 @@ def load_subscribers(
     return subscribers, problems
 
 
-def _raw_records(file: Path) -> Iterator[tuple[Row, dict[str, str]]]:
+def raw_records(file: Path) -> Iterator[tuple[Row, dict[str, str]]]:
     """Each data row of ``file`` with its values by our field names, without
     validating addresses: for quick look-ups in large lists."""
     with file.open("rb") as handle:
@@ -384,239 +384,20 @@ def find_subscriber(files: Iterable[Path], email: str) -> Subscriber | None:
     a list of 100,000 takes a fraction of a full load."""
     key = address_key(email)
     for file in files:
-        for row, values in _raw_records(file):
+        for row, values in raw_records(file):
             if address_key(values["email"]) == key:
                 try:
                     address = normalize_address(values["email"])
                 except DigestError:
                     return None
                 tags = frozenset(parse_tags(values["tags"]))
-                return Subscriber(email=address, name=values["name"], tags=tags, list_name=file.stem, line=row.line)
+                frequency = values["frequency"].strip().casefold()
+                frequency = frequency if frequency in FREQUENCIES else ""
+                return Subscriber(email=address, name=values["name"], tags=tags, list_name=file.stem, line=row.line, frequency=frequency)
     return None
 
 
 def list_tags(files: Iterable[Path]) -> set[str]:
     """Every tag some row of ``files`` names (for the preferences page)."""
-    cells = {values["tags"] for file in files for _, values in _raw_records(file)}
+    cells = {values["tags"] for file in files for _, values in raw_records(file)}
     return {tag for cell in cells for tag in parse_tags(cell)}
-
-
-# Writing lists -----------------------------------------------------------------------------
-
-NEW_LIST_HEADER = ("email", "name", "tags")
-
-
-@dataclass
-class _RawList:
-    """A list file as raw rows, for edits that keep untouched rows' bytes."""
-
-    path: Path
-    rows: list[Row]
-    header: Row | None
-    newline: str
-
-    @classmethod
-    def read(cls, path: Path) -> _RawList:
-        if not path.exists():
-            return cls(path, [], None, "\n")
-        with path.open("rb") as handle:
-            if (message := check_utf8(path, handle)) is not None:
-                raise DigestError(f"{path}: {message}; the list was not changed")
-            rows = list(read_rows(handle))
-        header = next((r for r in rows if r.fields), None)
-        if header is not None and "email" not in columns(header.fields):
-            raise DigestError(f"{path}:{header.line}: header has no email column; the list was not changed")
-        newline = "\r\n" if header is not None and header.raw.endswith(b"\r\n") else "\n"
-        return cls(path, rows, header, newline)
-
-    def keys(self) -> dict[str, int]:
-        """Address key -> line, for every row with a readable address."""
-        if self.header is None:
-            return {}
-        where = columns(self.header.fields)
-        found: dict[str, int] = {}
-        for row in self.rows:
-            if row is not self.header and row.fields:
-                found.setdefault(_row_key(row.fields, where), row.line)
-        return found
-
-    def new_row(self, subscriber: Subscriber, subscribed_at: str) -> bytes:
-        """A CSV record for ``subscriber`` in this file's column order and line end."""
-        titles = self.header.fields if self.header else list(NEW_LIST_HEADER)
-        where = columns(titles)
-        record = [""] * len(titles)
-        values = {
-            "email": subscriber.email,
-            "name": subscriber.name,
-            "tags": ";".join(sorted(subscriber.tags)),
-            "status": "subscribed",
-            "subscribed_at": subscribed_at,
-        }
-        for ours, value in values.items():
-            if ours in where:
-                record[where[ours]] = value
-        out = io.StringIO()
-        csv.writer(out, lineterminator=self.newline).writerow(record)
-        return out.getvalue().encode("utf-8")
-
-    def write(self, rows: Iterable[bytes], added: Sequence[bytes]) -> None:
-        parts = list(rows)
-        if self.header is None:
-            parts.insert(0, (",".join(NEW_LIST_HEADER) + self.newline).encode())
-        if added and parts and not parts[-1].endswith(b"\n"):
-            parts[-1] += self.newline.encode()  # the last row had no line end; the new rows need one
-        write_atomic(self.path, b"".join(parts) + b"".join(added))
-
-
-def write_atomic(path: Path, data: bytes, *, private: bool = False) -> None:
-    """Replace ``path`` with ``data`` all at once: readers see the old file or
-    the new one, never half of one (a temporary file in the same folder,
-    flushed to disk, then ``os.replace``, atomic on POSIX and Windows). The
-    old file's permissions are kept; a new file gets those ``open()`` would
-    give it (0666 less the umask: 0644 usually), not mkstemp's private 0600,
-    unless ``private`` (an export: 0600, see :mod:`digest.files`)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
-    try:
-        with handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        new_mode = FILE_MODE if private else 0o666 & ~_umask()
-        os.chmod(handle.name, path.stat().st_mode & 0o7777 if path.exists() else new_mode)
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    # The only way to read it is to set it; the CLI has no other threads then.
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def add_subscriber(path: Path, email: str, name: str = "", tags: Iterable[str] = ()) -> Subscriber:
-    """Add one subscriber at the end of the list file ``path`` (created with
-    the header ``email,name,tags`` if absent). Tags are slugified.
-
-    Raises :class:`DigestError` for an invalid address or one already on the
-    list (compared case-insensitively); the file is then left unchanged."""
-    address = normalize_address(email)
-    raw = _RawList.read(path)
-    present = raw.keys().get(address_key(address))
-    if present is not None:
-        raise DigestError(f"{address} is already on {path} (line {present})")
-    subscriber = Subscriber(
-        email=address,
-        name=" ".join(name.split()),
-        tags=frozenset(slug for tag in tags for slug in parse_tags(tag)),
-        list_name=path.stem,
-        line=0,
-    )
-    raw.write((r.raw for r in raw.rows), [raw.new_row(subscriber, _now_iso())])
-    return subscriber
-
-
-def remove_subscriber(path: Path, email: str) -> int:
-    """Remove every row of ``email`` (compared case-insensitively) from the
-    list file ``path``; the other rows keep their bytes. Returns how many
-    rows went. Raises :class:`DigestError` when the address is not there."""
-    raw = _RawList.read(path)
-    where = columns(raw.header.fields) if raw.header else {}
-    target = _row_key([email], {"email": 0})
-    kept = [row for row in raw.rows if row is raw.header or not row.fields or _row_key(row.fields, where) != target]
-    removed = len(raw.rows) - len(kept)
-    if not removed:
-        raise DigestError(f"{email.strip()} is not on {path}")
-    raw.write((r.raw for r in kept), [])
-    return removed
-
-
-@dataclass
-class ImportResult:
-    """What :func:`import_subscribers` did: the rows ``added``; how many were
-    ``already`` on the list; how many had ``left`` (a status such as
-    unsubscribed or cleaned: not imported), and those rows with their status
-    (``leavers``); the suppressions recorded for them (``suppressed``:
-    address, reason, list name or None for every list); the ``problems`` of
-    the source file (bad addresses, duplicates, people on the list whom the
-    file calls unconfirmed), with its lines."""
-
-    added: list[Subscriber]
-    already: int
-    left: int
-    problems: list[Problem]
-    leavers: list[tuple[Subscriber, str]] = field(default_factory=list)
-    suppressed: list[tuple[str, str, str | None]] = field(default_factory=list)
-
-    def summary(self, target: Path) -> str:
-        """One line for the operator, e.g. ``imported 2 into subscribers/garden.csv;
-        1 already there; 2 had left (suppressed: 1 bounced on every list,
-        1 unsubscribed on garden); 0 bad rows``."""
-        text = f"imported {len(self.added)} into {target}; {self.already} already there; {self.left} had left"
-        if self.suppressed:
-            counts: dict[tuple[str, str], int] = {}
-            for _, reason, list_name in self.suppressed:
-                scope = f"on {list_name}" if list_name else "on every list"
-                counts[reason, scope] = counts.get((reason, scope), 0) + 1
-            text += " (suppressed: " + ", ".join(f"{n} {reason} {scope}" for (reason, scope), n in sorted(counts.items())) + ")"
-        return text + f"; {len(self.problems)} bad rows"
-
-
-def import_subscribers(path: Path, source: Path, ledger: Path | None = None) -> ImportResult:
-    """Merge the CSV file ``source`` (our format or another service's
-    export, columns matched by name: see :data:`COLUMN_ALIASES`) into the
-    list file ``path``. New addresses are appended in ``path``'s column
-    order; addresses already there are left as they are; rows whose status
-    says the person left are not imported.
-
-    With a ``ledger`` file, those who left are suppressed there
-    (:data:`SUPPRESSING_STATUSES`; source ``import <file name>``), so a
-    person already on the list whom the other service knows as unsubscribed
-    or bounced is not mailed again: an unsubscribe for this list, a bounce or
-    complaint for every list, as the webhook records them. This happens
-    before the list is written. A row on the list that ``source`` calls
-    pending or unconfirmed is reported as a problem and left alone.
-
-    Raises :class:`DigestError` when ``source`` is missing, not UTF-8 or has
-    no email column, or when the ledger cannot be written; the list is then
-    unchanged."""
-    if not source.is_file():
-        raise UsageError(f"no file to import at {source}")
-    raw = _RawList.read(path)
-    present = raw.keys()
-    result = ImportResult([], 0, 0, [])
-    records: list[bytes] = []
-    reader = _ListReader(source, strict_header=True)
-    for item in reader.read():
-        if isinstance(item, Problem):
-            if item.kind == "row":  # exports carry many columns of their own service: not a problem here
-                result.problems.append(item)
-            continue
-        if item.key in present:
-            result.already += 1
-            continue
-        present[item.key] = 0
-        result.added.append(item)
-        records.append(raw.new_row(item, _now_iso()))
-    result.leavers, result.left = reader.left, len(reader.left)
-    for person, status in reader.left:
-        reason = SUPPRESSING_STATUSES.get(status)
-        if reason is None and person.key in present:
-            where = f"{path} (line {present[person.key]})"
-            message = f"{person.email} is {status} here but on {where}: left on the list; check they confirmed"
-            result.problems.append(Problem(str(source), person.line, message))
-        elif reason is not None and ledger is not None:
-            result.suppressed.append((person.email, reason, path.stem if reason == "unsubscribed" else None))
-    if result.suppressed:
-        add_many(ledger, result.suppressed, f"import {source.name}")
-    if records:
-        raw.write((r.raw for r in raw.rows), records)
-    return result
-

@@ -7,7 +7,8 @@ list (a one-click unsubscribe from that list) or, with ``list_name=None``,
 covers every list (bounces, spam reports, manual entries by default).
 
 A **preference** is the set of tags a reader chose on the preferences page;
-it replaces the tags of their CSV row for that list.
+it replaces the tags of their CSV row for that list. Their chosen
+**frequency** (daily, weekly or monthly) likewise replaces their row's.
 
 The tables live in the same file as :mod:`digest.ledger` (``settings.ledger``)
 so one backup holds the whole state, but this module owns them and creates
@@ -38,6 +39,7 @@ EVERY_LIST = ""  # stored instead of NULL so that the unique key also holds for 
 BUSY_TIMEOUT_MS = 5000
 
 _SCHEMA = SUPPRESSION_TABLES  # part of the ledger's schema; created here too in a file only suppressions have touched
+FREQUENCIES = ("daily", "weekly", "monthly")
 
 Db = Path | str | sqlite3.Connection | postgresql.Connection
 
@@ -86,7 +88,7 @@ def connect(path: Path | str) -> sqlite3.Connection | postgresql.Connection:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA journal_mode = WAL")
         present = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if not {"suppressions", "preferences"} <= present:  # no write lock taken when they exist
+        if not {"suppressions", "preferences", "frequencies"} <= present:  # no write lock taken when they exist
             conn.executescript(_SCHEMA)
     except sqlite3.OperationalError as exc:
         raise _ledger_error(path, exc) from None
@@ -197,6 +199,17 @@ def remove(db: Db, address: str, list_name: str | None = None) -> int:
         return cursor.rowcount
 
 
+def lift_unsubscribes(db: Db, address: str, list_name: str) -> int:
+    """Lift ``address``'s unsubscribes from ``list_name`` and from every list
+    (the reader asked to join again); bounces, spam reports and manual
+    suppressions stay. Returns how many rows went."""
+    with _using(db) as conn:
+        return conn.execute(
+            "DELETE FROM suppressions WHERE address_key = ? AND reason = 'unsubscribed' AND list_name IN (?, ?)",
+            (address_key(address), list_name, EVERY_LIST),
+        ).rowcount
+
+
 def list_suppressions(db: Db, list_name: str | None = None) -> list[Suppression]:
     """Every suppression, oldest first; with ``list_name``, those that apply
     to that list (its own and the global ones)."""
@@ -290,3 +303,33 @@ def all_preferences(db: Db, list_name: str) -> dict[str, frozenset[str]]:
     with _using(db) as conn:
         rows = conn.execute("SELECT address_key, tags FROM preferences WHERE list_name = ?", (list_name,)).fetchall()
     return {key: frozenset(json.loads(tags)) for key, tags in rows}
+
+
+def set_frequency(db: Db, address: str, list_name: str, frequency: str) -> None:
+    """Store the frequency ``address`` chose for ``list_name`` (one of
+    :data:`FREQUENCIES`), replacing an earlier one. Raises
+    :class:`ValueError` for another value."""
+    if frequency not in FREQUENCIES:
+        raise ValueError(f"frequency must be one of {', '.join(FREQUENCIES)}, not {frequency!r}")
+    with _using(db) as conn:
+        conn.execute(
+            "INSERT INTO frequencies (address_key, list_name, frequency, updated_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (address_key, list_name) DO UPDATE SET frequency = excluded.frequency, updated_at = excluded.updated_at",
+            (address_key(address), list_name, frequency, _now()),
+        )
+
+
+def all_frequencies(db: Db, list_name: str) -> dict[str, str]:
+    """Every stored frequency for ``list_name``: address key -> frequency (one query)."""
+    with _using(db) as conn:
+        rows = conn.execute("SELECT address_key, frequency FROM frequencies WHERE list_name = ?", (list_name,)).fetchall()
+    return dict(rows)
+
+
+def get_frequency(db: Db, address: str, list_name: str) -> str | None:
+    """The frequency ``address`` chose for ``list_name``, or None if they never chose."""
+    with _using(db) as conn:
+        row = conn.execute(
+            "SELECT frequency FROM frequencies WHERE address_key = ? AND list_name = ?", (address_key(address), list_name)
+        ).fetchone()
+    return row[0] if row else None

@@ -67,11 +67,14 @@ def sign(settings: Settings, purpose: str, payload: Any) -> str:
     return _signer(_keys(settings), purpose).sign(base64_encode(data)).decode("ascii")
 
 
-def verify(settings: Settings, purpose: str, token: str, max_age: float | None = None) -> Any:
+def verify(settings: Settings, purpose: str, token: str, max_age: float | None = None, *, with_time: bool = False) -> Any:
     """The payload of ``token`` if it was made by :func:`sign` for
     ``purpose`` with ``secret_key`` or one of ``previous_secret_keys``, and
     (with ``max_age``, in seconds, for a :data:`TIMED` purpose only) not
     longer ago than that.
+
+    With ``with_time`` (a :data:`TIMED` purpose only), returns ``(payload,
+    signed_at)``, ``signed_at`` an aware UTC datetime.
 
     Raises :class:`TokenError` otherwise. Each part of the token must be in
     its one canonical base64 form: base64 lets the last character change in
@@ -81,10 +84,14 @@ def verify(settings: Settings, purpose: str, token: str, max_age: float | None =
     if max_age is not None and purpose not in TIMED:
         raise ValueError(f"tokens for {purpose!r} carry no time: no max_age")
     try:
-        raw = signer.unsign(token, max_age=max_age) if purpose in TIMED else signer.unsign(token)
+        if purpose in TIMED:
+            raw, signed_at = signer.unsign(token, max_age=max_age, return_timestamp=True)
+        else:
+            raw, signed_at = signer.unsign(token), None
         if any(base64_encode(base64_decode(part)).decode() != part for part in token.split(".")):
             raise TokenError("this link is not valid (altered or incomplete)")
-        return json.loads(base64_decode(raw))
+        payload = json.loads(base64_decode(raw))
+        return (payload, signed_at) if with_time else payload
     except BadData as exc:
         expired = "expired" in type(exc).__name__.lower()
         raise TokenError("this link has expired" if expired else "this link is not valid (altered or incomplete)") from None

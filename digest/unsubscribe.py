@@ -104,9 +104,16 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def public_base(settings: Settings) -> str:
+    """Where ``digest serve`` is reachable (``public_url``, else ``site_url``),
+    without a trailing slash: the base of every link it is reached by. Raises
+    :class:`SettingsError` when it is not https (loopback http excepted)."""
+    return _checked_base(settings.unsubscribe_base_url)
+
+
 def _link(settings: Settings, path: str, token: str) -> str:
     # Tokens are URL-safe base64 and dots: they need no quoting.
-    return f"{_checked_base(settings.unsubscribe_base_url)}/{path}?token={token}"
+    return f"{public_base(settings)}/{path}?token={token}"
 
 
 def unsubscribe_url(settings: Settings, email: str, list_name: str) -> str:

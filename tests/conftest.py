@@ -336,6 +336,30 @@ class Site:
         self.started.append(process)
         return process
 
+    @contextlib.contextmanager
+    def serve(self, **settings: object):
+        """The real `digest serve` of this site on a free loopback port, its
+        public_url pointing at itself (plain http is allowed on loopback
+        only); yields its base URL once it accepts connections (polled with a
+        deadline), and stops it after."""
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        process = self.start("serve", "--port", str(port), public_url=base, **settings)
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"digest serve exited: {(self.root / f'run-{len(self.started) - 1}.out').read_text()}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+            if time.monotonic() > deadline:
+                pytest.fail("digest serve did not start listening within 30 s")
+            time.sleep(0.05)
+        try:
+            yield base
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+
     def status(self, **settings: object) -> dict:
         """`digest status --json`, parsed: {issue key: entry}."""
         done = self.run("status", "--json", **settings)

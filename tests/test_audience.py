@@ -17,8 +17,9 @@ from digest.articles import Article
 from digest.audience import build_variants, export_audience, load_audience
 from digest.csvrows import encoding_problem
 from digest.errors import DigestError
+from digest.listedits import add_subscriber, import_subscribers, remove_subscriber
 from digest.settings import load_settings
-from digest.subscribers import Subscriber, add_subscriber, choose_lists, find_subscriber, import_subscribers, list_tags, load_subscribers, remove_subscriber
+from digest.subscribers import Subscriber, choose_lists, find_subscriber, list_tags, load_subscribers
 
 BOM = b"\xef\xbb\xbf"
 
@@ -308,7 +309,8 @@ def test_writes_replace_the_file_atomically_and_keep_its_mode(tmp_path):
     add_subscriber(path, "cy@example.org")
     assert path.stat().st_ino != inode  # a new file renamed over the old, not rewritten in place
     assert path.stat().st_mode & 0o777 == 0o640
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["garden.csv"]  # no temporary file left
+    # No temporary file left; the edit lock's file stays, as the ledger's does.
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".garden.csv.lock", "garden.csv"]
 
 
 def test_import_merges_another_services_export(tmp_path):
@@ -498,3 +500,24 @@ def test_new_lists_get_the_usual_file_mode_and_exports_a_private_one(run, tmp_pa
     assert (tmp_path / "subscribers" / "new.csv").stat().st_mode & 0o777 == mode
     # An export travels (to another service, a laptop): owner only, as the ledger and the outbox.
     assert (tmp_path / "out.csv").stat().st_mode & 0o777 == 0o600
+
+
+def test_concurrent_adds_under_the_edit_lock_lose_nobody(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = write(tmp_path / "garden.csv", "email,name,tags\nada@example.org,Ada,roses\n")
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda n: add_subscriber(path, f"reader{n}@example.org", tags=["bees"]), range(40)))
+    found, problems = load_subscribers(path)
+    assert problems == []
+    assert {s.email for s in found} == {"ada@example.org"} | {f"reader{n}@example.org" for n in range(40)}
+
+
+def test_frequency_column_is_read_checked_and_written(tmp_path):
+    path = write(tmp_path / "garden.csv", "email,name,tags,frequency\nada@example.org,Ada,,Daily\nbob@example.org,Bob,,\ncy@example.org,Cy,,hourly\n")
+    found, problems = load_subscribers(path)
+    assert [(s.email, s.frequency) for s in found] == [("ada@example.org", "daily"), ("bob@example.org", "")]
+    assert [p.line for p in problems] == [4] and "unknown frequency 'hourly'" in problems[0].message
+    add_subscriber(path, "dee@example.org", frequency="monthly")
+    assert path.read_text().endswith("dee@example.org,,,monthly\n")
+    assert add_subscriber(path, "DEE@example.org", if_absent=True) is None

@@ -416,7 +416,7 @@ def test_a_csv_column_that_is_not_read_is_named_once_per_file_by_check_and_by_se
     checked = site.run("subscribers", "check")
     assert checked.returncode == 1, checked.stdout + checked.stderr
     named = [line for line in checked.stdout.splitlines() if "'labels'" in line]
-    assert named == ["readers.csv:1: 1 column not read, values ignored: 'labels' (columns read: email, name (or first_name, last_name), tags, status, subscribed_at)"]
+    assert named == ["readers.csv:1: 1 column not read, values ignored: 'labels' (columns read: email, name (or first_name, last_name), tags, frequency, status, subscribed_at)"]
     sent = site.run(*SEND, **sendgrid(fake_sendgrid))
     assert sent.returncode == 0, sent.stdout + sent.stderr
     assert [line for line in sent.stderr.splitlines() if "labels" in line] == [

@@ -140,3 +140,15 @@ def test_a_planned_issue_queues_every_reader_once_in_their_variant(tmp_path, spi
         assert {row["name"] for row in queued} >= {"Reader 0", "Reader 2999"}
     finally:
         ledger.close()
+
+
+def test_a_sends_audience_is_packed_once_and_read_again_for_each_frequency(tmp_path):
+    from digest.issue import issue_frequencies
+
+    settings = load_settings(**write_site(tmp_path, 300))
+    frequencies, audience = issue_frequencies(settings)
+    assert isinstance(audience.subscribers, Members) and len(audience.subscribers) == 300
+    assert [str(p).rsplit(":", 2)[-1] for p in audience.problems] == [" duplicate of line 3 (reader1@example.org); row skipped"]
+    for _ in range(2):  # the roster reads again, whole
+        issue = plan_issue(settings, IssueRequest(as_of=AS_OF, frequency=frequencies[0]), audience=audience)
+        assert issue.recipient_count == 300 and sorted(len(v.subscribers) for v in issue.variants) == [100, 100, 100]

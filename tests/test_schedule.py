@@ -1,6 +1,6 @@
 """The schedule: issue keys, windows and send times, across DST changes."""
 
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -121,6 +121,31 @@ def test_window_is_usable_by_selection():
                                                ("90m", timedelta(minutes=90))])
 def test_parse_duration(text, expected):
     assert parse_duration(text) == expected
+
+
+def test_one_send_time_per_frequency_and_defaults_for_the_others():
+    from digest.schedule import parse_schedules, schedule_of, upcoming
+
+    found = parse_schedules(["daily 07:30", "Monthly 1 09:00"])
+    assert list(found) == ["daily", "monthly"]
+    assert schedule_of(["daily 07:30", "monthly 1 09:00"], "weekly") == parse_schedule("weekly monday 08:00")
+    assert schedule_of(["daily 07:30", "monthly 1 09:00"]) == parse_schedule("daily 07:30")  # no frequency: the first
+    with pytest.raises(SettingsError, match="two daily send times"):
+        parse_schedules(["daily 07:30", "daily 09:00"])
+    with pytest.raises(SettingsError, match="empty"):
+        parse_schedules([])
+    coming = upcoming(["weekly monday 08:00", "monthly 31 09:00"], datetime(2027, 1, 31, 10, tzinfo=UTC), UTC, 2)  # the first entry
+    assert [i.key for i in coming] == ["2027-W05", "2027-W06"]
+    coming = upcoming(schedule_of(["daily 07:30", "monthly 31 09:00"], "monthly"), datetime(2027, 1, 31, 10, tzinfo=UTC), UTC, 2)
+    assert [(i.key, i.scheduled_at.day) for i in coming] == [("2027-02", 28), ("2027-03", 31)]
+
+
+def test_the_default_frequency_follows_a_schedule_of_one_entry(settings_for):
+    assert settings_for(schedule="daily 07:30").frequency_default == "daily"
+    assert settings_for(schedule=["daily 07:30", "weekly monday 08:00"]).frequency_default == "weekly"
+    assert settings_for(schedule="daily 07:30", default_frequency="monthly").frequency_default == "monthly"
+    with pytest.raises(SettingsError, match="schedule"):
+        settings_for(schedule=["weekly someday 08:00"])
 
 
 @pytest.mark.parametrize(

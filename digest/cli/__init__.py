@@ -77,7 +77,7 @@ for command in (
     content.articles, content.preview, content.lint,
     sending.send, sending.status, schedule.schedule,
     lists.audience, lists.subscribers, lists.suppressions,
-    web.serve, web.archive,
+    web.serve, web.archive, web.signup_form,
     ledger.ledger,
 ):  # fmt: skip
     cli.add_command(command)

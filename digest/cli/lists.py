@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 from pathlib import Path
 
 import click
@@ -17,23 +18,38 @@ from digest.words import plural
 @source_options
 @selection_options
 def audience(settings: Settings, **options) -> None:
-    """Show each variant of the issue: the tags that chose it, its article
-    count and its number of subscribers (after suppressions).
+    """Show the issue of each frequency the readers chose (daily, weekly,
+    monthly): its key, send time and readers, and each variant: the tags
+    that chose it, its article count and its number of subscribers (after
+    suppressions, each reader's window from the ledger).
 
     \b
     Examples:
       digest audience
       digest audience --as-of 2026-11-30 --list garden
     """
-    from digest.issue import plan_issue
+    from digest.issue import issue_frequencies, plan_issue, resume_or_new
+    from digest.ledger import Ledger
+    from digest.schedule import describe
 
-    issue = plan_issue(settings, issue_request(settings, **options))
-    report_planning(issue)
-    for variant in issue.variants:
-        tags = ", ".join(sorted(variant.tags)) or "every tag"
-        click.echo(f"variant {variant.number} [{variant.key}]: {plural(len(variant.articles), 'article')}, {plural(len(variant.subscribers), 'subscriber')} ({tags})")
-    left_out = len(issue.subscribers) - issue.recipient_count
-    click.echo(f"{plural(issue.recipient_count, 'recipient')} in {plural(len(issue.variants), 'variant')}; {plural(left_out, 'subscriber')} {'gets' if left_out == 1 else 'get'} nothing this time")
+    ledger = Ledger(settings.ledger) if Path(settings.ledger).is_file() else None
+    try:
+        whole = bool(options.get("since") or options.get("until"))
+        frequencies, loaded = issue_frequencies(settings, options.get("list_name"), whole=whole)
+        for frequency in frequencies:
+            request = issue_request(settings, **options, frequency=frequency)
+            issue = plan_issue(settings, resume_or_new(request, ledger, settings) if ledger else request, audience=loaded)
+            report_planning(issue)
+            when = f", sent {describe(issue.scheduled_at, settings.tz)}" if issue.scheduled_at else ""
+            click.echo(f"{frequency or 'issue'} {issue.context.key}{when}: {plural(len(issue.subscribers), 'reader')}")
+            for variant in issue.variants:
+                tags = ", ".join(sorted(variant.tags)) or "every tag"
+                click.echo(f"variant {variant.number} [{variant.key}]: {plural(len(variant.articles), 'article')}, {plural(len(variant.subscribers), 'subscriber')} ({tags})")
+            left_out = len(issue.subscribers) - issue.recipient_count
+            click.echo(f"{plural(issue.recipient_count, 'recipient')} in {plural(len(issue.variants), 'variant')}; {plural(left_out, 'subscriber')} {'gets' if left_out == 1 else 'get'} nothing this time")
+    finally:
+        if ledger is not None:
+            ledger.close()
 
 
 def list_options(command):
@@ -127,9 +143,12 @@ def subscribers_add(settings: Settings, list_name, email, name, tags) -> None:
       digest subscribers add ada@example.org --name "Ada Lovelace" --tags "roses;bees"
       digest subscribers add bob@example.org --list kitchen
     """
-    from digest.subscribers import add_subscriber
+    from digest.consent import address_hash, forgotten_hashes
+    from digest.listedits import add_subscriber
 
     target = _write_target(settings, list_name)
+    if address_hash(settings.secret_key.get_secret_value(), email) in forgotten_hashes(Path(settings.ledger)):
+        raise DigestError(f"{email.strip()} asked to be forgotten (digest subscribers forget): not added; they can sign up again themselves")
     added = add_subscriber(target, email, name, [tags])
     click.echo(f"added {added.email} to {target}")
 
@@ -146,7 +165,7 @@ def subscribers_remove(settings: Settings, list_name, email) -> None:
     Example:
       digest subscribers remove ada@example.org --list garden
     """
-    from digest.subscribers import remove_subscriber
+    from digest.listedits import remove_subscriber
 
     target = _write_target(settings, list_name)
     removed = remove_subscriber(target, email)
@@ -168,13 +187,80 @@ def subscribers_import(settings: Settings, list_name, file) -> None:
     Example:
       digest subscribers import ~/Downloads/members_export.csv --list garden
     """
-    from digest.subscribers import import_subscribers
+    from digest.consent import address_hash, forgotten_hashes
+    from digest.listedits import import_subscribers
 
     target = _write_target(settings, list_name)
-    result = import_subscribers(target, file, ledger=settings.ledger)
+    erased = forgotten_hashes(settings.ledger)
+    secret = settings.secret_key.get_secret_value()
+    result = import_subscribers(target, file, ledger=settings.ledger, forgotten=lambda email: address_hash(secret, email) in erased)
     for problem in result.problems:
         warn(f"not imported: {problem}")
     click.echo(result.summary(target))
+
+
+@subscribers.command("show")
+@subscribers_option
+@click.argument("email")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object (for a GDPR access request).")
+def subscribers_show(subscribers, email, as_json) -> None:
+    """Everything digest keeps about EMAIL: its rows in every list, topics
+    and frequency chosen, consent, suppressions, deliveries with their dates
+    and statuses, and the webhook events about them.
+
+    \b
+    Examples:
+      digest subscribers show ada@example.org
+      digest subscribers show ada@example.org --json > ada-data.json
+    """
+    from digest.privacy import describe
+
+    found = describe(load_settings(subscribers=subscribers), email)
+    if as_json:
+        click.echo(json.dumps(found, ensure_ascii=False, indent=2))
+        return
+    click.echo(f"email: {found['email']}")
+    if found["forgotten_at"]:
+        click.echo(f"erased on request at {found['forgotten_at']}: only a keyed hash is kept")
+    for row in found["lists"]:
+        values = ", ".join(f"{k}={v}" for k, v in row.items() if k not in ("list", "file", "line"))
+        click.echo(f"list {row['list']} ({row['file']}:{row['line']}): {values}")
+    for name, choice in found["choices"].items():
+        tags = "(not chosen)" if choice["tags"] is None else ";".join(choice["tags"]) or "(every tag)"
+        click.echo(f"choices on {name}: tags {tags}, frequency {choice['frequency'] or '(not chosen)'}")
+    for item in found["consents"]:
+        where = f", from {item['ip_address']}" if item["ip_address"] else ""
+        click.echo(f"consent on {item['list']}: {item['method']}, confirmed {item['confirmed_at']}{where}")
+    for item in found["suppressions"]:
+        click.echo(f"suppressed on {item['list']}: {item['reason']} ({item['source']}, {item['created_at']})")
+    for item in found["deliveries"]:
+        why = f" ({item['last_error']})" if item["last_error"] else ""
+        click.echo(f"issue {item['issue_key']}: {item['status']}{why}, queued {item['created_at']}, last change {item['updated_at']}")
+        for event in item["events"]:
+            click.echo(f"  event {event['event']}: {event['detail'] or ''} at {event['occurred_at'] or event['recorded_at']}")
+    if found["signup_pending"]:
+        click.echo("a sign-up confirmation email went out in the last hour")
+    if not (found["lists"] or found["consents"] or found["suppressions"] or found["deliveries"] or found["forgotten_at"]):
+        click.echo("nothing is kept about this address")
+
+
+@subscribers.command("forget")
+@subscribers_option
+@click.argument("email")
+def subscribers_forget(subscribers, email) -> None:
+    """Erase EMAIL (a GDPR erasure request): its rows in every list, its
+    choices, consent and suppressions go, and its address in the delivery
+    and event records is replaced by a keyed hash. Only that hash is kept,
+    so a later import or list edit that brings the address back is refused
+    and never mailed. Prints what was removed.
+
+    \b
+    Example:
+      digest subscribers forget ada@example.org
+    """
+    from digest.privacy import forget
+
+    click.echo(forget(load_settings(subscribers=subscribers), email).summary())
 
 
 @subscribers.command("export")
@@ -193,7 +279,7 @@ def subscribers_export(settings: Settings, list_name, output) -> None:
       digest subscribers export > everyone.csv
     """
     from digest.audience import export_audience, load_audience
-    from digest.subscribers import write_atomic
+    from digest.listedits import write_atomic
 
     audience = load_audience(settings, list_name)
     unreadable = [problem for problem in audience.problems if not problem.line]

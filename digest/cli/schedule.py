@@ -8,6 +8,7 @@ import click
 
 from digest.cli.options import list_option
 from digest.settings import load_settings
+from digest.words import plural
 
 
 @click.command()
@@ -16,8 +17,10 @@ from digest.settings import load_settings
 @list_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def schedule(as_of, count, list_name, as_json) -> None:
-    """Show the issue a send now would handle and the next issues: keys,
-    windows and send times in the site's timezone and in UTC.
+    """Show, for each frequency readers chose (daily, weekly, monthly) or
+    the schedule names, its send time and readers, the issue a send now
+    would handle and the next issues: keys, windows and send times in the
+    site's timezone and in UTC.
 
     The schedule is in the site's 'timezone' setting, whatever the
     server's. The current issue's window starts where the last issue that
@@ -31,15 +34,63 @@ def schedule(as_of, count, list_name, as_json) -> None:
     """
     from datetime import UTC, datetime
 
-    from digest.issue import history_window
-    from digest.ledger import Ledger, exists
     from digest.moments import parse_as_of
-    from digest.schedule import current_issue, describe, next_issue
-    from digest.selection import Window
 
     settings = load_settings()
     moment = parse_as_of(as_of, settings.tz) if as_of else datetime.now(UTC)
-    current = current_issue(settings.schedule, moment, settings.tz)
+    readers = _readers_by_frequency(settings, list_name)
+    views = [
+        {"frequency": frequency, "readers": readers.get(frequency, 0), **_view(settings, frequency, moment, count, list_name)}
+        for frequency in _frequencies(settings, readers)
+    ]
+    first = views[0]
+    if as_json:
+        click.echo(json.dumps({"timezone": settings.timezone, "as_of": moment.isoformat(), "now": first["now"], "next": first["next"], "frequencies": views}, ensure_ascii=False))
+        return
+    entries = [settings.schedule] if isinstance(settings.schedule, str) else settings.schedule
+    click.echo(f"schedule: {', '.join(entries)} ({settings.timezone}, whatever the server's time zone)")
+    for view in views:
+        click.echo(f"{view['frequency']}: {plural(view['readers'], 'reader')}, {view['send_time']}")
+        now = view["now"]
+        click.echo(f"a send now handles {now['issue']}: {now['status']}; scheduled {now['scheduled']} ({_utc(now['scheduled_at'])}); window {now['window']}")
+        for item in view["next"]:
+            click.echo(f"{item['issue']}: {item['scheduled']} ({_utc(item['scheduled_at'])}); window {item['window']}")
+
+
+def _readers_by_frequency(settings, list_name) -> dict[str, int]:
+    """How many readers (after suppressions) chose each frequency; empty without a list."""
+    from digest.audience import load_audience
+    from digest.errors import DigestError
+    from digest.frequencies import frequency_of
+
+    try:
+        readers = load_audience(settings, list_name).subscribers
+    except DigestError:  # no list yet: the send times still show
+        return {}
+    counts: dict[str, int] = {}
+    for reader in readers:
+        counts[frequency_of(reader, settings)] = counts.get(frequency_of(reader, settings), 0) + 1
+    return counts
+
+
+def _frequencies(settings, readers: dict[str, int]) -> list[str]:
+    """The frequencies to show: those the schedule setting names and those readers chose, daily first."""
+    from digest.schedule import CADENCES, parse_schedules
+
+    shown = set(parse_schedules(settings.schedule)) | set(readers)
+    return [cadence for cadence in CADENCES if cadence in shown]
+
+
+def _view(settings, frequency: str, moment, count: int, list_name) -> dict:
+    """The issue of ``frequency`` a send at ``moment`` handles (its status and
+    window from the ledger) and the ``count`` next ones, as JSON-ready dicts."""
+    from digest.issue import history_window
+    from digest.ledger import Ledger, exists
+    from digest.schedule import current_issue, describe, next_issue, parse_schedules, schedule_of
+    from digest.selection import Window
+
+    plan = schedule_of(settings.schedule, frequency)
+    current = current_issue(plan, moment, settings.tz)
     window, state = current.window, "not sent yet"
     if exists(settings.ledger):
         with Ledger.from_settings(settings) as ledger:
@@ -66,18 +117,21 @@ def schedule(as_of, count, list_name, as_json) -> None:
         }
         return {**data, "status": status} if status else data
 
-    now = entry(current, window.start, state)
     following, issue = [], current
     for _ in range(count):
-        issue = next_issue(settings.schedule, issue, settings.tz)
+        issue = next_issue(plan, issue, settings.tz)
         following.append(entry(issue, issue.window_start))
-    if as_json:
-        click.echo(json.dumps({"timezone": settings.timezone, "as_of": moment.isoformat(), "now": now, "next": following}, ensure_ascii=False))
-        return
-    click.echo(f"schedule: {settings.schedule} ({settings.timezone}, whatever the server's time zone)")
-    click.echo(f"a send now handles {now['issue']}: {now['status']}; scheduled {now['scheduled']} ({_utc(now['scheduled_at'])}); window {now['window']}")
-    for item in following:
-        click.echo(f"{item['issue']}: {item['scheduled']} ({_utc(item['scheduled_at'])}); window {item['window']}")
+    named = frequency in parse_schedules(settings.schedule)
+    send_time = f"sent {_at(plan)}" + ("" if named else " (the default: the schedule setting names no time for it)")
+    return {"send_time": send_time, "now": entry(current, window.start, state), "next": following}
+
+
+def _at(plan) -> str:
+    days = {"daily": "daily", "weekly": f"weekly on {WEEKDAY_NAMES[plan.weekday or 0]}", "monthly": f"monthly on day {plan.day}"}
+    return f"{days[plan.cadence]} at {plan.at:%H:%M}"
+
+
+WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
 
 def _utc(iso: str) -> str:

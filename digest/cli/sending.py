@@ -41,6 +41,12 @@ def send(settings: Settings, dry_run, outbox, issue_key, resend_unknown, retry_r
     same command again after a crash or a kill resumes the issue: it sends
     only what is still queued or retryable, never twice.
 
+    Readers choose how often (daily, weekly, monthly): each frequency of
+    the audience gets its own issue, at its own send time from the
+    'schedule' setting, and each reader the articles since the last issue
+    they were sent. A dry run of several frequencies writes each into
+    outbox/FREQUENCY; --json prints one object per issue, one per line.
+
     Run it from cron every hour: it sends each due issue once, otherwise
     says in one line that it went out and when the next is due. The
     window starts where the last issue that went out ended, so a missed
@@ -63,8 +69,6 @@ def send(settings: Settings, dry_run, outbox, issue_key, resend_unknown, retry_r
     (--not-after); 3 the provider refused our credentials or sender; 75
     another send holds the ledger.
     """
-    from digest.ledger import Ledger, exists
-
     if outbox:
         settings = settings.model_copy(update={"outbox": outbox})
     if dry_run and test_to:
@@ -75,21 +79,51 @@ def send(settings: Settings, dry_run, outbox, issue_key, resend_unknown, retry_r
     real = not dry_run and not test_to
     if not dry_run:
         check_secret(settings)  # a weak key lets anyone forge unsubscribe links
+    from digest.issue import issue_frequencies
+
+    whole = bool(issue_key or options.get("since") or options.get("until"))
+    frequencies, audience = issue_frequencies(settings, options.get("list_name"), whole=whole, as_subscriber=as_subscriber if test_to else None)
+    if test_to:  # one test message: the issue of the first frequency (or of --as-subscriber's)
+        frequencies = frequencies[:1]
+    incomplete = False
+    for frequency in frequencies:
+        # A dry run of several frequencies writes each issue into its own outbox folder.
+        target = settings.model_copy(update={"outbox": Path(settings.outbox) / frequency}) if dry_run and len(frequencies) > 1 else settings
+        report = _send_one_issue(
+            target, frequency, audience, dry_run=dry_run, real=real, issue_key=issue_key, resend_unknown=resend_unknown,
+            retry_rejected=retry_rejected, include_sent=include_sent, not_after=not_after, test_to=test_to, as_subscriber=as_subscriber,
+            force=force, as_json=as_json, options=options,
+        )
+        incomplete = incomplete or (report is not None and not report.complete)
+    if incomplete:
+        raise click.exceptions.Exit(1)
+
+
+def _send_one_issue(
+    settings: Settings, frequency, audience, *, dry_run, real, issue_key, resend_unknown, retry_rejected, include_sent, not_after, test_to,
+    as_subscriber, force, as_json, options,
+):
+    """Plan, check and send the issue of ``frequency`` (None: everyone) to
+    ``audience`` (None: read the lists); print its summary and return its
+    report (None when there was nothing to send, it had gone out already or
+    it was a test). Raises what ``send`` documents."""
+    from digest.ledger import Ledger, exists
+
     # The ledger file is created only when something is sent or refused
     # (--not-after): an empty run leaves no trace.
     ledger = Ledger.from_settings(settings) if real and exists(settings.ledger) else None
     try:
         if ledger is not None:
             # Hourly cron: most runs end here, before sources and templates are loaded.
-            done = _already_sent(options["as_of"], issue_key, ledger, settings, resend_unknown or retry_rejected)
+            done = _already_sent(options["as_of"], issue_key, ledger, settings, resend_unknown or retry_rejected, frequency)
             if done is not None:
                 _say(as_json, done, f"{done['issue']} already sent; next: {done['next']}")
-                return
+                return None
         from digest.delivery import check_not_too_late, queue_issue, send_issue
         from digest.issue import issue_key as key_of
         from digest.providers import get_provider
 
-        request = issue_request(settings, **options, key=issue_key)
+        request = issue_request(settings, **options, key=issue_key, frequency=frequency)
         if ledger is not None and not ledger.exclusive:
             # A ledger many workers share: the first to take the issue's queue
             # lock plans and queues it; the others find it queued and send it
@@ -98,9 +132,10 @@ def send(settings: Settings, dry_run, outbox, issue_key, resend_unknown, retry_r
             with ledger.queue_lock(key):
                 shown = ledger.get_issue(key)
                 if shown is None or shown.queued_at is None:
-                    planned = _plan(settings, request, ledger, include_sent=include_sent, not_after=not_after, force=force, as_json=as_json)
+                    planned = _plan(settings, request, ledger, include_sent=include_sent, not_after=not_after, force=force, as_json=as_json,
+                                    audience=audience)
                     if planned is None:
-                        return
+                        return None
                     shown, rendered = planned
                     queue_issue(shown, ledger, rendered, scheduled_at=shown.scheduled_at)
                 else:
@@ -108,9 +143,9 @@ def send(settings: Settings, dry_run, outbox, issue_key, resend_unknown, retry_r
             report = _send_queued(ledger, key, settings, resend_unknown, retry_rejected, as_json)
         else:
             planned = _plan(settings, request, ledger, include_sent=include_sent, not_after=not_after, force=force, as_json=as_json,
-                            dry_run=dry_run, test_to=test_to, as_subscriber=as_subscriber)
+                            dry_run=dry_run, test_to=test_to, as_subscriber=as_subscriber, audience=audience)
             if planned is None:
-                return
+                return None
             shown, rendered = planned
             if real and ledger is None:
                 ledger = Ledger.from_settings(settings)
@@ -133,11 +168,10 @@ def send(settings: Settings, dry_run, outbox, issue_key, resend_unknown, retry_r
     _print_send_report(report, shown, settings, dry_run=dry_run, as_json=as_json)
     if report.stopped:
         raise ProviderAuthError(report.stopped)
-    if not report.complete:
-        raise click.exceptions.Exit(1)
+    return report
 
 
-def _plan(settings: Settings, request, ledger, *, include_sent, not_after, force, as_json, dry_run=False, test_to=None, as_subscriber=None):
+def _plan(settings: Settings, request, ledger, *, include_sent, not_after, force, as_json, dry_run=False, test_to=None, as_subscriber=None, audience=None):
     """Plan, render and check the issue ``request`` names, and keep its
     archive page when sending for real. Returns (issue, rendered variants),
     or None when the command is done (nothing to send, a test message sent).
@@ -150,7 +184,7 @@ def _plan(settings: Settings, request, ledger, *, include_sent, not_after, force
     real = not dry_run and not test_to
     if ledger is not None:
         request = resume_or_new(request, ledger, settings, include_sent=include_sent)
-    issue = plan_issue(settings, request)
+    issue = plan_issue(settings, request, audience=audience)
     report_planning(issue)
     if issue.every_source_failed:
         # A typo in a folder or a dead feed is not a quiet week: cron must see it.
@@ -161,7 +195,7 @@ def _plan(settings: Settings, request, ledger, *, include_sent, not_after, force
         raise SettingsError(f"no subscriber to send to in {settings.subscribers} ({why})")
     if not issue.selection.articles or not issue.variants:
         data = {"issue": issue.context.key, "status": "nothing to send", "sources_failed": issue.sources_failed}
-        _say(as_json, data, "nothing to send")
+        _say(as_json, data, f"{issue.context.key}: nothing to send" if request.frequency else "nothing to send")
         return None
     if real:
         try:
@@ -209,17 +243,18 @@ def _send_queued(ledger, key: str, settings: Settings, resend_unknown: bool, ret
         return send_queued(ledger, key, get_provider(settings), settings, resend_unknown=resend_unknown, retry_rejected=retry_rejected, progress=progress)
 
 
-def _already_sent(as_of: str | None, issue_key: str | None, ledger, settings: Settings, more_asked: bool) -> dict | None:
+def _already_sent(as_of: str | None, issue_key: str | None, ledger, settings: Settings, more_asked: bool, frequency: str | None = None) -> dict | None:
     """The quiet answer of an hourly cron run when the issue due at
     ``as_of`` (--as-of text; default now), or ``issue_key``, is finished and
     every recipient accepted or left out on purpose: its key and the next
     issue's time in the site's zone. None when there is something to do or
     to report, or ``more_asked`` (--resend-unknown, --retry-rejected)."""
     from digest.moments import parse_as_of
-    from digest.schedule import current_issue, describe, next_issue
+    from digest.schedule import current_issue, describe, next_issue, schedule_of
 
     moment = parse_as_of(as_of, settings.tz) if as_of else datetime.now(UTC)
-    scheduled = current_issue(settings.schedule, moment, settings.tz)
+    schedule = schedule_of(settings.schedule, frequency)  # the frequency's send time (None: the setting's first)
+    scheduled = current_issue(schedule, moment, settings.tz)
     key = issue_key or scheduled.key
     record = ledger.get_issue(key)
     if record is None or record.status != "finished" or more_asked:
@@ -229,7 +264,7 @@ def _already_sent(as_of: str | None, issue_key: str | None, ledger, settings: Se
 
         if any(p.last_error not in ON_PURPOSE for p in problems):
             return None  # rejected or unknown recipients: the resume lists them again and exits 1
-    following = next_issue(settings.schedule, scheduled, settings.tz)
+    following = next_issue(schedule, scheduled, settings.tz)
     return {
         "issue": key,
         "status": "already sent",

@@ -53,3 +53,21 @@ def archive(out_dir, ledger) -> None:
     for line in result.warnings:
         warn(line)
     click.echo(f"{plural(len(result.pages), 'issue')} -> {out_dir / 'index.html'}, {out_dir / 'feed.xml'}")
+
+
+@click.command("signup-form")
+def signup_form() -> None:
+    """Print the sign-up form as an HTML snippet to paste into your site: a
+    plain <form method="post"> to public_url/subscribe (no JavaScript), with
+    the topics of your lists and articles and the frequencies. digest serve
+    answers it with "check your inbox" and sends the confirmation email.
+
+    \b
+    Example:
+      DIGEST_PUBLIC_URL=https://news.example.org digest signup-form > signup.html
+    """
+    from digest.signup import signup_form as form
+    from digest.web.pages import known_tags
+
+    settings = load_settings()
+    click.echo(form(settings, known_tags(settings)))

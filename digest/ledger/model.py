@@ -54,7 +54,7 @@ CREATE TABLE sent_articles (
 );
 """
 
-# Suppressions and preferences (owned by :mod:`digest.suppressions`, which
+# Suppressions, preferences and frequencies (owned by :mod:`digest.suppressions`, which
 # creates them in a SQLite file it opens on its own): part of the ledger's
 # schema from version 5, so a PostgreSQL ledger has them too.
 SUPPRESSION_TABLES = """
@@ -71,6 +71,13 @@ CREATE TABLE IF NOT EXISTS preferences (
     address_key TEXT NOT NULL,
     list_name TEXT NOT NULL,
     tags TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (address_key, list_name)
+);
+CREATE TABLE IF NOT EXISTS frequencies (
+    address_key TEXT NOT NULL,
+    list_name TEXT NOT NULL,
+    frequency TEXT NOT NULL CHECK (frequency IN ('daily', 'weekly', 'monthly')),
     updated_at TEXT NOT NULL,
     PRIMARY KEY (address_key, list_name)
 );
@@ -144,7 +151,7 @@ CREATE TABLE variants (
 }
 
 # Every table, parents first: the order a copy writes them in.
-TABLES = ("issues", "deliveries", "sent_articles", "events", "issue_pages", "refused_issues", "variants", "suppressions", "preferences", "webhook_events")
+TABLES = ("issues", "deliveries", "sent_articles", "events", "issue_pages", "refused_issues", "variants", "suppressions", "preferences", "frequencies", "webhook_events")
 
 CRASHED = "interrupted while sending: the provider may or may not have taken it"
 LEASE_EXPIRED = "its worker stopped while sending (lease expired): the provider may or may not have taken it"

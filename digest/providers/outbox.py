@@ -39,12 +39,15 @@ class OutboxProvider:
     name = "outbox"
     max_batch_size = 1000
 
-    def __init__(self, folder: Path, settings: Settings) -> None:
+    def __init__(self, folder: Path, settings: Settings, *, keep_previous: bool = False) -> None:
         self.folder = Path(folder)
         self.settings = settings
         self._variants: dict[str, _VariantFiles] = {}
-        self._names: set[str] = set()
-        self._clear_previous_run()
+        self._names: set[str] = {p.name for p in self.folder.glob("*.eml")} if keep_previous else set()
+        if keep_previous:  # one message at a time (sign-up emails): each adds to the folder
+            self.folder.mkdir(parents=True, exist_ok=True)
+        else:
+            self._clear_previous_run()
 
     def _clear_previous_run(self) -> None:
         private_folder(self.folder)  # the messages hold addresses and live unsubscribe links

@@ -4,7 +4,9 @@ SendGrid's Event Webhook, one module each (:mod:`digest.web.pages`,
 (body caps, timeouts, an access log without tokens).
 
 Routes: ``/unsubscribe`` (GET, HEAD, POST), ``/preferences`` (GET, HEAD,
-POST), ``/webhooks/sendgrid`` (POST). Any other method gets 405, any other
+POST), ``/webhooks/sendgrid`` (POST), and sign-up and erasure:
+``/subscribe``, ``/confirm``, ``/forget`` (GET, HEAD, POST;
+:mod:`digest.web.signup`). Any other method gets 405, any other
 path 404; a path with a trailing slash is not redirected (a redirect would
 be built from the request's ``Host``).
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
@@ -23,10 +26,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from digest.consent import address_hash, forgotten_hashes
+from digest.errors import DigestError
 from digest.tokens import check_secret
 from digest.unsubscribe import is_loopback
 from digest.web import pages, webhook
 from digest.web.guards import ACCESS_LOG, BodyLimit, HeaderDeadline, PathOnlyAccessLog
+from digest.web.signup import signup_routes
 
 if TYPE_CHECKING:
     from digest.settings import Settings
@@ -60,6 +66,11 @@ def create_app(settings: Settings, *, known_tags: Iterable[str] | None = None) -
             events = webhook.parse_events(body)
         except ValueError as exc:
             return JSONResponse({"error": f"malformed event batch: {exc}"}, 400)
+        # An address erased on request is never mailed: a late report about it must not write it back.
+        erased = await run_in_threadpool(forgotten_hashes, state.ledger)
+        if erased:
+            secret = settings.secret_key.get_secret_value()
+            events = replace(events, suppressions=[e for e in events.suppressions if address_hash(secret, e.email) not in erased])
         added, matched = await run_in_threadpool(webhook.record_events, state.ledger, events)
         return JSONResponse({"suppressions": added, "delivery_events": matched})
 
@@ -76,6 +87,7 @@ def create_app(settings: Settings, *, known_tags: Iterable[str] | None = None) -
             Route("/unsubscribe", unsubscribe, methods=["GET", "HEAD", "POST"]),
             Route("/preferences", preferences, methods=["GET", "HEAD", "POST"]),
             Route(WEBHOOK_PATH, sendgrid_webhook, methods=["POST"]),
+            *signup_routes(settings, state.page, state.tags),
         ],
         middleware=[
             Middleware(PathOnlyAccessLog),
@@ -88,17 +100,24 @@ def create_app(settings: Settings, *, known_tags: Iterable[str] | None = None) -
 
 
 def serve_warnings(settings: Settings) -> list[str]:
-    """What ``digest serve`` says at start about the Event Webhook, one
-    line: off without a key (403), or open to anyone with
-    ``webhook_allow_unsigned``."""
+    """What ``digest serve`` says at start, one line each: sign-up is off
+    when no list can be chosen for it; the Event Webhook is off without a
+    key (403), or open to anyone with ``webhook_allow_unsigned``."""
+    lines = []
+    try:
+        from digest.signup import signup_list
+
+        signup_list(settings)
+    except DigestError as exc:
+        lines.append(f"sign-up (/subscribe) answers 503 until 'signup_list' or 'default_list' names the list readers join: {exc}")
     if settings.sendgrid_webhook_public_key:
-        return []
+        return lines
     if settings.webhook_allow_unsigned:
-        return [
+        return lines + [
             "webhook_allow_unsigned is on and there is no sendgrid_webhook_public_key: POST /webhooks/sendgrid accepts "
             "unsigned events, so anyone who can reach it (through a proxy too) can suppress addresses"
         ]
-    return [
+    return lines + [
         "no sendgrid_webhook_public_key: POST /webhooks/sendgrid refuses every event (403); turn on SendGrid's "
         "signed Event Webhook and set the key"
     ]

@@ -9,9 +9,13 @@
   the one-click body. Link scanners and prefetchers follow GETs and HEADs,
   so those never change anything; other methods get 405.
 - ``GET``/``HEAD /preferences?token=...``: the reader picks the tags they
-  want from those known in the lists and the articles; ``POST`` saves them
-  (stored in the ledger and applied over their CSV tags) only with the
-  form's CSRF token, signed for that reader and :data:`FORM_MAX_AGE` long.
+  want from those known in the lists and the articles, and how often the
+  digest comes; ``POST`` saves them (stored in the ledger and applied over
+  their CSV row's) only with the form's CSRF token, signed for that reader
+  and :data:`FORM_MAX_AGE` long. The page links to "delete everything about
+  me" (:mod:`digest.web.signup`).
+- The links of an address erased on request (``digest subscribers
+  forget``) change nothing and say so: they must not write it back.
 
 Each link's token names its purpose (:mod:`digest.unsubscribe`): an
 unsubscribe token is refused by ``/preferences`` and the other way round.
@@ -33,6 +37,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
 from jinja2 import DictLoader, Environment, StrictUndefined
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -40,9 +45,12 @@ from starlette.responses import HTMLResponse, Response
 
 from digest import suppressions, tokens
 from digest.articles import slugify_tag
+from digest.consent import address_hash, forgotten_hashes
 from digest.errors import DigestError
+from digest.subscribers import FREQUENCIES
 from digest.tokens import TokenError
-from digest.unsubscribe import preferences_url, read_token, unsubscribe_url
+from digest.unsubscribe import make_token, preferences_url, public_base, read_token, unsubscribe_url
+from digest.web.signup import PAGES as SIGNUP_PAGES
 
 if TYPE_CHECKING:
     from digest.settings import Settings
@@ -76,8 +84,10 @@ button{font:inherit;padding:.5rem 1.2rem;cursor:pointer}label{display:block;marg
 <form method="post" action="{{ preferences_url }}"><input type="hidden" name="csrf" value="{{ csrf }}">
 <p>Topics for <strong>{{ email }}</strong> ({{ list_name }}). Leave all unticked to get every article.</p>
 {% for tag in tags %}<label><input type="checkbox" name="tag" value="{{ tag }}"{% if tag in chosen %} checked{% endif %}> {{ tag }}</label>
-{% endfor %}<p><button type="submit">Save</button></p></form>
-<p><a href="{{ unsubscribe_url }}">Unsubscribe</a></p>{% endblock %}""",
+{% endfor %}<fieldset><legend>How often</legend>
+{% for value in frequencies %}<label><input type="radio" name="frequency" value="{{ value }}"{% if value == frequency %} checked{% endif %}> {{ value }}</label>
+{% endfor %}</fieldset><p><button type="submit">Save</button></p></form>
+<p><a href="{{ unsubscribe_url }}">Unsubscribe</a> · <a href="{{ forget_url }}">Delete everything about me</a></p>{% endblock %}""",
     "error.html": """{% extends "base.html" %}{% block body %}<p>{{ message }}</p>{% endblock %}""",
 }
 
@@ -94,16 +104,18 @@ class PageState:
     known_tags: frozenset[str] | None = None
     list_tags: frozenset[str] = frozenset()
     article_tags: frozenset[str] = frozenset()
-    pages: Environment = field(default_factory=lambda: Environment(loader=DictLoader(_PAGES), autoescape=True, undefined=StrictUndefined))
+    pages: Environment = field(
+        default_factory=lambda: Environment(loader=DictLoader({**_PAGES, **SIGNUP_PAGES}), autoescape=True, undefined=StrictUndefined)
+    )
     stop: threading.Event = field(default_factory=threading.Event)
 
     @property
     def ledger(self) -> Path | str:
         return self.settings.ledger
 
-    def page(self, name: str, status_code: int = 200, **values: object) -> HTMLResponse:
+    def page(self, name: str, status_code: int = 200, background: BackgroundTask | None = None, **values: object) -> HTMLResponse:
         values = {"site_name": self.settings.site_name, "site_url": self.settings.site_url, **values}
-        return HTMLResponse(self.pages.get_template(name).render(**values), status_code, headers=PAGE_HEADERS)
+        return HTMLResponse(self.pages.get_template(name).render(**values), status_code, headers=PAGE_HEADERS, background=background)
 
     def tags(self) -> frozenset[str]:
         return self.known_tags if self.known_tags is not None else self.list_tags | self.article_tags
@@ -129,17 +141,22 @@ class PageState:
         threading.Thread(target=loop, name="digest-article-tags", daemon=True).start()
 
 
-def _person(state: PageState, request: Request, purpose: str) -> tuple[str, str, dict[str, str]] | Response:
+async def _person(state: PageState, request: Request, purpose: str) -> tuple[str, str, dict[str, str]] | Response:
     """(email, list name, their links by page name) from the request's
-    token for ``purpose``, or the 400 page. The links are built from
+    token for ``purpose``, or the 400 page; for an address erased on
+    request, a page saying nothing is kept. The links are built from
     ``public_url``, with a token of each page's own purpose."""
     try:
         email, list_name = read_token(state.settings, request.query_params.get("token", ""), purpose)
     except TokenError as exc:
         return state.page("error.html", 400, title="Link not valid", message=f"{exc}. Please use the link from one of our emails.")
+    hashed = address_hash(state.settings.secret_key.get_secret_value(), email)
+    if hashed in await run_in_threadpool(forgotten_hashes, state.ledger):
+        return state.page("error.html", title="Nothing kept", message="Everything about this address was deleted on request; nothing more is sent to it.")
     links = {
         "unsubscribe_url": unsubscribe_url(state.settings, email, list_name),
         "preferences_url": preferences_url(state.settings, email, list_name),
+        "forget_url": f"{public_base(state.settings)}/forget?token={make_token(state.settings, email, list_name, 'preferences')}",
     }
     return email, list_name, links
 
@@ -160,7 +177,7 @@ async def _form(request: Request) -> dict[str, list[str]]:
 
 
 async def unsubscribe(state: PageState, request: Request) -> Response:
-    person = _person(state, request, "unsubscribe")
+    person = await _person(state, request, "unsubscribe")
     if isinstance(person, Response):
         return person
     email, list_name, links = person
@@ -177,7 +194,7 @@ async def unsubscribe(state: PageState, request: Request) -> Response:
 
 
 async def preferences(state: PageState, request: Request) -> Response:
-    person = _person(state, request, "preferences")
+    person = await _person(state, request, "preferences")
     if isinstance(person, Response):
         return person
     email, list_name, links = person
@@ -195,8 +212,10 @@ async def preferences(state: PageState, request: Request) -> Response:
             return state.page("error.html", 403, title="Form not valid", message=message)
         chosen = {slug for value in form.get("tag", []) if (slug := slugify_tag(value)) in tags}
         await run_in_threadpool(suppressions.set_preferences, state.ledger, email, list_name, chosen)
+        if (frequency := (form.get("frequency") or [""])[0]) in FREQUENCIES:
+            await run_in_threadpool(suppressions.set_frequency, state.ledger, email, list_name, frequency)
         saved = True
-    chosen, stopped = await run_in_threadpool(_current_choice, settings, email, list_name)
+    chosen, frequency, stopped = await run_in_threadpool(_current_choice, settings, email, list_name)
     return state.page(
         "preferences.html",
         title="Your topics",
@@ -204,6 +223,8 @@ async def preferences(state: PageState, request: Request) -> Response:
         list_name=list_name,
         tags=sorted(tags | chosen),
         chosen=chosen,
+        frequencies=FREQUENCIES,
+        frequency=frequency,
         saved=saved,
         suppressed=stopped,
         csrf=tokens.sign(settings, "form", ["preferences", email, list_name]),
@@ -215,20 +236,28 @@ def _suppression(ledger: Path | str, email: str, list_name: str) -> suppressions
     return suppressions.is_suppressed(ledger, email, list_name) if suppressions.present(ledger) else None
 
 
-def _current_choice(settings: Settings, email: str, list_name: str) -> tuple[frozenset[str], bool]:
-    """The reader's tags (stored choice, else their CSV row's) and whether
-    they are suppressed for the list."""
+def _current_choice(settings: Settings, email: str, list_name: str) -> tuple[frozenset[str], str, bool]:
+    """The reader's tags and frequency (stored choice, else their CSV row's,
+    else the default) and whether they are suppressed for the list."""
     from digest.subscribers import choose_lists, find_subscriber
 
     ledger = settings.ledger
     stored = suppressions.get_preferences(ledger, email, list_name) if suppressions.present(ledger) else None
+    frequency = suppressions.get_frequency(ledger, email, list_name) if suppressions.present(ledger) else None
+    try:
+        row = find_subscriber(choose_lists(Path(settings.subscribers), list_name), email)
+    except DigestError:  # the list is gone: nothing to start from
+        row = None
     if stored is None:
-        try:
-            row = find_subscriber(choose_lists(Path(settings.subscribers), list_name), email)
-        except DigestError:  # the list is gone: nothing to start from
-            row = None
         stored = row.tags if row else frozenset()
-    return stored, _suppression(ledger, email, list_name) is not None
+    frequency = frequency or (row.frequency if row else "") or settings.frequency_default
+    return stored, frequency, _suppression(ledger, email, list_name) is not None
+
+
+def known_tags(settings: Settings) -> set[str]:
+    """The topics offered on the sign-up form: the tags of the subscriber
+    lists and of the articles of ``settings.sources``."""
+    return _list_tags(settings) | _article_tags(settings)
 
 
 def _list_tags(settings: Settings) -> set[str]:
