@@ -120,8 +120,9 @@ def plan_issue(
         # packed into a roster as it is read: never a million objects at once.
         loaded_audience = audience or load_audience(settings, request.list_name, stream=True)
         subscribers, problems = loaded_audience.subscribers, loaded_audience.problems
-    if not isinstance(subscribers, Sequence):
-        subscribers = pack(subscribers)  # read twice below: windows, then variants
+    per_reader = not (request.since or request.until) and request.history is not None and not request.key
+    if per_reader and not isinstance(subscribers, Sequence):
+        subscribers = pack(subscribers)  # read twice below: the readers' windows, then variants
     everyone = subscribers
 
     def readers() -> Iterator[Subscriber]:
@@ -135,7 +136,7 @@ def plan_issue(
     # previous scheduled time to this one, so consecutive issues tile.
     if request.since or request.until:
         window = make_window(as_of, settings.tz, request.since, request.until)
-    elif request.history is not None and not request.key:
+    elif per_reader:
         # Each reader from the end of the last issue they were sent; readers never
         # sent one from the list's history (refused issues) or the schedule's period.
         start = min(scheduled.window_start, request.window_start or scheduled.window_start)
