@@ -90,6 +90,20 @@ def test_the_same_address_twice_in_a_batch_is_sent_once(fake_sendgrid, provider_
     assert len(fake_sendgrid.records()) == 2
 
 
+def test_the_client_logs_neither_the_body_nor_the_key_even_at_debug(fake_sendgrid, provider_for, variant, make_recipients, caplog):
+    # python_http_client's post() formats every body (and the Authorization
+    # header) into debug lines: the provider goes through its request step instead.
+    logging.getLogger("python_http_client.client").setLevel(logging.DEBUG)
+    try:
+        with caplog.at_level(logging.DEBUG):
+            results = provider_for(fake_sendgrid).send_batch(variant, make_recipients(3), ISSUE)
+    finally:
+        logging.getLogger("python_http_client.client").setLevel(logging.INFO)
+    assert [r.status for r in results] == [Status.ACCEPTED] * 3 and len(fake_sendgrid.records()) == 3
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert SENDGRID_KEY not in logged and "reader0@example.org" not in logged and "PAYLOAD" not in logged
+
+
 def test_names_with_commas_or_semicolons_are_accepted_by_strict_sendgrid(
     fake_sendgrid, provider_for, variant, make_recipients
 ):
