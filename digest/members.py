@@ -3,10 +3,10 @@ Python heap: planning an issue for a million readers holds counts, not a
 million :class:`~digest.subscribers.Subscriber` objects (about 550 bytes
 each with their strings).
 
-A :class:`Roster` is written once, in list order, one record per subscriber
-with the number of the group (variant) they fall into; records stay in
-memory up to ``SPILL_BYTES`` and go to an unnamed temporary file beyond
-(removed when the roster is closed or collected). :class:`Members` is a
+A :class:`Roster` is written once, one record per subscriber, kept with the
+others of the group (variant) they fall into; records stay in memory up to
+``SPILL_BYTES`` and go to an unnamed temporary file beyond, a group's in
+chunks (removed when the roster is closed or collected). :class:`Members` is a
 read-only sequence over one group, or all of them: ``len`` is a stored
 count, and iterating or indexing reads the records again, making a
 subscriber object at a time, so any number of readers (threads too) may
@@ -25,8 +25,8 @@ from typing import overload
 
 from digest.subscribers import Subscriber
 
-SPILL_BYTES = 4 << 20  # records kept in memory before they go to a file
-_CHUNK = 1 << 20
+SPILL_BYTES = 4 << 20  # records kept in memory, all groups together, before they go to the file
+CHUNK_BYTES = 256 << 10  # a group's records written to the file at once
 _LENGTH = struct.Struct("<I")
 EVERYONE = -1  # Members over every record, whatever its group
 
@@ -34,10 +34,15 @@ EVERYONE = -1  # Members over every record, whatever its group
 class Roster:
     """Subscribers each with a group number (``int``; -1 for none), written
     with :meth:`add` and read with :meth:`records` once :meth:`seal` is
-    called. Tag sets and list names are stored once each."""
+    called. Each group's records are kept together (in chunks of the file),
+    so reading a group reads only its own: the ledger then receives a
+    variant's recipients side by side, and a batch's rows share pages. Tag
+    sets and list names are stored once each."""
 
     def __init__(self) -> None:
-        self._buffer = bytearray()
+        self._buffers: dict[int, bytearray] = {}
+        self._buffered = 0
+        self._chunks: dict[int, list[tuple[int, int]]] = {}  # group -> (offset, length) in the file
         self._file = None
         self._size = 0
         self._tags: dict[frozenset[str], int] = {}
@@ -55,53 +60,65 @@ class Roster:
         if listed is None:
             listed = self._lists[subscriber.list_name] = len(self._list_table)
             self._list_table.append(subscriber.list_name)
-        record = marshal.dumps((group, subscriber.email, subscriber.name, tags, listed, subscriber.line, subscriber.frequency))
-        self._buffer += _LENGTH.pack(len(record))
-        self._buffer += record
-        self.counts[group] = self.counts.get(group, 0) + 1
-        if len(self._buffer) >= SPILL_BYTES:
-            self._spill()
+        record = marshal.dumps((subscriber.email, subscriber.name, tags, listed, subscriber.line, subscriber.frequency))
+        buffer = self._buffers.get(group)
+        if buffer is None:
+            buffer = self._buffers[group] = bytearray()
+            self.counts[group] = 0
+        buffer += _LENGTH.pack(len(record))
+        buffer += record
+        self._buffered += 4 + len(record)
+        self.counts[group] += 1
+        if len(buffer) >= CHUNK_BYTES:
+            self._spill(group)
+        if self._buffered >= SPILL_BYTES:
+            for held in list(self._buffers):
+                self._spill(held)
 
-    def _spill(self) -> None:
+    def _spill(self, group: int) -> None:
+        buffer = self._buffers[group]
+        if not buffer:
+            return
         if self._file is None:
             self._file = tempfile.TemporaryFile(prefix="digest-roster-")
-        self._file.write(self._buffer)
-        self._size += len(self._buffer)
-        self._buffer = bytearray()
+        self._file.write(buffer)
+        self._chunks.setdefault(group, []).append((self._size, len(buffer)))
+        self._size += len(buffer)
+        self._buffered -= len(buffer)
+        self._buffers[group] = bytearray()
 
     def seal(self) -> None:
-        """No more records: make what was written readable."""
+        """No more records: make what was written readable (what is still
+        in memory stays there when nothing went to the file)."""
         if self._file is not None:
-            self._spill()
+            for group in list(self._buffers):
+                self._spill(group)
             self._file.flush()
-        self._buffer = bytes(self._buffer)
+        self._buffers = {group: bytes(buffer) for group, buffer in self._buffers.items()}
 
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
 
-    def _read(self, offset: int) -> bytes:
-        if self._file is None:
-            return self._buffer[offset:offset + _CHUNK] if offset < len(self._buffer) else b""
-        return os.pread(self._file.fileno(), _CHUNK, offset) if offset < self._size else b""
+    def _pieces(self, group: int) -> Iterator[bytes]:
+        for offset, length in self._chunks.get(group, ()):
+            yield os.pread(self._file.fileno(), length, offset)
+        if self._buffers.get(group):
+            yield self._buffers[group]
 
     def records(self, group: int = EVERYONE) -> Iterator[tuple[int, Subscriber]]:
-        """(group, subscriber) of every record of ``group`` (default: all), in the order written."""
+        """(group, subscriber) of every record of ``group`` (default: all,
+        group by group in the order groups were first met), each group's in
+        the order written."""
         tag_table, list_table = self._tag_table, self._list_table
-        offset, pending = 0, b""
-        while chunk := self._read(offset):
-            offset += len(chunk)
-            data = pending + chunk if pending else chunk
-            at, end = 0, len(data)
-            while at + 4 <= end:
-                (size,) = _LENGTH.unpack_from(data, at)
-                if at + 4 + size > end:
-                    break
-                number, email, name, tags, listed, line, frequency = marshal.loads(data[at + 4:at + 4 + size])
-                at += 4 + size
-                if group == EVERYONE or number == group:
+        for number in list(self.counts) if group == EVERYONE else [group]:
+            for piece in self._pieces(number):
+                at, end = 0, len(piece)
+                while at < end:
+                    (size,) = _LENGTH.unpack_from(piece, at)
+                    email, name, tags, listed, line, frequency = marshal.loads(piece[at + 4:at + 4 + size])
+                    at += 4 + size
                     yield number, Subscriber(email, name, tag_table[tags], list_table[listed], line, frequency)
-            pending = data[at:]
 
 
 def pack(subscribers: Iterable[Subscriber]) -> Members:
