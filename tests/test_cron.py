@@ -138,6 +138,14 @@ def _checks_find_errors(site, server):
     return done
 
 
+def _checks_find_errors_in_a_dry_run(site, server):
+    # The outbox is written for the editor to look at, and the answer is the real send's.
+    done = site.run("send", "--dry-run", "--as-of", WEEK48, **_logo_without_alt(site))
+    assert "a real send would stop" in done.stderr
+    assert list((site.root / "outbox").glob("*.eml"))
+    return done
+
+
 def _bad_option_value(site, server):
     return site.run("send", "--as-of", "next blue moon", **sendgrid(server))
 
@@ -202,7 +210,7 @@ def _ledger_held(site, server):
 SCENARIOS = {
     0: [_sent_everyone, _nothing_to_send, _status_before_any_send, _finished_issue_again_with_not_after],
     1: [_partial_send, _list_problems, _lint_problems],
-    2: [_bad_option_value, _checks_find_errors, _missing_list, _missing_named_list, _status_of_an_issue_never_sent, _too_late, _outbox_provider_without_dry_run, _every_source_failing],
+    2: [_bad_option_value, _checks_find_errors, _checks_find_errors_in_a_dry_run, _missing_list, _missing_named_list, _status_of_an_issue_never_sent, _too_late, _outbox_provider_without_dry_run, _every_source_failing],
     3: [_refused_key],
     75: [_ledger_held],
 }
