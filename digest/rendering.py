@@ -104,6 +104,7 @@ class RenderedVariant:
     article_ids: tuple[str, ...]
     nonce: str
     notes: tuple[str, ...] = ()
+    number: int = 0  # the variant's number as `digest audience` lists it; 0 when not known
 
 
 # --- templates ------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from digest.messages import build_message
 from digest.recipients import Recipient, RecipientResult, Status
 from digest.rendering import RenderedVariant, personalize
 from digest.settings import Settings
+from digest.words import plural
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9@._+-]")
 
@@ -59,7 +60,9 @@ class OutboxProvider:
     ) -> list[RecipientResult]:
         files = self._variants.get(rendered.variant_key)
         if files is None:
-            number = len(self._variants) + 1
+            # Numbered as `digest audience` and the built-in checks number them, so
+            # "variant 3" in a warning is variant-3.html.
+            number = rendered.number or len(self._variants) + 1
             files = _VariantFiles(number, rendered, f"variant-{number}.html")
             self._variants[rendered.variant_key] = files
             if recipients:
@@ -91,19 +94,19 @@ class OutboxProvider:
         if not self._variants:
             return
         rows = []
-        for files in self._variants.values():
+        for files in sorted(self._variants.values(), key=lambda f: f.number):
             people = "".join(
                 f'<li><a href="{html.escape(eml)}">{html.escape(address)}</a></li>' for address, eml in files.recipients
             )
             rows.append(
                 f"<section><h2>Variant {files.number}: {html.escape(files.rendered.subject)}</h2>"
-                f"<p>{len(files.rendered.article_ids)} articles, {len(files.recipients)} recipients, "
+                f"<p>{plural(len(files.rendered.article_ids), 'article')}, {plural(len(files.recipients), 'recipient')}, "
                 f"{len(files.rendered.html.encode('utf-8')) / 1024:.1f} KB of HTML. "
                 f'<a href="{files.page}">View in the browser</a></p><ul>{people}</ul></section>'
             )
         page = (
             '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Outbox</title></head>'
-            f"<body><h1>Outbox: {sum(len(f.recipients) for f in self._variants.values())} messages</h1>"
+            f"<body><h1>Outbox: {plural(sum(len(f.recipients) for f in self._variants.values()), 'message')}</h1>"
             + "".join(rows)
             + "</body></html>"
         )
