@@ -85,3 +85,16 @@ def test_an_open_quote_spoils_its_own_row_and_no_other_reader_lands_in_its_to_he
         assert to.count("@") == 1, to
         recipients.add(to)
     assert len(recipients) == 7
+
+
+def test_a_name_too_long_for_a_to_header_is_a_problem_with_its_line(make_site):
+    site = make_site(readers=0)
+    rows = ["email,name,tags", "ok@example.org,Ok,news", "big@example.org," + "N" * 100_000 + ",news", "fine@example.org,Fine,news"]
+    (site.root / "readers.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    check = site.run("subscribers", "check")
+    assert check.returncode == 1
+    assert "readers.csv:3: a name of 100,000 characters (at most 200)" in check.stdout + check.stderr
+    assert "2 valid subscribers, 1 problem" in check.stdout
+    sent = site.run("send", "--dry-run", "--as-of", WEEK48)
+    assert sent.returncode == 0, sent.stderr
+    assert not any("big@example.org" in p.read_text(encoding="utf-8") for p in (site.root / "outbox").glob("*.eml"))
