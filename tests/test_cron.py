@@ -173,6 +173,15 @@ def _too_late(site, server):
     return done
 
 
+def _status_after_a_refusal(site, server):
+    # The refusal is written to the ledger; status names it instead of printing nothing.
+    assert site.run(*SEND, "--not-after", "1h", **sendgrid(server)).returncode == 2
+    done = site.run("status")
+    assert done.stdout.startswith("2026-W48 (refused ") and "--not-after 1h" in done.stdout, done.stdout
+    assert json.loads(site.run("status", "--json").stdout)["refused"][0]["issue"] == "2026-W48"
+    return done
+
+
 def _outbox_provider_without_dry_run(site, server):
     done = site.run(*SEND, provider="outbox")
     assert "set provider to sendgrid or smtp to send, or pass --dry-run" in done.stderr
@@ -208,7 +217,7 @@ def _ledger_held(site, server):
 
 
 SCENARIOS = {
-    0: [_sent_everyone, _nothing_to_send, _status_before_any_send, _finished_issue_again_with_not_after],
+    0: [_sent_everyone, _nothing_to_send, _status_before_any_send, _status_after_a_refusal, _finished_issue_again_with_not_after],
     1: [_partial_send, _list_problems, _lint_problems],
     2: [_bad_option_value, _checks_find_errors, _checks_find_errors_in_a_dry_run, _missing_list, _missing_named_list, _status_of_an_issue_never_sent, _too_late, _outbox_provider_without_dry_run, _every_source_failing],
     3: [_refused_key],

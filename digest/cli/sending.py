@@ -411,8 +411,12 @@ def status(issue_key, as_json, ledger) -> None:
         return
     with Ledger.from_settings(settings) as book:
         records = [book.get_issue(issue_key)] if issue_key else book.issues()
+        refused = [r for r in book.refusals() if not issue_key or r["issue"] == issue_key]
         if issue_key and records[0] is None:
-            raise UsageError(f"no issue {issue_key} in {book.name}")
+            if refused:
+                records = []
+            else:
+                raise UsageError(f"no issue {issue_key} in {book.name}")
         issues = []
         for record in records:
             problems = [*book.problems(record.key), *book.retryable(record.key)]
@@ -428,8 +432,12 @@ def status(issue_key, as_json, ledger) -> None:
                 }
             )
     if as_json:
-        click.echo(json.dumps({"issues": issues}, ensure_ascii=False))
+        click.echo(json.dumps({"issues": issues, "refused": refused}, ensure_ascii=False))
         return
+    if not issues and not refused:
+        click.echo("no issues sent yet")
+    for entry in refused:  # --not-after: its articles go into the next issue that goes out
+        click.echo(f"{entry['issue']} (refused {entry['refused_at'][:16].replace('T', ' ')} UTC): {entry['reason']}")
     for entry in issues:
         counts = ", ".join(f"{n} {s}" for s, n in sorted(entry["counts"].items())) or "no recipients"
         click.echo(f"{entry['issue']} ({entry['status']}, {plural(entry['articles'], 'article')}): {counts}")
