@@ -316,3 +316,16 @@ def test_the_outbox_numbers_variants_as_digest_audience_does(make_site):
     shown = re.findall(r"<h2>Variant (\d+): [^<]*</h2><p>(\d+) articles?, (\d+) recipients?", index)
     assert shown == listed
     assert sorted(p.name for p in (site.root / "outbox").glob("variant-*.html")) == sorted(f"variant-{n}.html" for n, _, _ in listed)
+
+
+def test_a_dry_run_replaces_its_own_messages_and_leaves_other_files_alone(make_site):
+    site = make_site(readers=6)
+    outbox = site.root / "outbox"
+    assert site.run("send", "--dry-run", "--as-of", WEEK48).returncode == 0
+    first = {p.name for p in outbox.glob("*.eml")}
+    (outbox / "notes.eml").write_text("the editor's own draft", encoding="utf-8")
+    site.write_readers(3)  # fewer readers: the messages of the three who left must go
+    assert site.run("send", "--dry-run", "--as-of", WEEK48).returncode == 0
+    second = {p.name for p in outbox.glob("*.eml")} - {"notes.eml"}
+    assert len(second) == 3 and second < first
+    assert (outbox / "notes.eml").read_text(encoding="utf-8") == "the editor's own draft"

@@ -34,6 +34,9 @@ class _VariantFiles:
     recipients: list[tuple[str, str]] = field(default_factory=list)  # (address, .eml file name)
 
 
+MANIFEST = ".digest-outbox"  # the messages a dry run wrote, which the next one removes
+
+
 class OutboxProvider:
     """Writes messages as files instead of sending them (see the module doc)."""
 
@@ -51,8 +54,14 @@ class OutboxProvider:
             self._clear_previous_run()
 
     def _clear_previous_run(self) -> None:
+        """Remove what the previous dry run wrote here (its messages, as its
+        manifest lists them, its pages and index), and nothing else: an
+        outbox may be a folder that holds other files."""
         private_folder(self.folder)  # the messages hold addresses and live unsubscribe links
-        for old in [*self.folder.glob("*.eml"), *self.folder.glob("variant-*.html"), self.folder / "index.html"]:
+        manifest = self.folder / MANIFEST
+        written = manifest.read_text(encoding="utf-8").split("\n") if manifest.is_file() else []
+        mine = [self.folder / name for name in written if name.endswith(".eml") and name == Path(name).name]
+        for old in [*mine, *self.folder.glob("variant-*.html"), self.folder / "index.html", manifest]:
             old.unlink(missing_ok=True)
 
     def send_batch(
@@ -111,3 +120,5 @@ class OutboxProvider:
             + "</body></html>"
         )
         write_private(self.folder / "index.html", page.encode("utf-8"))
+        written = [eml for files in self._variants.values() for _, eml in files.recipients]
+        write_private(self.folder / MANIFEST, "\n".join(written).encode("utf-8"))
