@@ -182,6 +182,13 @@ def _status_after_a_refusal(site, server):
     return done
 
 
+def _templates_dir_missing(site, server):
+    # A typo must not silently send the packaged templates instead of the editors' own.
+    done = site.run(*SEND, templates_dir="tempaltes", **sendgrid(server))
+    assert "setting 'templates_dir': tempaltes is not a folder" in done.stderr and server.stats()["requests"] == 0
+    return done
+
+
 def _outbox_provider_without_dry_run(site, server):
     done = site.run(*SEND, provider="outbox")
     assert "set provider to sendgrid or smtp to send, or pass --dry-run" in done.stderr
@@ -219,7 +226,7 @@ def _ledger_held(site, server):
 SCENARIOS = {
     0: [_sent_everyone, _nothing_to_send, _status_before_any_send, _status_after_a_refusal, _finished_issue_again_with_not_after],
     1: [_partial_send, _list_problems, _lint_problems],
-    2: [_bad_option_value, _checks_find_errors, _checks_find_errors_in_a_dry_run, _missing_list, _missing_named_list, _status_of_an_issue_never_sent, _too_late, _outbox_provider_without_dry_run, _every_source_failing],
+    2: [_bad_option_value, _checks_find_errors, _checks_find_errors_in_a_dry_run, _missing_list, _missing_named_list, _status_of_an_issue_never_sent, _too_late, _templates_dir_missing, _outbox_provider_without_dry_run, _every_source_failing],
     3: [_refused_key],
     75: [_ledger_held],
 }
