@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,36 +45,76 @@ def read_rows(handle: BinaryIO | Iterable[bytes]) -> Iterator[Row]:
 
     Every byte of the input belongs to exactly one row, so joining the
     ``raw`` of all rows gives the file back unchanged: that is what lets list
-    writes keep untouched rows byte for byte. Quoted values may span lines.
+    writes keep untouched rows byte for byte. Quoted values may span lines,
+    except where a quote is left open: when a record runs on over a line
+    that starts like a row of its own (an address, then a comma), the quote
+    was never closed, so that first line is a row with an ``error`` and the
+    lines after it are read again as rows (an open quote would otherwise
+    swallow the rest of the list into one value).
     """
-    pending: list[bytes] = []
-    bad_lines: list[int] = []
-
-    def text_lines() -> Iterator[str]:
-        for number, raw in enumerate(handle, start=1):
-            pending.append(raw)
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                bad_lines.append(number)
-                text = raw.decode("utf-8", errors="replace")
-            yield text.removeprefix("\ufeff") if number == 1 else text
-
-    reader = csv.reader(text_lines())
-    start = 1
+    lines = enumerate(handle, start=1)
+    again: list[tuple[int, bytes]] = []  # lines to read again after an open quote
     while True:
-        try:
-            fields = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:  # csv drops the rest of the line and starts afresh on the next
-            yield Row(start, b"".join(pending), [], undecodable=any(n >= start for n in bad_lines), error=_csv_problem(exc))
+        pending: list[tuple[int, bytes]] = []
+        bad_lines: set[int] = set()
+        reader = csv.reader(_text_lines(again, lines, pending, bad_lines))
+        reopened = False
+        while True:
+            try:
+                fields, error = next(reader), None
+            except StopIteration:
+                break
+            except csv.Error as exc:  # csv drops the rest of the line and starts afresh on the next
+                fields, error = [], _csv_problem(exc)
+            if len(pending) > 1 and any(_ROW_START.match(_decode(raw)) for _, raw in pending[1:]):
+                number, raw = pending[0]
+                yield Row(number, raw, [], number in bad_lines, error=OPEN_QUOTE)
+                again[:0] = pending[1:]
+                reopened = True
+                break
+            yield _row(pending, fields, bad_lines, error)
+            pending.clear()
+        if not reopened:
+            if pending:  # only possible for input csv did not turn into a record
+                yield _row(pending, [], bad_lines, None)
+            return
+
+
+OPEN_QUOTE = "a quote opened on this line is never closed (the lines after it are read as rows of their own)"
+# A line that starts like a list row: an address (maybe quoted), then a comma or the end.
+_ROW_START = re.compile(r'^\ufeff?\s*"?[^\s,;"@<>]+@[^\s,;"@<>]+\.[^\s,;"@<>]+"?\s*(,|\r?\n?$)')
+
+
+def _decode(raw: bytes) -> str:
+    return raw.decode("utf-8", errors="replace")
+
+
+def _text_lines(
+    again: list[tuple[int, bytes]], lines: Iterator[tuple[int, bytes]], pending: list[tuple[int, bytes]], bad_lines: set[int]
+) -> Iterator[str]:
+    """The text of each line for csv, first those to read again; each line
+    read is kept in ``pending`` (its number and bytes)."""
+    while True:
+        if again:
+            number, raw = again.pop(0)
         else:
-            yield Row(start, b"".join(pending), fields, undecodable=any(n >= start for n in bad_lines))
-        pending.clear()
-        start = reader.line_num + 1
-    if pending:  # only possible for input csv did not turn into a record
-        yield Row(start, b"".join(pending), [])
+            try:
+                number, raw = next(lines)
+            except StopIteration:
+                return
+        pending.append((number, raw))
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            bad_lines.add(number)
+            text = raw.decode("utf-8", errors="replace")
+        yield text.removeprefix("\ufeff") if number == 1 else text
+
+
+def _row(pending: list[tuple[int, bytes]], fields: list[str], bad_lines: set[int], error: str | None) -> Row:
+    first = pending[0][0]
+    raw = b"".join(raw for _, raw in pending)
+    return Row(first, raw, fields, undecodable=any(number in bad_lines for number, _ in pending), error=error)
 
 
 def _csv_problem(exc: csv.Error) -> str:

@@ -103,7 +103,7 @@ class SendReport:
 def render_issue(issue: Issue, settings: Settings) -> list[RenderedVariant]:
     """Render every variant of ``issue`` once, in variant order."""
     return [
-        render_variant(variant.articles, issue.context, settings, variant_key=variant.key, tags=variant.tags)
+        replace(render_variant(variant.articles, issue.context, settings, variant_key=variant.key, tags=variant.tags), number=variant.number)
         for variant in issue.variants
     ]
 
@@ -156,7 +156,8 @@ def send_issue(
             report.variants.append(_variant_report(variant.number, rendered[index], len(variant.subscribers), len(variant.articles)))
         with ledger.run_lock():
             queue_issue(issue, ledger, rendered, scheduled_at=scheduled_at)
-            _deliver(ledger, key, provider, settings, report, resend_unknown, recipient_for, progress, sleep, retry_rejected=retry_rejected)
+            numbers = {variant.variant_key: variant.number for variant in rendered}
+            _deliver(ledger, key, provider, settings, report, resend_unknown, recipient_for, progress, sleep, retry_rejected=retry_rejected, numbers=numbers)
     finally:
         provider.close()
         if own_ledger:
@@ -245,12 +246,18 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
-def _deliver(ledger, key, provider, settings, report, resend_unknown, recipient_for, progress, sleep, *, retry_rejected: bool = False) -> None:
+def _deliver(
+    ledger, key, provider, settings, report, resend_unknown, recipient_for, progress, sleep, *, retry_rejected: bool = False,
+    numbers: dict[str, int] | None = None,
+) -> None:
     """Claim and send the pending rows of issue ``key`` until none is left,
-    in rounds (see :func:`send_issue`); fill ``report``."""
+    in rounds (see :func:`send_issue`); fill ``report``. ``numbers`` gives
+    each variant key its number as planning numbered it (the outbox names
+    its files by it)."""
     if recipient_for is None:
         from digest.unsubscribe import recipient_for
-    variants = {stored["variant_key"]: RenderedVariant(**stored) for stored in ledger.variants(key)}
+    numbers = numbers or {}
+    variants = {stored["variant_key"]: RenderedVariant(**stored, number=numbers.get(stored["variant_key"], 0)) for stored in ledger.variants(key)}
     me = worker_id()
     report.recovered = ledger.recover_crashed(key)
     if retry_rejected:

@@ -104,6 +104,7 @@ class RenderedVariant:
     article_ids: tuple[str, ...]
     nonce: str
     notes: tuple[str, ...] = ()
+    number: int = 0  # the variant's number as `digest audience` lists it; 0 when not known
 
 
 # --- templates ------------------------------------------------------------------------
@@ -137,9 +138,12 @@ def wrap(text: str, width: int = TEXT_WIDTH) -> str:
 def template_environment(templates_dir: Path | None) -> jinja2.Environment:
     """The Jinja environment for an editors' ``templates_dir`` (None: the
     defaults only). Files missing there come from :func:`default_templates_dir`.
+    Raises :class:`SettingsError` when ``templates_dir`` is not a folder.
     Templates are re-read when their file changes (Jinja's ``auto_reload``)."""
     loaders: list[jinja2.BaseLoader] = []
     if templates_dir is not None:
+        if not Path(templates_dir).is_dir():  # a typo must not silently drop the editors' own templates
+            raise SettingsError(f"setting 'templates_dir': {templates_dir} is not a folder")
         loaders.append(jinja2.FileSystemLoader(templates_dir))
     loaders.append(jinja2.FileSystemLoader(default_templates_dir()))
     env = jinja2.Environment(

@@ -43,7 +43,7 @@ from digest.moments import parse_duration
 from digest.personalization import new_nonce
 from digest.recipients import Recipient, Status
 from digest.rendering import RenderedVariant, issue_url, render_template, template_environment
-from digest.subscribers import FREQUENCIES, Subscriber, list_file
+from digest.subscribers import FREQUENCIES, MAX_NAME, Subscriber, list_file
 from digest.unsubscribe import TokenError, public_base, recipient_for
 
 if TYPE_CHECKING:
@@ -52,7 +52,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CONFIRM_PURPOSE = "confirm"  # a token signed for another purpose (unsubscribe, preferences) never verifies here
-MAX_NAME = 200  # characters of a name (it goes into To: headers and the list)
 MAX_TOPICS = 100
 HONEYPOT = "website"  # a field people never see and bots fill in
 

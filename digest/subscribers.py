@@ -106,6 +106,7 @@ COLUMN_ALIASES = {
     "subscribed_at": {"subscribedat", "optintime", "createdat", "creationdate", "signupdate", "dateadded"},
 }
 FREQUENCIES = ("daily", "weekly", "monthly")
+MAX_NAME = 200  # characters of a name: it goes into To: headers (RFC 5322: lines of at most 998 octets)
 ACTIVE_STATUSES = {"", "subscribed", "active", "confirmed", "regular"}
 LEFT_STATUSES = {"unsubscribed", "inactive", "bounced", "cleaned", "pending", "unconfirmed", "complained", "blocked"}
 # The suppression reason of a status other services export: Mailchimp's
@@ -225,6 +226,8 @@ class ListReader:
             email = normalize_address(values["email"])
         except DigestError as exc:
             return self.problem(row.line, f"{exc}; row skipped")
+        if len(values["name"]) > MAX_NAME:
+            return self.problem(row.line, f"a name of {len(values['name']):,} characters (at most {MAX_NAME}); row skipped")
         status = values["status"].strip().casefold()
         if status not in ACTIVE_STATUSES | LEFT_STATUSES:
             return self.problem(row.line, f"unknown status {values['status']!r} (expected subscribed or unsubscribed)")

@@ -33,6 +33,7 @@ PURPOSES = ("unsubscribe", "preferences", "confirm", "form")
 # Purposes whose tokens carry their time, for verify(max_age=...). Link tokens
 # do not: they never expire (CAN-SPAM) and stay the same in every message.
 TIMED = ("confirm", "form")
+FORM_MAX_AGE = 24 * 3600  # seconds a page may stay open before its form token (CSRF) is refused
 MIN_SECRET_LENGTH = 32  # 32 random characters are > 190 bits: no search reaches them
 MIN_DISTINCT_CHARACTERS = 12  # "aaaa...", "1234..." and words repeated fall short
 MAKE_ONE = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'

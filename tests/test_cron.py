@@ -138,6 +138,14 @@ def _checks_find_errors(site, server):
     return done
 
 
+def _checks_find_errors_in_a_dry_run(site, server):
+    # The outbox is written for the editor to look at, and the answer is the real send's.
+    done = site.run("send", "--dry-run", "--as-of", WEEK48, **_logo_without_alt(site))
+    assert "a real send would stop" in done.stderr
+    assert list((site.root / "outbox").glob("*.eml"))
+    return done
+
+
 def _bad_option_value(site, server):
     return site.run("send", "--as-of", "next blue moon", **sendgrid(server))
 
@@ -162,6 +170,22 @@ def _status_of_an_issue_never_sent(site, server):
 def _too_late(site, server):
     done = site.run(*SEND, "--not-after", "1h", **sendgrid(server))
     assert "--not-after 1h: not sending" in done.stderr
+    return done
+
+
+def _status_after_a_refusal(site, server):
+    # The refusal is written to the ledger; status names it instead of printing nothing.
+    assert site.run(*SEND, "--not-after", "1h", **sendgrid(server)).returncode == 2
+    done = site.run("status")
+    assert done.stdout.startswith("2026-W48 (refused ") and "--not-after 1h" in done.stdout, done.stdout
+    assert json.loads(site.run("status", "--json").stdout)["refused"][0]["issue"] == "2026-W48"
+    return done
+
+
+def _templates_dir_missing(site, server):
+    # A typo must not silently send the packaged templates instead of the editors' own.
+    done = site.run(*SEND, templates_dir="tempaltes", **sendgrid(server))
+    assert "setting 'templates_dir': tempaltes is not a folder" in done.stderr and server.stats()["requests"] == 0
     return done
 
 
@@ -200,9 +224,9 @@ def _ledger_held(site, server):
 
 
 SCENARIOS = {
-    0: [_sent_everyone, _nothing_to_send, _status_before_any_send, _finished_issue_again_with_not_after],
+    0: [_sent_everyone, _nothing_to_send, _status_before_any_send, _status_after_a_refusal, _finished_issue_again_with_not_after],
     1: [_partial_send, _list_problems, _lint_problems],
-    2: [_bad_option_value, _checks_find_errors, _missing_list, _missing_named_list, _status_of_an_issue_never_sent, _too_late, _outbox_provider_without_dry_run, _every_source_failing],
+    2: [_bad_option_value, _checks_find_errors, _checks_find_errors_in_a_dry_run, _missing_list, _missing_named_list, _status_of_an_issue_never_sent, _too_late, _templates_dir_missing, _outbox_provider_without_dry_run, _every_source_failing],
     3: [_refused_key],
     75: [_ledger_held],
 }

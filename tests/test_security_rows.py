@@ -61,3 +61,40 @@ def test_an_export_of_a_list_that_cannot_be_read_writes_nothing_and_fails(make_s
         assert "readers.csv: not UTF-8 (looks like UTF-16)" in done.stderr and "nothing exported" in done.stderr
         assert done.stdout == ""
     assert not (site.root / "out.csv").exists()
+
+
+def test_an_open_quote_spoils_its_own_row_and_no_other_reader_lands_in_its_to_header(make_site):
+    # One stray quote used to read every later row as part of one name: those
+    # readers were never mailed, and their addresses went into one reader's To:.
+    site = make_site()
+    rows = [f"{email},{name.replace(',', '')},{tags}" for email, name, tags in (reader(n) for n in range(6))]
+    rows.insert(2, 'open@example.org,"Open Quote,news')
+    # A value that really spans lines (a quoted line break) stays one row.
+    rows.insert(5, 'multi@example.org,"First line\nsecond line",news')
+    (site.root / "readers.csv").write_text("email,name,tags\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    check = site.run("subscribers", "check")
+    assert check.returncode == 1
+    assert "readers.csv:4: a quote opened on this line is never closed" in check.stdout + check.stderr
+    assert "7 valid subscribers, 1 problem" in check.stdout
+    sent = site.run("send", "--dry-run", "--as-of", WEEK48)
+    assert sent.returncode == 0, sent.stderr
+    messages = list((site.root / "outbox").glob("*.eml"))
+    recipients = set()
+    for path in messages:
+        to = next(line for line in path.read_text(encoding="utf-8").splitlines() if line.startswith("To:"))
+        assert to.count("@") == 1, to
+        recipients.add(to)
+    assert len(recipients) == 7
+
+
+def test_a_name_too_long_for_a_to_header_is_a_problem_with_its_line(make_site):
+    site = make_site(readers=0)
+    rows = ["email,name,tags", "ok@example.org,Ok,news", "big@example.org," + "N" * 100_000 + ",news", "fine@example.org,Fine,news"]
+    (site.root / "readers.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    check = site.run("subscribers", "check")
+    assert check.returncode == 1
+    assert "readers.csv:3: a name of 100,000 characters (at most 200)" in check.stdout + check.stderr
+    assert "2 valid subscribers, 1 problem" in check.stdout
+    sent = site.run("send", "--dry-run", "--as-of", WEEK48)
+    assert sent.returncode == 0, sent.stderr
+    assert not any("big@example.org" in p.read_text(encoding="utf-8") for p in (site.root / "outbox").glob("*.eml"))

@@ -11,6 +11,7 @@ import email
 import email.policy
 import html
 import json
+import re
 from collections import Counter
 
 from conftest import SENDGRID_KEY, WEEK48, WEEK49, held_requests, reader, recorded, tags_of_readers
@@ -302,3 +303,29 @@ def _token_address(list_unsubscribe: str) -> str:
     payload = token.split(".")[0]
     data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     return data[0]
+
+
+def test_the_outbox_numbers_variants_as_digest_audience_does(make_site):
+    # "error: variant 3: ..." from the built-in checks must point at variant-3.html.
+    site = make_site(readers=40)
+    audience = site.run("audience", "--as-of", WEEK48)
+    listed = re.findall(r"^variant (\d+) \[[0-9a-f]+\]: (\d+) articles?, (\d+) subscribers?", audience.stdout, re.M)
+    assert len(listed) > 2, audience.stdout
+    assert site.run("send", "--dry-run", "--as-of", WEEK48).returncode == 0
+    index = (site.root / "outbox" / "index.html").read_text(encoding="utf-8")
+    shown = re.findall(r"<h2>Variant (\d+): [^<]*</h2><p>(\d+) articles?, (\d+) recipients?", index)
+    assert shown == listed
+    assert sorted(p.name for p in (site.root / "outbox").glob("variant-*.html")) == sorted(f"variant-{n}.html" for n, _, _ in listed)
+
+
+def test_a_dry_run_replaces_its_own_messages_and_leaves_other_files_alone(make_site):
+    site = make_site(readers=6)
+    outbox = site.root / "outbox"
+    assert site.run("send", "--dry-run", "--as-of", WEEK48).returncode == 0
+    first = {p.name for p in outbox.glob("*.eml")}
+    (outbox / "notes.eml").write_text("the editor's own draft", encoding="utf-8")
+    site.write_readers(3)  # fewer readers: the messages of the three who left must go
+    assert site.run("send", "--dry-run", "--as-of", WEEK48).returncode == 0
+    second = {p.name for p in outbox.glob("*.eml")} - {"notes.eml"}
+    assert len(second) == 3 and second < first
+    assert (outbox / "notes.eml").read_text(encoding="utf-8") == "the editor's own draft"

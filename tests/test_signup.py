@@ -337,7 +337,14 @@ def test_preferences_save_a_frequency_and_offer_erasure_with_a_confirmation_step
     assert step.status_code == 200 and "Delete everything about me" in step.text
     assert "ada@example.org" in on_list(settings)  # a GET deletes nothing
     assert client.post(f"/forget?token={token[:-2]}xx").status_code == 400
-    done = client.post(f"/forget?token={token}")
+    # The preferences token is in every email, forwarded copies too: alone, or with
+    # another page's form token, it erases nobody.
+    assert client.post(f"/forget?token={token}").status_code in (403, 415)
+    assert client.post(f"/forget?token={token}", data={"csrf": csrf}).status_code == 403
+    assert client.post(f"/forget?token={token}", data={"csrf": "forged"}).status_code == 403
+    assert "ada@example.org" in on_list(settings)
+    erase = re.search(r'name="csrf" value="([^"]+)"', step.text)[1]
+    done = client.post(f"/forget?token={token}", data={"csrf": erase})
     assert done.status_code == 200 and check_page(done.text) == []
     assert "ada@example.org" not in on_list(settings)
     with closing(sqlite3.connect(settings.ledger)) as db:

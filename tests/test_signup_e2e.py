@@ -204,3 +204,12 @@ def test_show_then_forget_leaves_the_address_nowhere_and_a_later_import_does_not
     assert "reader1@example.org" not in got and got["newcomer@example.org"] == 1
     after = json.loads(site.run("subscribers", "show", "reader1@example.org", "--json").stdout)
     assert after["forgotten_at"] and after["deliveries"] == [] and after["suppressions"] == []
+
+
+def test_forget_refuses_a_weak_secret_key_and_erases_nothing(make_site):
+    # The erasure keeps a hash keyed with secret_key: the public default key
+    # would let anyone test an address against it.
+    site = make_site(readers=3)
+    done = site.run("subscribers", "forget", "reader1@example.org", secret_key="change-me")
+    assert done.returncode == 2 and "secret_key" in done.stderr and "token_urlsafe" in done.stderr
+    assert "reader1@example.org" in (site.root / "readers.csv").read_text(encoding="utf-8")

@@ -429,3 +429,17 @@ def test_serve_refuses_the_network_with_the_default_secret(tmp_path, monkeypatch
     exposed = load_settings(serve_host="0.0.0.0", ledger=tmp_path / "digest.db")  # secret_key left at its default
     with pytest.raises(SettingsError, match="secret_key"):
         serve(exposed)
+
+
+def test_serve_on_a_port_in_use_is_one_line_and_exit_2(make_site):
+    # uvicorn's own failure is exit 3, which README gives to a provider's refusal.
+    import socket
+
+    site = make_site(readers=1)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = site.run("serve", "--port", str(port), timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert f"error: cannot listen on 127.0.0.1:{port}" in done.stderr and "Traceback" not in done.stderr

@@ -252,15 +252,21 @@ def subscribers_forget(subscribers, email) -> None:
     choices, consent and suppressions go, and its address in the delivery
     and event records is replaced by a keyed hash. Only that hash is kept,
     so a later import or list edit that brings the address back is refused
-    and never mailed. Prints what was removed.
+    and never mailed. Prints what was removed. Needs a strong secret_key
+    (the hash is keyed with it), as a real send does (exit 2 otherwise).
 
     \b
     Example:
       digest subscribers forget ada@example.org
     """
     from digest.privacy import forget
+    from digest.tokens import check_secret
 
-    click.echo(forget(load_settings(subscribers=subscribers), email).summary())
+    settings = load_settings(subscribers=subscribers)
+    # The kept hash is keyed with secret_key: with a public default key anyone
+    # could test an address against it, and a key set later would not know it.
+    check_secret(settings)
+    click.echo(forget(settings, email).summary())
 
 
 @subscribers.command("export")

@@ -95,6 +95,10 @@ def send(settings: Settings, dry_run, outbox, issue_key, resend_unknown, retry_r
             force=force, as_json=as_json, options=options,
         )
         incomplete = incomplete or (report is not None and not report.complete)
+    if dry_run and not force and click.get_current_context().meta.get("checks_failed"):
+        # The outbox is written so the editor can look, but a dry run answers
+        # as the real send would: that one stops here.
+        raise UsageError("the built-in checks found errors (above): a real send would stop; fix them, or send with --force")
     if incomplete:
         raise click.exceptions.Exit(1)
 
@@ -211,8 +215,10 @@ def _plan(settings: Settings, request, ledger, *, include_sent, not_after, force
 
             warn(f"issue {issue.context.key} is scheduled for {describe(issue.scheduled_at, settings.tz)}; sending it now, as --as-of asks")
     rendered = render_issue(issue, settings)
-    if report_findings(issue, rendered, settings) and not dry_run and not force:
-        raise UsageError("the built-in checks found errors (above); fix them, or send with --force")
+    if report_findings(issue, rendered, settings):
+        if not dry_run and not force:
+            raise UsageError("the built-in checks found errors (above); fix them, or send with --force")
+        click.get_current_context().meta["checks_failed"] = True
     if test_to:
         _send_test(issue, rendered, settings, test_to, as_subscriber)
         return None
@@ -405,8 +411,12 @@ def status(issue_key, as_json, ledger) -> None:
         return
     with Ledger.from_settings(settings) as book:
         records = [book.get_issue(issue_key)] if issue_key else book.issues()
+        refused = [r for r in book.refusals() if not issue_key or r["issue"] == issue_key]
         if issue_key and records[0] is None:
-            raise UsageError(f"no issue {issue_key} in {book.name}")
+            if refused:
+                records = []
+            else:
+                raise UsageError(f"no issue {issue_key} in {book.name}")
         issues = []
         for record in records:
             problems = [*book.problems(record.key), *book.retryable(record.key)]
@@ -422,8 +432,12 @@ def status(issue_key, as_json, ledger) -> None:
                 }
             )
     if as_json:
-        click.echo(json.dumps({"issues": issues}, ensure_ascii=False))
+        click.echo(json.dumps({"issues": issues, "refused": refused}, ensure_ascii=False))
         return
+    if not issues and not refused:
+        click.echo("no issues sent yet")
+    for entry in refused:  # --not-after: its articles go into the next issue that goes out
+        click.echo(f"{entry['issue']} (refused {entry['refused_at'][:16].replace('T', ' ')} UTC): {entry['reason']}")
     for entry in issues:
         counts = ", ".join(f"{n} {s}" for s, n in sorted(entry["counts"].items())) or "no recipients"
         click.echo(f"{entry['issue']} ({entry['status']}, {plural(entry['articles'], 'article')}): {counts}")

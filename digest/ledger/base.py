@@ -570,6 +570,12 @@ class Ledger:
                 (issue_key, moment_text(window_start), moment_text(window_end), json.dumps(sorted(set(list_names))), reason, now_text()),
             )
 
+    def refusals(self) -> list[dict]:
+        """Every refused issue, newest first: dicts of ``issue``, ``refused_at``
+        (ISO text, UTC) and ``reason``."""
+        rows = self._rows("SELECT issue_key, refused_at, reason FROM refused_issues ORDER BY refused_at DESC")
+        return [{"issue": row["issue_key"], "refused_at": row["refused_at"], "reason": row["reason"]} for row in rows]
+
     def first_refused_window_start(self, list_names: Iterable[str], before: datetime) -> datetime | None:
         """The earliest window start of the issues refused for ``list_names``
         whose window ends at or before ``before`` (aware), or None."""

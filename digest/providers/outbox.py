@@ -21,6 +21,7 @@ from digest.messages import build_message
 from digest.recipients import Recipient, RecipientResult, Status
 from digest.rendering import RenderedVariant, personalize
 from digest.settings import Settings
+from digest.words import plural
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9@._+-]")
 
@@ -31,6 +32,9 @@ class _VariantFiles:
     rendered: RenderedVariant
     page: str
     recipients: list[tuple[str, str]] = field(default_factory=list)  # (address, .eml file name)
+
+
+MANIFEST = ".digest-outbox"  # the messages a dry run wrote, which the next one removes
 
 
 class OutboxProvider:
@@ -50,8 +54,14 @@ class OutboxProvider:
             self._clear_previous_run()
 
     def _clear_previous_run(self) -> None:
+        """Remove what the previous dry run wrote here (its messages, as its
+        manifest lists them, its pages and index), and nothing else: an
+        outbox may be a folder that holds other files."""
         private_folder(self.folder)  # the messages hold addresses and live unsubscribe links
-        for old in [*self.folder.glob("*.eml"), *self.folder.glob("variant-*.html"), self.folder / "index.html"]:
+        manifest = self.folder / MANIFEST
+        written = manifest.read_text(encoding="utf-8").split("\n") if manifest.is_file() else []
+        mine = [self.folder / name for name in written if name.endswith(".eml") and name == Path(name).name]
+        for old in [*mine, *self.folder.glob("variant-*.html"), self.folder / "index.html", manifest]:
             old.unlink(missing_ok=True)
 
     def send_batch(
@@ -59,7 +69,9 @@ class OutboxProvider:
     ) -> list[RecipientResult]:
         files = self._variants.get(rendered.variant_key)
         if files is None:
-            number = len(self._variants) + 1
+            # Numbered as `digest audience` and the built-in checks number them, so
+            # "variant 3" in a warning is variant-3.html.
+            number = rendered.number or len(self._variants) + 1
             files = _VariantFiles(number, rendered, f"variant-{number}.html")
             self._variants[rendered.variant_key] = files
             if recipients:
@@ -91,20 +103,22 @@ class OutboxProvider:
         if not self._variants:
             return
         rows = []
-        for files in self._variants.values():
+        for files in sorted(self._variants.values(), key=lambda f: f.number):
             people = "".join(
                 f'<li><a href="{html.escape(eml)}">{html.escape(address)}</a></li>' for address, eml in files.recipients
             )
             rows.append(
                 f"<section><h2>Variant {files.number}: {html.escape(files.rendered.subject)}</h2>"
-                f"<p>{len(files.rendered.article_ids)} articles, {len(files.recipients)} recipients, "
+                f"<p>{plural(len(files.rendered.article_ids), 'article')}, {plural(len(files.recipients), 'recipient')}, "
                 f"{len(files.rendered.html.encode('utf-8')) / 1024:.1f} KB of HTML. "
                 f'<a href="{files.page}">View in the browser</a></p><ul>{people}</ul></section>'
             )
         page = (
             '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Outbox</title></head>'
-            f"<body><h1>Outbox: {sum(len(f.recipients) for f in self._variants.values())} messages</h1>"
+            f"<body><h1>Outbox: {plural(sum(len(f.recipients) for f in self._variants.values()), 'message')}</h1>"
             + "".join(rows)
             + "</body></html>"
         )
         write_private(self.folder / "index.html", page.encode("utf-8"))
+        written = [eml for files in self._variants.values() for _, eml in files.recipients]
+        write_private(self.folder / MANIFEST, "\n".join(written).encode("utf-8"))

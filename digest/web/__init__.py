@@ -27,7 +27,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from digest.consent import address_hash, forgotten_hashes
-from digest.errors import DigestError
+from digest.errors import DigestError, SettingsError
 from digest.tokens import check_secret
 from digest.unsubscribe import is_loopback
 from digest.web import pages, webhook
@@ -167,4 +167,20 @@ def serve(settings: Settings) -> None:
         click.secho(f"warning: {line}", fg="yellow", err=True)
     if not is_loopback(settings.serve_host):
         click.echo(f"listening on {settings.serve_host}: put it behind your https proxy at {settings.unsubscribe_base_url}", err=True)
+    _check_can_listen(settings.serve_host, settings.serve_port)
     uvicorn.run(app, **uvicorn_options(settings))
+
+
+def _check_can_listen(host: str, port: int) -> None:
+    """Raise :class:`SettingsError` naming the address when ``host:port``
+    cannot be listened on (in use, not ours), before uvicorn would log its
+    own error and exit 3, which README gives to a provider's refusal."""
+    import socket
+
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind((host, port))
+    except OSError as exc:
+        raise SettingsError(f"cannot listen on {host}:{port} (serve_host, serve_port): {exc.strerror or exc}") from None

@@ -12,7 +12,7 @@
   want from those known in the lists and the articles, and how often the
   digest comes; ``POST`` saves them (stored in the ledger and applied over
   their CSV row's) only with the form's CSRF token, signed for that reader
-  and :data:`FORM_MAX_AGE` long. The page links to "delete everything about
+  and :data:`tokens.FORM_MAX_AGE` long. The page links to "delete everything about
   me" (:mod:`digest.web.signup`).
 - The links of an address erased on request (``digest subscribers
   forget``) change nothing and say so: they must not write it back.
@@ -56,7 +56,6 @@ if TYPE_CHECKING:
     from digest.settings import Settings
 
 PAGE_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Robots-Tag": "noindex"}
-FORM_MAX_AGE = 24 * 3600  # seconds a preferences page may stay open before its form is refused
 ARTICLE_TAGS_EVERY = 600  # seconds between two readings of the sources for the preferences page
 
 _PAGES = {
@@ -204,7 +203,7 @@ async def preferences(state: PageState, request: Request) -> Response:
     if request.method == "POST":
         form = await _form(request)
         try:
-            sent_for = tokens.verify(settings, "form", (form.get("csrf") or [""])[0], max_age=FORM_MAX_AGE)
+            sent_for = tokens.verify(settings, "form", (form.get("csrf") or [""])[0], max_age=tokens.FORM_MAX_AGE)
         except TokenError:
             sent_for = None
         if sent_for != ["preferences", email, list_name]:

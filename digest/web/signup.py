@@ -15,7 +15,9 @@ registers them beside unsubscribe and preferences.
   confirms (:func:`digest.signup.confirm`) and, with ``welcome_message``,
   sends the welcome message afterwards.
 - ``GET /forget?token=...`` (the preferences token): "delete everything
-  about me", a confirmation step; ``POST /forget`` erases the reader
+  about me", a confirmation step; ``POST /forget`` with that page's form
+  token (CSRF: the preferences token alone is in every forwarded email)
+  erases the reader
   (:func:`digest.privacy.forget`).
 
 Every change is a POST; links and form targets are built from
@@ -41,6 +43,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from digest import tokens
 from digest.errors import DigestError
 from digest.signup import (
     SignupError,
@@ -78,7 +81,7 @@ The link works for a limited time; nothing happens until you open it.</p>{% endb
     "forget.html": """{% extends "base.html" %}{% block body %}
 <p>Delete everything {{ site_name }} keeps about <strong>{{ email }}</strong>: your place on every list, your topics and
 consent, and your address in the record of what was sent. You will get no more mail from us. This cannot be undone.</p>
-<form method="post" action="{{ action }}"><button type="submit">Delete everything about me</button></form>
+<form method="post" action="{{ action }}"><input type="hidden" name="csrf" value="{{ csrf }}"><button type="submit">Delete everything about me</button></form>
 <p><a href="{{ back }}">Keep my subscription</a></p>{% endblock %}""",
     "forgotten.html": """{% extends "base.html" %}{% block body %}
 <p>Done: your address is gone from our lists and records. Only a one-way code of it is kept, so an old list cannot add you back.</p>{% endblock %}""",
@@ -203,7 +206,19 @@ def signup_routes(settings: Settings, page: Callable[..., HTMLResponse], known_t
             return page("error.html", 400, title="Link not valid", message=f"{exc}. Please use the link from one of our emails.")
         if request.method != "POST":  # GET and HEAD (Starlette adds it to GET routes) change nothing
             return page("forget.html", title="Delete everything about me", email=email, action=f"{base}/forget?token={token}",
-                        back=f"{base}/preferences?token={token}")
+                        back=f"{base}/preferences?token={token}", csrf=tokens.sign(settings, "form", ["forget", email]))
+        # The preferences token is in every email (and so in every forwarded copy):
+        # an erasure also needs the form's token, which only our own page hands out.
+        form = await read_form(request)
+        if isinstance(form, Response):
+            return form
+        try:
+            sent_for = tokens.verify(settings, "form", (form.get("csrf") or [""])[0], max_age=tokens.FORM_MAX_AGE)
+        except TokenError:
+            sent_for = None
+        if sent_for != ["forget", email]:
+            message = "Nothing was deleted: this form is too old or did not come from our page. Please open the link again."
+            return page("error.html", 403, title="Form not valid", message=message)
         try:
             await run_in_threadpool(forget, settings, email)
         except DigestError as exc:
