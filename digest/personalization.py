@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Callable
+from functools import lru_cache
 
 from markupsafe import escape
 
@@ -42,14 +43,20 @@ def _checked(nonce: str) -> str:
     return nonce
 
 
+@lru_cache(maxsize=64)
+def _placeholders(part: str, nonce: str) -> tuple[tuple[str, str], ...]:
+    # Made once per render (a send asks for them once per recipient).
+    return tuple((name, f"%%digest.{part}.{name}.{_checked(nonce)}%%") for name in PERSON_FIELDS)
+
+
 def html_placeholders(nonce: str) -> dict[str, str]:
     """Field name -> its placeholder in the HTML of a render with ``nonce``."""
-    return {name: f"%%digest.html.{name}.{_checked(nonce)}%%" for name in PERSON_FIELDS}
+    return dict(_placeholders("html", nonce))
 
 
 def text_placeholders(nonce: str) -> dict[str, str]:
     """Field name -> its placeholder in the text part of a render with ``nonce``."""
-    return {name: f"%%digest.text.{name}.{_checked(nonce)}%%" for name in PERSON_FIELDS}
+    return dict(_placeholders("text", nonce))
 
 
 def fill_placeholders(html: str, text: str, recipient: Recipient, nonce: str) -> tuple[str, str]:
@@ -85,6 +92,7 @@ def substitutions(recipient: Recipient, nonce: str) -> dict[str, str]:
     limit is 10,000 bytes of substitutions per personalization (Mail Send
     "Limitations")."""
     values = person_values(recipient)
-    table = {html_placeholders(nonce)[name]: str(escape(value)) for name, value in values.items()}
-    table.update({text_placeholders(nonce)[name]: value for name, value in values.items()})
+    html, text = html_placeholders(nonce), text_placeholders(nonce)
+    table = {html[name]: str(escape(value)) for name, value in values.items()}
+    table.update({text[name]: value for name, value in values.items()})
     return table

@@ -57,7 +57,11 @@ def _signer(keys: tuple[str, ...], purpose: str) -> Signer:
     if purpose not in PURPOSES:
         raise ValueError(f"unknown token purpose {purpose!r} (one of {', '.join(PURPOSES)})")
     kind = TimestampSigner if purpose in TIMED else Signer
-    return kind(list(keys), salt=f"digest.{purpose}.v2", digest_method=hashlib.sha256)
+    signer = kind(list(keys), salt=f"digest.{purpose}.v2", digest_method=hashlib.sha256)
+    # itsdangerous derives the key from (secret, salt) again for every token: the
+    # same answer each time, and a send signs two tokens per recipient.
+    signer.derive_key = lru_cache(maxsize=8)(signer.derive_key)  # type: ignore[method-assign]
+    return signer
 
 
 def sign(settings: Settings, purpose: str, payload: Any) -> str:
