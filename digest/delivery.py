@@ -38,6 +38,7 @@ from digest.rendering import RenderedVariant, render_variant
 from digest.seen import SeenKeys
 from digest.settings import Settings
 from digest.subscribers import Subscriber
+from digest.unsubscribe import recipient, recipient_for
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +119,6 @@ def send_issue(
     resend_unknown: bool = False,
     retry_rejected: bool = False,
     rendered: Sequence[RenderedVariant] | None = None,
-    recipient_for: Callable[[Subscriber, Settings], Recipient] | None = None,
     progress: Callable[[int], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> SendReport:
@@ -157,7 +157,7 @@ def send_issue(
         with ledger.run_lock():
             queue_issue(issue, ledger, rendered, scheduled_at=scheduled_at)
             numbers = {variant.variant_key: variant.number for variant in rendered}
-            _deliver(ledger, key, provider, settings, report, resend_unknown, recipient_for, progress, sleep, retry_rejected=retry_rejected, numbers=numbers)
+            _deliver(ledger, key, provider, settings, report, resend_unknown, progress, sleep, retry_rejected=retry_rejected, numbers=numbers)
     finally:
         provider.close()
         if own_ledger:
@@ -223,7 +223,7 @@ def send_queued(
             variant = RenderedVariant(**stored)
             report.variants.append(_variant_report(number, variant, sizes.get(variant.variant_key, 0), len(variant.article_ids)))
         with ledger.run_lock():
-            _deliver(ledger, key, provider, settings, report, resend_unknown, None, progress, sleep, retry_rejected=retry_rejected)
+            _deliver(ledger, key, provider, settings, report, resend_unknown, progress, sleep, retry_rejected=retry_rejected)
     finally:
         provider.close()
     return report
@@ -247,15 +247,13 @@ def worker_id() -> str:
 
 
 def _deliver(
-    ledger, key, provider, settings, report, resend_unknown, recipient_for, progress, sleep, *, retry_rejected: bool = False,
+    ledger, key, provider, settings, report, resend_unknown, progress, sleep, *, retry_rejected: bool = False,
     numbers: dict[str, int] | None = None,
 ) -> None:
     """Claim and send the pending rows of issue ``key`` until none is left,
     in rounds (see :func:`send_issue`); fill ``report``. ``numbers`` gives
     each variant key its number as planning numbered it (the outbox names
     its files by it)."""
-    if recipient_for is None:
-        from digest.unsubscribe import recipient_for
     numbers = numbers or {}
     variants = {stored["variant_key"]: RenderedVariant(**stored, number=numbers.get(stored["variant_key"], 0)) for stored in ledger.variants(key)}
     me = worker_id()
@@ -267,7 +265,7 @@ def _deliver(
     # the collector need not walk it again for every batch's garbage.
     gc.freeze()
     try:
-        _rounds(ledger, key, provider, settings, report, resend_unknown, recipient_for, sleep, me, progress, variants)
+        _rounds(ledger, key, provider, settings, report, resend_unknown, sleep, me, progress, variants)
     finally:
         gc.unfreeze()
     if not ledger.exclusive:
@@ -280,7 +278,7 @@ def _deliver(
     report.problems = [p for p in problems if p.last_error not in ON_PURPOSE]
 
 
-def _rounds(ledger, key, provider, settings, report, resend_unknown, recipient_for, sleep, me, progress, variants) -> None:
+def _rounds(ledger, key, provider, settings, report, resend_unknown, sleep, me, progress, variants) -> None:
     """The first round and up to ``settings.retry_rounds`` more for retryable rows."""
     for round_number in range(settings.retry_rounds + 1):
         if round_number:
@@ -299,7 +297,7 @@ def _rounds(ledger, key, provider, settings, report, resend_unknown, recipient_f
             "suppressed": SUPPRESSED,
         }
         try:
-            _run_workers(claim, variants, provider, ledger, settings, report, progress, lambda row: recipient_for(row, settings))
+            _run_workers(claim, variants, provider, ledger, settings, report, progress)
         except ProviderAuthError as exc:
             report.stopped = str(exc)
             break
@@ -324,12 +322,7 @@ def _row_of(subscriber: Subscriber) -> Recipient:
     return Recipient(subscriber.email, subscriber.name, subscriber.key, subscriber.list_name, unsubscribe_url="")
 
 
-def _person(row: Delivery) -> Subscriber:
-    """The subscriber of a delivery row, as much as a message needs."""
-    return Subscriber(email=row.email, name=row.name, tags=frozenset(), list_name=row.list_name, line=0)
-
-
-def _run_workers(claim, variants, provider, ledger, settings, report, progress, recipient_for) -> None:
+def _run_workers(claim, variants, provider, ledger, settings, report, progress) -> None:
     """Run ``settings.concurrency`` threads that each claim a batch, send it,
     and record its results while claiming the next (one transaction), until
     nothing is left; stop all at the first :class:`ProviderAuthError` (then
@@ -367,7 +360,8 @@ def _run_workers(claim, variants, provider, ledger, settings, report, progress, 
             variant = variants[taken.variant_key]
             row_ids = [row.id for row in taken.rows]
             try:
-                results = provider.send_batch(variant, [recipient_for(_person(row)) for row in taken.rows], claim["issue_key"])
+                recipients = [recipient(settings, row.email, row.name, row.subscriber_id, row.list_name) for row in taken.rows]
+                results = provider.send_batch(variant, recipients, claim["issue_key"])
             except DigestError as exc:
                 # Refused outright (credentials, sender) or misconfigured (TLS, login):
                 # raised before anything was sent, so these stay to be sent later.
@@ -437,7 +431,6 @@ def send_test(
     from email_validator import EmailNotValidError, validate_email
 
     from digest.providers import get_provider
-    from digest.unsubscribe import recipient_for
 
     try:
         address = validate_email(address, check_deliverability=False).normalized
@@ -452,11 +445,11 @@ def send_test(
         index, person = found[0]
     # Personalized as the reader, but every link is the test address's own:
     # clicking "unsubscribe" in a test must not unsubscribe a real reader.
-    recipient = recipient_for(replace(person, email=address), settings)
+    recipient_of_test = recipient_for(replace(person, email=address), settings)
     test = replace(rendered[index], subject=f"[TEST] {rendered[index].subject}")
     provider = get_provider(settings)
     try:
-        (result,) = provider.send_batch(test, [recipient], f"test-{issue.context.key}")
+        (result,) = provider.send_batch(test, [recipient_of_test], f"test-{issue.context.key}")
     finally:
         provider.close()
     if result.status is not Status.ACCEPTED:

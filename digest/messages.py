@@ -18,6 +18,7 @@ from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage, MIMEPart
 from email.utils import make_msgid
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 from digest.errors import DigestError
@@ -90,9 +91,15 @@ def list_headers(recipient: Recipient, settings: Settings) -> dict[str, str]:
 def list_id(settings: Settings, list_name: str) -> str:
     """``List-Id`` (RFC 2919): the site name and ``<list.host>``, where
     ``list`` is the subscriber list's name made a DNS label."""
-    host = urlsplit(settings.site_url).hostname or urlsplit(f"//{settings.sender_email.split('@')[-1]}").hostname
+    return _list_id(settings.site_name, settings.site_url, settings.sender_email, list_name)
+
+
+@lru_cache(maxsize=256)
+def _list_id(site_name: str, site_url: str, sender_email: str, list_name: str) -> str:
+    # The same few values for every recipient of a send.
+    host = urlsplit(site_url).hostname or urlsplit(f"//{sender_email.split('@')[-1]}").hostname
     label = re.sub(r"[^a-z0-9-]+", "-", list_name.lower()).strip("-") or "digest"
-    return f"{settings.site_name} <{label}.{host}>"
+    return f"{site_name} <{label}.{host}>"
 
 
 def _transfer_encoding(body: str, eight_bit: bool) -> str:

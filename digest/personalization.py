@@ -92,7 +92,7 @@ def substitutions(recipient: Recipient, nonce: str) -> dict[str, str]:
     limit is 10,000 bytes of substitutions per personalization (Mail Send
     "Limitations")."""
     values = person_values(recipient)
-    html, text = html_placeholders(nonce), text_placeholders(nonce)
-    table = {html[name]: str(escape(value)) for name, value in values.items()}
-    table.update({text[name]: value for name, value in values.items()})
+    table = {placeholder: str(escape(values[name])) for name, placeholder in _placeholders("html", nonce)}
+    for name, placeholder in _placeholders("text", nonce):
+        table[placeholder] = values[name]
     return table

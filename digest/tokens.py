@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -64,12 +65,24 @@ def _signer(keys: tuple[str, ...], purpose: str) -> Signer:
     return signer
 
 
+# One encoder for every token: json.dumps with options builds a new one per call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def sign(settings: Settings, purpose: str, payload: Any) -> str:
     """A URL-safe token (base64url and dots) carrying ``payload`` (anything
     JSON can hold) for ``purpose`` (one of :data:`PURPOSES`), signed with
     ``settings.secret_key``."""
-    data = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
-    return _signer(_keys(settings), purpose).sign(base64_encode(data)).decode("ascii")
+    return sign_each(settings, (purpose,), payload)[0]
+
+
+def sign_each(settings: Settings, purposes: Sequence[str], payload: Any) -> list[str]:
+    """One token per purpose of ``purposes`` (as :func:`sign` makes them),
+    all carrying ``payload``, which is encoded once: a send signs an
+    unsubscribe and a preferences token for every recipient."""
+    data = base64_encode(_ENCODER.encode(payload).encode())
+    keys = _keys(settings)
+    return [_signer(keys, purpose).sign(data).decode("ascii") for purpose in purposes]
 
 
 def verify(settings: Settings, purpose: str, token: str, max_age: float | None = None, *, with_time: bool = False) -> Any:

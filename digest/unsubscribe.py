@@ -147,12 +147,21 @@ def recipient_for(subscriber: Subscriber, settings: Settings) -> Recipient:
     """The :class:`Recipient` of ``subscriber``, with their signed
     unsubscribe and preferences links (each with its own purpose's token)
     and the list's mailto address."""
+    return recipient(settings, subscriber.email, subscriber.name, subscriber.key, subscriber.list_name)
+
+
+def recipient(settings: Settings, email: str, name: str, subscriber_id: str, list_name: str) -> Recipient:
+    """The :class:`Recipient` of ``email`` on ``list_name`` (as
+    :func:`recipient_for`), from the values a ledger row keeps. Both tokens
+    carry the same payload, encoded once (a send makes them for every
+    recipient)."""
+    unsubscribe, preferences = tokens.sign_each(settings, LINK_PURPOSES, [email, list_name])
     return Recipient(
-        email=subscriber.email,
-        name=subscriber.name,
-        subscriber_id=subscriber.key,
-        list_name=subscriber.list_name,
-        unsubscribe_url=unsubscribe_url(settings, subscriber.email, subscriber.list_name),
-        preferences_url=preferences_url(settings, subscriber.email, subscriber.list_name),
+        email=email,
+        name=name,
+        subscriber_id=subscriber_id,
+        list_name=list_name,
+        unsubscribe_url=_link(settings, "unsubscribe", unsubscribe),
+        preferences_url=_link(settings, "preferences", preferences),
         unsubscribe_mailto=unsubscribe_mailto(settings),
     )
