@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 from digest.ledger.model import (
     CRASHED,
+    DELIVERY_COLUMNS,
     LEASE_EXPIRED,
+    STATUSES,
     Delivery,
     DeliveryStatus,
     IssueRecord,
@@ -30,7 +32,7 @@ from digest.ledger.model import (
     pending_statuses,
 )
 from digest.ledger.sql import chunks, dicts, marks
-from digest.recipients import Recipient, RecipientResult, Status
+from digest.recipients import Recipient, RecipientResult
 
 if TYPE_CHECKING:
     from digest.settings import Settings
@@ -305,13 +307,8 @@ class Ledger:
         """Rows still to send, by variant then row id: ``queued`` and
         ``retryable``, and ``unknown`` too with ``resend_unknown``."""
         statuses = pending_statuses(resend_unknown)
-        return [
-            delivery_of(row)
-            for row in self._rows(
-                f"SELECT * FROM deliveries WHERE issue_key = ? AND status IN ({marks(statuses)}) ORDER BY variant_key, id",
-                (issue_key, *statuses),
-            )
-        ]
+        with self._read() as db:
+            return _deliveries(db, f"issue_key = ? AND status IN ({marks(statuses)}) ORDER BY variant_key, id", (issue_key, *statuses))
 
     def pending_ids(self, issue_key: str, page: int = 5000) -> Iterator[tuple[int, str]]:
         """(row id, subscriber id) of every queued or retryable row of
@@ -379,14 +376,11 @@ class Ledger:
     def _pick(self, db, issue_key, variant_key, limit, statuses, worker) -> list[Delivery]:
         # No ORDER BY: the index yields rows in id order per status and the
         # LIMIT stops the scan early (sorting would read them all).
-        return [
-            delivery_of(row)
-            for row in dicts(db.execute(
-                f"SELECT * FROM deliveries WHERE issue_key = ? AND variant_key = ? AND status IN ({marks(statuses)}) "
-                f"AND (worker IS NULL OR worker <> ?) LIMIT ?{self.lock_rows}",
-                (issue_key, variant_key, *statuses, worker or "", limit),
-            ))
-        ]
+        return _deliveries(
+            db,
+            f"issue_key = ? AND variant_key = ? AND status IN ({marks(statuses)}) AND (worker IS NULL OR worker <> ?) LIMIT ?{self.lock_rows}",
+            (issue_key, variant_key, *statuses, worker or "", limit),
+        )
 
     def claim(
         self, issue_key: str, limit: int, *, worker: str, lease: float, resend_unknown: bool = False, suppressed: str = "suppressed"
@@ -465,7 +459,7 @@ class Ledger:
         # gives the whole request one message id).
         groups: dict[tuple[str, str | None, str | None], list[int]] = {}
         for row_id, result in results:
-            status = DeliveryStatus(Status(result.status).value)
+            status = STATUSES[result.status]  # a Status: the same values
             error = None if status is DeliveryStatus.ACCEPTED else result.reason
             groups.setdefault((status.value, result.message_id, error), []).append(row_id)
         changed = 0
@@ -496,22 +490,13 @@ class Ledger:
     def problems(self, issue_key: str) -> list[Delivery]:
         """The rejected and unknown rows of ``issue_key``, with their reasons
         in ``last_error``, by status then address."""
-        return [
-            delivery_of(row)
-            for row in self._rows(
-                "SELECT * FROM deliveries WHERE issue_key = ? AND status IN ('rejected', 'unknown') ORDER BY status, email",
-                (issue_key,),
-            )
-        ]
+        with self._read() as db:
+            return _deliveries(db, "issue_key = ? AND status IN ('rejected', 'unknown') ORDER BY status, email", (issue_key,))
 
     def retryable(self, issue_key: str) -> list[Delivery]:
         """The rows of ``issue_key`` still retryable, by variant then id."""
-        return [
-            delivery_of(row)
-            for row in self._rows(
-                "SELECT * FROM deliveries WHERE issue_key = ? AND status = 'retryable' ORDER BY variant_key, id", (issue_key,)
-            )
-        ]
+        with self._read() as db:
+            return _deliveries(db, "issue_key = ? AND status = 'retryable' ORDER BY variant_key, id", (issue_key,))
 
     # The archive page ---------------------------------------------------------------------
 
@@ -618,3 +603,9 @@ class Ledger:
         while rows := self._rows(f"SELECT * FROM {table} ORDER BY {order} LIMIT ? OFFSET ?", (page, offset)):
             yield [{k: v for k, v in row.items() if k not in ("seq", "rowid")} for row in rows]
             offset += len(rows)
+
+
+def _deliveries(db, condition: str, params: Sequence) -> list[Delivery]:
+    """The rows of ``deliveries`` matching ``condition`` (SQL after WHERE,
+    with ? marks for ``params``) as :class:`Delivery` objects."""
+    return [delivery_of(row) for row in db.execute(f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE {condition}", params).fetchall()]

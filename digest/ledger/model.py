@@ -11,7 +11,8 @@ status`` prints is the same whichever holds it.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from enum import StrEnum
 
@@ -243,8 +244,19 @@ def issue_of(row: dict) -> IssueRecord:
     )
 
 
-def delivery_of(row: dict) -> Delivery:
-    return Delivery(**{**row, "status": DeliveryStatus(row["status"])})
+# A dict lookup, not DeliveryStatus(value): a send converts two statuses per recipient.
+STATUSES = {status.value: status for status in DeliveryStatus}
+# The deliveries columns in Delivery's field order: a row selected so becomes a
+# Delivery by position (a send reads one row per recipient).
+DELIVERY_COLUMNS = ", ".join(field.name for field in fields(Delivery))
+_STATUS_AT = [field.name for field in fields(Delivery)].index("status")
+
+
+def delivery_of(row: Sequence) -> Delivery:
+    """The :class:`Delivery` of a row selected as :data:`DELIVERY_COLUMNS`."""
+    values = list(row)
+    values[_STATUS_AT] = STATUSES[values[_STATUS_AT]]
+    return Delivery(*values)
 
 
 def pending_statuses(resend_unknown: bool) -> tuple[str, ...]:
