@@ -5,6 +5,13 @@ A variant is rendered once with placeholders in place of the per-person
 values; each message fills them in (the outbox and SMTP here, SendGrid
 through its substitutions).
 
+The two links (unsubscribe and preferences) have one placeholder for both
+parts, ``%%digest.link.<field>.<nonce>%%``, and so one SendGrid
+substitution each: they are https URLs of our own making that HTML
+escaping leaves as they are (:func:`digest.unsubscribe.public_base`
+refuses a base with ``&<>"'``; tokens are base64url and dots), which
+:func:`fill_placeholders` and :func:`substitutions` check.
+
 Every render draws a fresh random nonce (64 bits, :func:`new_nonce`) that
 is part of each placeholder (``%%digest.html.email.<nonce>%%``). Content
 (a feed's title, link, image URL; a post's body) is read before the nonce
@@ -28,6 +35,7 @@ from markupsafe import escape
 from digest.recipients import Recipient
 
 PERSON_FIELDS = ("name", "email", "unsubscribe_url", "preferences_url")
+LINK_FIELDS = ("unsubscribe_url", "preferences_url")  # one placeholder for both parts (see above)
 _NONCE = re.compile(r"[0-9a-f]{16}")
 
 
@@ -46,7 +54,9 @@ def _checked(nonce: str) -> str:
 @lru_cache(maxsize=64)
 def _placeholders(part: str, nonce: str) -> tuple[tuple[str, str], ...]:
     # Made once per render (a send asks for them once per recipient).
-    return tuple((name, f"%%digest.{part}.{name}.{_checked(nonce)}%%") for name in PERSON_FIELDS)
+    return tuple(
+        (name, f"%%digest.{'link' if name in LINK_FIELDS else part}.{name}.{_checked(nonce)}%%") for name in PERSON_FIELDS
+    )
 
 
 def html_placeholders(nonce: str) -> dict[str, str]:
@@ -65,13 +75,22 @@ def fill_placeholders(html: str, text: str, recipient: Recipient, nonce: str) ->
     text). One pass per part, so a value that looks like a placeholder is
     never expanded again; look-alikes without the nonce are left alone."""
     values = person_values(recipient)
-    escaped = {name: str(escape(value)) for name, value in values.items()}
-    pattern = re.compile(r"%%digest\.(html|text)\.([a-z_]+)\." + re.escape(_checked(nonce)) + "%%")
+    escaped = {name: _escaped(name, value) for name, value in values.items()}
+    pattern = re.compile(r"%%digest\.(html|text|link)\.([a-z_]+)\." + re.escape(_checked(nonce)) + "%%")
 
     def fill(part: str, table: dict[str, str]) -> Callable[[re.Match[str]], str]:
-        return lambda match: table.get(match[2], match[0]) if match[1] == part else match[0]
+        return lambda match: table.get(match[2], match[0]) if match[1] in (part, "link") else match[0]
 
     return pattern.sub(fill("html", escaped), html), pattern.sub(fill("text", values), text)
+
+
+def _escaped(name: str, value: str) -> str:
+    """``value`` HTML-escaped; a link must come out as it went in (one
+    placeholder stands for it in both parts). Raises ValueError otherwise."""
+    escaped = str(escape(value))
+    if name in LINK_FIELDS and escaped != value:
+        raise ValueError(f"the {name} {value!r} has characters HTML escaping changes (&<>\"'): links must not")
+    return escaped
 
 
 def person_values(recipient: Recipient) -> dict[str, str]:
@@ -92,7 +111,8 @@ def substitutions(recipient: Recipient, nonce: str) -> dict[str, str]:
     limit is 10,000 bytes of substitutions per personalization (Mail Send
     "Limitations")."""
     values = person_values(recipient)
-    table = {placeholder: str(escape(values[name])) for name, placeholder in _placeholders("html", nonce)}
+    table = {placeholder: _escaped(name, values[name]) for name, placeholder in _placeholders("html", nonce)}
     for name, placeholder in _placeholders("text", nonce):
-        table[placeholder] = values[name]
+        if name not in LINK_FIELDS:  # the links' one placeholder is in already
+            table[placeholder] = values[name]
     return table

@@ -3,8 +3,9 @@
 Rendering happens once per variant. Per-person values (name, address,
 unsubscribe and preferences URLs) are left as placeholders such as
 ``%%digest.html.name.<nonce>%%`` in the rendered HTML and
-``%%digest.text.name.<nonce>%%`` in the text, with a nonce drawn afresh for
-each render (so content can never spell one: see
+``%%digest.text.name.<nonce>%%`` in the text (the two links have one
+placeholder for both, ``%%digest.link.unsubscribe_url.<nonce>%%``), with a
+nonce drawn afresh for each render (so content can never spell one: see
 :mod:`digest.personalization`), and filled per recipient by
 :func:`personalize` (outbox, SMTP) or by SendGrid substitutions built from
 :func:`substitutions`. The placeholders are plain text with no character

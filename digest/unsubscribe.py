@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 LEGACY_SALT = "digest.unsubscribe.v1"  # links in mail sent before tokens named their purpose
 LINK_PURPOSES = ("unsubscribe", "preferences")
 LOOPBACK_NAMES = {"localhost"}
+_CHANGED_BY_ESCAPING = "&<>\"'"
 
 
 def make_token(settings: Settings, email: str, list_name: str, purpose: str = "unsubscribe") -> str:
@@ -82,8 +83,16 @@ def _legacy_payload(settings: Settings, token: str) -> object | None:
 def _checked_base(base: str) -> str:
     """``base`` (where ``digest serve`` is reachable) if it may carry tokens:
     RFC 8058 §3.1 asks for an HTTPS URI; plain http is allowed only on
-    loopback, for tests and local runs."""
+    loopback, for tests and local runs. None of ``&<>"'`` either: a link is
+    the same text in the HTML and the text part."""
     parts = urlsplit(base)
+    if unsafe := sorted(set(base) & set(_CHANGED_BY_ESCAPING)):
+        # A link stands for itself in both parts of the message, HTML and text
+        # (digest.personalization): it must read the same escaped and not.
+        raise SettingsError(
+            f"setting 'public_url' (digest.toml, or DIGEST_PUBLIC_URL; else 'site_url'): {base!r} has "
+            f"{' '.join(unsafe)} in it, which links may not; percent-encode them (' is %27, \" is %22) or choose another URL"
+        )
     if parts.scheme == "https" and parts.hostname:
         return base
     if parts.scheme == "http" and is_loopback(parts.hostname or ""):

@@ -63,7 +63,7 @@ def recipient(number: int = 0, *, name: str = "Ada Lovelace", email: str | None 
         name=name,
         subscriber_id=address.casefold(),
         list_name="gardeners",
-        unsubscribe_url=f"https://gazette.example.org/unsubscribe?token=t{number}.sig&list=gardeners",
+        unsubscribe_url=f"https://gazette.example.org/unsubscribe?token=t{number}.sig-gardeners",
         preferences_url=f"https://gazette.example.org/preferences?token=t{number}.sig",
         unsubscribe_mailto="mailto:unsubscribe@gazette.example.org?subject=unsubscribe",
     )

@@ -66,7 +66,7 @@ def test_headers_of_a_bulk_message(rendered, settings_for):
     assert re.fullmatch(r"<[^@<>]+@gazette\.example\.org>", message["Message-ID"])
     assert message["Reply-To"].addresses[0].addr_spec == "editor@gazette.example.org"
     assert message["List-Unsubscribe"].strip() == (  # strip: a fold after the colon keeps its space in Python's parser
-        "<https://gazette.example.org/unsubscribe?token=t4.sig&list=gardeners>, "
+        "<https://gazette.example.org/unsubscribe?token=t4.sig-gardeners>, "
         "<mailto:unsubscribe@gazette.example.org?subject=unsubscribe>"
     )
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
@@ -204,12 +204,12 @@ def test_line_breaks_in_the_subject_or_issue_key_are_refused(rendered, settings)
 def test_list_unsubscribe_headers_with_and_without_mailto():
     person = recipient(9)
     assert list_unsubscribe_headers(person) == {
-        "List-Unsubscribe": "<https://gazette.example.org/unsubscribe?token=t9.sig&list=gardeners>, "
+        "List-Unsubscribe": "<https://gazette.example.org/unsubscribe?token=t9.sig-gardeners>, "
         "<mailto:unsubscribe@gazette.example.org?subject=unsubscribe>",
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
     }
     bare = type(person)(**{**person.__dict__, "unsubscribe_mailto": None})
-    assert list_unsubscribe_headers(bare)["List-Unsubscribe"] == "<https://gazette.example.org/unsubscribe?token=t9.sig&list=gardeners>"
+    assert list_unsubscribe_headers(bare)["List-Unsubscribe"] == "<https://gazette.example.org/unsubscribe?token=t9.sig-gardeners>"
 
 
 @pytest.mark.parametrize(

@@ -125,10 +125,22 @@ def test_personalize_escapes_values_in_html_and_keeps_them_in_text(settings):
     html, text = personalize(rendered, person)
     assert "<b>Tom" not in html
     assert "Hi &lt;b&gt;Tom &amp; &#34;Jerry&#34;&lt;/b&gt;," in html
-    assert 'href="https://gazette.example.org/unsubscribe?token=t7.sig&amp;list=gardeners"' in html
+    assert 'href="https://gazette.example.org/unsubscribe?token=t7.sig-gardeners"' in html
     assert 'Hi <b>Tom & "Jerry"</b>,' in text
-    assert "https://gazette.example.org/unsubscribe?token=t7.sig&list=gardeners" in text
+    assert "https://gazette.example.org/unsubscribe?token=t7.sig-gardeners" in text
     assert "%%digest." not in html + text
+
+
+@pytest.mark.parametrize("link", ["https://gazette.example.org/unsubscribe?token=t.sig&list=x", 'https://x.example/"><script>'])
+def test_a_link_that_escaping_would_change_is_refused_not_filled(settings, link):
+    """One placeholder stands for a link in both parts: a link HTML-escaping
+    changes would be wrong in one of them (or break out of href="")."""
+    rendered = render(settings, articles(1))
+    person = replace(recipient(1), unsubscribe_url=link)
+    with pytest.raises(ValueError, match="unsubscribe_url"):
+        personalize(rendered, person)
+    with pytest.raises(ValueError, match="unsubscribe_url"):
+        substitutions(person, rendered.nonce)
 
 
 def test_a_value_that_looks_like_a_placeholder_is_not_expanded(settings):
@@ -427,7 +439,7 @@ def test_text_part_reads_as_text_wrapped_at_72_with_links_on_their_own_lines(set
     for item in items:
         assert item.url in lines  # each link alone on its line
     tail = "\n".join(lines[-8:])
-    assert "https://gazette.example.org/unsubscribe?token=t2.sig&list=gardeners" in tail
+    assert "https://gazette.example.org/unsubscribe?token=t2.sig-gardeners" in tail
     assert lines[-1] == settings.postal_address
 
 

@@ -26,7 +26,7 @@ SEND = ("send", "--as-of", WEEK48)
 # as the code spelled it before nonces, with an empty and a guessed nonce.
 LURES = [
     f"%%digest.{part}.{name}{suffix}%%"
-    for part in ("html", "text")
+    for part in ("html", "text", "link")
     for name in PERSON_FIELDS
     for suffix in ("", ".", ".0000000000000000")
 ]
@@ -158,6 +158,6 @@ def test_placeholders_in_every_field_leak_nothing_in_what_sendgrid_would_deliver
                 address, one_click, subject, delivered, deliver(contents["text/html"]), deliver(contents["text/plain"])
             )
             # No substitution key is something content could have written.
-            assert all(re.fullmatch(r"%%digest\.(html|text)\.[a-z_]+\.[0-9a-f]{16}%%", key) for key in subs)
+            assert all(re.fullmatch(r"%%digest\.(html|text|link)\.[a-z_]+\.[0-9a-f]{16}%%", key) for key in subs)
             seen.add(address)
     assert len(seen) == 8

@@ -76,6 +76,15 @@ def test_links_must_be_https_outside_loopback(base):
         unsubscribe_url(settings, "ada@example.org", "garden")
 
 
+@pytest.mark.parametrize("setting", ["public_url", "site_url"])
+@pytest.mark.parametrize("base", ["https://news.example.org/it's", 'https://news.example.org/"><img src=x>', "https://news.example.org/?a=1&b=2"])
+def test_a_base_that_html_escaping_changes_is_refused(setting, base):
+    """A link is one placeholder in both parts: its base must read the same escaped."""
+    settings = load_settings(**{setting: base, **({"public_url": None} if setting == "site_url" else {})})
+    with pytest.raises(SettingsError, match="public_url.*percent-encode"):
+        recipient_for(Subscriber(email="ada@example.org", name="Ada", tags=frozenset(), list_name="garden", line=2), settings)
+
+
 @pytest.mark.parametrize("base", ["http://127.0.0.1:8025", "http://localhost:8025/", "http://[::1]:9000"])
 def test_plain_http_is_allowed_on_loopback(base):
     assert "/unsubscribe?token=" in unsubscribe_url(load_settings(public_url=base), "ada@example.org", "garden")
