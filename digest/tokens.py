@@ -1,7 +1,7 @@
 """Signed tokens, each for one purpose: unsubscribe and preferences links,
 sign-up confirmations, the forms of ``digest serve``.
 
-A token is a compact JSON payload (base64url), for :data:`TIMED` purposes
+A token is a compact JSON payload (UTF-8, base64url), for :data:`TIMED` purposes
 the time it was made, and an HMAC-SHA256 signature (itsdangerous's
 ``Signer``, or ``TimestampSigner``) keyed with ``secret_key`` and salted
 with its purpose, so a token made for one purpose
@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from itsdangerous import BadData, Signer, TimestampSigner, base64_decode, base64_encode
 
 from digest.errors import DigestError, SettingsError
@@ -65,10 +66,6 @@ def _signer(keys: tuple[str, ...], purpose: str) -> Signer:
     return signer
 
 
-# One encoder for every token: json.dumps with options builds a new one per call.
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-
-
 def sign(settings: Settings, purpose: str, payload: Any) -> str:
     """A URL-safe token (base64url and dots) carrying ``payload`` (anything
     JSON can hold) for ``purpose`` (one of :data:`PURPOSES`), signed with
@@ -80,7 +77,9 @@ def sign_each(settings: Settings, purposes: Sequence[str], payload: Any) -> list
     """One token per purpose of ``purposes`` (as :func:`sign` makes them),
     all carrying ``payload``, which is encoded once: a send signs an
     unsubscribe and a preferences token for every recipient."""
-    data = base64_encode(_ENCODER.encode(payload).encode())
+    # orjson: the compact UTF-8 JSON of json.dumps(payload, ensure_ascii=False,
+    # separators=(",", ":")), several times faster (a send makes two tokens a reader).
+    data = base64_encode(orjson.dumps(payload))
     keys = _keys(settings)
     return [_signer(keys, purpose).sign(data).decode("ascii") for purpose in purposes]
 
