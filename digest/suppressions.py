@@ -250,8 +250,9 @@ def suppressed_key_set(db: Db, list_name: str) -> frozenset[str]:
     beside a history of 100,000 suppressions is then a set lookup per
     subscriber, without a suppression object for each row."""
     with _using(db) as conn:
-        rows = conn.execute("SELECT address_key FROM suppressions WHERE list_name IN (?, ?)", (list_name, EVERY_LIST)).fetchall()
-    return frozenset(row[0] for row in rows)
+        # Read as the set fills: no list of every row beside it.
+        rows = conn.execute("SELECT address_key FROM suppressions WHERE list_name IN (?, ?)", (list_name, EVERY_LIST))
+        return frozenset(row[0] for row in rows)
 
 
 def suppressions_for(db: Db, list_name: str, keys: Iterable[str]) -> dict[str, Suppression]:
