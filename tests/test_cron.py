@@ -223,10 +223,16 @@ def _ledger_held(site, server):
     return second
 
 
+def _migrate_to_a_wrong_target(site, server):
+    done = site.run("ledger", "migrate", "--to", "mysql://x/y")
+    assert done.stderr == "error: --to 'mysql://x/y': not a PostgreSQL ledger; give postgresql://user@host/dbname (or postgres://...)\n"
+    return done
+
+
 SCENARIOS = {
     0: [_sent_everyone, _nothing_to_send, _status_before_any_send, _status_after_a_refusal, _finished_issue_again_with_not_after],
     1: [_partial_send, _list_problems, _lint_problems],
-    2: [_bad_option_value, _checks_find_errors, _checks_find_errors_in_a_dry_run, _missing_list, _missing_named_list, _status_of_an_issue_never_sent, _too_late, _templates_dir_missing, _outbox_provider_without_dry_run, _every_source_failing],
+    2: [_bad_option_value, _checks_find_errors, _checks_find_errors_in_a_dry_run, _missing_list, _missing_named_list, _status_of_an_issue_never_sent, _too_late, _templates_dir_missing, _outbox_provider_without_dry_run, _every_source_failing, _migrate_to_a_wrong_target],
     3: [_refused_key],
     75: [_ledger_held],
 }

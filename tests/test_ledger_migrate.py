@@ -10,6 +10,7 @@ import json
 from datetime import UTC, datetime
 from types import SimpleNamespace
 
+import pytest
 from conftest import SENDGRID_KEY, WEEK48
 
 from digest import suppressions
@@ -64,10 +65,49 @@ def test_migrate_refuses_a_ledger_in_use_and_names_the_problem(make_site, fake_s
     assert site.run("send", "--as-of", WEEK48, sendgrid_api_key=SENDGRID_KEY, sendgrid_host=fake_sendgrid.url).returncode == 0
     assert site.run("ledger", "migrate", "--to", postgres_url).returncode == 0
     again = site.run("ledger", "migrate", "--to", postgres_url)
-    assert again.returncode == 1 and "copy only into an empty ledger" in again.stderr
-    assert site.run("ledger", "migrate", "--to", "mysql://x@y/z").returncode == 1
+    assert again.returncode == 2 and "copy only into an empty ledger" in again.stderr
+    assert again.stderr.startswith("error: --to ") and again.stderr.count("\n") == 1
     missing = site.run("ledger", "migrate", "--ledger", "nowhere.db", "--to", postgres_url)
-    assert missing.returncode == 1 and "no ledger file at nowhere.db" in missing.stderr
+    assert missing.returncode == 2 and "--ledger: no ledger file at nowhere.db" in missing.stderr
     secret = postgres_url.replace("postgres@", "postgres:hunter2secret@").rsplit("/", 1)[0] + "/no_such_db"
     refused = site.run("ledger", "migrate", "--to", secret)
-    assert refused.returncode == 1 and "hunter2secret" not in refused.stderr + refused.stdout and "no_such_db" in refused.stderr
+    assert refused.returncode == 2 and "hunter2secret" not in refused.stderr + refused.stdout and "no_such_db" in refused.stderr
+    assert refused.stderr.startswith("error: --to: ") and refused.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("arguments", "named"),
+    [
+        (("--to", "mysql://x/y"), "--to 'mysql://x/y': not a PostgreSQL ledger; give postgresql://user@host/dbname"),
+        (("--to", "mysql://root:hunter2secret@db/y"), "--to 'mysql://root@db/y': not a PostgreSQL ledger"),
+        (("--to", "digest.db"), "--to 'digest.db': not a PostgreSQL ledger"),
+        (("--to", ""), "--to '': not a PostgreSQL ledger"),
+        (("--ledger", "nowhere.db", "--to", "postgresql://x@127.0.0.1:1/y"), "--ledger: no ledger file at nowhere.db"),
+        (("--ledger", "readers.csv", "--to", "postgresql://x@127.0.0.1:1/y"), "--ledger: the ledger readers.csv is not a digest ledger"),
+        (("--ledger", "posts", "--to", "postgresql://x@127.0.0.1:1/y"), "--ledger: no ledger file at posts"),
+        (("--ledger", "postgresql://x:hunter2secret@h/y", "--to", "postgresql://x@127.0.0.1:1/y"), "--ledger: no ledger file at postgresql://x@h/y"),
+    ],
+)
+def test_migrate_answers_a_wrong_source_or_target_with_one_line_and_exit_2(make_site, arguments, named):
+    site = make_site(readers=1)
+    done = site.run("ledger", "migrate", *arguments)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == f"error: {named}" + done.stderr.removeprefix(f"error: {named}")
+    assert done.stderr.count("\n") == 1 and "hunter2secret" not in done.stderr + done.stdout
+    assert not done.stdout
+
+
+def test_migrate_to_a_server_that_does_not_answer_is_a_wrong_target(make_site, tmp_path):
+    """Nothing listens on the port (bound, never listening): refused at once."""
+    import socket
+
+    site = make_site(readers=1)
+    (site.root / "digest.db").touch()  # the source must pass first
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        for url in (f"postgresql://digest:hunter2secret@127.0.0.1:{port}/digest", "postgresql://digest:hunter2secret@127.0.0.1:notaport/digest"):
+            done = site.run("ledger", "migrate", "--to", url)
+            assert done.returncode == 2, done.stderr
+            assert done.stderr.startswith("error: --to: cannot connect to the ledger postgresql://digest@127.0.0.1:"), done.stderr
+            assert done.stderr.count("\n") == 1 and "hunter2secret" not in done.stderr + done.stdout

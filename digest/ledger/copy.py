@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from digest.errors import DigestError
+from digest.errors import DigestError, UsageError
 from digest.ledger.base import Ledger, scheme_of
 from digest.ledger.model import TABLES
+from digest.ledger.postgresql import display_name
 
 
 def copy_ledger(source: Path | str, target: str) -> dict[str, int]:
@@ -23,21 +24,23 @@ def copy_ledger(source: Path | str, target: str) -> dict[str, int]:
     writes to it half-way. Returns the rows copied per table (in
     :data:`digest.ledger.model.TABLES` order).
 
-    Raises :class:`DigestError` when ``source`` is not a ledger file, when
-    ``target`` is not a PostgreSQL URL or cannot be reached, and when the
-    target holds any row already (copying into a ledger in use would mix two
-    histories), and :class:`digest.errors.LedgerBusyError` when a send holds
-    the source."""
-    if scheme_of(source) or not Path(source).is_file():
-        raise DigestError(f"no ledger file at {source} to copy")
+    Raises :class:`digest.errors.UsageError` (exit 2, one line naming
+    ``--ledger`` or ``--to``) when ``source`` is not a ledger file, when
+    ``target`` is not a PostgreSQL URL, cannot be reached or is not a
+    ledger, and when the target holds any row already (copying into a
+    ledger in use would mix two histories); and
+    :class:`digest.errors.LedgerBusyError` when a send holds the source."""
     if scheme_of(target) != "postgresql":
-        raise DigestError(f"--to {target!r}: give a postgresql://user@host/dbname URL")
+        shown = display_name(target) if "://" in str(target) else target
+        raise UsageError(f"--to {shown!r}: not a PostgreSQL ledger; give postgresql://user@host/dbname (or postgres://...)")
+    if scheme_of(source) or not Path(source).is_file():
+        raise UsageError(f"--ledger: no ledger file at {display_name(str(source))} to copy (give the SQLite file with --ledger, or set 'ledger')")
     copied: dict[str, int] = {}
-    with Ledger(source) as old, old.run_lock(), Ledger(target) as new:
+    with _opened(source, "--ledger") as old, old.run_lock(), _opened(target, "--to") as new:
         with new._write() as db:
             for table in TABLES:
                 if db.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone() is not None:
-                    raise DigestError(f"the ledger {new.name} already has {table}: copy only into an empty ledger")
+                    raise UsageError(f"--to {new.name}: already has {table}; copy only into an empty ledger (a new database)")
             for table in TABLES:
                 copied[table] = 0
                 for rows in old.table_rows(table):
@@ -49,3 +52,15 @@ def copy_ledger(source: Path | str, target: str) -> dict[str, int]:
                     copied[table] += len(rows)
             new._after_copy(db)
     return copied
+
+
+def _opened(target: Path | str, option: str) -> Ledger:
+    """The ledger at ``target``, opened; a file that is not a ledger, a
+    server that cannot be reached, a database that is missing or not a
+    ledger is a wrong ``option`` (exit 2), named without its password."""
+    try:
+        return Ledger(target)
+    except DigestError as exc:
+        if exc.exit_code != DigestError.exit_code:  # busy (75) and the like keep their own code
+            raise
+        raise UsageError(f"{option}: {exc}") from None

@@ -34,9 +34,11 @@ def display_name(url: str) -> str:
     if parts.password is None:
         return url
     host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
     netloc = f"{parts.username}@{host}" if parts.username else host
-    if parts.port:
-        netloc += f":{parts.port}"
+    port = parts.netloc.rpartition("@")[2].rpartition("]")[2].partition(":")[2]  # as written: a malformed one too
+    if port:
+        netloc += f":{port}"
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
