@@ -3,6 +3,7 @@ what it writes and where, and one-line errors."""
 
 import email
 import email.policy
+import re
 import socket
 import textwrap
 from pathlib import Path
@@ -165,6 +166,33 @@ def test_importing_an_export_suppresses_those_who_left_even_if_already_on_the_li
     result = run("send", "--dry-run", "--as-of", "2026-11-30")
     emls = {p.name for p in (site / "outbox").glob("*.eml")}
     assert "grace@example.org.eml" not in emls and "new@example.org.eml" in emls
+
+
+def test_an_import_with_skipped_rows_imports_the_good_ones_names_each_skipped_row_and_exits_1(make_site):
+    site = make_site(readers=2)
+    (site.root / "export.csv").write_text(
+        "Email Address,First Name\n"
+        "new1@example.org,New\n"
+        "not-an-address,Nobody\n"  # line 3
+        "new2@example.org,Two\n"
+        "NEW1@example.org,Again\n"  # line 5: a duplicate of line 2
+        f"long@example.org,{'N' * 201}\n",  # line 6: a name too long for To:
+        encoding="utf-8",
+    )
+    done = site.run("subscribers", "import", "export.csv")
+    assert done.returncode == 1, done.stdout + done.stderr
+    skipped = done.stderr.splitlines()
+    assert [re.match(r"warning: not imported: export\.csv:(\d+): ", line)[1] for line in skipped] == ["3", "5", "6"], skipped
+    assert "not-an-address" in skipped[0] and "duplicate" in skipped[1]
+    assert "imported 2 into readers.csv" in done.stdout and "3 bad rows" in done.stdout
+    listed = (site.root / "readers.csv").read_text(encoding="utf-8")
+    assert "new1@example.org,New" in listed and "new2@example.org,Two" in listed and "not-an-address" not in listed
+
+    # All imported (or already there): exit 0 and nothing on stderr.
+    (site.root / "clean.csv").write_text("email,name\nnew3@example.org,Three\nnew1@example.org,New\n", encoding="utf-8")
+    clean = site.run("subscribers", "import", "clean.csv")
+    assert clean.returncode == 0 and clean.stderr == "", clean.stderr
+    assert "imported 1 into readers.csv; 1 already there" in clean.stdout
 
 
 def test_a_real_send_with_nothing_to_send_leaves_no_ledger_file(site, monkeypatch):

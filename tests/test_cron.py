@@ -117,6 +117,13 @@ def _list_problems(site, server):
     return done
 
 
+def _import_with_bad_rows(site, server):
+    (site.root / "export.csv").write_text("email,name\nnew@example.org,New\nnot-an-address,Nobody\n", encoding="utf-8")
+    done = site.run("subscribers", "import", "export.csv")
+    assert done.stderr.startswith("warning: not imported: export.csv:3: invalid address") and "imported 1" in done.stdout
+    return done
+
+
 def _logo_without_alt(site) -> dict:
     """An editor's header template with an image that has no alt text: an error of the built-in checks."""
     header = REPO / "templates" / "partials" / "header.html.j2"
@@ -231,7 +238,7 @@ def _migrate_to_a_wrong_target(site, server):
 
 SCENARIOS = {
     0: [_sent_everyone, _nothing_to_send, _status_before_any_send, _status_after_a_refusal, _finished_issue_again_with_not_after],
-    1: [_partial_send, _list_problems, _lint_problems],
+    1: [_partial_send, _list_problems, _lint_problems, _import_with_bad_rows],
     2: [_bad_option_value, _checks_find_errors, _checks_find_errors_in_a_dry_run, _missing_list, _missing_named_list, _status_of_an_issue_never_sent, _too_late, _templates_dir_missing, _outbox_provider_without_dry_run, _every_source_failing, _migrate_to_a_wrong_target],
     3: [_refused_key],
     75: [_ledger_held],

@@ -181,7 +181,9 @@ def subscribers_import(settings: Settings, list_name, file) -> None:
     list. Known addresses are left as they are; people whose status says
     they left (unsubscribed, cleaned, complained) are not imported and are
     recorded as suppressions, so they are never mailed even if they are on
-    the list already; bad rows are listed with their lines.
+    the list already. Each row skipped (a bad address, a duplicate, an
+    erased person) is one line on stderr with its file and line; the good
+    rows are imported all the same, and the exit code is then 1.
 
     \b
     Example:
@@ -197,6 +199,8 @@ def subscribers_import(settings: Settings, list_name, file) -> None:
     for problem in result.problems:
         warn(f"not imported: {problem}")
     click.echo(result.summary(target))
+    if result.problems:  # as `subscribers check` and `export`: a skipped row is a problem to look at
+        raise click.exceptions.Exit(1)
 
 
 @subscribers.command("show")
