@@ -210,6 +210,20 @@ def _every_source_failing(site, server):
     return done
 
 
+def _every_source_failing_in_preview(site, server):
+    done = site.run("preview", "--as-of", WEEK48, "--content", "postz", "--content", "https://127.0.0.1:1/feed.xml")
+    assert "error: no source could be read (postz: no such file or folder; https://127.0.0.1:1/feed.xml: " in done.stderr
+    assert not (site.root / "outbox").exists()
+    return done
+
+
+def _every_source_failing_in_articles(site, server):
+    done = site.run("articles", "--as-of", WEEK48, "--content", "postz", "--content", "https://127.0.0.1:1/feed.xml")
+    assert "error: no source could be read (postz: no such file or folder; https://127.0.0.1:1/feed.xml: " in done.stderr
+    assert "selected" not in done.stdout
+    return done
+
+
 def _refused_key(site, server):
     done = site.run(*SEND, sendgrid_host=server.url, sendgrid_api_key="SG.wrong-key-0123456789")
     assert "refused our API key" in done.stderr and "0123456789" not in done.stdout + done.stderr
@@ -239,7 +253,8 @@ def _migrate_to_a_wrong_target(site, server):
 SCENARIOS = {
     0: [_sent_everyone, _nothing_to_send, _status_before_any_send, _status_after_a_refusal, _finished_issue_again_with_not_after],
     1: [_partial_send, _list_problems, _lint_problems, _import_with_bad_rows],
-    2: [_bad_option_value, _checks_find_errors, _checks_find_errors_in_a_dry_run, _missing_list, _missing_named_list, _status_of_an_issue_never_sent, _too_late, _templates_dir_missing, _outbox_provider_without_dry_run, _every_source_failing, _migrate_to_a_wrong_target],
+    2: [_bad_option_value, _checks_find_errors, _checks_find_errors_in_a_dry_run, _missing_list, _missing_named_list, _status_of_an_issue_never_sent, _too_late, _templates_dir_missing, _outbox_provider_without_dry_run, _every_source_failing, _every_source_failing_in_preview, _every_source_failing_in_articles,
+        _migrate_to_a_wrong_target],
     3: [_refused_key],
     75: [_ledger_held],
 }
@@ -254,6 +269,18 @@ def test_readme_exit_code_rows_through_the_cli(make_site, start_fake_sendgrid, c
     done = scenario(site, server)
     assert done.returncode == code, done.stdout + done.stderr
     assert "unexpected" not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("command", [("preview",), ("articles",), ("lint",)])
+def test_some_sources_failing_in_preview_articles_and_lint_is_a_warning_and_the_rest_is_used(make_site, command):
+    site = make_site(readers=3)
+    done = site.run(*command, "--as-of", WEEK48, "--content", "posts", "--content", "postz")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "warning: postz: no such file or folder" in done.stderr and "no source could be read" not in done.stderr
+    if command == ("articles",):
+        assert "Grüße aus dem Garten: frost on the leeks" in done.stdout
+    elif command == ("preview",):
+        assert "Grüße aus dem Garten" in (site.root / "outbox" / "preview.html").read_text(encoding="utf-8")
 
 
 def test_some_sources_failing_is_a_warning_and_a_list_in_json(make_site, fake_sendgrid):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from digest.cli.options import issue_request, report_findings, report_planning, selection_options, source_options
+from digest.cli.options import issue_request, report_findings, report_planning, selection_options, source_options, stop_unless_a_source_was_read
 from digest.errors import UsageError
 from digest.settings import Settings, load_settings
 from digest.words import plural
@@ -49,6 +49,7 @@ def articles(settings: Settings, explain, **options) -> None:
     else:
         issue = plan_issue(settings, request, subscribers=[])
     report_planning(issue)
+    stop_unless_a_source_was_read(issue)
     selection = issue.selection
     click.echo(
         f"window {describe(selection.window.start, settings.tz)} .. {describe(selection.window.end, settings.tz)}: "
@@ -144,6 +145,7 @@ def preview(settings: Settings, for_tags, subscriber, variant_number, as_text, o
     if not variant_number:
         issue = plan_issue(settings, issue_request(settings, **options), subscribers=[person])
     report_planning(issue)
+    stop_unless_a_source_was_read(issue)
     if not issue.variants:
         click.echo("nothing to send: no article in the window matches")
         return
@@ -190,6 +192,7 @@ def lint(settings: Settings, **options) -> None:
 
     issue = plan_issue(settings, issue_request(settings, **options))
     report_planning(issue)
+    stop_unless_a_source_was_read(issue)
     if not issue.variants:
         click.echo("nothing to send")
         return

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from digest.errors import UsageError
+from digest.errors import SettingsError, UsageError
 from digest.settings import Settings, load_settings
 
 subscribers_option = click.option(
@@ -101,6 +101,16 @@ def report_planning(issue) -> None:
     """Print what planning skipped: unreadable sources, undated articles, bad rows."""
     for line in issue.warnings():
         warn(line)
+
+
+def stop_unless_a_source_was_read(issue) -> None:
+    """Raise :class:`SettingsError` (exit 2) listing each source and why
+    when there were sources and not one could be read: a typo in a folder
+    or a dead feed is not a quiet week, for `send` as for `preview`,
+    `articles` and `lint`. Some sources failing is only the warnings
+    :func:`report_planning` printed."""
+    if issue.every_source_failed:
+        raise SettingsError(f"no source could be read ({'; '.join(issue.sources_failed)})")
 
 
 def report_findings(issue, rendered, settings: Settings) -> bool:

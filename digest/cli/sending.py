@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from digest.cli.options import issue_request, report_findings, report_planning, selection_options, source_options, warn
+from digest.cli.options import issue_request, report_findings, report_planning, selection_options, source_options, stop_unless_a_source_was_read, warn
 from digest.errors import ProviderAuthError, SettingsError, UsageError
 from digest.settings import Settings, load_settings
 from digest.tokens import check_secret
@@ -190,9 +190,7 @@ def _plan(settings: Settings, request, ledger, *, include_sent, not_after, force
         request = resume_or_new(request, ledger, settings, include_sent=include_sent)
     issue = plan_issue(settings, request, audience=audience)
     report_planning(issue)
-    if issue.every_source_failed:
-        # A typo in a folder or a dead feed is not a quiet week: cron must see it.
-        raise SettingsError(f"no source could be read ({'; '.join(issue.sources_failed)})")
+    stop_unless_a_source_was_read(issue)  # cron must see a typo in a folder, a dead feed
     if not issue.subscribers:
         # A list that reads as nobody is a broken list, not a quiet week: cron must see it.
         why = f"{plural(len(issue.audience_problems), 'problem')} above" if issue.audience_problems else "it is empty"
