@@ -3,6 +3,7 @@ what it writes and where, and one-line errors."""
 
 import email
 import email.policy
+import os
 import re
 import socket
 import textwrap
@@ -209,3 +210,64 @@ def test_a_subscriber_list_that_reads_as_nobody_stops_the_send_with_exit_2(site,
     result = CliRunner().invoke(cli, ["send", "--dry-run", "--as-of", "2026-11-30"])
     assert result.exit_code == 2, result.output
     assert "no subscriber to send to" in result.output
+
+
+def _issues_in_ledger(root: Path, count: int) -> None:
+    """``count`` issues in the site's ledger, so that `digest status` has that many lines to print."""
+    from datetime import UTC, datetime
+
+    from digest.ledger import Ledger
+
+    with Ledger(root / "digest.db") as ledger:
+        for n in range(count):
+            ledger.create_issue(f"pipe-{n:05d}", datetime(2026, 11, 16, 8, tzinfo=UTC), datetime(2026, 11, 23, 8, tzinfo=UTC), ["a1"])
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("--help",), ("status", "--help"), ("subscribers", "import", "--help"), ("status",), ("status", "--json"), ("articles", "--as-of", "2026-11-23")],
+    ids=" ".join,
+)
+def test_output_into_a_pipe_whose_reader_went_away_ends_quietly(make_site, args):
+    """A real pipe whose reading process has exited before digest writes:
+    every write meets a broken pipe. PYTHONDEVMODE makes Python report what
+    it would otherwise swallow at exit (an unflushed stream, an unclosed
+    file), so stderr must stay empty, not merely free of a traceback."""
+    import subprocess
+
+    site = make_site(readers=3)
+    _issues_in_ledger(site.root, 5)
+    read_end, write_end = os.pipe()
+    try:
+        reader = subprocess.Popen(["head", "-c", "0"], stdin=read_end)  # reads nothing and closes its end
+        os.close(read_end)
+        assert reader.wait(timeout=30) == 0
+        done = subprocess.run(
+            site.command(*args), cwd=site.root, env={**site.env(), "PYTHONDEVMODE": "1"},
+            stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120,
+        )
+    finally:
+        os.close(write_end)
+    assert done.stderr == "", done.stderr
+    assert done.returncode == 1
+
+
+@pytest.mark.parametrize("command", ["--help", "status", "status --json"])
+def test_head_1_of_digest_in_a_shell_pipeline_ends_quietly(make_site, command):
+    """`digest ... | head -1` as a person types it; status prints more than
+    a pipe holds (3000 issues), so head's exit breaks the pipe under it."""
+    import shlex
+    import subprocess
+
+    site = make_site(readers=3)
+    _issues_in_ledger(site.root, 3000)
+    digest = " ".join(shlex.quote(part) for part in site.command())
+    done = subprocess.run(
+        ["bash", "-c", f"{digest} {command} 2>stderr.txt | head -1; echo ${{PIPESTATUS[0]}} > status.txt"],
+        cwd=site.root, env={**site.env(), "PYTHONDEVMODE": "1"}, capture_output=True, text=True, timeout=120,
+    )
+    assert done.stdout.startswith("Usage: digest" if command == "--help" else ("pipe-02999" if command == "status" else '{"issues": [{"issue": "pipe-02999"'))
+    assert len(done.stdout.splitlines()) == 1
+    assert (site.root / "stderr.txt").read_text(encoding="utf-8") == ""
+    # --help fits in the pipe and --json is one line: head read all of it, nothing broke.
+    assert (site.root / "status.txt").read_text().strip() == ("1" if command == "status" else "0")

@@ -32,8 +32,8 @@ class DigestGroup(click.Group):
         except DigestError as exc:
             click.secho(f"error: {exc}", fg="red", err=True)
             ctx.exit(exc.exit_code)
-        except BrokenPipeError:  # `digest status | head`: the reader went away
-            sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (Python's advice: no second error at exit)
+        except BrokenPipeError:  # `digest status | head -1`: the reader went away
+            _drop_stdout()
             ctx.exit(1)
         except OSError as exc:  # a folder that cannot be written, a file where a folder was expected
             where = f": {exc.filename}" if exc.filename else ""
@@ -83,6 +83,37 @@ for command in (
     cli.add_command(command)
 
 
+def _drop_stdout() -> None:
+    """Point standard output (file descriptor 1) at /dev/null once the
+    reader of its pipe went away, so that what is still buffered, and the
+    flush at exit, meet no second broken pipe: the recipe of Python's
+    documentation (signal module, "Note on SIGPIPE"). Replacing
+    ``sys.stdout`` instead would leave the broken stream to be flushed at
+    exit and an unclosed file behind (a ResourceWarning)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
+
+
 def main() -> None:
-    """The console script ``digest`` and ``python -m digest``."""
-    cli(prog_name="digest")
+    """The console script ``digest`` and ``python -m digest``.
+
+    Output cut short by its reader (``digest status | head -1``, ``digest
+    --help | head -1``) ends quietly with exit 1, as click and Python do,
+    never with a traceback: output still buffered is flushed here, where a
+    broken pipe can be caught, not at the interpreter's exit."""
+    try:
+        cli.main(prog_name="digest")
+    except SystemExit as done:
+        code = done.code
+    else:  # pragma: no cover - click's standalone mode always exits
+        code = 0
+    try:
+        if sys.stdout is not None:
+            sys.stdout.flush()
+    except BrokenPipeError:
+        _drop_stdout()
+        code = 1
+    sys.exit(code)
