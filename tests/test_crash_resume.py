@@ -27,6 +27,7 @@ hand (about five minutes)::
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import random
@@ -35,7 +36,8 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
-from conftest import SENDGRID_KEY, WEEK48, Site, read_record, stand_in_stats
+import pytest
+from conftest import SENDGRID_KEY, WEEK48, Site, held_requests, read_record, recorded, stand_in_stats
 
 TRIALS = int(os.environ.get("DIGEST_KILL_TRIALS", "20"))
 SUBSCRIBERS = int(os.environ.get("DIGEST_KILL_SUBSCRIBERS", "2000"))
@@ -121,3 +123,57 @@ def test_sends_killed_at_random_and_run_again_never_double_anyone_and_lose_nobod
     print(f"{TRIALS} trials of {SUBSCRIBERS:,} in batches of {BATCH}: unknown after each kill {stranded}")
     # Most kills landed with requests in flight, which is what this is about.
     assert sum(1 for n in stranded if n) >= TRIALS // 2, stranded
+
+
+def _in_flight(site: Site, **settings) -> tuple[dict, str, bool]:
+    """`digest status --json` and `digest status` of 2026-W48 on ``site``:
+    (the issue's JSON entry, the text, send_in_progress)."""
+    shown = site.run("status", "--json", **settings)
+    assert shown.returncode == 0, shown.stderr
+    data = json.loads(shown.stdout)
+    text = site.run("status", **settings)
+    assert text.returncode == 0, text.stderr
+    return data["issues"][0], text.stdout, data["send_in_progress"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_status_tells_a_send_in_progress_from_rows_a_killed_send_left_in_flight(request, make_site, fake_sendgrid, backend):
+    """A real `digest send` held in its requests by the stand-in (a
+    barrier), then killed with SIGKILL: while it runs `digest status` says a
+    send is in progress; once it is dead (SQLite: its run lock is free;
+    PostgreSQL: the leases ran out) it says those rows were interrupted in
+    flight and what the next send does with them, which the next send then
+    does: unknown, not resent."""
+    settings = {"sendgrid_api_key": SENDGRID_KEY, "sendgrid_host": fake_sendgrid.url}
+    if backend == "postgresql":
+        settings.update(ledger=request.getfixturevalue("postgres_url"), lease=8)
+    site = make_site(readers=20, batch_size=4)
+    with held_requests(fake_sendgrid) as arrived:
+        sender = site.start("send", "--as-of", WEEK48, **settings)
+        assert arrived.wait(120), "the send made no request"
+        entry, text, running = _in_flight(site, **settings)
+        sending = entry["counts"]["sending"]
+        assert running and entry["in_flight"] == {"sending_now": sending, "interrupted": 0}
+        assert f"{sending} recipients being sent now: a send is in progress" in text and "interrupted" not in text
+        sender.send_signal(signal.SIGKILL)
+        sender.wait(timeout=30)
+        deadline = time.monotonic() + 60  # PostgreSQL: until the killed worker's leases run out
+        while True:
+            entry, text, running = _in_flight(site, **settings)
+            if entry["in_flight"]["interrupted"] or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+    assert entry["counts"]["sending"] == sending and entry["in_flight"] == {"sending_now": 0, "interrupted": sending}
+    assert not running and "being sent now" not in text and "a send is in progress" not in text
+    assert (
+        f"{sending} recipients interrupted in flight: the send stopped while their request was out, so the provider may or may "
+        "not have taken them; the next `digest send` marks them unknown and does not resend them without --resend-unknown"
+    ) in text
+
+    again = site.run("send", "--as-of", WEEK48, **settings)
+    assert again.returncode == 1, again.stdout + again.stderr  # the unknowns
+    entry, text, running = _in_flight(site, **settings)
+    unknown = {p["email"] for p in entry["problems"] if p["status"] == "unknown"}
+    assert entry["counts"] == {"accepted": 20 - sending, "unknown": sending} and len(unknown) == sending
+    assert entry["in_flight"] == {"sending_now": 0, "interrupted": 0} and "interrupted in flight" not in text
+    assert all(n == 1 for n in recorded(fake_sendgrid.records()).values())  # the held requests were taken, nobody twice

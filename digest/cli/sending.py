@@ -393,7 +393,10 @@ def _print_send_report(report, issue, settings: Settings, *, dry_run: bool, as_j
 @click.option("--ledger", metavar="FILE_OR_URL", help="Ledger file or postgresql:// URL (default: the 'ledger' setting).")
 def status(issue_key, as_json, ledger) -> None:
     """Show what each issue's send did: counts by status, and the
-    recipients rejected, unknown or still retryable, with reasons.
+    recipients rejected, unknown or still retryable, with reasons. Rows
+    still `sending` are either being sent now (a send is in progress) or
+    were interrupted in flight by a send that stopped: the next send marks
+    those unknown, resent only with --resend-unknown.
 
     \b
     Examples:
@@ -418,6 +421,7 @@ def status(issue_key, as_json, ledger) -> None:
         issues = []
         for record in records:
             problems = [*book.problems(record.key), *book.retryable(record.key)]
+            sending_now, interrupted = book.in_flight_now(record.key)
             issues.append(
                 {
                     "issue": record.key,
@@ -426,11 +430,14 @@ def status(issue_key, as_json, ledger) -> None:
                     "scheduled_at": record.scheduled_at.isoformat() if record.scheduled_at else None,
                     "articles": len(record.article_ids),
                     "counts": {s.value: n for s, n in book.counts(record.key).items() if n},
+                    # `sending` rows: a send at work, or one that stopped mid-request (see in_flight_now)
+                    "in_flight": {"sending_now": sending_now, "interrupted": interrupted},
                     "problems": [{"email": p.email, "status": p.status.value, "attempts": p.attempts, "reason": p.last_error} for p in problems],
                 }
             )
+        running = book.send_running() or any(entry["in_flight"]["sending_now"] for entry in issues)
     if as_json:
-        click.echo(json.dumps({"issues": issues, "refused": refused}, ensure_ascii=False))
+        click.echo(json.dumps({"issues": issues, "refused": refused, "send_in_progress": running}, ensure_ascii=False))
         return
     if not issues and not refused:
         click.echo("no issues sent yet")
@@ -441,3 +448,13 @@ def status(issue_key, as_json, ledger) -> None:
         click.echo(f"{entry['issue']} ({entry['status']}, {plural(entry['articles'], 'article')}): {counts}")
         for problem in entry["problems"]:
             click.echo(f"  {problem['status']}: {problem['email']} after {plural(problem['attempts'], 'attempt')}: {problem['reason'] or ''}")
+        if entry["in_flight"]["sending_now"]:
+            click.echo(f"  {plural(entry['in_flight']['sending_now'], 'recipient')} being sent now: a send is in progress")
+        if entry["in_flight"]["interrupted"]:
+            click.echo(
+                f"  {plural(entry['in_flight']['interrupted'], 'recipient')} interrupted in flight: the send stopped while their request "
+                "was out, so the provider may or may not have taken them; the next `digest send` marks them unknown "
+                "and does not resend them without --resend-unknown"
+            )
+    if running and not any(entry["in_flight"]["sending_now"] for entry in issues):
+        click.echo("a send is in progress")

@@ -269,28 +269,57 @@ class Ledger:
             ).rowcount
         return added
 
+    def _stopped(self, db: Any) -> tuple[str, tuple, str]:
+        """Which ``sending`` rows were left by a worker that stopped: (an SQL
+        condition on ``deliveries``, its parameters, the reason recorded when
+        they become ``unknown``). On an exclusive ledger every ``sending``
+        row, which holds only while no send runs (the caller holds the run
+        lock, or found it free); on a shared one the rows whose lease has run
+        out by the database's clock."""
+        if self.exclusive:
+            return "1 = 1", (), CRASHED
+        return "(lease_until IS NULL OR lease_until < ?)", (lease_text(self._clock(db)),), LEASE_EXPIRED
+
     def recover_crashed(self, issue_key: str) -> int:
         """Turn rows left ``sending`` by a worker that stopped into
         ``unknown`` and return how many: on an exclusive ledger every
         ``sending`` row (only safe while holding :meth:`run_lock`, so it
         refuses otherwise with RuntimeError); on a shared one the rows whose
         lease has expired."""
-        if self.exclusive:
-            if not self._holds_run_lock():
-                raise RuntimeError("recover_crashed needs the run lock")
-            with self._write() as db:
-                return db.execute(
-                    "UPDATE deliveries SET status = 'unknown', last_error = ?, updated_at = ? "
-                    "WHERE issue_key = ? AND status = 'sending'",
-                    (CRASHED, now_text(), issue_key),
-                ).rowcount
+        if self.exclusive and not self._holds_run_lock():
+            raise RuntimeError("recover_crashed needs the run lock")
         with self._write() as db:
-            now = self._clock(db)
+            stopped, params, reason = self._stopped(db)
             return db.execute(
                 "UPDATE deliveries SET status = 'unknown', last_error = ?, updated_at = ? "
-                "WHERE issue_key = ? AND status = 'sending' AND (lease_until IS NULL OR lease_until < ?)",
-                (LEASE_EXPIRED, now_text(), issue_key, lease_text(now)),
+                f"WHERE issue_key = ? AND status = 'sending' AND {stopped}",
+                (reason, now_text(), issue_key, *params),
             ).rowcount
+
+    def send_running(self) -> bool:
+        """Whether a send holds this ledger's run lock now. Only an
+        exclusive ledger has one; on a shared ledger the leases of its rows
+        tell (see :meth:`in_flight_now`), so this is False there."""
+        return False
+
+    def in_flight_now(self, issue_key: str) -> tuple[int, int]:
+        """The ``sending`` rows of ``issue_key``, as (being sent now,
+        interrupted): the interrupted ones were left by a send that stopped
+        (killed, crashed, its machine lost) and are the rows the next send's
+        :meth:`recover_crashed` turns ``unknown``, by the same rule: on an
+        exclusive ledger every ``sending`` row while no send holds the run
+        lock, on a shared one the rows whose lease has run out."""
+        sending, _ = self.in_flight(issue_key)
+        if not sending or (self.exclusive and self.send_running()):
+            return sending, 0
+        with self._read() as db:
+            stopped, params, _ = self._stopped(db)
+            (row,) = dicts(db.execute(
+                f"SELECT count(*) AS n, coalesce(sum(CASE WHEN {stopped} THEN 1 ELSE 0 END), 0) AS stopped "
+                "FROM deliveries WHERE issue_key = ? AND status = 'sending'",
+                (*params, issue_key),
+            ))
+        return row["n"] - row["stopped"], row["stopped"]
 
     def _holds_run_lock(self) -> bool:
         return True

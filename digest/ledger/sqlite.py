@@ -143,6 +143,23 @@ class SQLiteLedger(Ledger):
         finally:
             self._release_run_lock()
 
+    def send_running(self) -> bool:
+        """Whether a send (this object, or another process) holds the run
+        lock now. Probed with a shared, non-blocking ``flock`` released at
+        once, on the lock file opened read-only (never created): a send that
+        starts in that instant meets a busy ledger (exit 75) and is run again."""
+        if self._holds_run_lock():
+            return True
+        if self.in_memory or not self.lock_path.exists():
+            return False
+        with open(self.lock_path, "rb") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
     def _release_run_lock(self) -> None:
         handle, self._run_lock_handle = self._run_lock_handle, None
         if handle is not None and handle is not _NO_FILE:
