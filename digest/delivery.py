@@ -38,7 +38,7 @@ from digest.rendering import RenderedVariant, render_variant
 from digest.seen import SeenKeys
 from digest.settings import Settings
 from digest.subscribers import Subscriber
-from digest.unsubscribe import recipient, recipient_for
+from digest.unsubscribe import recipient_for, recipient_with_links
 
 log = logging.getLogger(__name__)
 
@@ -360,7 +360,7 @@ def _run_workers(claim, variants, provider, ledger, settings, report, progress) 
             variant = variants[taken.variant_key]
             row_ids = [row.id for row in taken.rows]
             try:
-                recipients = [recipient(settings, row.email, row.name, row.subscriber_id, row.list_name) for row in taken.rows]
+                recipients = [recipient_with_links(settings, row.email, row.name, row.subscriber_id, row.list_name) for row in taken.rows]
                 results = provider.send_batch(variant, recipients, claim["issue_key"])
             except DigestError as exc:
                 # Refused outright (credentials, sender) or misconfigured (TLS, login):
@@ -445,11 +445,11 @@ def send_test(
         index, person = found[0]
     # Personalized as the reader, but every link is the test address's own:
     # clicking "unsubscribe" in a test must not unsubscribe a real reader.
-    recipient_of_test = recipient_for(replace(person, email=address), settings)
+    recipient = recipient_for(replace(person, email=address), settings)
     test = replace(rendered[index], subject=f"[TEST] {rendered[index].subject}")
     provider = get_provider(settings)
     try:
-        (result,) = provider.send_batch(test, [recipient_of_test], f"test-{issue.context.key}")
+        (result,) = provider.send_batch(test, [recipient], f"test-{issue.context.key}")
     finally:
         provider.close()
     if result.status is not Status.ACCEPTED:

@@ -156,10 +156,10 @@ def recipient_for(subscriber: Subscriber, settings: Settings) -> Recipient:
     """The :class:`Recipient` of ``subscriber``, with their signed
     unsubscribe and preferences links (each with its own purpose's token)
     and the list's mailto address."""
-    return recipient(settings, subscriber.email, subscriber.name, subscriber.key, subscriber.list_name)
+    return recipient_with_links(settings, subscriber.email, subscriber.name, subscriber.key, subscriber.list_name)
 
 
-def recipient(settings: Settings, email: str, name: str, subscriber_id: str, list_name: str) -> Recipient:
+def recipient_with_links(settings: Settings, email: str, name: str, subscriber_id: str, list_name: str) -> Recipient:
     """The :class:`Recipient` of ``email`` on ``list_name`` (as
     :func:`recipient_for`), from the values a ledger row keeps. Both tokens
     carry the same payload, encoded once (a send makes them for every

@@ -6,7 +6,6 @@ import json
 import logging
 import threading
 from collections import Counter
-from dataclasses import replace
 
 import pytest
 from conftest import SENDGRID_KEY
@@ -257,27 +256,8 @@ def test_every_personalization_carries_the_list_headers_of_the_eml(fake_sendgrid
     for personalization, recipient in zip(personalizations, recipients, strict=True):
         expected = list_headers(recipient, provider.settings)
         assert expected["List-Id"] == "The Allotment Gazette <main.gazette.example.org>"
-        # SendGrid gives each personalization the message's headers and its own.
-        assert {**request["body"].get("headers", {}), **personalization["headers"]} == expected
+        assert {name: personalization["headers"][name] for name in expected} == expected
         assert set(expected) == {"List-Id", "List-Unsubscribe", "List-Unsubscribe-Post"}
-    # What every reader shares is sent once; each reader's own link stays theirs.
-    assert request["body"]["headers"] == {"List-Unsubscribe-Post": "List-Unsubscribe=One-Click", "List-Id": expected["List-Id"]}
-    assert len({p["headers"]["List-Unsubscribe"] for p in personalizations}) == 4
-    # As the stand-in records every recipient's message: the three headers each.
-    for record in fake_sendgrid.records():
-        assert set(record["headers"]) == {"List-Id", "List-Unsubscribe", "List-Unsubscribe-Post"}
-
-
-def test_readers_of_two_lists_in_one_batch_keep_their_own_list_id(fake_sendgrid, provider_for, variant, make_recipients):
-    first, second = make_recipients(2)
-    second = replace(second, list_name="gardeners")
-    provider = provider_for(fake_sendgrid, site_url="https://gazette.example.org/")
-    assert [r.status for r in provider.send_batch(variant, [first, second], ISSUE)] == [Status.ACCEPTED] * 2
-    (request,) = fake_sendgrid.bodies()
-    assert "headers" not in request["body"]
-    ids = [p["headers"]["List-Id"] for p in request["body"]["personalizations"]]
-    assert ids == [list_headers(first, provider.settings)["List-Id"], list_headers(second, provider.settings)["List-Id"]]
-    assert ids[0] != ids[1]
 
 
 def test_a_reply_to_with_a_display_name_reaches_sendgrid_as_name_and_email(fake_sendgrid, provider_for, variant, make_recipients):
@@ -321,20 +301,13 @@ def helper_body(provider: SendGridProvider, rendered, batch, issue_key: str) -> 
         mail.add_category(Category(category))
     if settings.asm_group_id is not None:
         mail.asm = Asm(GroupId(settings.asm_group_id))
-    # Readers of one list share List-Id and List-Unsubscribe-Post: message-level headers.
-    shared = {}
-    if len({recipient.list_name for recipient in batch}) == 1:
-        shared = {name: value for name, value in list_headers(batch[0], settings).items() if name != "List-Unsubscribe"}
-    for name, value in shared.items():
-        mail.add_header(Header(name, value))
     for index, recipient in enumerate(batch):
         personalization = Personalization()
         personalization.add_to(To(recipient.email, _display_name(recipient.name)))
         for key, value in substitutions(recipient, rendered.nonce).items():
             personalization.add_substitution(Substitution(key, value))
         for name, value in list_headers(recipient, settings).items():
-            if name not in shared:
-                personalization.add_header(Header(name, value))
+            personalization.add_header(Header(name, value))
         personalization.add_custom_arg(CustomArg("subscriber_id", str(recipient.subscriber_id)))
         mail.add_personalization(personalization, index=index)
     return mail.get()

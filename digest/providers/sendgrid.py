@@ -279,17 +279,14 @@ class SendGridProvider:
         sender = {"email": str(settings.sender_email)}
         if settings.sender_name:
             sender = {"name": settings.sender_name, **sender}
-        shared = _shared_headers(batch, settings)
         body: dict = {
             "from": sender,
             "subject": rendered.subject,
-            "personalizations": [_personalization(recipient, settings, rendered.nonce, shared) for recipient in batch],
+            "personalizations": [_personalization(recipient, settings, rendered.nonce) for recipient in batch],
             # text/plain before text/html, as SendGrid requires (RFC 1341 §7.2:
             # the preferred part last).
             "content": [{"type": "text/plain", "value": rendered.text}, {"type": "text/html", "value": rendered.html}],
         }
-        if shared:
-            body["headers"] = shared
         if settings.sendgrid_categories:
             body["categories"] = list(settings.sendgrid_categories)
         # custom_args values must be strings (SendGrid answers 400 otherwise).
@@ -302,32 +299,15 @@ class SendGridProvider:
         return body
 
 
-def _shared_headers(batch: Sequence[Recipient], settings: Settings) -> dict[str, str]:
-    """The list headers that are the same for every recipient of ``batch``:
-    ``List-Id`` and ``List-Unsubscribe-Post`` when all are on one list (a
-    batch is one variant, usually of one list). They go once into the
-    message's ``headers``, which SendGrid gives every personalization along
-    with its own (Mail Send reference: ``headers``); a batch of 1000 is then
-    about 100 KB smaller."""
-    if not batch or any(r.list_name != batch[0].list_name or not r.unsubscribe_url for r in batch):
-        return {}
-    headers = list_headers(batch[0], settings)
-    del headers["List-Unsubscribe"]  # the one list header of each reader's own
-    return headers
-
-
-def _personalization(recipient: Recipient, settings: Settings, nonce: str, shared: dict[str, str]) -> dict:
+def _personalization(recipient: Recipient, settings: Settings, nonce: str) -> dict:
     to = {"email": recipient.email}
     name = _display_name(recipient.name)
     if name:
         to = {"name": name, **to}
     personalization: dict = {"to": [to]}
-    # The list headers of the .eml (List-Id too), less those sent once for the batch.
-    headers = list_headers(recipient, settings)
-    for header in shared:
-        del headers[header]
+    headers = list_headers(recipient, settings)  # List-Id too, as in the .eml
     if headers:
-        personalization["headers"] = headers
+        personalization["headers"] = dict(headers)
     values = substitutions(recipient, nonce)
     if values:
         personalization["substitutions"] = values
