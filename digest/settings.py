@@ -2,7 +2,10 @@
 variables prefixed ``DIGEST_``, a ``.env`` file and ``digest.toml``, all in the
 working directory.
 
-List values in the environment are JSON (``DIGEST_SOURCES='["examples"]'``).
+List values in the environment (and .env) are written as a JSON list
+(``DIGEST_SOURCES='["posts", "feeds/news.xml"]'``) or as comma-separated
+values (``DIGEST_SOURCES=posts,feeds/news.xml``, one value alone too), as
+Spring Boot and django-environ read list variables.
 Secrets are ``SecretStr`` so that they never print. A wrong value raises
 :class:`digest.errors.SettingsError` naming the setting.
 """
@@ -10,18 +13,23 @@ Secrets are ``SecretStr`` so that they never print. A wrong value raises
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 import os
 import tomllib
 import zoneinfo
 from email import policy
 from pathlib import Path
-from typing import Literal
+from types import UnionType
+from typing import Literal, Union, get_args, get_origin
 
 from email_validator import EmailNotValidError, validate_email
 from pydantic import EmailStr, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
+    DotEnvSettingsSource,
+    EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -175,8 +183,8 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (
             init_settings,
-            env_settings,
-            dotenv_settings,
+            _EnvLists(settings_cls),
+            _DotEnvLists(settings_cls),
             TomlConfigSettingsSource(settings_cls),
         )
 
@@ -195,7 +203,7 @@ class Settings(BaseSettings):
         try:
             zoneinfo.ZoneInfo(value)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown IANA time zone {value!r} (e.g. 'Europe/Paris')") from None
+            raise ValueError(f"unknown IANA time zone {shown(value)} (e.g. 'Europe/Paris')") from None
         return value
 
     @model_validator(mode="after")
@@ -307,6 +315,61 @@ class Settings(BaseSettings):
         return (self.public_url or self.site_url).rstrip("/")
 
 
+LIST_FORMS = 'a JSON list (["posts", "feeds/news.xml"]), or in the environment comma-separated values (posts,feeds/news.xml)'
+MAX_SHOWN = 60  # characters of a wrong value an error line quotes
+
+
+def shown(value: str) -> str:
+    """``value`` quoted for a one-line message: control characters escaped
+    (repr), at most :data:`MAX_SHOWN` characters of it."""
+    return repr(value) if len(value) <= MAX_SHOWN else f"{value[:MAX_SHOWN]!r}... ({len(value)} characters)"
+
+
+def env_list(name: str, value: str, where: str, annotation: object = list) -> object:
+    """A list setting's value as written in an environment variable or
+    .env (``where`` names which, for the error): a JSON list when it starts
+    with ``[`` (``["posts", "feeds/news.xml"]``), else comma-separated values,
+    each stripped, empty ones dropped (``posts, feeds/news.xml``; ``posts``
+    alone; empty: none). A setting that may also be one string
+    (``schedule``) keeps a value without a comma as it is; one that may be a
+    boolean (``feed_allow_private``) keeps true/false. Raises
+    :class:`SettingsError` naming the variable for a ``[`` that is not JSON."""
+    text = value.strip()
+    options = get_args(annotation) if get_origin(annotation) in (Union, UnionType) else ()
+    if text.startswith(("[", "{")):
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            raise SettingsError(
+                f"setting {name!r} ({where}): {shown(value)} is not a JSON list ({exc}); write {LIST_FORMS}"
+            ) from None
+    if bool in options and text.lower() in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+        return text
+    if str in options and "," not in text:
+        return value
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+class _EnvLists(EnvSettingsSource):
+    """The environment, list settings read by :func:`env_list`."""
+
+    where = "environment variable"
+
+    def decode_complex_value(self, field_name: str, field: FieldInfo, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        return env_list(field_name, value, f"{self.where} DIGEST_{field_name.upper()}", field.annotation)
+
+
+class _DotEnvLists(DotEnvSettingsSource):
+    """``.env``, list settings read by :func:`env_list`."""
+
+    def decode_complex_value(self, field_name: str, field: FieldInfo, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        return env_list(field_name, value, f"{ENV_FILE}, DIGEST_{field_name.upper()}", field.annotation)
+
+
 def private_address_entry(entry: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, int | None]:
     """(network, port or None) of a ``feed_allow_private`` entry: an address
     or network, with a port if given (``10.0.0.0/8``, ``127.0.0.1:8080``,
@@ -321,20 +384,53 @@ def private_address_entry(entry: str) -> tuple[ipaddress.IPv4Network | ipaddress
     try:
         return ipaddress.ip_network(network, strict=False), int(port) if port else None
     except ValueError:
-        raise ValueError(f"{entry!r} is not an address or network, with an optional port (127.0.0.1:8080, 10.0.0.0/8)") from None
-
-
-def _unknown_toml_keys() -> list[str]:
-    """Keys of ./digest.toml that are not settings (typos), if the file parses."""
-    path = Path(CONFIG_FILE)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return []  # reported when the settings themselves are read
-    return sorted(set(data) - set(Settings.model_fields))
+        raise ValueError(f"{shown(entry)} is not an address or network, with an optional port (127.0.0.1:8080, 10.0.0.0/8)") from None
 
 
 ENV_FILE = ".env"
+
+
+def _file_text(name: str) -> str | None:
+    """The text of the settings file ``name`` in the working directory, or
+    None when there is none. Raises :class:`SettingsError` naming the file
+    when it is there but is no regular file (a folder, a link to nowhere, a
+    FIFO), cannot be read, or is not UTF-8 (naming the line)."""
+    path = Path(name)
+    if not os.path.lexists(path):
+        return None
+    if not path.is_file():
+        kind = "a folder" if path.is_dir() else "a link to nothing" if not path.exists() else "not a regular file"
+        raise SettingsError(f"{path.absolute()}: settings file is {kind}; make it a file, or remove it")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SettingsError(f"{path.absolute()}: cannot read the settings file: {exc.strerror or exc}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise SettingsError(
+            f"{path.absolute()}, line {line}, column {column}: not UTF-8 (byte 0x{data[exc.start]:02x}); save the file as UTF-8"
+        ) from None
+
+
+def _toml_settings() -> dict:
+    """./digest.toml as a dict ({} without one). Raises
+    :class:`SettingsError` naming the file (and line) when it cannot be read
+    (:func:`_file_text`) or is not TOML."""
+    text = _file_text(CONFIG_FILE)
+    if text is None:
+        return {}
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{Path(CONFIG_FILE).absolute()}: not valid TOML: {exc}") from None
+
+
+def _unknown_toml_keys(data: dict) -> list[str]:
+    """Keys of ./digest.toml that are not settings (typos)."""
+    return sorted(set(data) - set(Settings.model_fields))
 
 
 def _unknown_env_keys() -> tuple[list[str], list[str]]:
@@ -344,15 +440,14 @@ def _unknown_env_keys() -> tuple[list[str], list[str]]:
     any other key is ignored, and named (a setting's name without the
     prefix says which form to write; a .env shared with other programs
     may hold their variables)."""
-    path = Path(ENV_FILE)
-    if not path.is_file():
+    text = _file_text(ENV_FILE)
+    if text is None:
         return [], []
+    import io
+
     from dotenv import dotenv_values
 
-    try:
-        keys = list(dotenv_values(path, encoding="utf-8"))
-    except (OSError, UnicodeDecodeError):
-        return [], []  # reported when the settings themselves are read
+    keys = list(dotenv_values(stream=io.StringIO(text)))
     known = set(Settings.model_fields)
     errors, ignored = [], []
     for key in keys:
@@ -377,7 +472,8 @@ def load_settings(**overrides: object) -> Settings:
     setting, naming it and where it can be set; a key of digest.toml, or a
     DIGEST_ key of .env, that is no setting is one of them. Other keys of
     .env are named in one warning (logged) and ignored."""
-    unknown = [f"setting {name!r} ({CONFIG_FILE}): unknown setting" for name in _unknown_toml_keys()]
+    toml = _toml_settings()
+    unknown = [f"setting {name!r} ({CONFIG_FILE}): unknown setting" for name in _unknown_toml_keys(toml)]
     env_errors, env_warnings = _unknown_env_keys()
     unknown += env_errors
     for warning in env_warnings:
@@ -395,11 +491,30 @@ def load_settings(**overrides: object) -> Settings:
             message = error["msg"].removeprefix("Value error, ")
             if error["type"] == "extra_forbidden":
                 message = "unknown setting"
-            problems.append(
-                f"setting {name!r} (digest.toml, or DIGEST_{name.split('.')[0].upper()}): {message}"
-            )
+            elif error["type"] == "list_type":
+                message += f"; write {LIST_FORMS}"
+            problems.append(f"setting {name!r} ({_source_of(str(error['loc'][0]) if error['loc'] else '', overrides, toml)}): {message}")
         raise SettingsError("; ".join(problems)) from None
     except tomllib.TOMLDecodeError as exc:
-        raise SettingsError(f"{CONFIG_FILE} is not valid TOML: {exc}") from None
-    except (OSError, ValueError) as exc:  # an unreadable .env, or a list that is not JSON
-        raise SettingsError(f"cannot read settings: {exc} (list values in the environment are JSON)") from None
+        raise SettingsError(f"{Path(CONFIG_FILE).absolute()}: not valid TOML: {exc}") from None
+    except (OSError, ValueError) as exc:  # what the checks above did not foresee: still one line
+        raise SettingsError(f"cannot read settings: {' '.join(str(exc).split())}") from None
+
+
+def _source_of(name: str, overrides: dict, toml: dict) -> str:
+    """Where the value of setting ``name`` came from, by the settings'
+    priority: the command line, the environment, .env, digest.toml (the
+    default's own fault otherwise: both places it can be set are named)."""
+    variable = f"DIGEST_{name.upper()}"
+    if overrides.get(name) is not None:
+        return "command line"
+    if any(key.upper() == variable for key in os.environ):
+        return f"environment variable {variable}"
+    if os.path.isfile(ENV_FILE):
+        from dotenv import dotenv_values
+
+        if any(key.upper() == variable for key in dotenv_values(ENV_FILE, encoding="utf-8")):
+            return f"{ENV_FILE}, {variable}"
+    if name in toml:
+        return CONFIG_FILE
+    return f"{CONFIG_FILE}, or {variable}"

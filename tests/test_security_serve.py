@@ -213,3 +213,62 @@ def test_serve_refuses_a_weak_secret_with_one_line_on_making_one(site, tmp_path,
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
     assert "'secret_key'" in done.stderr and "secrets.token_urlsafe(32)" in done.stderr
     assert secret not in done.stderr or len(secret) < 4
+
+
+# 7. Every answer forbids framing, sniffing and leaking its URL -------------------------------------
+
+SECURITY_HEADERS = {
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",
+    "x-content-type-options": "nosniff",
+}
+
+
+def every_route_and_method(served) -> list[tuple[str, str, dict]]:
+    """(method, URL, httpx keyword arguments) for each route of `digest serve`
+    with each method it takes and some it refuses, with good tokens where a
+    page needs one, and the error answers: 404, 405, 413."""
+    from datetime import UTC, datetime
+
+    from digest.signup import SignupRequest, make_confirm_token
+
+    settings = token_settings(served)
+    unsubscribe = make_token(settings, "ada@example.org", "garden")
+    preferences = make_token(settings, "ada@example.org", "garden", "preferences")
+    confirm = make_confirm_token(settings, SignupRequest("new@example.org", "", frozenset(), "weekly", "garden", datetime.now(UTC)))
+    pages = {
+        "/unsubscribe": (f"token={unsubscribe}", ["GET", "HEAD", "POST"]),
+        "/preferences": (f"token={preferences}", ["GET", "HEAD", "POST"]),
+        "/subscribe": ("", ["GET", "HEAD", "POST"]),
+        "/confirm": (f"token={confirm}", ["GET", "HEAD", "POST"]),
+        "/forget": (f"token={preferences}", ["GET", "HEAD", "POST"]),
+        "/webhooks/sendgrid": ("", ["POST"]),
+    }
+    calls = []
+    for path, (query, methods) in pages.items():
+        url = f"{served.base}{path}?{query}"
+        for method in [*methods, "PUT", "DELETE", "PATCH", "OPTIONS"]:
+            body = {"content": b"List-Unsubscribe=One-Click", "headers": ONE_CLICK} if method == "POST" else {}
+            calls.append((method, url, body))
+        calls.append(("POST", url, {"content": b"x" * 6_000_000, "headers": ONE_CLICK}))  # over every cap: 413
+    calls += [("GET", f"{served.base}/nowhere", {}), ("GET", f"{served.base}/unsubscribe/", {}), ("GET", f"{served.base}/", {})]
+    return calls
+
+
+def test_every_answer_of_serve_has_the_security_headers(site, start_serve):
+    served = start_serve(**site, webhook_allow_unsigned="true")
+    statuses = set()
+    with httpx.Client(timeout=30) as client:
+        for method, url, options in every_route_and_method(served):
+            answer = client.request(method, url, **options)
+            statuses.add(answer.status_code)
+            where = f"{method} {url.split('?')[0]} ({answer.status_code})"
+            for name, value in SECURITY_HEADERS.items():
+                assert answer.headers.get(name) == value, f"{where}: {name}"
+            policy = {part.split()[0]: part.split()[1:] for part in answer.headers["content-security-policy"].split("; ")}
+            assert policy["frame-ancestors"] == ["'none'"], where
+            assert policy["default-src"] == ["'none'"], where
+            assert "'unsafe-inline'" not in policy.get("script-src", []), where
+            assert policy["form-action"] == ["'self'", served.base], where
+            assert answer.headers.get_list("x-frame-options") == ["DENY"], f"{where}: one header, not two"
+    assert {200, 400, 404, 405, 413} <= statuses  # the pages and the error answers were all reached

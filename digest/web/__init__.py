@@ -31,7 +31,7 @@ from digest.errors import DigestError, SettingsError
 from digest.tokens import check_secret
 from digest.unsubscribe import is_loopback
 from digest.web import pages, webhook
-from digest.web.guards import ACCESS_LOG, BodyLimit, HeaderDeadline, PathOnlyAccessLog
+from digest.web.guards import ACCESS_LOG, BodyLimit, HeaderDeadline, PathOnlyAccessLog, SecurityHeaders, security_headers
 from digest.web.signup import signup_routes
 
 if TYPE_CHECKING:
@@ -91,6 +91,7 @@ def create_app(settings: Settings, *, known_tags: Iterable[str] | None = None) -
         ],
         middleware=[
             Middleware(PathOnlyAccessLog),
+            Middleware(SecurityHeaders, headers=security_headers(settings.unsubscribe_base_url)),
             Middleware(BodyLimit, limits={WEBHOOK_PATH: settings.webhook_max_body}, timeout=settings.serve_request_timeout),
         ],
         lifespan=lifespan,

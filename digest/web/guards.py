@@ -14,12 +14,16 @@
 - :class:`PathOnlyAccessLog`: one line per request, without the query
   string (it holds tokens) and with control characters escaped (a path
   with ``%0d%0a`` must not write a forged line into the log).
+- :class:`SecurityHeaders`: every answer, errors included, forbids being
+  framed, sniffed as another type, and handing its token-carrying URL to
+  the sites its links lead to (:func:`security_headers`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from urllib.parse import urlsplit
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -35,6 +39,63 @@ class _TooLarge(Exception):
 async def _plain(send, status: int, text: str) -> None:
     await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close")]})
     await send({"type": "http.response.body", "body": text.encode()})
+
+
+def security_headers(public_url: str) -> dict[str, str]:
+    """The headers of every answer of ``digest serve``, whose pages carry
+    tokens in their URL and one-click forms:
+
+    - ``X-Frame-Options: DENY`` and CSP ``frame-ancestors 'none'``: no other
+      site can frame a page under a decoy and have its button clicked
+      (clickjacking; RFC 7034, CSP Level 2 for browsers that ignore XFO);
+    - ``Content-Security-Policy``: nothing loads but the pages' own inline
+      ``<style>`` (``default-src 'none'``: no script, image, font, frame),
+      forms post only to this server or ``public_url``'s origin (the form
+      actions are built from it), no ``<base>`` may move them;
+    - ``Referrer-Policy: no-referrer``: a link on a page (the site's home)
+      does not receive the page's URL, and its token, in ``Referer``;
+    - ``X-Content-Type-Options: nosniff``: a plain-text or JSON error is
+      never rendered as HTML.
+    """
+    parts = urlsplit(public_url)
+    origin = f"{parts.scheme}://{parts.netloc}" if parts.scheme in ("http", "https") and parts.netloc else ""
+    policy = "; ".join([
+        "default-src 'none'",
+        "style-src 'unsafe-inline'",  # the pages' one <style> block; no script can run to abuse it
+        f"form-action 'self'{' ' + origin if origin else ''}",
+        "base-uri 'none'",
+        "frame-ancestors 'none'",
+    ])
+    return {
+        "Content-Security-Policy": policy,
+        "X-Frame-Options": "DENY",
+        "Referrer-Policy": "no-referrer",
+        "X-Content-Type-Options": "nosniff",
+    }
+
+
+class SecurityHeaders:
+    """ASGI middleware putting ``headers`` (:func:`security_headers`) on
+    every response start, replacing any the app set itself, so the 404,
+    405 and 413 answers of Starlette and :class:`BodyLimit` have them too."""
+
+    def __init__(self, app, *, headers: dict[str, str]) -> None:
+        self.app = app
+        self.headers = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
+        self.names = {name for name, _ in self.headers}
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message) -> None:
+            if message["type"] == "http.response.start":
+                kept = [(name, value) for name, value in message.get("headers", []) if name.lower() not in self.names]
+                message = {**message, "headers": kept + self.headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 class BodyLimit:

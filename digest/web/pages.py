@@ -55,7 +55,7 @@ from digest.web.signup import PAGES as SIGNUP_PAGES
 if TYPE_CHECKING:
     from digest.settings import Settings
 
-PAGE_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Robots-Tag": "noindex"}
+PAGE_HEADERS = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex"}  # and digest.web.guards.security_headers
 ARTICLE_TAGS_EVERY = 600  # seconds between two readings of the sources for the preferences page
 
 _PAGES = {
