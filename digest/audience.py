@@ -31,7 +31,7 @@ from digest.articles import Article
 from digest.consent import address_hash, forgotten_hashes
 from digest.frequencies import ReaderWindows
 from digest.members import Members, Roster
-from digest.subscribers import Problem, Subscriber, choose_lists, iter_subscribers
+from digest.subscribers import Problem, Subscriber, choose_lists, iter_rows, merge_rows, on_several_lists
 from digest.suppressions import Suppression, all_frequencies, all_preferences, present, suppressed_key_set, suppressions_for
 
 if TYPE_CHECKING:
@@ -59,12 +59,15 @@ class Audience:
     """Who an issue goes to. ``subscribers``: the rows of the chosen lists
     minus suppressions, with stored preferences in place of CSV tags;
     ``suppressed``: the rows left out and why; ``problems``: rows skipped;
-    ``lists``: the list files read."""
+    ``lists``: the list files read; ``merged``: each reader on more than
+    one list, merged into one (address, the names of the lists merged, the
+    first named by their message), complete once ``subscribers`` is read."""
 
     subscribers: Sequence[Subscriber] | Iterator[Subscriber]  # an iterator when streamed
     suppressed: list[tuple[Subscriber, Suppression]]
     problems: list[Problem]
     lists: list[Path]
+    merged: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
 
 
 def load_audience(
@@ -92,17 +95,46 @@ def load_audience(
     ledger = ledger or settings.ledger
     audience = Audience([], [], [], files)
     state = _LedgerState(ledger if use_ledger and present(ledger) else None, settings.secret_key.get_secret_value())
-    rows = _audience_rows(files, state, audience)
+    rows = _audience_rows(files, state, audience, settings.frequency_default)
     audience.subscribers = rows if stream else list(rows)
     return audience
 
 
-def _audience_rows(files: list[Path], state: _LedgerState, audience: Audience) -> Iterator[Subscriber]:
+def _audience_rows(files: list[Path], state: _LedgerState, audience: Audience, default_frequency: str) -> Iterator[Subscriber]:
     """The subscribers of ``files`` kept for ``audience``, whose
+    ``problems``, ``suppressed`` and ``merged`` fill meanwhile.
+
+    An address on several lists is one reader: its rows are held (only
+    theirs: :func:`digest.subscribers.on_several_lists` finds them first),
+    each with its own list's suppressions and stored choices applied, and
+    merged at the end (:func:`digest.subscribers.merge_rows`); a row
+    suppressed on its list takes no part, so a reader who left one list
+    gets the others' tags only."""
+    several = on_several_lists(files)
+    order = {file.stem: number for number, file in enumerate(files)}
+    held: dict[str, list[Subscriber]] = {}
+    for subscriber in _kept_rows(iter_rows(files), state, audience):
+        if subscriber.key in several:
+            held.setdefault(subscriber.key, []).append(subscriber)
+        else:
+            yield subscriber
+    for rows in held.values():
+        if len(rows) == 1:
+            yield rows[0]
+            continue
+        rows.sort(key=lambda row: order[row.list_name])
+        merged = merge_rows(rows, default_frequency)
+        audience.merged.append((merged.email, tuple(row.list_name for row in rows)))
+        yield replace(merged, tags=state.tag_sets.setdefault(merged.tags, merged.tags))
+
+
+def _kept_rows(items: Iterator[Subscriber | Problem], state: _LedgerState, audience: Audience) -> Iterator[Subscriber]:
+    """The rows of ``items`` not suppressed on their list nor erased, each
+    with the tags and frequency chosen for that list; ``audience``'s
     ``problems`` and ``suppressed`` fill meanwhile."""
     held: list[Subscriber] = []
     erased: list[tuple[Subscriber, Suppression]] = []
-    for item in iter_subscribers(files):
+    for item in items:
         if isinstance(item, Problem):
             audience.problems.append(item)
             continue

@@ -138,6 +138,37 @@ def preferences_url(settings: Settings, email: str, list_name: str) -> str:
     return _link(settings, "preferences", make_token(settings, email, list_name, "preferences"))
 
 
+def merged_lists(settings: Settings, email: str, list_name: str) -> list[str]:
+    """The lists a message to ``email`` naming ``list_name`` stands for:
+    ``list_name`` and, when a send reads several lists (no ``--list``, no
+    ``default_list``: :func:`digest.subscribers.choose_lists`) and
+    ``list_name`` is one of them, every other of those lists ``email`` is a
+    member of now, in name order. Such a reader was sent one message for
+    all of them (:func:`digest.subscribers.merge_rows`), so its one-click
+    unsubscribe must stop that message (RFC 8058 §3.1: the mail the reader
+    got), not only its first list's share, and its preferences are the
+    choice of that one message. A list that cannot be read is left out."""
+    from pathlib import Path
+
+    from digest.errors import DigestError
+    from digest.subscribers import choose_lists, member_of
+
+    try:
+        files = choose_lists(Path(settings.subscribers), None, settings.default_list)
+    except DigestError:
+        return [list_name]
+    if len(files) < 2 or list_name not in {file.stem for file in files}:
+        return [list_name]
+    names = []
+    for file in files:
+        try:
+            if file.stem == list_name or member_of(file, email):
+                names.append(file.stem)
+        except OSError:
+            continue
+    return names
+
+
 def unsubscribe_mailto(settings: Settings) -> str | None:
     """``settings.unsubscribe_mailto`` checked to be a mailto: URI (RFC 2369
     §3.2), or None when unset."""

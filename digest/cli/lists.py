@@ -17,39 +17,70 @@ from digest.words import plural
 @click.command()
 @source_options
 @selection_options
-def audience(settings: Settings, **options) -> None:
+@click.option("--json", "as_json", is_flag=True, help="One JSON object: the issues, their variants, and the readers merged from several lists.")
+def audience(settings: Settings, as_json: bool, **options) -> None:
     """Show the issue of each frequency the readers chose (daily, weekly,
     monthly): its key, send time and readers, and each variant: the tags
     that chose it, its article count and its number of subscribers (after
-    suppressions, each reader's window from the ledger).
+    suppressions, each reader's window from the ledger); then how many
+    readers are on more than one list and were merged (one message each,
+    with the tags of every list they are on).
 
     \b
     Examples:
       digest audience
       digest audience --as-of 2026-11-30 --list garden
+      digest audience --json | jq .merged
     """
+    from digest.audience import load_audience
     from digest.issue import issue_frequencies, plan_issue, resume_or_new
     from digest.ledger import Ledger
+    from digest.members import pack
     from digest.schedule import describe
 
     ledger = Ledger(settings.ledger) if Path(settings.ledger).is_file() else None
+    issues = []
     try:
         whole = bool(options.get("since") or options.get("until"))
         frequencies, loaded = issue_frequencies(settings, options.get("list_name"), whole=whole)
+        if loaded is None:
+            loaded = load_audience(settings, options.get("list_name"), stream=True)
+            loaded.subscribers = pack(loaded.subscribers)  # read now: its merged readers are known
         for frequency in frequencies:
             request = issue_request(settings, **options, frequency=frequency)
             issue = plan_issue(settings, resume_or_new(request, ledger, settings) if ledger else request, audience=loaded)
             report_planning(issue)
-            when = f", sent {describe(issue.scheduled_at, settings.tz)}" if issue.scheduled_at else ""
-            click.echo(f"{frequency or 'issue'} {issue.context.key}{when}: {plural(len(issue.subscribers), 'reader')}")
-            for variant in issue.variants:
-                tags = ", ".join(sorted(variant.tags)) or "every tag"
-                click.echo(f"variant {variant.number} [{variant.key}]: {plural(len(variant.articles), 'article')}, {plural(len(variant.subscribers), 'subscriber')} ({tags})")
-            left_out = len(issue.subscribers) - issue.recipient_count
-            click.echo(f"{plural(issue.recipient_count, 'recipient')} in {plural(len(issue.variants), 'variant')}; {plural(left_out, 'subscriber')} {'gets' if left_out == 1 else 'get'} nothing this time")
+            issues.append((frequency, issue))
     finally:
         if ledger is not None:
             ledger.close()
+    if as_json:
+        click.echo(json.dumps({
+            "issues": [{
+                "frequency": frequency,
+                "issue": issue.context.key,
+                "scheduled_at": issue.scheduled_at.isoformat() if issue.scheduled_at else None,
+                "readers": len(issue.subscribers),
+                "recipients": issue.recipient_count,
+                "variants": [
+                    {"number": v.number, "key": v.key, "articles": len(v.articles), "subscribers": len(v.subscribers), "tags": sorted(v.tags)}
+                    for v in issue.variants
+                ],
+            } for frequency, issue in issues],
+            "lists": [file.stem for file in loaded.lists],
+            "merged": len(loaded.merged),
+        }, ensure_ascii=False))
+        return
+    for frequency, issue in issues:
+        when = f", sent {describe(issue.scheduled_at, settings.tz)}" if issue.scheduled_at else ""
+        click.echo(f"{frequency or 'issue'} {issue.context.key}{when}: {plural(len(issue.subscribers), 'reader')}")
+        for variant in issue.variants:
+            tags = ", ".join(sorted(variant.tags)) or "every tag"
+            click.echo(f"variant {variant.number} [{variant.key}]: {plural(len(variant.articles), 'article')}, {plural(len(variant.subscribers), 'subscriber')} ({tags})")
+        left_out = len(issue.subscribers) - issue.recipient_count
+        click.echo(f"{plural(issue.recipient_count, 'recipient')} in {plural(len(issue.variants), 'variant')}; {plural(left_out, 'subscriber')} {'gets' if left_out == 1 else 'get'} nothing this time")
+    if loaded.merged:
+        click.echo(f"{plural(len(loaded.merged), 'reader')} on more than one list, merged: one message each, with the tags of every list they are on")
 
 
 def list_options(command):
@@ -94,13 +125,19 @@ def subscribers_check(settings: Settings, list_name) -> None:
       digest subscribers check
       digest subscribers check --list garden
     """
-    from digest.subscribers import choose_lists, load_subscribers
+    from digest.subscribers import choose_lists, load_subscribers, on_several_lists
 
     files = choose_lists(Path(settings.subscribers), list_name, settings.default_list)
     found, problems = load_subscribers(Path(settings.subscribers), list_name=list_name, default_list=settings.default_list)
     for problem in problems:
         click.echo(str(problem))
-    click.echo(f"{plural(len(found), 'valid subscriber')}, {plural(len(problems), 'problem')} in {', '.join(str(f) for f in files) or 'no list'}")
+    # Information, not a problem: each gets one message with the tags of every list they are on.
+    several = on_several_lists(files)
+    by_key = {person.key: person.email for person in found}
+    for key, names in several.items():
+        click.echo(f"{by_key.get(key, key)}: on lists {', '.join(names)}, merged (one message, the tags of each)")
+    merged = f", {plural(len(several), 'address', 'addresses')} on more than one list (merged)" if several else ""
+    click.echo(f"{plural(len(found), 'valid subscriber')}, {plural(len(problems), 'problem')}{merged} in {', '.join(str(f) for f in files) or 'no list'}")
     if problems:
         raise click.exceptions.Exit(1)
 

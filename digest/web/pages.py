@@ -49,7 +49,7 @@ from digest.consent import address_hash, forgotten_hashes
 from digest.errors import DigestError
 from digest.subscribers import FREQUENCIES
 from digest.tokens import TokenError
-from digest.unsubscribe import make_token, preferences_url, public_base, read_token, unsubscribe_url
+from digest.unsubscribe import make_token, merged_lists, preferences_url, public_base, read_token, unsubscribe_url
 from digest.web.signup import PAGES as SIGNUP_PAGES
 
 if TYPE_CHECKING:
@@ -69,19 +69,21 @@ button{font:inherit;padding:.5rem 1.2rem;cursor:pointer}label{display:block;marg
 </head><body><h1>{{ title }}</h1>{% block body %}{% endblock %}
 <p><a href="{{ site_url }}">{{ site_name }}</a></p></body></html>""",
     "confirm.html": """{% extends "base.html" %}{% block body %}
-{% if suppressed %}<p><strong>{{ email }}</strong> gets no more mail from {{ list_name }}.</p>
-{% else %}<p>Stop sending <strong>{{ site_name }}</strong> ({{ list_name }}) to <strong>{{ email }}</strong>?</p>
+{% if suppressed %}<p><strong>{{ email }}</strong> gets no more mail from {{ lists|join(", ") }}.</p>
+{% else %}<p>Stop sending <strong>{{ site_name }}</strong> ({{ lists|join(", ") }}) to <strong>{{ email }}</strong>?</p>
+{% if lists|length > 1 %}<p>You get one digest for the lists {{ lists|join(" and ") }}: unsubscribing stops it, and leaves every one of them.</p>{% endif %}
 <form method="post" action="{{ unsubscribe_url }}">
 <input type="hidden" name="List-Unsubscribe" value="One-Click"><input type="hidden" name="via" value="page">
 <button type="submit">Unsubscribe</button></form>{% endif %}
 <p><a href="{{ preferences_url }}">Choose topics instead</a></p>{% endblock %}""",
     "done.html": """{% extends "base.html" %}{% block body %}
-<p><strong>{{ email }}</strong> will get no more mail from {{ site_name }} ({{ list_name }}).</p>{% endblock %}""",
+<p><strong>{{ email }}</strong> will get no more mail from {{ site_name }} ({{ lists|join(", ") }}).</p>{% endblock %}""",
     "preferences.html": """{% extends "base.html" %}{% block body %}
 {% if saved %}<p role="status">Saved.</p>{% endif %}
-{% if suppressed %}<p><strong>{{ email }}</strong> is unsubscribed from {{ list_name }}; these choices apply if you come back.</p>{% endif %}
+{% if suppressed %}<p><strong>{{ email }}</strong> is unsubscribed from {{ lists|join(", ") }}; these choices apply if you come back.</p>{% endif %}
 <form method="post" action="{{ preferences_url }}"><input type="hidden" name="csrf" value="{{ csrf }}">
-<p>Topics for <strong>{{ email }}</strong> ({{ list_name }}). Leave all unticked to get every article.</p>
+<p>Topics for <strong>{{ email }}</strong> ({{ lists|join(", ") }}). Leave all unticked to get every article.</p>
+{% if lists|length > 1 %}<p>You get one digest for the lists {{ lists|join(" and ") }}: these choices apply to all of them.</p>{% endif %}
 {% for tag in tags %}<label><input type="checkbox" name="tag" value="{{ tag }}"{% if tag in chosen %} checked{% endif %}> {{ tag }}</label>
 {% endfor %}<fieldset><legend>How often</legend>
 {% for value in frequencies %}<label><input type="radio" name="frequency" value="{{ value }}"{% if value == frequency %} checked{% endif %}> {{ value }}</label>
@@ -180,16 +182,18 @@ async def unsubscribe(state: PageState, request: Request) -> Response:
     if isinstance(person, Response):
         return person
     email, list_name, links = person
+    lists = await run_in_threadpool(merged_lists, state.settings, email, list_name)
     if request.method in ("GET", "HEAD"):
-        stopped = await run_in_threadpool(_suppression, state.ledger, email, list_name)
-        return state.page("confirm.html", title="Unsubscribe", email=email, list_name=list_name, suppressed=stopped is not None, **links)
+        stopped = await run_in_threadpool(_suppressed_on_all, state.ledger, email, lists)
+        return state.page("confirm.html", title="Unsubscribe", email=email, lists=lists, suppressed=stopped, **links)
     form = await _form(request)
     if form.get("List-Unsubscribe") != ["One-Click"]:
         message = "Nothing changed: this address unsubscribes with the button on this page, or your mail app's unsubscribe button."
         return state.page("error.html", 400, title="Not a one-click request", message=message)
     source = "unsubscribe-page" if form.get("via") == ["page"] else "one-click"
-    await run_in_threadpool(suppressions.add, state.ledger, email, "unsubscribed", source, list_name)
-    return state.page("done.html", title="Unsubscribed", email=email, list_name=list_name)
+    # A message merged from several lists stops as a whole (README, "One reader on several lists").
+    await run_in_threadpool(suppressions.add_many, state.ledger, [(email, "unsubscribed", name) for name in lists], source)
+    return state.page("done.html", title="Unsubscribed", email=email, lists=lists)
 
 
 async def preferences(state: PageState, request: Request) -> Response:
@@ -199,6 +203,7 @@ async def preferences(state: PageState, request: Request) -> Response:
     email, list_name, links = person
     settings = state.settings
     tags = await run_in_threadpool(state.tags)
+    lists = await run_in_threadpool(merged_lists, settings, email, list_name)
     saved = False
     if request.method == "POST":
         form = await _form(request)
@@ -210,16 +215,15 @@ async def preferences(state: PageState, request: Request) -> Response:
             message = "Nothing changed: this form is too old or did not come from our page. Please open the link again."
             return state.page("error.html", 403, title="Form not valid", message=message)
         chosen = {slug for value in form.get("tag", []) if (slug := slugify_tag(value)) in tags}
-        await run_in_threadpool(suppressions.set_preferences, state.ledger, email, list_name, chosen)
-        if (frequency := (form.get("frequency") or [""])[0]) in FREQUENCIES:
-            await run_in_threadpool(suppressions.set_frequency, state.ledger, email, list_name, frequency)
+        frequency = (form.get("frequency") or [""])[0]
+        await run_in_threadpool(_save_choice, state.ledger, email, lists, chosen, frequency if frequency in FREQUENCIES else None)
         saved = True
-    chosen, frequency, stopped = await run_in_threadpool(_current_choice, settings, email, list_name)
+    chosen, frequency, stopped = await run_in_threadpool(_current_choice, settings, email, lists)
     return state.page(
         "preferences.html",
         title="Your topics",
         email=email,
-        list_name=list_name,
+        lists=lists,
         tags=sorted(tags | chosen),
         chosen=chosen,
         frequencies=FREQUENCIES,
@@ -231,26 +235,48 @@ async def preferences(state: PageState, request: Request) -> Response:
     )
 
 
-def _suppression(ledger: Path | str, email: str, list_name: str) -> suppressions.Suppression | None:
-    return suppressions.is_suppressed(ledger, email, list_name) if suppressions.present(ledger) else None
+def _suppressed_on_all(ledger: Path | str, email: str, lists: list[str]) -> bool:
+    """Whether ``email`` gets no more mail from any of ``lists``."""
+    return suppressions.present(ledger) and all(suppressions.is_suppressed(ledger, email, name) is not None for name in lists)
 
 
-def _current_choice(settings: Settings, email: str, list_name: str) -> tuple[frozenset[str], str, bool]:
-    """The reader's tags and frequency (stored choice, else their CSV row's,
-    else the default) and whether they are suppressed for the list."""
-    from digest.subscribers import choose_lists, find_subscriber
+def _save_choice(ledger: Path | str, email: str, lists: list[str], tags: set[str], frequency: str | None) -> None:
+    """Store ``tags`` (and ``frequency``, unless None) for ``email`` on every
+    list of ``lists``, in one transaction: the reader of a merged message
+    chose for that one message, and the merge (union of the lists' tags,
+    most frequent frequency) then gives exactly their choice."""
+    with suppressions.transaction(ledger) as conn:
+        for name in lists:
+            suppressions.set_preferences(conn, email, name, tags)
+            if frequency is not None:
+                suppressions.set_frequency(conn, email, name, frequency)
+
+
+def _current_choice(settings: Settings, email: str, lists: list[str]) -> tuple[frozenset[str], str, bool]:
+    """The reader's tags and frequency on ``lists`` (per list: the stored
+    choice, else their CSV row's, else the default; merged across lists as
+    a send merges them: :func:`digest.subscribers.merged_tags`,
+    :func:`digest.subscribers.most_frequent`) and whether they are
+    suppressed on every one of them."""
+    from digest.subscribers import choose_lists, find_subscriber, merged_tags, most_frequent
 
     ledger = settings.ledger
-    stored = suppressions.get_preferences(ledger, email, list_name) if suppressions.present(ledger) else None
-    frequency = suppressions.get_frequency(ledger, email, list_name) if suppressions.present(ledger) else None
-    try:
-        row = find_subscriber(choose_lists(Path(settings.subscribers), list_name), email)
-    except DigestError:  # the list is gone: nothing to start from
-        row = None
-    if stored is None:
-        stored = row.tags if row else frozenset()
-    frequency = frequency or (row.frequency if row else "") or settings.frequency_default
-    return stored, frequency, _suppression(ledger, email, list_name) is not None
+    stored_ledger = suppressions.present(ledger)
+    tag_sets, frequencies = [], []
+    for name in lists:
+        if stored_ledger and suppressions.is_suppressed(ledger, email, name) is not None and len(lists) > 1:
+            continue  # a list they left takes no part in the message (unless it is the only one)
+        stored = suppressions.get_preferences(ledger, email, name) if stored_ledger else None
+        frequency = suppressions.get_frequency(ledger, email, name) if stored_ledger else None
+        try:
+            row = find_subscriber(choose_lists(Path(settings.subscribers), name), email)
+        except DigestError:  # the list is gone: nothing to start from
+            row = None
+        tag_sets.append(stored if stored is not None else (row.tags if row else frozenset()))
+        frequencies.append(frequency or (row.frequency if row else "") or settings.frequency_default)
+    if not tag_sets:  # suppressed on every list: their choices on the first, should they come back
+        return _current_choice(settings, email, lists[:1])[:2] + (True,)
+    return merged_tags(tag_sets), most_frequent(frequencies), _suppressed_on_all(ledger, email, lists)
 
 
 def known_tags(settings: Settings) -> set[str]:
