@@ -8,10 +8,13 @@ the local stand-in, against the naive way, in one run.
     python benchmarks/send_bench.py --suppressions 100000
     python benchmarks/send_bench.py --suppressions 100000 --compare   # without and with, interleaved: what they add
     python benchmarks/send_bench.py -n 20000 --workers 4 --ledger postgresql://postgres@127.0.0.1/bench
+    python benchmarks/send_bench.py --overlap 0.5        # half the readers on a second list too: merged
 
 A site is generated in a temporary folder: Markdown articles (three "news"
 ones everyone gets, two per variant tag) and a subscriber CSV whose rows
-follow one tag each; ``--suppressions S`` suppresses S other addresses in
+follow one tag each (with ``--overlap F``, the first F of them are also on
+a second list, following the next tag: each is merged into one reader
+with both tags, ``digest.audience``); ``--suppressions S`` suppresses S other addresses in
 the ledger, as a list with a long history has (each batch is checked
 against them). The phases are those of ``digest send``: plan (read the
 articles and the list, check every address, group variants), render and
@@ -107,9 +110,11 @@ def stand_in_requests(url: str) -> int:
         return json.load(response)["requests"]
 
 
-def write_site(folder: Path, subscribers: int, variants: int) -> None:
+def write_site(folder: Path, subscribers: int, variants: int, overlap: float = 0.0) -> None:
     """posts/ (three "news" articles, two per tag0..tagV-1) and readers.csv
-    (subscriber n follows news and tag n % V), written row by row."""
+    (subscriber n follows news and tag n % V), written row by row; with
+    ``overlap``, lists/readers.csv and lists/more.csv instead, the second
+    holding the first ``overlap`` of the readers again, following tag n+1."""
     posts = folder / "posts"
     posts.mkdir()
     body = "What we learned this week about the beds, with *care* and a [link](https://gazette.example.org/).\n\n" * 3
@@ -117,10 +122,17 @@ def write_site(folder: Path, subscribers: int, variants: int) -> None:
     for n, tag in enumerate(tags):
         date = (SCHEDULED - timedelta(hours=n + 1)).isoformat()
         (posts / f"{n}.md").write_text(ARTICLE.format(n=n, date=date, tag=tag, body=body), encoding="utf-8")
-    with open(folder / "readers.csv", "w", encoding="utf-8", newline="") as handle:
+    lists = folder / "lists" if overlap else folder
+    lists.mkdir(exist_ok=True)
+    with open(lists / "readers.csv", "w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["email", "name", "tags"])
         writer.writerows((f"reader{n}@example.org", f"Reader {n}", f"news;tag{n % variants}") for n in range(subscribers))
+    if overlap:
+        with open(lists / "more.csv", "w", encoding="utf-8", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["email", "name", "tags"])
+            writer.writerows((f"reader{n}@example.org", "", f"tag{(n + 1) % variants}") for n in range(int(subscribers * overlap)))
 
 
 def peak_mb() -> float:
@@ -205,6 +217,7 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=200, help="subscribers sent the naive way")
     parser.add_argument("--compare", action="store_true",
                         help="with --suppressions: send without them and with them, interleaved, and print what they add")
+    parser.add_argument("--overlap", type=float, default=0.0, help="this share of the readers also on a second list (merged)")
     parser.add_argument("--rounds", type=int, default=2, help="with --compare: sends of each case (the best of each is compared)")
     args = parser.parse_args()
     if not (SHARED_TOOLS / "fake_sendgrid.py").is_file():
@@ -217,7 +230,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)
-        write_site(folder, args.subscribers, args.variants)
+        write_site(folder, args.subscribers, args.variants, args.overlap)
         os.chdir(folder)  # settings files of the current folder are read: the generated site has none
         try:
             if not args.compare:
@@ -254,7 +267,7 @@ def run_once(folder: Path, args, suppressions: int, sample: int) -> dict:
         site = Path.cwd()
         values = dict(
             provider="sendgrid", sendgrid_api_key=API_KEY, sendgrid_host=url, concurrency=args.concurrency,
-            sources=["posts"], subscribers=str(site / "readers.csv"), ledger=args.ledger or str(folder / "digest.db"),
+            sources=["posts"], subscribers=str(site / ("lists" if args.overlap else "readers.csv")), ledger=args.ledger or str(folder / "digest.db"),
             site_url="https://gazette.example.org/", timezone="UTC", schedule="weekly monday 08:00",
             sender_email="digest@gazette.example.org", secret_key=SECRET,
         )
@@ -305,7 +318,7 @@ def show(args, run: dict, *, suppressions: int | None = None) -> None:
     """Print one run's table and figures."""
     suppressions = args.suppressions if suppressions is None else suppressions
     print(f"subscribers {args.subscribers:,} in {run['variants']} variants, suppressions {suppressions:,}, "
-          f"workers {args.workers}, concurrency {args.concurrency}, ledger {'PostgreSQL' if args.ledger else 'SQLite'}, stand-in --lean")
+          f"{f'on two lists {args.overlap:.0%}, ' if args.overlap else ''}workers {args.workers}, concurrency {args.concurrency}, ledger {'PostgreSQL' if args.ledger else 'SQLite'}, stand-in --lean")
     run["phases"].print()
     if run["report"] is not None:
         print(f"ledger                                {run['report'].counts}")

@@ -59,15 +59,14 @@ class Audience:
     """Who an issue goes to. ``subscribers``: the rows of the chosen lists
     minus suppressions, with stored preferences in place of CSV tags;
     ``suppressed``: the rows left out and why; ``problems``: rows skipped;
-    ``lists``: the list files read; ``merged``: each reader on more than
-    one list, merged into one (address, the names of the lists merged, the
-    first named by their message), complete once ``subscribers`` is read."""
+    ``lists``: the list files read; ``merged``: how many readers on more
+    than one list were merged into one, known once ``subscribers`` is read."""
 
     subscribers: Sequence[Subscriber] | Iterator[Subscriber]  # an iterator when streamed
     suppressed: list[tuple[Subscriber, Suppression]]
     problems: list[Problem]
     lists: list[Path]
-    merged: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
+    merged: int = 0
 
 
 def load_audience(
@@ -104,28 +103,30 @@ def _audience_rows(files: list[Path], state: _LedgerState, audience: Audience, d
     """The subscribers of ``files`` kept for ``audience``, whose
     ``problems``, ``suppressed`` and ``merged`` fill meanwhile.
 
-    An address on several lists is one reader: its rows are held (only
-    theirs: :func:`digest.subscribers.on_several_lists` finds them first),
-    each with its own list's suppressions and stored choices applied, and
-    merged at the end (:func:`digest.subscribers.merge_rows`); a row
+    An address on several lists is one reader: its rows, each with its own
+    list's suppressions and stored choices applied, are merged as they come
+    (:func:`digest.subscribers.merge_rows`) and the one reader is held (only
+    such addresses: :func:`digest.subscribers.on_several_lists` finds them
+    first) until the lists are read; a row
     suppressed on its list takes no part, so a reader who left one list
     gets the others' tags only."""
     several = on_several_lists(files)
     order = {file.stem: number for number, file in enumerate(files)}
-    held: dict[str, list[Subscriber]] = {}
+    held: dict[str, Subscriber] = {}  # one merged reader per address, not one object per row
+    merged: set[str] = set()
     for subscriber in _kept_rows(iter_rows(files), state, audience):
-        if subscriber.key in several:
-            held.setdefault(subscriber.key, []).append(subscriber)
-        else:
+        key = subscriber.key
+        if key not in several:
             yield subscriber
-    for rows in held.values():
-        if len(rows) == 1:
-            yield rows[0]
-            continue
-        rows.sort(key=lambda row: order[row.list_name])
-        merged = merge_rows(rows, default_frequency)
-        audience.merged.append((merged.email, tuple(row.list_name for row in rows)))
-        yield replace(merged, tags=state.tag_sets.setdefault(merged.tags, merged.tags))
+        elif (before := held.get(key)) is None:
+            held[key] = subscriber
+        else:
+            pair = (before, subscriber) if order[before.list_name] <= order[subscriber.list_name] else (subscriber, before)
+            held[key] = merge_rows(pair, default_frequency)
+            merged.add(key)
+    audience.merged = len(merged)
+    for key, subscriber in held.items():
+        yield subscriber if key not in merged else replace(subscriber, tags=state.tag_sets.setdefault(subscriber.tags, subscriber.tags))
 
 
 def _kept_rows(items: Iterator[Subscriber | Problem], state: _LedgerState, audience: Audience) -> Iterator[Subscriber]:

@@ -68,7 +68,7 @@ def audience(settings: Settings, as_json: bool, **options) -> None:
                 ],
             } for frequency, issue in issues],
             "lists": [file.stem for file in loaded.lists],
-            "merged": len(loaded.merged),
+            "merged": loaded.merged,
         }, ensure_ascii=False))
         return
     for frequency, issue in issues:
@@ -80,7 +80,7 @@ def audience(settings: Settings, as_json: bool, **options) -> None:
         left_out = len(issue.subscribers) - issue.recipient_count
         click.echo(f"{plural(issue.recipient_count, 'recipient')} in {plural(len(issue.variants), 'variant')}; {plural(left_out, 'subscriber')} {'gets' if left_out == 1 else 'get'} nothing this time")
     if loaded.merged:
-        click.echo(f"{plural(len(loaded.merged), 'reader')} on more than one list, merged: one message each, with the tags of every list they are on")
+        click.echo(f"{plural(loaded.merged, 'reader')} on more than one list, merged: one message each, with the tags of every list they are on")
 
 
 def list_options(command):
