@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import marshal
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -31,7 +32,7 @@ from digest.articles import Article
 from digest.consent import address_hash, forgotten_hashes
 from digest.frequencies import ReaderWindows
 from digest.members import Members, Roster
-from digest.subscribers import Problem, Subscriber, choose_lists, iter_rows, merge_rows, on_several_lists
+from digest.subscribers import Overlap, Problem, Subscriber, choose_lists, iter_rows, merge_rows
 from digest.suppressions import Suppression, all_frequencies, all_preferences, present, suppressed_key_set, suppressions_for
 
 if TYPE_CHECKING:
@@ -105,28 +106,56 @@ def _audience_rows(files: list[Path], state: _LedgerState, audience: Audience, d
 
     An address on several lists is one reader: its rows, each with its own
     list's suppressions and stored choices applied, are merged as they come
-    (:func:`digest.subscribers.merge_rows`) and the one reader is held (only
-    such addresses: :func:`digest.subscribers.on_several_lists` finds them
-    first) until the lists are read; a row
+    (:func:`digest.subscribers.merge_rows`) and the one reader is held,
+    packed, until the lists are read (only such addresses:
+    :class:`digest.subscribers.Overlap` finds them); a row
     suppressed on its list takes no part, so a reader who left one list
     gets the others' tags only."""
-    several = on_several_lists(files)
+    if len(files) < 2:
+        yield from _kept_rows(iter_rows(files), state, audience)
+        return
+    overlap = Overlap(files)
     order = {file.stem: number for number, file in enumerate(files)}
-    held: dict[str, Subscriber] = {}  # one merged reader per address, not one object per row
-    merged: set[str] = set()
-    for subscriber in _kept_rows(iter_rows(files), state, audience):
-        key = subscriber.key
-        if key not in several:
+    held: list[bytes | None] = []  # by slot: the merged reader so far, packed (about 100 bytes)
+    merged = bytearray()  # by slot: 1 once a second row was merged in
+    for subscriber in _kept_rows(_noted(iter_rows(overlap.order), overlap), state, audience):
+        slot = overlap.slot(subscriber)
+        if not slot:
             yield subscriber
-        elif (before := held.get(key)) is None:
-            held[key] = subscriber
-        else:
-            pair = (before, subscriber) if order[before.list_name] <= order[subscriber.list_name] else (subscriber, before)
-            held[key] = merge_rows(pair, default_frequency)
-            merged.add(key)
-    audience.merged = len(merged)
-    for key, subscriber in held.items():
-        yield subscriber if key not in merged else replace(subscriber, tags=state.tag_sets.setdefault(subscriber.tags, subscriber.tags))
+            continue
+        if slot > len(held):
+            held.extend([None] * (slot - len(held)))
+            merged.extend(bytes(slot - len(merged)))
+        before = held[slot - 1]
+        if before is not None:
+            earlier = _unpacked(before)
+            pair = (earlier, subscriber) if order[earlier.list_name] <= order[subscriber.list_name] else (subscriber, earlier)
+            subscriber = merge_rows(pair, default_frequency)
+            merged[slot - 1] = 1
+        held[slot - 1] = _packed(subscriber)
+    audience.merged = merged.count(1)
+    audience.problems.sort(key=lambda problem: order.get(Path(problem.file).stem, 0))  # in list order, as read before
+    for record in held:
+        if record is not None:
+            subscriber = _unpacked(record)
+            yield replace(subscriber, tags=state.tag_sets.setdefault(subscriber.tags, subscriber.tags))
+
+
+def _noted(items: Iterator[Subscriber | Problem], overlap: Overlap) -> Iterator[Subscriber | Problem]:
+    for item in items:
+        if isinstance(item, Subscriber):
+            overlap.note(item)
+        yield item
+
+
+def _packed(subscriber: Subscriber) -> bytes:
+    s = subscriber
+    return marshal.dumps((s.email, s.name, tuple(s.tags), s.list_name, s.line, s.frequency))
+
+
+def _unpacked(record: bytes) -> Subscriber:
+    email, name, tags, list_name, line, frequency = marshal.loads(record)
+    return Subscriber(email, name, frozenset(tags), list_name, line, frequency)
 
 
 def _kept_rows(items: Iterator[Subscriber | Problem], state: _LedgerState, audience: Audience) -> Iterator[Subscriber]:

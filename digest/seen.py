@@ -38,14 +38,18 @@ class SeenKeys:
         return self._count
 
     def __contains__(self, key: str) -> bool:
+        return self.get(key) != 0
+
+    def get(self, key: str) -> int:
+        """The ``where`` ``key`` was added with, or 0 when it was not."""
         first, second = hash(key), hash(key + "\0")
         mask, firsts, seconds, wheres = self._mask, self._first, self._second, self._where
         slot = first & mask
-        while wheres[slot]:
+        while found := wheres[slot]:
             if firsts[slot] == first and seconds[slot] == second:
-                return True
+                return found
             slot = (slot + 1) & mask
-        return False
+        return 0
 
     def add(self, key: str, where: int) -> int:
         """Add ``key`` with ``where`` (> 0) and return 0; a key added

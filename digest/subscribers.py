@@ -344,32 +344,73 @@ def iter_rows(files: Iterable[Path]) -> Iterator[Subscriber | Problem]:
         yield from ListReader(file).read()
 
 
+def member_keys(file: Path) -> Iterator[str]:
+    """The address key of every member of the list ``file``, in row order,
+    without making a subscriber per row: rows whose status says the person
+    left, and rows whose address is not valid, are not members."""
+    for _, values in raw_records(file):
+        if values["status"].strip().casefold() in LEFT_STATUSES:
+            continue
+        try:
+            yield address_key(normalize_address(values["email"]))
+        except DigestError:
+            continue
+
+
 def on_several_lists(files: Sequence[Path]) -> dict[str, list[str]]:
     """Address key -> the names of the lists of ``files`` it is a member of
-    (in ``files``' order), for the addresses on more than one list only.
-
-    Reads the lists once, without making a subscriber per row: a table of
-    24 bytes a row (:class:`digest.seen.SeenKeys`), freed on return, plus the
-    addresses found twice. Rows whose status says the person left, and rows
-    whose address is not valid, are not members. One list: nothing to read."""
+    (in ``files``' order), for the addresses on more than one list only
+    (:func:`member_keys`): what ``digest subscribers check`` names."""
     if len(files) < 2:
         return {}
     seen = SeenKeys(expected=sum(_size_of(f) for f in files) // 40)
     several: dict[str, list[str]] = {}
     for number, file in enumerate(files, start=1):
-        for _, values in raw_records(file):
-            if values["status"].strip().casefold() in LEFT_STATUSES:
-                continue
-            try:
-                key = address_key(normalize_address(values["email"]))
-            except DigestError:
-                continue
+        for key in member_keys(file):
             first = seen.add(key, number)
             if first and first != number:
                 names = several.setdefault(key, [files[first - 1].stem])
                 if names[-1] != file.stem:
                     names.append(file.stem)
     return several
+
+
+class Overlap:
+    """Which rows of several lists are those of an address on more than one,
+    answered while the lists are streamed in :attr:`order` (the largest
+    list first, then the others in name order): each such address gets a
+    slot number (1, 2, ...); every other row gets 0 and can go on at once.
+
+    Made by reading every list but the largest once first, for its members'
+    keys only (:func:`member_keys`, 24 bytes a row: a large list and a few
+    smaller ones cost a reading of the smaller ones), plus the slots (24
+    bytes an address on several lists)."""
+
+    def __init__(self, files: Sequence[Path]) -> None:
+        largest = max(files, key=_size_of)
+        rest = [file for file in files if file is not largest]
+        self.order = [largest, *rest]
+        self._largest = largest.stem
+        self._others = SeenKeys(expected=sum(_size_of(f) for f in rest) // 40)
+        self._slots = SeenKeys()
+        for number, file in enumerate(rest, start=1):
+            for key in member_keys(file):
+                first = self._others.add(key, number)
+                if first and first != number and not self._slots.get(key):
+                    self._slots.add(key, len(self._slots) + 1)
+
+    def note(self, subscriber: Subscriber) -> None:
+        """Give ``subscriber``'s address a slot if it is on the largest list
+        and on another: call it for every row as it is read, before any
+        row is set aside (suppressions), so that no row's answer depends
+        on when it comes."""
+        if subscriber.list_name == self._largest and (key := subscriber.key) in self._others and not self._slots.get(key):
+            self._slots.add(key, len(self._slots) + 1)
+
+    def slot(self, subscriber: Subscriber) -> int:
+        """The slot of ``subscriber``'s address when it is on several lists
+        (once every row of the largest list was noted), else 0."""
+        return self._slots.get(subscriber.key)
 
 
 # The order "most frequent wins" ranks frequencies in, when a reader's lists disagree.

@@ -193,3 +193,25 @@ def test_merge_rules():
     merged = merge_rows([row, other], "weekly")
     assert (merged.email, merged.name, merged.list_name, merged.line, merged.frequency) == ("a@example.org", "Ann", "one", 2, "weekly")
     assert merge_rows([row, row], "weekly").frequency == ""  # none chose: still the default, whatever it becomes
+
+
+def test_three_lists_the_largest_not_first_merge_into_one_message_named_by_the_first_list(tmp_path):
+    filler = "".join(f"reader{n}@example.org,Reader {n},bees\n" for n in range(300))
+    site = two_lists(
+        tmp_path,
+        garden="email,name,tags\nada@example.org,,roses\nnot an address,X,\n",
+        kitchen="email,name,tags\n" + filler + "Ada@Example.org,Ada,bees\n",  # the largest list: read first
+    )
+    (site / "subscribers" / "orchard.csv").write_text("email,name,tags\nADA@example.org,,compost\nbad@,Y,\n", encoding="utf-8")
+    messages = dry_run(site)
+    assert len(messages) == 301
+    ada = messages["ada@example.org"]
+    assert titles_in(text_of(ada)) == TITLES
+    assert "<garden." in ada["List-Id"] and ada["To"] == "Ada <ada@example.org>"
+    check = digest(site, "subscribers", "check")
+    problems = [line.split(":")[0] for line in check.stdout.splitlines() if ".csv:" in line]
+    assert [Path(p).name for p in problems] == ["garden.csv", "orchard.csv"]
+    listed = digest(site, "audience", "--as-of", AS_OF)
+    warnings = [line for line in listed.stderr.splitlines() if "subscriber skipped" in line]
+    assert len(warnings) == 2 and "garden.csv" in warnings[0] and "orchard.csv" in warnings[1]  # in list order
+    assert "1 reader on more than one list, merged" in listed.stdout
