@@ -1,4 +1,5 @@
-"""Suppressions and stored preferences, kept in the ledger's SQLite file.
+"""Suppressions and stored preferences, kept in the ledger (a SQLite file or
+a PostgreSQL database).
 
 A **suppression** is an address that must never be mailed again, whatever the
 CSV lists say: the reader unsubscribed, the address bounced, the reader
@@ -12,8 +13,9 @@ it replaces the tags of their CSV row for that list. Their chosen
 
 The tables live in the same file as :mod:`digest.ledger` (``settings.ledger``)
 so one backup holds the whole state, but this module owns them and creates
-them when absent. Every function takes ``db``: a path (opened, committed and
-closed per call) or an open :class:`sqlite3.Connection` from :func:`connect`
+them when absent. Every function takes ``db``: a path or ``postgresql://``
+URL (opened, committed and closed per call) or an open connection from
+:func:`connect`
 (the caller commits, so several writes form one transaction, as a webhook
 batch needs). Addresses are compared by :func:`address_key` (surrounding
 spaces removed, case-folded), the same rule as ``Subscriber.key``.
