@@ -1,11 +1,16 @@
-"""What sign-up and the privacy commands keep in the ledger file: consent,
-the sign-up throttle, used confirmation links, and the keyed hashes of
-people who asked to be forgotten.
+"""What sign-up and the privacy commands keep in the ledger: consent, the
+sign-up throttle, used confirmation links, and the keyed hashes of people
+who asked to be forgotten.
 
 Like :mod:`digest.suppressions`, this module owns its tables in the ledger
-file (``settings.ledger``) and creates them when absent, so one backup holds
-the whole state. All of sign-up's and erasure's additions to the ledger are
-here, in one place:
+(``settings.ledger``: a SQLite file or a ``postgresql://`` URL), so one
+backup holds the whole state. The tables are part of the ledger's schema
+(:data:`digest.ledger.model.CONSENT_TABLES`, version 6), and
+:func:`digest.suppressions.connect` creates them in a SQLite file no
+ledger has opened yet. Every function takes what
+:func:`digest.suppressions.using` takes: a path or URL (a connection for
+the call) or an open connection (the caller's transaction). All of
+sign-up's and erasure's additions to the ledger are here, in one place:
 
 - ``consents``: who confirmed, for which list, when, how ("double opt-in
   via form") and, only if the operator turns ``consent_record_ip`` on, from
@@ -32,40 +37,16 @@ import hashlib
 import hmac
 import sqlite3
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from digest.errors import DigestError
-from digest.ledger import scheme_of
-from digest.suppressions import address_key, connect
+from digest.ledger import postgresql
+from digest.suppressions import Db, address_key, present, transaction, using
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS consents (
-    address_key TEXT NOT NULL,
-    list_name TEXT NOT NULL,
-    method TEXT NOT NULL,
-    ip_address TEXT,
-    requested_at TEXT,
-    confirmed_at TEXT NOT NULL,
-    PRIMARY KEY (address_key, list_name)
-);
-CREATE TABLE IF NOT EXISTS signup_sends (
-    address_hash TEXT PRIMARY KEY,
-    sent_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS used_confirmations (
-    token_sha256 TEXT PRIMARY KEY,
-    used_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS forgotten (
-    address_hash TEXT PRIMARY KEY,
-    forgotten_at TEXT NOT NULL
-);
-"""
-_TABLES = {"consents", "signup_sends", "used_confirmations", "forgotten"}
 SIGNUP_METHOD = "double opt-in via form"
+Connection = sqlite3.Connection | postgresql.Connection
 
 
 @dataclass(frozen=True)
@@ -89,22 +70,6 @@ def address_hash(secret: str, address: str) -> str:
     return hmac.new(key, address_key(address).encode(), hashlib.sha256).hexdigest()
 
 
-@contextmanager
-def _db(path: Path | str) -> Iterator[sqlite3.Connection]:
-    """The ledger file with this module's tables, committed at the end (one
-    transaction) or rolled back on error, then closed. Raises
-    :class:`DigestError` for a ``postgresql://`` ledger: these records are
-    kept in a SQLite ledger only, for now."""
-    if scheme_of(path):
-        raise DigestError("sign-up, consent and erasure records need a SQLite ledger for now, not a postgresql:// one")
-    with closing(connect(path)) as conn:
-        present = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if not _TABLES <= present:
-            conn.executescript(_SCHEMA)
-        with conn:
-            yield conn
-
-
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -113,14 +78,14 @@ def _text(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="seconds")
 
 
-def claim_signup_email(path: Path | str, hashed: str, *, every: timedelta = timedelta(hours=1), now: datetime | None = None) -> bool:
+def claim_signup_email(path: Db, hashed: str, *, every: timedelta = timedelta(hours=1), now: datetime | None = None) -> bool:
     """Whether a confirmation email may go to the address with keyed hash
     ``hashed`` now: True (and noted) when none went in the last ``every``,
     else False. One statement, so concurrent requests for one address get
     one True between them. Notes older than ``every`` are dropped."""
     now = now or _now()
     cutoff = _text(now - every)
-    with _db(path) as conn:
+    with using(path) as conn:
         conn.execute("DELETE FROM signup_sends WHERE sent_at < ?", (cutoff,))
         cursor = conn.execute(
             "INSERT INTO signup_sends (address_hash, sent_at) VALUES (?, ?) "
@@ -130,22 +95,22 @@ def claim_signup_email(path: Path | str, hashed: str, *, every: timedelta = time
         return cursor.rowcount == 1
 
 
-def signup_pending(path: Path | str, hashed: str, *, every: timedelta = timedelta(hours=1)) -> bool:
+def signup_pending(path: Db, hashed: str, *, every: timedelta = timedelta(hours=1)) -> bool:
     """Whether a confirmation email went to the address with keyed hash
     ``hashed`` in the last ``every``."""
-    with _db(path) as conn:
+    with using(path) as conn:
         row = conn.execute("SELECT sent_at FROM signup_sends WHERE address_hash = ?", (hashed,)).fetchone()
     return row is not None and row[0] >= _text(_now() - every)
 
 
-def release_signup_email(path: Path | str, hashed: str) -> None:
+def release_signup_email(path: Db, hashed: str) -> None:
     """Forget the note of :func:`claim_signup_email` (the email could not be
     sent: the reader may try again at once)."""
-    with _db(path) as conn:
+    with using(path) as conn:
         conn.execute("DELETE FROM signup_sends WHERE address_hash = ?", (hashed,))
 
 
-def use_confirmation(conn: sqlite3.Connection, token: str, *, keep_for: timedelta) -> bool:
+def use_confirmation(conn: Connection, token: str, *, keep_for: timedelta) -> bool:
     """Note that confirmation ``token`` was used, on ``conn`` inside the
     caller's transaction (see :func:`write_transaction`); False when it had been
     used before. Notes older than ``keep_for`` (the tokens' lifetime: older
@@ -153,25 +118,32 @@ def use_confirmation(conn: sqlite3.Connection, token: str, *, keep_for: timedelt
     now = _now()
     conn.execute("DELETE FROM used_confirmations WHERE used_at < ?", (_text(now - keep_for),))
     digest = hashlib.sha256(token.encode()).hexdigest()
-    cursor = conn.execute("INSERT OR IGNORE INTO used_confirmations (token_sha256, used_at) VALUES (?, ?)", (digest, _text(now)))
+    # ON CONFLICT: on PostgreSQL a second use waits for the first to commit, then inserts nothing.
+    cursor = conn.execute(
+        "INSERT INTO used_confirmations (token_sha256, used_at) VALUES (?, ?) ON CONFLICT DO NOTHING", (digest, _text(now))
+    )
     return cursor.rowcount == 1
 
 
 @contextmanager
-def write_transaction(path: Path | str) -> Iterator[sqlite3.Connection]:
-    """One write transaction on the ledger file (``BEGIN IMMEDIATE``: taken
-    at once, so two confirmations of one token are serialized) for
-    :func:`use_confirmation`, :func:`record_consent` and
-    :func:`unforget`; committed at the end, rolled back on error."""
-    with _db(path) as conn:
-        # Freed space is zeroed, so erased rows (digest.privacy) leave no bytes behind.
-        conn.execute("PRAGMA secure_delete = ON")
-        conn.execute("BEGIN IMMEDIATE")
+def write_transaction(path: Path | str) -> Iterator[Connection]:
+    """One write transaction on the ledger at ``path`` (a file or a
+    ``postgresql://`` URL) for :func:`use_confirmation`,
+    :func:`record_consent`, :func:`erase` and :func:`unforget`; committed
+    at the end, rolled back on error, then closed. On SQLite it takes the
+    write lock at once (``BEGIN IMMEDIATE``), so two confirmations of one
+    token are serialized; on PostgreSQL the second waits on the first's
+    ``used_confirmations`` row. Raises :class:`digest.errors.DigestError`
+    (one line) when the ledger cannot be written."""
+    with transaction(path) as conn:
+        if isinstance(conn, sqlite3.Connection):
+            # Freed space is zeroed, so erased rows (digest.privacy) leave no bytes behind.
+            conn.execute("PRAGMA secure_delete = ON")
         yield conn
 
 
 def record_consent(
-    conn: sqlite3.Connection, address: str, list_name: str, *, method: str = SIGNUP_METHOD, ip_address: str | None = None,
+    conn: Connection, address: str, list_name: str, *, method: str = SIGNUP_METHOD, ip_address: str | None = None,
     requested_at: datetime | None = None,
 ) -> None:
     """Record (or renew) ``address``'s consent for ``list_name``, confirmed now."""
@@ -183,9 +155,9 @@ def record_consent(
     )
 
 
-def consents_of(path: Path | str, address: str) -> list[Consent]:
+def consents_of(path: Db, address: str) -> list[Consent]:
     """Every consent ``address`` gave, by list name."""
-    with _db(path) as conn:
+    with using(path) as conn:
         rows = conn.execute(
             "SELECT list_name, method, ip_address, requested_at, confirmed_at FROM consents WHERE address_key = ? ORDER BY list_name",
             (address_key(address),),
@@ -196,7 +168,7 @@ def consents_of(path: Path | str, address: str) -> list[Consent]:
     ]
 
 
-def unforget(conn: sqlite3.Connection, hashed: str) -> bool:
+def unforget(conn: Connection, hashed: str) -> bool:
     """Drop the erasure mark of ``hashed`` (the person signed up again:
     their own new request). Returns whether there was one."""
     return conn.execute("DELETE FROM forgotten WHERE address_hash = ?", (hashed,)).rowcount == 1
@@ -204,23 +176,23 @@ def unforget(conn: sqlite3.Connection, hashed: str) -> bool:
 
 def forgotten_hashes(path: Path | str) -> dict[str, datetime]:
     """The keyed hash of every erased address -> when it was erased; empty
-    when ``path`` does not exist (it is not created)."""
-    if scheme_of(path) or not Path(path).is_file():
+    when no ledger file is at ``path`` (it is not created)."""
+    if not present(path):
         return {}
-    with _db(path) as conn:
+    with using(path) as conn:
         return {hashed: datetime.fromisoformat(at) for hashed, at in conn.execute("SELECT address_hash, forgotten_at FROM forgotten")}
 
 
 def forgotten_at(path: Path | str, hashed: str) -> datetime | None:
     """When the address with keyed hash ``hashed`` was erased, or None."""
-    if scheme_of(path) or not Path(path).is_file():
+    if not present(path):
         return None
-    with _db(path) as conn:
+    with using(path) as conn:
         row = conn.execute("SELECT forgotten_at FROM forgotten WHERE address_hash = ?", (hashed,)).fetchone()
     return datetime.fromisoformat(row[0]) if row else None
 
 
-def erase(conn: sqlite3.Connection, address: str, hashed: str) -> dict[str, int]:
+def erase(conn: Connection, address: str, hashed: str) -> dict[str, int]:
     """Delete ``address``'s consent, preferences, frequency, suppressions
     and sign-up note on ``conn`` (inside the caller's transaction), and
     mark ``hashed`` as forgotten. Returns how many rows went, by table."""
@@ -229,5 +201,5 @@ def erase(conn: sqlite3.Connection, address: str, hashed: str) -> dict[str, int]
     for table in ("consents", "preferences", "frequencies", "suppressions"):
         counts[table] = conn.execute(f"DELETE FROM {table} WHERE address_key = ?", (key,)).rowcount  # noqa: S608 - table names are ours
     counts["signup_sends"] = conn.execute("DELETE FROM signup_sends WHERE address_hash = ?", (hashed,)).rowcount
-    conn.execute("INSERT OR IGNORE INTO forgotten (address_hash, forgotten_at) VALUES (?, ?)", (hashed, _text(_now())))
+    conn.execute("INSERT INTO forgotten (address_hash, forgotten_at) VALUES (?, ?) ON CONFLICT DO NOTHING", (hashed, _text(_now())))
     return counts

@@ -203,8 +203,9 @@ def resume_or_new(request: IssueRequest, ledger, settings: Settings, *, include_
 
     scheduled = current_issue(schedule_of(settings.schedule, request.frequency), request.as_of or datetime.now(UTC), settings.tz)
     key = request.key or scheduled.key
-    # Per-reader windows read a SQLite ledger (a PostgreSQL one keeps the list's window for now).
-    history = None if include_sent or ledger.in_memory or getattr(ledger, "path", None) is None else reader_history(ledger.path, except_issue=key)
+    # Read on a connection of its own: a SQLite file's path or a PostgreSQL ledger's URL.
+    target = getattr(ledger, "url", None) or ledger.path
+    history = None if include_sent or ledger.in_memory else reader_history(target, except_issue=key)
     existing = ledger.get_issue(key)
     if existing is not None:
         # With per-reader windows the start only serves readers never sent an issue:

@@ -12,9 +12,14 @@ that keyed hash in the ``forgotten`` table (:mod:`digest.consent`): an
 import or an edited list that brings the address back is recognised, and the
 address is not imported or mailed, though nobody can read it from the file.
 
-Erasure rewrites the ledger file (SQLite ``secure_delete`` and ``VACUUM``,
-then a WAL checkpoint that empties the ``-wal`` file), so the old bytes are
-gone from the disk file too, not just unreachable.
+The ledger is either backend (a SQLite file or a ``postgresql://`` URL),
+read and written through :func:`digest.suppressions.using`. Erasure
+rewrites a ledger file (SQLite ``secure_delete`` and ``VACUUM``, then a WAL
+checkpoint that empties the ``-wal`` file), so the old bytes are gone from
+the disk file too, not just unreachable; on PostgreSQL it vacuums the tables
+it changed, so the deleted row versions are removed at once rather than at
+the next autovacuum (the server's write-ahead log and backups keep them
+until they age out).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from typing import TYPE_CHECKING
 from digest import consent, suppressions
 from digest.addresses import normalize_address
 from digest.errors import DigestError
+from digest.ledger import postgresql, scheme_of
 from digest.ledger.readers import person_deliveries, pseudonymize
 from digest.listedits import locked, remove_subscriber
 from digest.subscribers import list_files, raw_records
@@ -72,10 +78,10 @@ def describe(settings: Settings, email: str) -> dict:
         for row, values in raw_records(file):
             if address_key(values["email"]) == key:
                 rows.append({"list": file.stem, "file": str(file), "line": row.line, **{k: v for k, v in values.items() if v}})
-    ledger = Path(settings.ledger)
+    ledger = settings.ledger
     found: dict = {"email": address, "lists": rows, "choices": {}, "consents": [], "suppressions": [], "deliveries": []}
     found["signup_pending"], found["forgotten_at"] = False, None
-    if not ledger.is_file():
+    if not suppressions.present(ledger):
         return found
     hashed = consent.address_hash(_secret(settings), address)
     names = sorted({r["list"] for r in rows} | {c.list_name for c in consent.consents_of(ledger, address)})
@@ -91,8 +97,7 @@ def describe(settings: Settings, email: str) -> dict:
         for s in suppressions.list_suppressions(ledger)
         if s.key == key
     ]
-    with closing(sqlite3.connect(ledger)) as db:
-        found["deliveries"] = person_deliveries(db, key)
+    found["deliveries"] = person_deliveries(ledger, key)
     found["signup_pending"] = consent.signup_pending(ledger, hashed)
     found["forgotten_at"] = _iso(consent.forgotten_at(ledger, hashed))
     return found
@@ -146,7 +151,7 @@ def forget(settings: Settings, email: str) -> Erasure:
     for file in _lists(settings):
         if _holds(file, key):
             erasure.list_rows[file.stem] = remove_subscriber(file, address, missing_ok=True)
-    ledger = Path(settings.ledger)
+    ledger = settings.ledger
     hashed = consent.address_hash(_secret(settings), address)
     pattern = re.compile(re.escape(address), re.IGNORECASE)
     pseudonym = f"forgotten:{hashed[:32]}"
@@ -163,11 +168,17 @@ def _holds(file: Path, key: str) -> bool:
         return any(address_key(values["email"]) == key for _, values in raw_records(file))
 
 
-def _compact(ledger: Path) -> None:
-    """Rewrite the ledger file without free pages (VACUUM) and fold the WAL
-    back into it, emptying the ``-wal`` file: the erased bytes leave the
-    disk file. Raises :class:`DigestError` when another process keeps it
-    busy (the erasure itself is recorded; run forget again to compact)."""
+def _compact(ledger: Path | str) -> None:
+    """Leave no copy of the erased rows in the ledger's tables: a file is
+    rewritten without free pages (VACUUM) and its WAL folded back,
+    emptying the ``-wal`` file; a PostgreSQL ledger's changed tables are
+    vacuumed (their dead row versions removed now, not at the next
+    autovacuum). Raises :class:`DigestError` when another process keeps
+    the file busy or the server refuses (the erasure itself is recorded;
+    run forget again to compact)."""
+    if scheme_of(ledger):
+        _vacuum_server(str(ledger))
+        return
     try:
         with closing(sqlite3.connect(ledger, timeout=10)) as db:
             db.execute("PRAGMA secure_delete = ON")
@@ -176,3 +187,18 @@ def _compact(ledger: Path) -> None:
     except sqlite3.OperationalError as exc:
         raise DigestError(f"ledger {ledger}: the erasure is recorded but the file could not be compacted ({exc}); run forget again") from None
 
+
+def _vacuum_server(url: str) -> None:
+    conn = postgresql.Connection(url)
+    try:
+        conn.raw.autocommit = True  # VACUUM cannot run inside a transaction
+        conn.execute(f"VACUUM {', '.join(_ERASED_TABLES)}")
+    except conn.errors as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise DigestError(f"ledger {conn.name}: the erasure is recorded but its tables could not be vacuumed ({first}); run forget again") from None
+    finally:
+        conn.close()
+
+
+# The tables forget deletes or rewrites rows of.
+_ERASED_TABLES = ("consents", "preferences", "frequencies", "suppressions", "signup_sends", "deliveries", "events")

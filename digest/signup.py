@@ -199,7 +199,7 @@ def claim_confirmation(settings: Settings, request: SignupRequest) -> bool:
     """Whether a confirmation email may go to ``request``'s address now:
     True (and noted in the ledger file) unless one went there in the last
     hour. Atomic, so of many concurrent requests for one address one wins."""
-    return consent.claim_signup_email(Path(settings.ledger), _hash(settings, request.email))
+    return consent.claim_signup_email(settings.ledger, _hash(settings, request.email))
 
 
 def send_confirmation(settings: Settings, request: SignupRequest) -> bool:
@@ -215,7 +215,7 @@ def send_confirmation(settings: Settings, request: SignupRequest) -> bool:
     recipient = Recipient(request.email, request.name, suppressions.address_key(request.email), request.list_name, unsubscribe_url="")
     if _send_one(settings, f"Confirm your subscription to {settings.site_name}", html, text, recipient, "signup-confirmation"):
         return True
-    consent.release_signup_email(Path(settings.ledger), _hash(settings, request.email))
+    consent.release_signup_email(settings.ledger, _hash(settings, request.email))
     return False
 
 
@@ -248,7 +248,7 @@ def confirm(settings: Settings, token: str, *, ip_address: str | None = None) ->
     request = read_confirm_token(settings, token)
     target = list_file(Path(settings.subscribers), request.list_name)
     # The list's lock first, then the ledger's: the order an import takes them in.
-    with locked(target), consent.write_transaction(Path(settings.ledger)) as conn:
+    with locked(target), consent.write_transaction(settings.ledger) as conn:
         if not consent.use_confirmation(conn, token, keep_for=parse_duration(settings.confirm_max_age)):
             raise TokenError("this confirmation link was used already")
         added = add_subscriber(target, request.email, request.name, request.tags, frequency=request.frequency, if_absent=True, lock=False)
@@ -285,7 +285,7 @@ def send_welcome(settings: Settings, request: SignupRequest) -> bool:
 def _latest_issue_url(settings: Settings) -> str | None:
     from digest.ledger import Ledger
 
-    if not Path(settings.ledger).is_file():
+    if not suppressions.present(settings.ledger):
         return None
     with Ledger(settings.ledger) as ledger:
         latest = next((issue.key for issue in ledger.issues() if ledger.page(issue.key) is not None), None)

@@ -1,4 +1,5 @@
-"""Suppressions and stored preferences, kept in the ledger's SQLite file.
+"""Suppressions and stored preferences, kept in the ledger (a SQLite file or
+a PostgreSQL database).
 
 A **suppression** is an address that must never be mailed again, whatever the
 CSV lists say: the reader unsubscribed, the address bounced, the reader
@@ -12,8 +13,9 @@ it replaces the tags of their CSV row for that list. Their chosen
 
 The tables live in the same file as :mod:`digest.ledger` (``settings.ledger``)
 so one backup holds the whole state, but this module owns them and creates
-them when absent. Every function takes ``db``: a path (opened, committed and
-closed per call) or an open :class:`sqlite3.Connection` from :func:`connect`
+them when absent. Every function takes ``db``: a path or ``postgresql://``
+URL (opened, committed and closed per call) or an open connection from
+:func:`connect`
 (the caller commits, so several writes form one transaction, as a webhook
 batch needs). Addresses are compared by :func:`address_key` (surrounding
 spaces removed, case-folded), the same rule as ``Subscriber.key``.
@@ -32,13 +34,15 @@ from pathlib import Path
 from digest.errors import DigestError, LedgerBusyError
 from digest.files import create_private
 from digest.ledger import postgresql, scheme_of
-from digest.ledger.model import SUPPRESSION_TABLES
+from digest.ledger.model import CONSENT_TABLES, SUPPRESSION_TABLES
 
 REASONS = ("unsubscribed", "bounced", "spam-report", "manual")
 EVERY_LIST = ""  # stored instead of NULL so that the unique key also holds for global rows
 BUSY_TIMEOUT_MS = 5000
 
-_SCHEMA = SUPPRESSION_TABLES  # part of the ledger's schema; created here too in a file only suppressions have touched
+# Part of the ledger's schema; created here too in a file only this module or digest.consent has touched.
+_SCHEMA = SUPPRESSION_TABLES + CONSENT_TABLES
+_TABLES = {"suppressions", "preferences", "frequencies", "consents", "signup_sends", "used_confirmations", "forgotten"}
 FREQUENCIES = ("daily", "weekly", "monthly")
 
 Db = Path | str | sqlite3.Connection | postgresql.Connection
@@ -73,7 +77,8 @@ def address_key(address: str) -> str:
 
 def connect(path: Path | str) -> sqlite3.Connection | postgresql.Connection:
     """Open the ledger file (created if absent) in WAL mode with a busy
-    timeout of :data:`BUSY_TIMEOUT_MS`, and create this module's tables; or,
+    timeout of :data:`BUSY_TIMEOUT_MS`, and create this module's tables and
+    :mod:`digest.consent`'s; or,
     for a ``postgresql://`` URL, connect to that ledger (its schema brought
     up to date).
 
@@ -88,7 +93,7 @@ def connect(path: Path | str) -> sqlite3.Connection | postgresql.Connection:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA journal_mode = WAL")
         present = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if not {"suppressions", "preferences", "frequencies"} <= present:  # no write lock taken when they exist
+        if not _TABLES <= present:  # no write lock taken when they exist
             conn.executescript(_SCHEMA)
     except sqlite3.OperationalError as exc:
         raise _ledger_error(path, exc) from None
@@ -98,9 +103,14 @@ def connect(path: Path | str) -> sqlite3.Connection | postgresql.Connection:
 
 
 @contextmanager
-def _using(db: Db) -> Iterator[sqlite3.Connection]:
-    """A connection for one call: the caller's own, or a fresh one that is
-    committed (or rolled back on error) and closed at the end."""
+def using(db: Db) -> Iterator[sqlite3.Connection | postgresql.Connection]:
+    """A connection for one call, to either backend: the caller's own (an
+    open connection from :func:`connect` or :func:`transaction`, inside
+    the caller's transaction), or, for a SQLite path or a ``postgresql://``
+    URL, a fresh one that is committed (or rolled back on error) and closed
+    at the end. Statements take ``?`` marks on both. Raises
+    :class:`LedgerBusyError` when a file stays locked,
+    :class:`DigestError` (one line, no password) for other database errors."""
     if isinstance(db, sqlite3.Connection | postgresql.Connection):
         yield db
         return
@@ -123,8 +133,9 @@ def conn_errors(conn: object) -> tuple[type[BaseException], ...]:
 def transaction(target: Path | str) -> Iterator[sqlite3.Connection | postgresql.Connection]:
     """One write transaction on the ledger at ``target`` (taking SQLite's
     write lock at once, so it cannot fail half-way on a busy file):
-    committed at the end, rolled back on an error, then closed."""
-    with closing(connect(target)) as conn, conn:
+    committed at the end, rolled back on an error, then closed. Errors
+    are translated as :func:`using` does."""
+    with using(target) as conn:
         if isinstance(conn, sqlite3.Connection):
             conn.execute("BEGIN IMMEDIATE")
         yield conn
@@ -166,7 +177,7 @@ def add(
     if not address:
         raise ValueError("empty address")
     when = (at or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="seconds")
-    with _using(db) as conn:
+    with using(db) as conn:
         cursor = conn.execute(
             "INSERT INTO suppressions (address_key, address, reason, source, list_name, created_at)"
             " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
@@ -180,7 +191,7 @@ def add_many(db: Db, entries: Iterable[tuple[str, str, str | None]], source: str
     :func:`add` does, one ``source`` for all) in one transaction: all or
     none. Returns how many rows were new. Raises :class:`ValueError` as
     :func:`add` does, :class:`DigestError` when the ledger cannot be written."""
-    with _using(db) as conn:
+    with using(db) as conn:
         return sum(add(conn, address, reason, source, list_name) for address, reason, list_name in entries)
 
 
@@ -188,7 +199,7 @@ def remove(db: Db, address: str, list_name: str | None = None) -> int:
     """Lift the suppressions of ``address``: only the one for ``list_name``
     when given, else every one (global and per list). Returns how many rows
     went."""
-    with _using(db) as conn:
+    with using(db) as conn:
         if list_name is None:
             cursor = conn.execute("DELETE FROM suppressions WHERE address_key = ?", (address_key(address),))
         else:
@@ -203,7 +214,7 @@ def lift_unsubscribes(db: Db, address: str, list_name: str) -> int:
     """Lift ``address``'s unsubscribes from ``list_name`` and from every list
     (the reader asked to join again); bounces, spam reports and manual
     suppressions stay. Returns how many rows went."""
-    with _using(db) as conn:
+    with using(db) as conn:
         return conn.execute(
             "DELETE FROM suppressions WHERE address_key = ? AND reason = 'unsubscribed' AND list_name IN (?, ?)",
             (address_key(address), list_name, EVERY_LIST),
@@ -218,7 +229,7 @@ def list_suppressions(db: Db, list_name: str | None = None) -> list[Suppression]
     if list_name is not None:
         query += " WHERE list_name IN (?, ?)"
         params = (list_name, EVERY_LIST)
-    with _using(db) as conn:
+    with using(db) as conn:
         rows = conn.execute(query + " ORDER BY created_at, address_key", params).fetchall()
     return [_suppression(row) for row in rows]
 
@@ -232,7 +243,7 @@ def is_suppressed(db: Db, address: str, list_name: str | None = None) -> Suppres
     if list_name is not None:
         query += " AND list_name IN (?, ?)"
         params += (list_name, EVERY_LIST)
-    with _using(db) as conn:
+    with using(db) as conn:
         row = conn.execute(query + " ORDER BY created_at LIMIT 1", params).fetchone()
     return _suppression(row) if row else None
 
@@ -249,7 +260,7 @@ def suppressed_key_set(db: Db, list_name: str) -> frozenset[str]:
     ones), in one query and nothing more: filtering an audience of 100,000
     beside a history of 100,000 suppressions is then a set lookup per
     subscriber, without a suppression object for each row."""
-    with _using(db) as conn:
+    with using(db) as conn:
         # Read as the set fills: no list of every row beside it.
         rows = conn.execute("SELECT address_key FROM suppressions WHERE list_name IN (?, ?)", (list_name, EVERY_LIST))
         return frozenset(row[0] for row in rows)
@@ -260,7 +271,7 @@ def suppressions_for(db: Db, list_name: str, keys: Iterable[str]) -> dict[str, S
     ``list_name``, for those suppressed there; one query per 500 keys."""
     wanted = sorted(set(keys))
     found: dict[str, Suppression] = {}
-    with _using(db) as conn:
+    with using(db) as conn:
         for start in range(0, len(wanted), 500):
             chunk = wanted[start : start + 500]
             rows = conn.execute(
@@ -281,7 +292,7 @@ def set_preferences(db: Db, address: str, list_name: str, tags: Iterable[str]) -
     """Store the tags ``address`` chose for ``list_name`` (slugs; an empty
     set means every tag, as an empty CSV cell does), replacing earlier ones."""
     chosen = json.dumps(sorted(set(tags)))
-    with _using(db) as conn:
+    with using(db) as conn:
         conn.execute(
             "INSERT INTO preferences (address_key, list_name, tags, updated_at) VALUES (?, ?, ?, ?)"
             " ON CONFLICT (address_key, list_name) DO UPDATE SET tags = excluded.tags, updated_at = excluded.updated_at",
@@ -291,7 +302,7 @@ def set_preferences(db: Db, address: str, list_name: str, tags: Iterable[str]) -
 
 def get_preferences(db: Db, address: str, list_name: str) -> frozenset[str] | None:
     """The tags ``address`` chose for ``list_name``, or None if they never chose."""
-    with _using(db) as conn:
+    with using(db) as conn:
         row = conn.execute(
             "SELECT tags FROM preferences WHERE address_key = ? AND list_name = ?",
             (address_key(address), list_name),
@@ -301,7 +312,7 @@ def get_preferences(db: Db, address: str, list_name: str) -> frozenset[str] | No
 
 def all_preferences(db: Db, list_name: str) -> dict[str, frozenset[str]]:
     """Every stored choice for ``list_name``: address key -> tags (one query)."""
-    with _using(db) as conn:
+    with using(db) as conn:
         rows = conn.execute("SELECT address_key, tags FROM preferences WHERE list_name = ?", (list_name,)).fetchall()
     return {key: frozenset(json.loads(tags)) for key, tags in rows}
 
@@ -312,7 +323,7 @@ def set_frequency(db: Db, address: str, list_name: str, frequency: str) -> None:
     :class:`ValueError` for another value."""
     if frequency not in FREQUENCIES:
         raise ValueError(f"frequency must be one of {', '.join(FREQUENCIES)}, not {frequency!r}")
-    with _using(db) as conn:
+    with using(db) as conn:
         conn.execute(
             "INSERT INTO frequencies (address_key, list_name, frequency, updated_at) VALUES (?, ?, ?, ?)"
             " ON CONFLICT (address_key, list_name) DO UPDATE SET frequency = excluded.frequency, updated_at = excluded.updated_at",
@@ -322,14 +333,14 @@ def set_frequency(db: Db, address: str, list_name: str, frequency: str) -> None:
 
 def all_frequencies(db: Db, list_name: str) -> dict[str, str]:
     """Every stored frequency for ``list_name``: address key -> frequency (one query)."""
-    with _using(db) as conn:
+    with using(db) as conn:
         rows = conn.execute("SELECT address_key, frequency FROM frequencies WHERE list_name = ?", (list_name,)).fetchall()
     return dict(rows)
 
 
 def get_frequency(db: Db, address: str, list_name: str) -> str | None:
     """The frequency ``address`` chose for ``list_name``, or None if they never chose."""
-    with _using(db) as conn:
+    with using(db) as conn:
         row = conn.execute(
             "SELECT frequency FROM frequencies WHERE address_key = ? AND list_name = ?", (address_key(address), list_name)
         ).fetchone()

@@ -1,7 +1,8 @@
 """Per-reader frequency through the real CLI against the SendGrid stand-in:
 four simulated weeks of `digest send --as-of` at every daily send time, with
 daily, weekly and monthly readers and one who switches from weekly to daily
-mid-week; every reader gets every article with their tags exactly once."""
+mid-week; every reader gets every article with their tags exactly once. On
+both ledgers: a SQLite file and a database on the real PostgreSQL server."""
 
 from __future__ import annotations
 
@@ -48,9 +49,9 @@ def received(server) -> dict[str, list[tuple[str, list[str]]]]:
     return got
 
 
-def test_four_weeks_of_daily_weekly_and_monthly_readers_each_article_exactly_once(make_site, start_fake_sendgrid):
+def test_four_weeks_of_daily_weekly_and_monthly_readers_each_article_exactly_once(make_site, start_fake_sendgrid, ledger_target):
     server = start_fake_sendgrid(keep_bodies=2000)
-    site = make_site(readers=0, sendgrid_host=server.url, schedule=SCHEDULE, timezone="UTC")
+    site = make_site(readers=0, sendgrid_host=server.url, schedule=SCHEDULE, timezone="UTC", ledger=str(ledger_target))
     site.settings["sendgrid_api_key"] = SENDGRID_KEY
     for old in (site.root / "posts").glob("*.md"):
         old.unlink()

@@ -1,20 +1,27 @@
 """Moving to PostgreSQL: `digest ledger migrate --to URL` copies a SQLite
 ledger with its history (issues, deliveries, suppressions, preferences,
-events, archive pages), and `digest status` and `digest archive` then print
-the same from either. The real command, a real send to the stand-in, a real
-PostgreSQL database."""
+events, archive pages, consent and erasure records), and `digest status`,
+`digest archive` and `digest subscribers show` then print the same from
+either. The real command, a real send to the stand-in, a real PostgreSQL
+database. And a ledger of schema version 5 (with or without the tables an
+older consent.py made itself) migrates to 6 keeping every row."""
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+import sqlite3
+from contextlib import closing
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
 from conftest import SENDGRID_KEY, WEEK48
 
-from digest import suppressions
-from digest.ledger import Ledger, record_events
+from digest import consent, suppressions
+from digest.ledger import SCHEMA_VERSION, Ledger, record_events, scheme_of
+from digest.ledger.model import TABLES
+
+CONSENT_TABLES = ("consents", "signup_sends", "used_confirmations", "forgotten")
 
 
 def test_migrate_copies_the_history_and_status_and_archive_read_the_same(make_site, fake_sendgrid, postgres_url):
@@ -29,6 +36,7 @@ def test_migrate_copies_the_history_and_status_and_archive_read_the_same(make_si
         event = SimpleNamespace(issue_key="2026-W48", subscriber_id="reader3@example.org", event="bounce", event_id="e1",
                                 detail="550 gone", occurred_at=datetime(2026, 11, 23, 9, tzinfo=UTC))
         assert record_events(db, [event]) == 1
+    write_consent_records(ledger_file)
 
     done = site.run("ledger", "migrate", "--to", postgres_url)
     assert done.returncode == 0, done.stderr
@@ -36,15 +44,20 @@ def test_migrate_copies_the_history_and_status_and_archive_read_the_same(make_si
 
     # Every table holds the same rows in both.
     with Ledger(ledger_file) as old, Ledger(postgres_url) as new:
-        for table in ("issues", "deliveries", "sent_articles", "events", "issue_pages", "variants", "suppressions", "preferences"):
+        for table in TABLES:
             assert [r for page in new.table_rows(table) for r in page] == [r for page in old.table_rows(table) for r in page], table
+        assert all(next(old.table_rows(table), None) for table in CONSENT_TABLES)  # each held a row to compare
 
-    for command in (("status",), ("status", "--json"), ("status", "--issue", "2026-W48")):
+    for command in (("status",), ("status", "--json"), ("status", "--issue", "2026-W48"),
+                    ("subscribers", "show", "reader5@example.org", "--json"), ("subscribers", "show", "gone@example.org", "--json")):
         from_file = site.run(*command, ledger=ledger_file)
         from_server = site.run(*command, ledger=postgres_url)
         assert from_file.returncode == from_server.returncode == 0
         assert from_file.stdout == from_server.stdout and from_file.stdout
     assert len(json.loads(site.run("status", "--json", ledger=postgres_url).stdout)["issues"]) == 2
+    shown = json.loads(site.run("subscribers", "show", "reader5@example.org", "--json", ledger=postgres_url).stdout)
+    assert shown["consents"][0]["list"] == "readers" and [d["issue_key"] for d in shown["deliveries"]] == ["2026-W48", "special"]
+    assert json.loads(site.run("subscribers", "show", "gone@example.org", "--json", ledger=postgres_url).stdout)["forgotten_at"]
 
     for name, target in (("from-file", ledger_file), ("from-server", postgres_url)):
         done = site.run("archive", name, ledger=target)
@@ -111,3 +124,67 @@ def test_migrate_to_a_server_that_does_not_answer_is_a_wrong_target(make_site, t
             assert done.returncode == 2, done.stderr
             assert done.stderr.startswith("error: --to: cannot connect to the ledger postgresql://digest@127.0.0.1:"), done.stderr
             assert done.stderr.count("\n") == 1 and "hunter2secret" not in done.stderr + done.stdout
+
+
+def write_consent_records(ledger) -> None:
+    """A row in each of the consent tables of ``ledger``, the way sign-up
+    and erasure write them."""
+    secret = "issue-3-tests-signing-secret-7c1e9a04b6d2f853"  # the sites' secret_key: show finds the erasure by it
+    assert consent.claim_signup_email(ledger, consent.address_hash(secret, "pending@example.org"))
+    with consent.write_transaction(ledger) as db:
+        assert consent.use_confirmation(db, "a-confirmation-token", keep_for=timedelta(hours=48))
+        consent.record_consent(db, "reader5@example.org", "readers", requested_at=datetime(2026, 11, 20, 9, tzinfo=UTC))
+        consent.erase(db, "gone@example.org", consent.address_hash(secret, "gone@example.org"))
+
+
+def consent_rows(ledger) -> dict[str, list[dict]]:
+    with Ledger(ledger) as opened:
+        return {table: [row for page in opened.table_rows(table) for row in page] for table in CONSENT_TABLES}
+
+
+def make_version_5(target, *, keep_consent_tables: bool) -> None:
+    """Turn the new ledger at ``target`` into what digest wrote at schema
+    version 5: the version number back, and the consent tables either gone
+    or left as an older consent.py made them itself."""
+    if scheme_of(target):
+        import psycopg
+
+        with psycopg.connect(str(target)) as db:
+            db.execute("UPDATE digest_schema SET version = 5")
+            if not keep_consent_tables:
+                for table in CONSENT_TABLES:
+                    db.execute(f"DROP TABLE {table}")
+        return
+    with closing(sqlite3.connect(target)) as db:
+        db.execute("PRAGMA user_version = 5")
+        if not keep_consent_tables:
+            for table in CONSENT_TABLES:
+                db.execute(f"DROP TABLE {table}")
+        db.commit()
+
+
+@pytest.mark.parametrize("keep_consent_tables", [True, False], ids=["consent-tables-made-by-consent.py", "no-consent-tables"])
+def test_a_version_5_ledger_migrates_to_6_keeping_its_rows(ledger_target, keep_consent_tables):
+    with Ledger(ledger_target) as ledger:
+        ledger.create_issue("2026-W48", datetime(2026, 11, 16, 8, tzinfo=UTC), datetime(2026, 11, 23, 8, tzinfo=UTC), ["a"])
+    suppressions.add(ledger_target, "bounced@example.org", "bounced", "sendgrid:bounce")
+    write_consent_records(ledger_target)
+    before = consent_rows(ledger_target)
+    make_version_5(ledger_target, keep_consent_tables=keep_consent_tables)
+
+    with Ledger(ledger_target) as ledger:  # opening migrates
+        assert [issue.key for issue in ledger.issues()] == ["2026-W48"]
+    if scheme_of(ledger_target):
+        import psycopg
+
+        with psycopg.connect(str(ledger_target)) as db:
+            assert db.execute("SELECT version FROM digest_schema").fetchone()[0] == SCHEMA_VERSION == 6
+    else:
+        with closing(sqlite3.connect(ledger_target)) as db:
+            assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
+    assert suppressions.is_suppressed(ledger_target, "bounced@example.org") is not None
+    after = consent_rows(ledger_target)
+    assert after == (before if keep_consent_tables else {table: [] for table in CONSENT_TABLES})
+    if not keep_consent_tables:
+        write_consent_records(ledger_target)  # the tables the migration made take rows
+    assert consent.consents_of(ledger_target, "reader5@example.org")[0].list_name == "readers"

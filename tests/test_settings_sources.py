@@ -71,8 +71,12 @@ def test_an_unreadable_digest_toml_is_an_error_naming_it(tmp_path, monkeypatch):
     path = tmp_path / "digest.toml"
     path.write_text('site_name = "Garden"\n')
     path.chmod(0)
-    if os.access(path, os.R_OK):
-        pytest.skip("running as root: every file can be read")
+    if os.access(path, os.R_OK) and Path("/proc/self/mem").exists():
+        # Root reads any file whatever its mode: a file whose read fails (EIO) stands in.
+        path.unlink()
+        path.symlink_to("/proc/self/mem")
+    elif os.access(path, os.R_OK):
+        pytest.skip("running as root without /proc: every file can be read")
     line = one_line_error(CliRunner().invoke(cli, ["articles"]))
     assert str(path) in line and "cannot read" in line
 

@@ -14,10 +14,13 @@ import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from email import policy
+from pathlib import Path
 
 import pytest
 from conftest import SENDGRID_KEY, WEEK49, recorded
 
+from digest.ledger import Ledger, scheme_of
+from digest.ledger.model import TABLES
 from digest.settings import load_settings
 from digest.signup import SignupRequest, make_confirm_token
 from digest.unsubscribe import make_token
@@ -156,8 +159,9 @@ def test_fifty_requests_for_one_address_send_one_email_and_every_answer_is_the_s
     assert recorded(fake_sendgrid.records())["hammered@example.org"] == 1
 
 
-def test_show_then_forget_leaves_the_address_nowhere_and_a_later_import_does_not_mail_them(sendgrid_site, fake_sendgrid):
+def test_show_then_forget_leaves_the_address_nowhere_and_a_later_import_does_not_mail_them(sendgrid_site, fake_sendgrid, ledger_target):
     site = sendgrid_site
+    site.settings["ledger"] = ledger_target  # a SQLite file, then a PostgreSQL database
     assert site.run("send", "--as-of", "2026-11-23").returncode == 0
     with site.serve(webhook_allow_unsigned="true") as base:  # a bounce report naming the mailbox, through the webhook
         event = [{"event": "bounce", "email": "reader1@example.org", "type": "bounce", "reason": "550 5.1.1 <reader1@example.org> unknown",
@@ -182,8 +186,14 @@ def test_show_then_forget_leaves_the_address_nowhere_and_a_later_import_does_not
     assert "1 event pseudonymized" in forgot.stdout and "1 suppression" in forgot.stdout
     assert "import" in forgot.stdout  # it says a later import is refused
     needle = b"reader1@example.org"
-    for path in [site.root / "readers.csv", *site.root.glob("digest.db*")]:
+    files = [] if scheme_of(ledger_target) else list(Path(ledger_target).parent.glob("digest.db*"))  # the file, its -wal
+    assert files or scheme_of(ledger_target)
+    for path in [site.root / "readers.csv", *files]:
         assert needle not in path.read_bytes().lower(), path
+    if scheme_of(ledger_target):  # every row of every table on the server
+        with Ledger(ledger_target) as ledger:
+            rows = [row for table in TABLES for page in ledger.table_rows(table) for row in page]
+        assert rows and needle not in json.dumps(rows).encode().lower()
     assert "reader0@example.org" in readers(site)  # the others stay
     status = site.status()
     assert sum(status["2026-W48"]["counts"].values()) == 3  # the counts stay true
@@ -213,3 +223,92 @@ def test_forget_refuses_a_weak_secret_key_and_erases_nothing(make_site):
     done = site.run("subscribers", "forget", "reader1@example.org", secret_key="change-me")
     assert done.returncode == 2 and "secret_key" in done.stderr and "token_urlsafe" in done.stderr
     assert "reader1@example.org" in (site.root / "readers.csv").read_text(encoding="utf-8")
+
+
+def pg_rows(url: str, query: str, *params) -> list[tuple]:
+    """Rows read straight from the PostgreSQL ledger, not through digest."""
+    import psycopg
+
+    with psycopg.connect(url) as db:
+        return db.execute(query, params or None).fetchall()
+
+
+def test_on_a_postgresql_ledger_sign_up_preferences_per_reader_window_and_forget_all_work(make_site, fake_sendgrid, postgres_url):
+    """The whole life of a reader with ``ledger = "postgresql://..."``: the
+    real `digest serve` takes a sign-up (weekly) and its confirmation, the
+    consent is a row on the server; the weekly issue reaches them; they
+    switch to monthly on the preferences page, and the monthly issue gives
+    them only what came after the end of their weekly one (their own
+    window); `digest subscribers forget` erases them on the server."""
+    import frontmatter
+
+    site = make_site(readers=0, sendgrid_host=fake_sendgrid.url, schedule=["weekly monday 08:00", "monthly 1 09:00"],
+                     timezone="UTC", ledger=postgres_url)
+    site.settings["sendgrid_api_key"] = SENDGRID_KEY
+    for old in (site.root / "posts").glob("*.md"):
+        old.unlink()
+    for title, published in (("Early November", "2026-11-05T12:00:00+00:00"), ("Late November", "2026-11-25T12:00:00+00:00"),
+                             ("Last Evening", "2026-11-30T20:00:00+00:00")):
+        post = frontmatter.Post(f"{title}: a few words.", title=title, date=published, tags=["news"])
+        (site.root / "posts" / f"{title.replace(' ', '-').lower()}.md").write_text(frontmatter.dumps(post), encoding="utf-8")
+    (site.root / "readers.csv").write_text("email,name,tags,frequency\nweekly@example.org,,,weekly\n", encoding="utf-8")
+    assert not list(site.root.glob("*.db*"))
+
+    with site.serve() as base:
+        status, _ = call(f"{base}/subscribe", {"email": "Joiner@example.org", "name": "Jo", "frequency": "weekly", "website": ""})
+        assert status == 200
+        link = link_in(wait_for(lambda: sendgrid_text(fake_sendgrid, "Joiner@example.org"), "confirmation email"), base)
+        assert pg_rows(postgres_url, "SELECT count(*) FROM signup_sends") == [(1,)]  # the throttle's note, on the server
+        status, done = call(link, b"")
+        assert status == 200 and b"is subscribed" in done
+        assert call(link, b"")[0] == 400  # a link confirms once: used_confirmations is on the server too
+    assert pg_rows(postgres_url, "SELECT address_key, list_name, method FROM consents") == [("joiner@example.org", "readers", "double opt-in via form")]
+    assert "Joiner@example.org,Jo" in readers(site)
+    assert not list(site.root.glob("*.db*"))  # nothing went to a SQLite file beside the site
+
+    def titles(address: str) -> list[set[str]]:
+        """The articles of each message the stand-in took for ``address``, in order."""
+        found = []
+        for entry in fake_sendgrid.bodies():
+            body = entry["body"] or {}
+            if entry["status"] == 202 and any(to["email"].lower() == address for p in body.get("personalizations", []) for to in p["to"]):
+                text = next(c["value"] for c in body["content"] if c["type"] == "text/plain")
+                found.append({title for title in ("Early November", "Late November", "Last Evening") if title in text})
+        return found
+
+    fake_sendgrid.reset()
+    sent = site.run("send", "--as-of", "2026-11-30T08:30")
+    assert sent.returncode == 0, sent.stderr
+    assert titles("joiner@example.org") == [{"Late November"}]  # their first weekly window: Nov 23 to 30
+
+    with site.serve() as base:
+        token = make_token(settings_of(site), "joiner@example.org", "readers", "preferences")
+        status, page = call(f"{base}/preferences?token={token}")
+        assert status == 200
+        csrf = re.search(rb'name="csrf" value="([^"]+)"', page)[1].decode()
+        assert call(f"{base}/preferences?token={token}", {"frequency": "monthly", "csrf": csrf})[0] == 200
+    assert pg_rows(postgres_url, "SELECT frequency FROM frequencies WHERE address_key = 'joiner@example.org'") == [("monthly",)]
+
+    fake_sendgrid.reset()
+    sent = site.run("send", "--as-of", "2026-12-01T09:30")
+    assert sent.returncode == 0, sent.stderr
+    # The monthly issue covers November, but their own window starts where their weekly issue ended:
+    # only what came after it, nothing twice, and the early article they joined after is not dug up.
+    assert titles("joiner@example.org") == [{"Last Evening"}]
+    assert titles("weekly@example.org") == []  # 2026-W49 went out already
+
+    shown = json.loads(site.run("subscribers", "show", "joiner@example.org", "--json").stdout)
+    assert [d["issue_key"] for d in shown["deliveries"]] == ["2026-W49", "2026-12"]
+    assert shown["consents"][0]["list"] == "readers" and shown["choices"]["readers"]["frequency"] == "monthly"
+    forgot = site.run("subscribers", "forget", "joiner@example.org")
+    assert forgot.returncode == 0, forgot.stderr
+    assert "1 consent" in forgot.stdout and "2 deliveries pseudonymized" in forgot.stdout and "1 frequency choice" in forgot.stdout
+    assert pg_rows(postgres_url, "SELECT count(*) FROM consents") == [(0,)]
+    assert pg_rows(postgres_url, "SELECT count(*) FROM forgotten") == [(1,)]
+    assert pg_rows(postgres_url, "SELECT count(*) FROM deliveries WHERE lower(email) LIKE '%joiner%' OR subscriber_id LIKE '%joiner%'") == [(0,)]
+    assert pg_rows(postgres_url, "SELECT count(*) FROM deliveries WHERE subscriber_id LIKE 'forgotten:%'") == [(2,)]  # counts stay true
+    assert "joiner" not in readers(site).lower()
+    after = json.loads(site.run("subscribers", "show", "joiner@example.org", "--json").stdout)
+    assert after["forgotten_at"] and after["deliveries"] == [] and after["consents"] == []
+    refused = site.run("subscribers", "add", "joiner@example.org")
+    assert refused.returncode == 1 and "asked to be forgotten" in refused.stderr

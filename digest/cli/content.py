@@ -33,13 +33,12 @@ def articles(settings: Settings, explain, **options) -> None:
     """
     from digest.articles import identity
     from digest.issue import plan_issue, resume_or_new
+    from digest.ledger import Ledger, exists
     from digest.schedule import describe
 
     request = issue_request(settings, **options)
     sent_in: dict[str, str] = {}
-    if Path(settings.ledger).exists():
-        from digest.ledger import Ledger
-
+    if exists(settings.ledger):
         with Ledger.from_settings(settings) as ledger:
             request = resume_or_new(request, ledger, settings)
             issue = plan_issue(settings, request, subscribers=[])

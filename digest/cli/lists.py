@@ -35,10 +35,11 @@ def audience(settings: Settings, as_json: bool, **options) -> None:
     from digest.audience import load_audience
     from digest.issue import issue_frequencies, plan_issue, resume_or_new
     from digest.ledger import Ledger
+    from digest.ledger import exists as ledger_exists
     from digest.members import pack
     from digest.schedule import describe
 
-    ledger = Ledger(settings.ledger) if Path(settings.ledger).is_file() else None
+    ledger = Ledger(settings.ledger) if ledger_exists(settings.ledger) else None
     issues = []
     try:
         whole = bool(options.get("since") or options.get("until"))
@@ -184,7 +185,7 @@ def subscribers_add(settings: Settings, list_name, email, name, tags) -> None:
     from digest.listedits import add_subscriber
 
     target = _write_target(settings, list_name)
-    if address_hash(settings.secret_key.get_secret_value(), email) in forgotten_hashes(Path(settings.ledger)):
+    if address_hash(settings.secret_key.get_secret_value(), email) in forgotten_hashes(settings.ledger):
         raise DigestError(f"{email.strip()} asked to be forgotten (digest subscribers forget): not added; they can sign up again themselves")
     added = add_subscriber(target, email, name, [tags])
     click.echo(f"added {added.email} to {target}")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from enum import StrEnum
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 IN_MEMORY = ":memory:"
 
 # ``{id}`` is the dialect's auto-numbered key, ``{seq}`` an extra column that
@@ -81,6 +81,34 @@ CREATE TABLE IF NOT EXISTS frequencies (
     frequency TEXT NOT NULL CHECK (frequency IN ('daily', 'weekly', 'monthly')),
     updated_at TEXT NOT NULL,
     PRIMARY KEY (address_key, list_name)
+);
+"""
+
+# What sign-up and erasure keep (owned by :mod:`digest.consent`; see its
+# docstring for each table): part of the ledger's schema from version 6, so a
+# PostgreSQL ledger has them too. ``IF NOT EXISTS``: a SQLite file where an
+# older digest's consent.py made them keeps them, rows and all.
+CONSENT_TABLES = """
+CREATE TABLE IF NOT EXISTS consents (
+    address_key TEXT NOT NULL,
+    list_name TEXT NOT NULL,
+    method TEXT NOT NULL,
+    ip_address TEXT,
+    requested_at TEXT,
+    confirmed_at TEXT NOT NULL,
+    PRIMARY KEY (address_key, list_name)
+);
+CREATE TABLE IF NOT EXISTS signup_sends (
+    address_hash TEXT PRIMARY KEY,
+    sent_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS used_confirmations (
+    token_sha256 TEXT PRIMARY KEY,
+    used_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS forgotten (
+    address_hash TEXT PRIMARY KEY,
+    forgotten_at TEXT NOT NULL
 );
 """
 
@@ -149,10 +177,14 @@ CREATE TABLE variants (
     PRIMARY KEY (issue_key, variant_key)
 );
 """ + SUPPRESSION_TABLES + ";" + WEBHOOK_EVENTS_TABLE,
+    # Sign-up's consent records, its throttle, used confirmation links and
+    # erased addresses' keyed hashes: a PostgreSQL ledger keeps them too.
+    6: CONSENT_TABLES,
 }
 
 # Every table, parents first: the order a copy writes them in.
-TABLES = ("issues", "deliveries", "sent_articles", "events", "issue_pages", "refused_issues", "variants", "suppressions", "preferences", "frequencies", "webhook_events")
+TABLES = ("issues", "deliveries", "sent_articles", "events", "issue_pages", "refused_issues", "variants", "suppressions", "preferences", "frequencies", "webhook_events",
+          "consents", "signup_sends", "used_confirmations", "forgotten")
 
 CRASHED = "interrupted while sending: the provider may or may not have taken it"
 LEASE_EXPIRED = "its worker stopped while sending (lease expired): the provider may or may not have taken it"

@@ -5,30 +5,37 @@ was sent (:func:`reader_history`, for per-reader windows,
 them (:func:`person_deliveries`, an access request), and their
 pseudonymization (:func:`pseudonymize`, an erasure: :mod:`digest.privacy`).
 
-Each reads the ledger's SQLite tables directly, on a connection of its own
-or the caller's (inside the caller's transaction); ``subscriber_id`` is the
-case-folded address the delivery rows carry.
+Each reads the ledger's tables on either backend, through
+:func:`digest.suppressions.using`: on a connection of its own (a SQLite path
+or a ``postgresql://`` URL) or the caller's (inside the caller's
+transaction); ``subscriber_id`` is the case-folded address the delivery rows
+carry. The SQL is valid on both databases.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from contextlib import closing
 from datetime import datetime
-from pathlib import Path
+
+from digest.suppressions import Db, using
 
 # A row counts as sent when accepted, unknown or sending: maybe sent is never sent again.
-_SENT = "d.status IN ('accepted', 'unknown', 'sending') AND d.issue_key IS NOT ?"
+# ``<>`` rather than SQLite's ``IS NOT`` (PostgreSQL has no such operator): issue keys are
+# never empty, so "" leaves out no issue.
+_SENT = "d.status IN ('accepted', 'unknown', 'sending') AND d.issue_key <> ?"
 
 
-def reader_history(path: Path | str, *, except_issue: str | None = None) -> tuple[dict[str, datetime], dict[str, set[str]]]:
-    """What each reader was sent, per the ledger file ``path``, leaving out
+def reader_history(path: Db, *, except_issue: str | None = None) -> tuple[dict[str, datetime], dict[str, set[str]]]:
+    """What each reader was sent, per the ledger at ``path`` (a SQLite
+    file, a ``postgresql://`` URL or an open connection), leaving out
     issue ``except_issue`` (the one being planned): subscriber id -> the end
     of the window of the last scheduled issue they were sent (aware UTC),
     and subscriber id -> the article ids of the special editions
-    (``--issue``) they were sent. Empty when the file has no deliveries."""
-    with closing(sqlite3.connect(path)) as db:
+    (``--issue``) they were sent. Empty when the ledger has no deliveries
+    table. Raises :class:`digest.errors.DigestError` when it cannot be read."""
+    except_issue = except_issue or ""
+    with using(path) as db:
         if not _has_deliveries(db):
             return {}, {}
         ends = db.execute(
@@ -45,31 +52,37 @@ def reader_history(path: Path | str, *, except_issue: str | None = None) -> tupl
     return {subscriber_id: datetime.fromisoformat(end) for subscriber_id, end in ends}, specials
 
 
-def _has_deliveries(db: sqlite3.Connection) -> bool:
+def _has_deliveries(db) -> bool:
+    """Whether ``db`` holds the ledger's tables: a SQLite file only
+    :mod:`digest.suppressions` has opened may not; a PostgreSQL ledger
+    always does (connecting brings its schema up to date)."""
+    if not isinstance(db, sqlite3.Connection):
+        return True
     return db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'deliveries'").fetchone() is not None
 
 
-
-def person_deliveries(db: sqlite3.Connection, subscriber_id: str) -> list[dict]:
+def person_deliveries(db: Db, subscriber_id: str) -> list[dict]:
     """Every delivery row of ``subscriber_id`` (a case-folded address) on
-    ``db``, oldest first, each with its ``events`` (a list of dicts); empty
-    when the file has no deliveries table yet."""
-    if not _has_deliveries(db):
-        return []
+    ``db`` (a path, URL or open connection), oldest first, each with its
+    ``events`` (a list of dicts); empty when the ledger has no deliveries
+    table yet."""
     columns = "id, issue_key, email, list_name, variant_key, status, attempts, message_id, last_error, created_at, updated_at"
-    rows = db.execute(f"SELECT {columns} FROM deliveries WHERE subscriber_id = ? ORDER BY created_at, id", (subscriber_id,)).fetchall()
     found = []
-    for row in rows:
-        entry = dict(zip(columns.split(", "), row, strict=True))
-        events = db.execute(
-            "SELECT event, detail, occurred_at, recorded_at FROM events WHERE delivery_id = ? ORDER BY recorded_at", (entry.pop("id"),)
-        ).fetchall()
-        entry["events"] = [dict(zip(("event", "detail", "occurred_at", "recorded_at"), e, strict=True)) for e in events]
-        found.append(entry)
+    with using(db) as conn:
+        if not _has_deliveries(conn):
+            return []
+        rows = conn.execute(f"SELECT {columns} FROM deliveries WHERE subscriber_id = ? ORDER BY created_at, id", (subscriber_id,)).fetchall()
+        for row in rows:
+            entry = dict(zip(columns.split(", "), row, strict=True))
+            events = conn.execute(
+                "SELECT event, detail, occurred_at, recorded_at FROM events WHERE delivery_id = ? ORDER BY recorded_at", (entry.pop("id"),)
+            ).fetchall()
+            entry["events"] = [dict(zip(("event", "detail", "occurred_at", "recorded_at"), e, strict=True)) for e in events]
+            found.append(entry)
     return found
 
 
-def pseudonymize(db: sqlite3.Connection, subscriber_id: str, pseudonym: str, scrub) -> tuple[int, int]:
+def pseudonymize(db, subscriber_id: str, pseudonym: str, scrub) -> tuple[int, int]:
     """Replace the address of ``subscriber_id`` in its delivery rows by
     ``pseudonym`` (address and subscriber id), on ``db`` inside the caller's
     transaction; ``scrub(text)`` removes the address from the provider's
@@ -86,10 +99,14 @@ def pseudonymize(db: sqlite3.Connection, subscriber_id: str, pseudonym: str, scr
             "UPDATE deliveries SET email = ?, subscriber_id = ?, last_error = ? WHERE id = ?",
             (pseudonym, pseudonym, scrub(row[0]) if row[0] else row[0], delivery_id),
         )
-        for rowid, detail in db.execute("SELECT rowid, detail FROM events WHERE delivery_id = ?", (delivery_id,)).fetchall():
+        # By the events' key, not SQLite's rowid: PostgreSQL has none.
+        for event, event_id, detail in db.execute(
+            "SELECT event, event_id, detail FROM events WHERE delivery_id = ?", (delivery_id,)
+        ).fetchall():
             events += 1
             if detail:
-                db.execute("UPDATE events SET detail = ? WHERE rowid = ?", (scrub(detail), rowid))
+                db.execute(
+                    "UPDATE events SET detail = ? WHERE delivery_id = ? AND event = ? AND event_id = ?",
+                    (scrub(detail), delivery_id, event, event_id),
+                )
     return len(ids), events
-
-

@@ -300,14 +300,12 @@ class SendGridProvider:
 
 
 def _personalization(recipient: Recipient, settings: Settings, nonce: str) -> dict:
-    to = {"email": recipient.email}
     name = _display_name(recipient.name)
-    if name:
-        to = {"name": name, **to}
+    to = {"name": name, "email": recipient.email} if name else {"email": recipient.email}
     personalization: dict = {"to": [to]}
-    headers = list_headers(recipient, settings)  # List-Id too, as in the .eml
+    headers = list_headers(recipient, settings)  # List-Id too, as in the .eml (a fresh dict)
     if headers:
-        personalization["headers"] = dict(headers)
+        personalization["headers"] = headers
     values = substitutions(recipient, nonce)
     if values:
         personalization["substitutions"] = values
