@@ -33,11 +33,12 @@ from digest.ledger import IN_MEMORY, Claim, Delivery, DeliveryStatus, IssueRecor
 from digest.members import Members
 from digest.moments import parse_duration
 from digest.providers import Provider
-from digest.recipients import Recipient, RecipientResult, Status
+from digest.recipients import RecipientResult, Status
 from digest.rendering import RenderedVariant, render_variant
 from digest.seen import SeenKeys
 from digest.settings import Settings
 from digest.subscribers import Subscriber
+from digest.suppressions import address_key
 from digest.unsubscribe import recipient_for, recipient_with_links
 
 log = logging.getLogger(__name__)
@@ -186,17 +187,22 @@ def queue_issue(issue: Issue, ledger: Ledger, rendered: Sequence[RenderedVariant
     return queued
 
 
-def _entries(issue: Issue) -> Iterator[tuple[Recipient, str]]:
-    """(recipient row, variant key) of every subscriber of ``issue``'s
-    variants, variant by variant (a batch's rows then share the ledger's
-    pages: interleaved, SQLite wrote 4 times as much per batch): in one pass
-    over the issue's roster when the variants are its groups (as planned)."""
+def _entries(issue: Issue) -> Iterator[tuple[str, str, str, str, str]]:
+    """What the ledger keeps of each subscriber of ``issue``'s variants
+    (email, name, subscriber id, list name, variant key; no links yet),
+    variant by variant (a batch's rows then share the ledger's pages:
+    interleaved, SQLite wrote 4 times as much per batch): in one pass over
+    the issue's roster when the variants are its groups (as planned)."""
     everyone = issue.subscribers
     roster = everyone.roster if isinstance(everyone, Members) else None
     keys = {v.subscribers.group: v.key for v in issue.variants if isinstance(v.subscribers, Members) and v.subscribers.roster is roster}
     if roster is not None and len(keys) == len(issue.variants):
-        return ((_row_of(s), keys[group]) for group, s in roster.records() if group in keys)
-    return ((_row_of(s), variant.key) for variant in issue.variants for s in variant.subscribers)
+        return (
+            (email, name, address_key(email), list_name, keys[group])
+            for group, email, name, list_name in roster.addresses()
+            if group in keys
+        )
+    return ((s.email, s.name, s.key, s.list_name, variant.key) for variant in issue.variants for s in variant.subscribers)
 
 
 def send_queued(
@@ -315,11 +321,6 @@ def _settle(ledger: Ledger, key: str, settings: Settings, sleep: Callable[[float
         if ledger.in_flight(key)[0] == 0:
             return
         sleep(0.2)
-
-
-def _row_of(subscriber: Subscriber) -> Recipient:
-    """What the ledger keeps of a recipient (address, name, id, list): no links yet."""
-    return Recipient(subscriber.email, subscriber.name, subscriber.key, subscriber.list_name, unsubscribe_url="")
 
 
 def _run_workers(claim, variants, provider, ledger, settings, report, progress) -> None:

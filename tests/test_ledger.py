@@ -396,13 +396,17 @@ def test_on_a_shared_ledger_expired_leases_become_unknown_and_live_ones_stay(pos
 
 
 def test_only_the_first_worker_queues_an_issue_on_a_shared_ledger(postgres_url):
+    def row(n: int, tag: str) -> tuple[str, str, str, str, str]:
+        someone = person(n)
+        return someone.email, someone.name, someone.subscriber_id, someone.list_name, tag
+
     def entries(tag: str):
-        yield person(1), tag
+        yield row(1, tag)
         raise AssertionError("a second worker must not read the audience")
 
     variant = type("V", (), {"variant_key": "v1", "subject": "S", "preheader": "", "html": "<p>", "text": "t", "article_ids": ("a1",), "notes": (), "nonce": "n0"})
     with Ledger(postgres_url) as first, Ledger(postgres_url) as second:
-        assert first.queue_issue("2026-W48", START, END, ["a1"], END, [(person(1), "v1"), (person(2), "v1")], [variant]) is True
+        assert first.queue_issue("2026-W48", START, END, ["a1"], END, [row(1, "v1"), row(2, "v1")], [variant]) is True
         assert second.queue_issue("2026-W48", START, END, ["a1"], END, entries("v2"), [variant]) is False
         assert second.get_issue("2026-W48").queued_at is not None
         assert second.variant_counts("2026-W48") == {"v1": 2}

@@ -198,13 +198,14 @@ class Ledger:
         window_end: datetime,
         article_ids: Sequence[str],
         scheduled_at: datetime | None,
-        entries: Iterable[tuple[Recipient, str]],
+        entries: Iterable[tuple[str, str, str, str, str]],
         variants: Iterable[Any],
     ) -> bool:
         """Queue issue ``key`` in one transaction, under the issue's queue
         lock: the issue (as :meth:`create_issue`), one ``queued`` row per
-        (recipient, variant key) of ``entries`` (as :meth:`enqueue`; only when
-        the issue has no row yet: its audience is frozen once queued), and
+        (email, name, subscriber id, list name, variant key) of ``entries``
+        (as :meth:`enqueue` writes them; only when the issue has no row yet:
+        its audience is frozen once queued), and
         ``variants`` as rendered (objects with ``variant_key``, ``subject``,
         ``preheader``, ``html``, ``text``, ``article_ids``, ``notes``, ``nonce``; a
         variant stored before is kept). Returns True when this call queued
@@ -253,12 +254,13 @@ class Ledger:
         generator; it is consumed once.
         """
         with self._write() as db:
-            return self._enqueue(db, issue_key, entries)
+            return self._enqueue(db, issue_key, ((r.email, r.name, r.subscriber_id, r.list_name, v) for r, v in entries))
 
-    def _enqueue(self, db, issue_key: str, entries: Iterable[tuple[Recipient, str]]) -> int:
+    def _enqueue(self, db, issue_key: str, entries: Iterable[tuple[str, str, str, str, str]]) -> int:
+        # entries: (email, name, subscriber id, list name, variant key), as queue_issue takes them.
         now = now_text()
         added = 0
-        for chunk in chunks(((issue_key, r.email, r.name, r.subscriber_id, r.list_name, v, now, now) for r, v in entries), 5000):
+        for chunk in chunks(((issue_key, *entry, now, now) for entry in entries), 5000):
             added += db.executemany(
                 "INSERT INTO deliveries (issue_key, email, name, subscriber_id, list_name, variant_key, status, "
                 "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?) "
