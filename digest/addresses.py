@@ -9,6 +9,7 @@ the library's check was the largest share of planning a large send.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 import email_validator
 from email_validator import EmailNotValidError, validate_email
@@ -64,12 +65,20 @@ def _plain_ascii(address: str) -> str | None:
     found = _PLAIN.fullmatch(address)
     if found is None or len(found["local"]) > 64:
         return None
-    domain = found["domain"].lower()
+    domain = _plain_domain(found["domain"])
+    return None if domain is None else f"{found['local']}@{domain}"
+
+
+@lru_cache(maxsize=4096)
+def _plain_domain(domain: str) -> str | None:
+    """``domain`` lower-cased, or None when the library must decide. Cached:
+    a list's addresses share a few domains (gmail.com, the company's own)."""
+    domain = domain.lower()
     labels = domain.split(".")
     # "--" in a label is Punycode's or reserved (RFC 5891 §4.2.3.1); special-use names are refused.
     if "--" in domain or any(".".join(labels[i:]) in _SPECIAL_USE for i in range(len(labels))):
         return None
-    return f"{found['local']}@{domain}"
+    return domain
 
 
 def _valid_with_smtputf8(address: str) -> bool:
