@@ -16,22 +16,23 @@ import codecs
 import csv
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 # How much of a file encoding_problem() looks at.
 SNIFF_BYTES = 64 * 1024
 FIELD_LIMIT = csv.field_size_limit()  # 131,072 characters: csv's own limit, kept per value
 
 
-@dataclass(frozen=True)
-class Row:
+class Row(NamedTuple):
     """One CSV record as it stands in its file: ``line`` its first line
     number, ``raw`` its exact bytes (line end and, for the header, any byte
     order mark included), ``fields`` its parsed values (empty for a blank
     line), ``undecodable`` whether a line of it was not UTF-8, ``error``
-    why csv could not read it (then ``fields`` is empty), or None."""
+    why csv could not read it (then ``fields`` is empty), or None.
+
+    A named tuple: as immutable as a frozen dataclass and made about three
+    times as fast (a list of a million rows makes a million of them)."""
 
     line: int
     raw: bytes
