@@ -52,6 +52,7 @@ import csv
 import json
 import os
 import resource
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -76,7 +77,7 @@ from digest.unsubscribe import recipient_for  # noqa: E402
 API_KEY = "SG.benchmark"
 AS_OF = datetime(2026, 11, 23, 23, 0, tzinfo=UTC)  # issue 2026-W48 of "weekly monday 08:00"
 SCHEDULED = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
-SECRET = "benchmark-signing-secret-0123456789abcdef"
+SECRET = secrets.token_urlsafe(32)  # send and workers refuse a guessable key
 
 ARTICLE = """\
 ---
