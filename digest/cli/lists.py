@@ -8,7 +8,16 @@ from pathlib import Path
 
 import click
 
-from digest.cli.options import issue_request, list_option, report_planning, selection_options, source_options, subscribers_option, warn
+from digest.cli.options import (
+    issue_request,
+    list_option,
+    report_planning,
+    selection_options,
+    source_options,
+    stop_unless_a_source_was_read,
+    subscribers_option,
+    warn,
+)
 from digest.errors import DigestError
 from digest.settings import Settings, load_settings
 from digest.words import plural
@@ -51,6 +60,7 @@ def audience(settings: Settings, as_json: bool, **options) -> None:
             request = issue_request(settings, **options, frequency=frequency)
             issue = plan_issue(settings, resume_or_new(request, ledger, settings) if ledger else request, audience=loaded)
             report_planning(issue)
+            stop_unless_a_source_was_read(issue)  # a typo in a folder is not an audience with nothing to read
             issues.append((frequency, issue))
     finally:
         if ledger is not None:
