@@ -443,11 +443,7 @@ def _unknown_env_keys() -> tuple[list[str], list[str]]:
     text = _file_text(ENV_FILE)
     if text is None:
         return [], []
-    import io
-
-    from dotenv import dotenv_values
-
-    keys = list(dotenv_values(stream=io.StringIO(text)))
+    keys = [binding.key for binding in _env_bindings(text) if binding.key is not None]
     known = set(Settings.model_fields)
     errors, ignored = [], []
     for key in keys:
@@ -461,6 +457,31 @@ def _unknown_env_keys() -> tuple[list[str], list[str]]:
             ignored.append(key)
     warnings = [f"{ENV_FILE}: ignored, not settings of digest (it reads DIGEST_<SETTING>=value lines): {', '.join(ignored)}"] if ignored else []
     return errors, warnings
+
+
+def _env_bindings(text: str) -> list:
+    """The bindings (``key``, ``value``, ``original.line``) of a .env file's
+    ``text``, read by python-dotenv's own parser. Raises
+    :class:`SettingsError` naming the file and the line of the first line
+    it cannot read (an unclosed quote, a line that is no ``KEY=value``):
+    python-dotenv would skip it with a warning naming no file, and the
+    setting would silently fall back to another source or its default."""
+    import io
+
+    from dotenv.parser import parse_stream
+
+    bindings = list(parse_stream(io.StringIO(text)))
+    for binding in bindings:
+        if binding.error:
+            # The parser counts blank lines before a statement as its own: skip them.
+            source = binding.original.string
+            line = binding.original.line + source[: len(source) - len(source.lstrip())].count("\n")
+            # The line itself is not quoted: it may hold a secret (an API key with its quote unclosed).
+            raise SettingsError(
+                f"{Path(ENV_FILE).absolute()}, line {line}: not a KEY=value line "
+                "(an unclosed quote?); write DIGEST_<SETTING>=value, or start the line with # for a comment"
+            )
+    return bindings
 
 
 _warned: set[str] = set()  # settings are read more than once per command: say each thing once
@@ -510,11 +531,9 @@ def _source_of(name: str, overrides: dict, toml: dict) -> str:
         return "command line"
     if any(key.upper() == variable for key in os.environ):
         return f"environment variable {variable}"
-    if os.path.isfile(ENV_FILE):
-        from dotenv import dotenv_values
-
-        if any(key.upper() == variable for key in dotenv_values(ENV_FILE, encoding="utf-8")):
-            return f"{ENV_FILE}, {variable}"
+    text = _file_text(ENV_FILE)
+    if text is not None and any((binding.key or "").upper() == variable for binding in _env_bindings(text)):
+        return f"{ENV_FILE}, {variable}"
     if name in toml:
         return CONFIG_FILE
     return f"{CONFIG_FILE}, or {variable}"

@@ -57,6 +57,25 @@ def test_a_latin1_dotenv_is_named_with_its_line(tmp_path):
     assert str(tmp_path / ".env") in line and "line 1" in line
 
 
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ('DIGEST_LEDGER="other.db\nDIGEST_SITE_NAME=x\n', 1),  # an unclosed quote: the ledger fell back to digest.db
+        ("DIGEST_SITE_NAME=Garden\nthis is not an env line\n", 2),
+        ("# settings\n\nDIGEST_SITE_NAME='Garden\nDIGEST_LEDGER=other.db\n", 3),
+        ('DIGEST_SITE_NAME="two\nlines"\nDIGEST_LEDGER=other.db\n= no key\n', 4),  # a quoted value may span lines
+        ("DIGEST_SENDGRID_API_KEY='SG.secret-key-value\n", 1),
+    ],
+)
+def test_a_dotenv_line_that_cannot_be_read_is_an_error_naming_the_file_and_line(tmp_path, text, line):
+    (tmp_path / ".env").write_text(text)
+    done = run_digest(tmp_path, "status")
+    error = one_line_error(done)  # python-dotenv's own warnings, naming no file, would be more lines
+    assert f"{tmp_path / '.env'}, line {line}:" in error
+    assert "python-dotenv" not in done.stderr and "secret-key-value" not in done.stderr
+    assert not (tmp_path / "digest.db").exists()  # nothing ran on the default ledger
+
+
 @pytest.mark.parametrize("name", ["digest.toml", ".env"])
 @pytest.mark.parametrize("kind", ["folder", "dangling link", "fifo"])
 def test_a_settings_file_that_is_not_a_file_is_an_error_naming_it(tmp_path, name, kind):
