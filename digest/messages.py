@@ -57,6 +57,23 @@ def _address(header: str, name: str, email: str) -> Address:
         raise HeaderError(f"the {header} header cannot hold {email!r}: {exc}") from None
 
 
+def _set_address(message: EmailMessage, header: str, name: str, email: str) -> None:
+    """Set ``header`` of ``message`` to ``name <email>`` (checked by
+    :func:`_address`). A display name holding ``=?`` would be decoded by
+    mail apps as an RFC 2047 encoded-word the email package writes as it
+    is (``=?utf-8?q?evil?=`` shows as ``evil``): such a name is encoded
+    whole here (RFC 2047 §5(3), encoded-words in a phrase), so that it
+    shows literally."""
+    address = _address(header, name, email)
+    if "=?" not in name:
+        message[header] = address
+        return
+    phrase = Header(name, "utf-8", maxlinelen=HEADER_POLICY.max_line_length, header_name=header).encode(linesep="\r\n")
+    last = phrase.rpartition("\n")[2]
+    fold = " " if len(f"{header}: {last} <{address.addr_spec}>") <= HEADER_POLICY.max_line_length else "\r\n "
+    message.set_raw(header, f"{phrase}{fold}<{address.addr_spec}>")  # folded here, never refolded (HEADER_POLICY)
+
+
 def list_unsubscribe_headers(recipient: Recipient) -> dict[str, str]:
     """``List-Unsubscribe`` (the https one-click URL, then the mailto if any,
     each in angle brackets: RFC 2369 §2) and ``List-Unsubscribe-Post:
@@ -159,10 +176,11 @@ def build_message(
     """
     html, text = personalize(rendered, recipient)
     message = EmailMessage(policy=HEADER_POLICY)
-    message["From"] = _address("From", settings.sender_name, str(settings.sender_email))
+    _set_address(message, "From", settings.sender_name, str(settings.sender_email))
     # The email package quotes a name with commas or quotes ("Doe, Zoë"), or
-    # encodes it (RFC 2047); SendGrid's ban on , and ; is SendGrid's alone.
-    message["To"] = _address("To", recipient.name, recipient.email)
+    # encodes it (RFC 2047), as _set_address does one holding "=?"; SendGrid's
+    # ban on , and ; is SendGrid's alone.
+    _set_address(message, "To", recipient.name, recipient.email)
     subject = _checked("Subject", rendered.subject)
     if subject.isascii():
         message["Subject"] = subject
@@ -176,7 +194,7 @@ def build_message(
     message["Message-ID"] = make_msgid(domain=_checked("Message-ID", domain))
     if settings.reply_to_parts:
         name, email = settings.reply_to_parts
-        message["Reply-To"] = _address("Reply-To", name, email)
+        _set_address(message, "Reply-To", name, email)
     for name, value in list_headers(recipient, settings).items():
         if name == "List-Unsubscribe":
             message.set_raw(name, _fold_uris(name, value))  # folded here, never refolded (HEADER_POLICY)

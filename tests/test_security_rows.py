@@ -98,3 +98,38 @@ def test_a_name_too_long_for_a_to_header_is_a_problem_with_its_line(make_site):
     sent = site.run("send", "--dry-run", "--as-of", WEEK48)
     assert sent.returncode == 0, sent.stderr
     assert not any("big@example.org" in p.read_text(encoding="utf-8") for p in (site.root / "outbox").glob("*.eml"))
+
+
+ENCODED_WORD_NAMES = {
+    "a8@example.org": "=?utf-8?q?evil?=",
+    "a9@example.org": "Jane =?utf-8?b?U3VwcG9ydA==?= Doe",
+    "a10@example.org": "=?utf-8?q?Bank?= <security@bank.example>",
+    "a11@example.org": "Zoë, =?iso-8859-1?q?caf=E9?= \"x\"",
+}
+LONG_NAME = "=?utf-8?q?" + "long_name_" * 15 + "?="  # more than one encoded-word of 75 characters (RFC 2047 §2)
+
+
+def test_a_name_that_looks_like_an_encoded_word_shows_literally_in_to(make_site):
+    # The sign-up form lets anyone set their name; a mail app decodes
+    # encoded-words in a display name (RFC 2047), so =?utf-8?q?evil?= written
+    # raw would show as "evil".
+    import email
+    import email.header
+    import email.policy
+
+    site = make_site(readers=2)
+    extra = [*ENCODED_WORD_NAMES.items(), ("long@example.org", LONG_NAME)]
+    site.write_readers(2, extra=[(address, name, "news") for address, name in extra])
+    sent = site.run("send", "--dry-run", "--as-of", WEEK48)
+    assert sent.returncode == 0, sent.stderr
+    for address, name in ENCODED_WORD_NAMES.items():
+        raw = (site.root / "outbox" / f"{address}.eml").read_bytes()
+        (to,) = email.message_from_bytes(raw, policy=email.policy.default)["To"].addresses
+        assert (to.display_name, to.addr_spec) == (name, address)
+    # A longer name takes adjacent encoded-words. Python's new parser keeps
+    # the space between them, which RFC 2047 §6.2 says to drop (mail apps
+    # do): decode_header follows the RFC.
+    message = email.message_from_bytes((site.root / "outbox" / "long@example.org.eml").read_bytes(), policy=email.policy.compat32)
+    phrase, _, addr = message["To"].rpartition("<")
+    assert str(email.header.make_header(email.header.decode_header(phrase.strip()))) == LONG_NAME
+    assert addr == "long@example.org>"
