@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+import re
 from functools import lru_cache
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -83,14 +84,35 @@ def _legacy_payload(settings: Settings, token: str) -> object | None:
 def _checked_base(base: str) -> str:
     """``base`` (where ``digest serve`` is reachable) if it may carry tokens:
     RFC 8058 §3.1 asks for an HTTPS URI; plain http is allowed only on
-    loopback, for tests and local runs. None of ``&<>"'`` either: a link is
-    the same text in the HTML and the text part."""
-    parts = urlsplit(base)
+    loopback, for tests and local runs. None of ``&<>"'`` either (a link is
+    the same text in the HTML and the text part), no query, fragment or
+    user:password (links are the base and a path), nothing but printable
+    ASCII without spaces (RFC 3986). Raises :class:`SettingsError`."""
+    setting = "setting 'public_url' (digest.toml, or DIGEST_PUBLIC_URL; else 'site_url')"
+    shown = re.sub(r"//[^/?#]*@", "//***@", base)[:100]  # a password in it is never printed
+    if not base.isascii() or any(c.isspace() or not c.isprintable() for c in base):
+        raise SettingsError(
+            f"{setting}: {shown!r} has spaces, control or non-ASCII characters, which links in a header "
+            "may not (RFC 3986): write the host in its ASCII form (xn--...) and percent-encode the rest"
+        )
+    try:
+        parts = urlsplit(base)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as exc:
+        raise SettingsError(f"{setting}: {shown!r} is not a URL ({exc})") from None
+    if parts.query or parts.fragment or "?" in base or "#" in base or parts.username is not None:
+        # Links are the base + "/unsubscribe?token=...": a query or fragment in
+        # the base would swallow the path and token; a user:password would go
+        # into every email.
+        raise SettingsError(
+            f"{setting}: {shown!r} must be a plain base URL (scheme, host, optional port and path), "
+            "without ?query, #fragment or user:password@"
+        )
     if unsafe := sorted(set(base) & set(_CHANGED_BY_ESCAPING)):
         # A link stands for itself in both parts of the message, HTML and text
         # (digest.personalization): it must read the same escaped and not.
         raise SettingsError(
-            f"setting 'public_url' (digest.toml, or DIGEST_PUBLIC_URL; else 'site_url'): {base!r} has "
+            f"{setting}: {shown!r} has "
             f"{' '.join(unsafe)} in it, which links may not; percent-encode them (' is %27, \" is %22) or choose another URL"
         )
     if parts.scheme == "https" and parts.hostname:
@@ -99,7 +121,7 @@ def _checked_base(base: str) -> str:
         return base
     raise SettingsError(
         f"setting 'public_url' (digest.toml, or DIGEST_PUBLIC_URL): unsubscribe links need an https:// URL "
-        f"where 'digest serve' is reachable (RFC 8058), not {base!r}"
+        f"where 'digest serve' is reachable (RFC 8058), not {shown!r}"
     )
 
 

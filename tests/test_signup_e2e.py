@@ -186,14 +186,17 @@ def test_show_then_forget_leaves_the_address_nowhere_and_a_later_import_does_not
     assert "1 event pseudonymized" in forgot.stdout and "1 suppression" in forgot.stdout
     assert "import" in forgot.stdout  # it says a later import is refused
     needle = b"reader1@example.org"
+    name = b"reader 1"  # their name went into the delivery rows too
     files = [] if scheme_of(ledger_target) else list(Path(ledger_target).parent.glob("digest.db*"))  # the file, its -wal
     assert files or scheme_of(ledger_target)
     for path in [site.root / "readers.csv", *files]:
         assert needle not in path.read_bytes().lower(), path
+        assert name not in path.read_bytes().lower(), path
     if scheme_of(ledger_target):  # every row of every table on the server
         with Ledger(ledger_target) as ledger:
             rows = [row for table in TABLES for page in ledger.table_rows(table) for row in page]
         assert rows and needle not in json.dumps(rows).encode().lower()
+        assert name not in json.dumps(rows).encode().lower()
     assert "reader0@example.org" in readers(site)  # the others stay
     status = site.status()
     assert sum(status["2026-W48"]["counts"].values()) == 3  # the counts stay true

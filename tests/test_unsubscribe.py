@@ -77,12 +77,31 @@ def test_links_must_be_https_outside_loopback(base):
 
 
 @pytest.mark.parametrize("setting", ["public_url", "site_url"])
-@pytest.mark.parametrize("base", ["https://news.example.org/it's", 'https://news.example.org/"><img src=x>', "https://news.example.org/?a=1&b=2"])
+@pytest.mark.parametrize("base", ["https://news.example.org/it's", 'https://news.example.org/"><img src=x>', "https://news.example.org/news&views/"])
 def test_a_base_that_html_escaping_changes_is_refused(setting, base):
     """A link is one placeholder in both parts: its base must read the same escaped."""
     settings = load_settings(**{setting: base, **({"public_url": None} if setting == "site_url" else {})})
     with pytest.raises(SettingsError, match="public_url.*percent-encode"):
         recipient_for(Subscriber(email="ada@example.org", name="Ada", tags=frozenset(), list_name="garden", line=2), settings)
+
+
+@pytest.mark.parametrize(
+    ("base", "why"),
+    [
+        ("https://news.example.org/d?x=1", "without .query"),  # the links would be .../d?x=1/unsubscribe?token=...
+        ("https://news.example.org/d#top", "without .query"),  # the path and token would never reach the server
+        ("https://editor:s3cret-pw@news.example.org/", "without .query"),  # a password in every email
+        ("https://news.example.org/a b/", "spaces, control or non-ASCII"),
+        ("https://news.example.org/a\tb/", "spaces, control or non-ASCII"),
+        ("https://nüws.example.org/", "spaces, control or non-ASCII"),  # the ASCII (xn--) form is wanted
+        ("https://news.example.org:port/", "is not a URL"),
+    ],
+)
+def test_a_base_that_cannot_carry_links_is_refused_with_one_line_and_no_password(base, why):
+    settings = load_settings(public_url=base)
+    with pytest.raises(SettingsError, match=why) as refused:
+        unsubscribe_url(settings, "ada@example.org", "garden")
+    assert "s3cret" not in str(refused.value) and "\n" not in str(refused.value)
 
 
 @pytest.mark.parametrize("base", ["http://127.0.0.1:8025", "http://localhost:8025/", "http://[::1]:9000"])

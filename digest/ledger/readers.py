@@ -84,7 +84,8 @@ def person_deliveries(db: Db, subscriber_id: str) -> list[dict]:
 
 def pseudonymize(db, subscriber_id: str, pseudonym: str, scrub) -> tuple[int, int]:
     """Replace the address of ``subscriber_id`` in its delivery rows by
-    ``pseudonym`` (address and subscriber id), on ``db`` inside the caller's
+    ``pseudonym`` (address and subscriber id), and clear their name, on
+    ``db`` inside the caller's
     transaction; ``scrub(text)`` removes the address from the provider's
     reasons kept with the rows and their events (a bounce names the
     mailbox). The counts stay true; nobody can be found in them. Returns
@@ -96,7 +97,7 @@ def pseudonymize(db, subscriber_id: str, pseudonym: str, scrub) -> tuple[int, in
     for delivery_id in ids:
         row = db.execute("SELECT last_error FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
         db.execute(
-            "UPDATE deliveries SET email = ?, subscriber_id = ?, last_error = ? WHERE id = ?",
+            "UPDATE deliveries SET email = ?, name = '', subscriber_id = ?, last_error = ? WHERE id = ?",
             (pseudonym, pseudonym, scrub(row[0]) if row[0] else row[0], delivery_id),
         )
         # By the events' key, not SQLite's rowid: PostgreSQL has none.
