@@ -25,6 +25,7 @@ from digest.errors import DigestError, LedgerBusyError, SettingsError
 from digest.ledger.base import Ledger, register
 from digest.ledger.model import MIGRATIONS, SCHEMA, SCHEMA_VERSION, statements
 
+LEDGER_SETTING = "setting 'ledger': "  # where a URL comes from, unless a command names its own option
 # Any fixed number: the advisory lock under which the schema is created or migrated.
 _SCHEMA_LOCK = 0x646967657374  # "digest"
 
@@ -60,7 +61,7 @@ class Connection:
         try:
             urlsplit(url).port  # noqa: B018 - raises ValueError for a malformed host or port
         except ValueError as exc:
-            raise SettingsError(f"setting 'ledger': {self.name} is not a valid postgresql:// URL ({exc})") from None
+            raise SettingsError(f"{LEDGER_SETTING}{self.name} is not a valid postgresql:// URL ({exc})") from None
         try:
             self.raw = psycopg.connect(url, connect_timeout=connect_timeout, application_name="digest")
         except psycopg.Error as exc:
