@@ -422,6 +422,11 @@ def _toml_settings() -> dict:
     text = _file_text(CONFIG_FILE)
     if text is None:
         return {}
+    if text.startswith("\ufeff"):  # Windows Notepad's "UTF-8 with BOM"; TOML has no place for it
+        raise SettingsError(
+            f"{Path(CONFIG_FILE).absolute()}: starts with a byte order mark (BOM), which TOML does not allow; "
+            "save it as UTF-8 without BOM"
+        )
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
