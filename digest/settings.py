@@ -296,6 +296,14 @@ class Settings(BaseSettings):
             raise ValueError("must start with http:// or https://")
         return value
 
+    @field_validator("site_url")
+    @classmethod
+    def _site_folder(cls, value: str) -> str:
+        # The site's home is a folder: relative links resolve inside it
+        # (RFC 3986 §5.2.3 drops the last segment of a base without "/", so
+        # https://example.org/blog would send "post/" to https://example.org/post/).
+        return value if value.endswith("/") else value + "/"
+
     @field_validator("feed_allow_private")
     @classmethod
     def _private_addresses(cls, value: bool | list[str]) -> bool | list[str]:
@@ -422,6 +430,11 @@ def _toml_settings() -> dict:
     text = _file_text(CONFIG_FILE)
     if text is None:
         return {}
+    if text.startswith("\ufeff"):  # Windows Notepad's "UTF-8 with BOM"; TOML has no place for it
+        raise SettingsError(
+            f"{Path(CONFIG_FILE).absolute()}: starts with a byte order mark (BOM), which TOML does not allow; "
+            "save it as UTF-8 without BOM"
+        )
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -224,6 +224,14 @@ def _every_source_failing_in_articles(site, server):
     return done
 
 
+def _no_source_at_all(site, server):
+    """An unset variable in a crontab (DIGEST_SOURCES=$SOURCES) empties the setting: not a quiet week."""
+    done = site.run(*SEND, sources="", **sendgrid(server))
+    assert "error: setting 'sources' is empty" in done.stderr
+    assert not server.records()
+    return done
+
+
 def _every_source_failing_in_audience(site, server):
     done = site.run("audience", "--as-of", WEEK48, "--content", "postz")
     assert "error: no source could be read (postz: no such file or folder" in done.stderr
@@ -261,7 +269,7 @@ SCENARIOS = {
     0: [_sent_everyone, _nothing_to_send, _status_before_any_send, _status_after_a_refusal, _finished_issue_again_with_not_after],
     1: [_partial_send, _list_problems, _lint_problems, _import_with_bad_rows],
     2: [_bad_option_value, _checks_find_errors, _checks_find_errors_in_a_dry_run, _missing_list, _missing_named_list, _status_of_an_issue_never_sent, _too_late, _templates_dir_missing, _outbox_provider_without_dry_run, _every_source_failing, _every_source_failing_in_preview, _every_source_failing_in_articles,
-        _every_source_failing_in_audience, _migrate_to_a_wrong_target],
+        _every_source_failing_in_audience, _no_source_at_all, _migrate_to_a_wrong_target],
     3: [_refused_key],
     75: [_ledger_held],
 }

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import SENDGRID_KEY
 
-from digest.errors import DigestError, LedgerBusyError
+from digest.errors import DigestError, LedgerBusyError, SettingsError
 from digest.ledger import SCHEMA_VERSION, DeliveryStatus, Ledger, postgresql
 from digest.recipients import Recipient, RecipientResult, Status
 
@@ -422,3 +422,11 @@ def test_a_row_queued_without_a_name_gets_it_when_queued_again_and_nothing_else_
     ledger.enqueue("2026-W48", [(replace(person(1), name="Other"), "v2")])  # a name kept is kept
     (row,) = ledger.pending("2026-W48")
     assert (row.name, row.variant_key, row.status) == ("Reader 1", "v1", DeliveryStatus.QUEUED)
+
+
+@pytest.mark.parametrize("url", ["postgresql://digest:s3cret@[::1/db", "postgresql://digest:s3cret@127.0.0.1:notaport/db"])
+def test_a_malformed_postgresql_url_is_a_settings_error_without_its_password(url):
+    """Not an "unexpected ValueError" (exit 1): the setting is wrong (exit 2), and its password stays out of the message."""
+    with pytest.raises(SettingsError, match="setting 'ledger'") as refused:
+        Ledger(url)
+    assert refused.value.exit_code == 2 and "s3cret" not in str(refused.value)

@@ -111,3 +111,19 @@ def test_a_reply_to_that_is_not_one_address_is_refused_naming_the_setting(settin
 )
 def test_a_reply_to_may_carry_a_display_name(settings_for, value, parts):
     assert settings_for(reply_to=value).reply_to_parts == parts
+
+
+@pytest.mark.parametrize("site_url", ["https://site.example.org/blog", "https://site.example.org/blog/"])
+def test_a_site_url_without_its_final_slash_is_still_the_folder_relative_links_live_in(tmp_path, monkeypatch, site_url):
+    """RFC 3986 §5.2.3 drops a base's last segment when it has no "/": .../blog
+    would have sent a post's "slug/" to the host's root, and the archive link
+    (always under site_url) would have disagreed with the article links."""
+    from digest.sources import load_articles
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "posts").mkdir()
+    (tmp_path / "posts" / "notes.md").write_text("---\ntitle: Notes\ndate: 2026-11-26\nslug: committee-notes\n---\nText [more](minutes/).\n", encoding="utf-8")
+    settings = load_settings(site_url=site_url, sources=["posts"])
+    assert settings.site_url == "https://site.example.org/blog/"
+    (article,) = load_articles(settings.sources, settings).articles
+    assert article.url == "https://site.example.org/blog/committee-notes/"

@@ -190,3 +190,10 @@ def test_a_wrong_value_in_dotenv_or_toml_names_that_file(tmp_path, monkeypatch):
     assert "setting 'concurrency' (digest.toml)" in one_line_error(CliRunner().invoke(cli, ["articles"]))
     monkeypatch.setenv("DIGEST_CONCURRENCY", "three")  # the environment's value is the one read, and named
     assert "environment variable DIGEST_CONCURRENCY" in one_line_error(CliRunner().invoke(cli, ["articles"]))
+
+
+def test_a_digest_toml_with_a_byte_order_mark_says_so(tmp_path):
+    """Notepad's "UTF-8 with BOM": TOML's parser would only say "invalid statement at line 1"."""
+    (tmp_path / "digest.toml").write_bytes(b"\xef\xbb\xbfsite_name = \"Garden\"\n")
+    line = one_line_error(run_digest(tmp_path, "articles"))
+    assert str(tmp_path / "digest.toml") in line and "byte order mark" in line

@@ -48,7 +48,7 @@ def articles(settings: Settings, explain, **options) -> None:
     else:
         issue = plan_issue(settings, request, subscribers=[])
     report_planning(issue)
-    stop_unless_a_source_was_read(issue)
+    stop_unless_a_source_was_read(issue, settings)
     selection = issue.selection
     click.echo(
         f"window {describe(selection.window.start, settings.tz)} .. {describe(selection.window.end, settings.tz)}: "
@@ -144,7 +144,7 @@ def preview(settings: Settings, for_tags, subscriber, variant_number, as_text, o
     if not variant_number:
         issue = plan_issue(settings, issue_request(settings, **options), subscribers=[person])
     report_planning(issue)
-    stop_unless_a_source_was_read(issue)
+    stop_unless_a_source_was_read(issue, settings)
     if not issue.variants:
         click.echo("nothing to send: no article in the window matches")
         return
@@ -191,7 +191,7 @@ def lint(settings: Settings, **options) -> None:
 
     issue = plan_issue(settings, issue_request(settings, **options))
     report_planning(issue)
-    stop_unless_a_source_was_read(issue)
+    stop_unless_a_source_was_read(issue, settings)
     if not issue.variants:
         click.echo("nothing to send")
         return

@@ -60,7 +60,7 @@ def audience(settings: Settings, as_json: bool, **options) -> None:
             request = issue_request(settings, **options, frequency=frequency)
             issue = plan_issue(settings, resume_or_new(request, ledger, settings) if ledger else request, audience=loaded)
             report_planning(issue)
-            stop_unless_a_source_was_read(issue)  # a typo in a folder is not an audience with nothing to read
+            stop_unless_a_source_was_read(issue, settings)  # a typo in a folder is not an audience with nothing to read
             issues.append((frequency, issue))
     finally:
         if ledger is not None:

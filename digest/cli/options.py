@@ -103,12 +103,18 @@ def report_planning(issue) -> None:
         warn(line)
 
 
-def stop_unless_a_source_was_read(issue) -> None:
-    """Raise :class:`SettingsError` (exit 2) listing each source and why
-    when there were sources and not one could be read: a typo in a folder
-    or a dead feed is not a quiet week, for `send` as for `preview`,
-    `articles` and `lint`. Some sources failing is only the warnings
+def stop_unless_a_source_was_read(issue, settings: Settings) -> None:
+    """Raise :class:`SettingsError` (exit 2) when there is no source at all
+    (an empty ``sources``, e.g. ``DIGEST_SOURCES=$UNSET``), or listing each
+    source and why when not one could be read: a typo in a folder or a dead
+    feed is not a quiet week, for `send` as for `preview`, `articles`,
+    `lint` and `audience`. Some sources failing is only the warnings
     :func:`report_planning` printed."""
+    if not settings.sources:
+        raise SettingsError(
+            "setting 'sources' is empty: no folder or feed to read articles from "
+            "(set it in digest.toml or DIGEST_SOURCES, or give --content)"
+        )
     if issue.every_source_failed:
         raise SettingsError(f"no source could be read ({'; '.join(issue.sources_failed)})")
 

@@ -190,7 +190,7 @@ def _plan(settings: Settings, request, ledger, *, include_sent, not_after, force
         request = resume_or_new(request, ledger, settings, include_sent=include_sent)
     issue = plan_issue(settings, request, audience=audience)
     report_planning(issue)
-    stop_unless_a_source_was_read(issue)  # cron must see a typo in a folder, a dead feed
+    stop_unless_a_source_was_read(issue, settings)  # cron must see a typo in a folder, a dead feed
     if not issue.subscribers:
         # A list that reads as nobody is a broken list, not a quiet week: cron must see it.
         why = f"{plural(len(issue.audience_problems), 'problem')} above" if issue.audience_problems else "it is empty"

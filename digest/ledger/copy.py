@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from digest.errors import DigestError, UsageError
+from digest.errors import DigestError, SettingsError, UsageError
 from digest.ledger.base import Ledger, scheme_of
 from digest.ledger.model import TABLES
-from digest.ledger.postgresql import display_name
+from digest.ledger.postgresql import LEDGER_SETTING, display_name
 
 
 def copy_ledger(source: Path | str, target: str) -> dict[str, int]:
@@ -61,6 +61,6 @@ def _opened(target: Path | str, option: str) -> Ledger:
     try:
         return Ledger(target)
     except DigestError as exc:
-        if exc.exit_code != DigestError.exit_code:  # busy (75) and the like keep their own code
+        if exc.exit_code not in (DigestError.exit_code, SettingsError.exit_code):  # busy (75) and the like keep their own code
             raise
-        raise UsageError(f"{option}: {exc}") from None
+        raise UsageError(f"{option}: {str(exc).removeprefix(LEDGER_SETTING)}") from None

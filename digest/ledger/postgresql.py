@@ -13,6 +13,7 @@ on when a lease has expired.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -20,17 +21,21 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from digest.errors import DigestError, LedgerBusyError
+from digest.errors import DigestError, LedgerBusyError, SettingsError
 from digest.ledger.base import Ledger, register
 from digest.ledger.model import MIGRATIONS, SCHEMA, SCHEMA_VERSION, statements
 
+LEDGER_SETTING = "setting 'ledger': "  # where a URL comes from, unless a command names its own option
 # Any fixed number: the advisory lock under which the schema is created or migrated.
 _SCHEMA_LOCK = 0x646967657374  # "digest"
 
 
 def display_name(url: str) -> str:
     """``url`` without its password, for messages and logs."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # not even a URL: whatever stands before an @ may be a password
+        return re.sub(r"//[^/?#]*@", "//***@", url)
     if parts.password is None:
         return url
     host = parts.hostname or ""
@@ -53,6 +58,10 @@ class Connection:
 
         self.name = display_name(url)
         self.errors: tuple[type[BaseException], ...] = (psycopg.Error,)
+        try:
+            urlsplit(url).port  # noqa: B018 - raises ValueError for a malformed host or port
+        except ValueError as exc:
+            raise SettingsError(f"{LEDGER_SETTING}{self.name} is not a valid postgresql:// URL ({exc})") from None
         try:
             self.raw = psycopg.connect(url, connect_timeout=connect_timeout, application_name="digest")
         except psycopg.Error as exc:
