@@ -42,14 +42,7 @@ class SeenKeys:
 
     def get(self, key: str) -> int:
         """The ``where`` ``key`` was added with, or 0 when it was not."""
-        first, second = hash(key), hash(key + "\0")
-        mask, firsts, seconds, wheres = self._mask, self._first, self._second, self._where
-        slot = first & mask
-        while found := wheres[slot]:
-            if firsts[slot] == first and seconds[slot] == second:
-                return found
-            slot = (slot + 1) & mask
-        return 0
+        return self._where[self._slot(hash(key), hash(key + "\0"))]
 
     def add(self, key: str, where: int) -> int:
         """Add ``key`` with ``where`` (> 0) and return 0; a key added
@@ -57,16 +50,21 @@ class SeenKeys:
         first, second = hash(key), hash(key + "\0")
         return self._put(first, second, where)
 
-    def _put(self, first: int, second: int, where: int) -> int:
+    def _slot(self, first: int, second: int) -> int:
+        """The slot holding the key of these hashes, or the empty one where it would go."""
         mask, firsts, seconds, wheres = self._mask, self._first, self._second, self._where
         slot = first & mask
-        while found := wheres[slot]:
-            if firsts[slot] == first and seconds[slot] == second:
-                return found
+        while wheres[slot] and not (firsts[slot] == first and seconds[slot] == second):
             slot = (slot + 1) & mask
-        firsts[slot], seconds[slot], wheres[slot] = first, second, where
+        return slot
+
+    def _put(self, first: int, second: int, where: int) -> int:
+        slot = self._slot(first, second)
+        if found := self._where[slot]:
+            return found
+        self._first[slot], self._second[slot], self._where[slot] = first, second, where
         self._count += 1
-        if self._count * 4 > (mask + 1) * 3:
+        if self._count * 4 > (self._mask + 1) * 3:
             self._grow()
         return 0
 
