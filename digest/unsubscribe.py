@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
-import re
 from functools import lru_cache
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -27,7 +26,7 @@ from urllib.parse import urlsplit
 from itsdangerous import BadData, Signer, base64_decode, base64_encode
 
 from digest import tokens
-from digest.errors import SettingsError
+from digest.errors import SettingsError, without_password
 from digest.recipients import Recipient
 from digest.tokens import TokenError
 
@@ -89,7 +88,7 @@ def _checked_base(base: str) -> str:
     user:password (links are the base and a path), nothing but printable
     ASCII without spaces (RFC 3986). Raises :class:`SettingsError`."""
     setting = "setting 'public_url' (digest.toml, or DIGEST_PUBLIC_URL; else 'site_url')"
-    shown = re.sub(r"//[^/?#]*@", "//***@", base)[:100]  # a password in it is never printed
+    shown = without_password(base)[:100]
     if not base.isascii() or any(c.isspace() or not c.isprintable() for c in base):
         raise SettingsError(
             f"{setting}: {shown!r} has spaces, control or non-ASCII characters, which links in a header "

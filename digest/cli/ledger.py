@@ -26,11 +26,11 @@ def migrate(target, source) -> None:
       digest ledger migrate --to postgresql://digest@db.example.org/digest
       digest ledger migrate --ledger /var/lib/digest/digest.db --to postgresql:///digest
     """
+    from digest.errors import without_password
     from digest.ledger.copy import copy_ledger
-    from digest.ledger.postgresql import display_name
 
     source = source or load_settings().ledger
     copied = copy_ledger(source, target)
     counts = ", ".join(f"{n} {table}" for table, n in copied.items())
-    click.echo(f"copied {source} to {display_name(target)}: {counts}")
-    click.echo(f"now set ledger = \"{display_name(target)}\" (or DIGEST_LEDGER) on every machine that sends or serves")
+    click.echo(f"copied {source} to {without_password(target)}: {counts}")
+    click.echo(f"now set ledger = \"{without_password(target)}\" (or DIGEST_LEDGER) on every machine that sends or serves")

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from digest.errors import DigestError, SettingsError, UsageError
+from digest.errors import DigestError, SettingsError, UsageError, without_password
 from digest.ledger.base import Ledger, scheme_of
 from digest.ledger.model import TABLES
-from digest.ledger.postgresql import LEDGER_SETTING, display_name
+from digest.ledger.postgresql import LEDGER_SETTING
 
 
 def copy_ledger(source: Path | str, target: str) -> dict[str, int]:
@@ -31,10 +31,10 @@ def copy_ledger(source: Path | str, target: str) -> dict[str, int]:
     ledger in use would mix two histories); and
     :class:`digest.errors.LedgerBusyError` when a send holds the source."""
     if scheme_of(target) != "postgresql":
-        shown = display_name(target) if "://" in str(target) else target
+        shown = without_password(target) if "://" in str(target) else target
         raise UsageError(f"--to {shown!r}: not a PostgreSQL ledger; give postgresql://user@host/dbname (or postgres://...)")
     if scheme_of(source) or not Path(source).is_file():
-        raise UsageError(f"--ledger: no ledger file at {display_name(str(source))} to copy (give the SQLite file with --ledger, or set 'ledger')")
+        raise UsageError(f"--ledger: no ledger file at {without_password(str(source))} to copy (give the SQLite file with --ledger, or set 'ledger')")
     copied: dict[str, int] = {}
     with _opened(source, "--ledger") as old, old.run_lock(), _opened(target, "--to") as new:
         with new._write() as db:

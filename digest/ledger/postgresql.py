@@ -13,38 +13,20 @@ on when a lease has expired.
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
-from digest.errors import DigestError, LedgerBusyError, SettingsError
+from digest.errors import DigestError, LedgerBusyError, SettingsError, without_password
 from digest.ledger.base import Ledger, register
 from digest.ledger.model import MIGRATIONS, SCHEMA, SCHEMA_VERSION, statements
 
 LEDGER_SETTING = "setting 'ledger': "  # where a URL comes from, unless a command names its own option
 # Any fixed number: the advisory lock under which the schema is created or migrated.
 _SCHEMA_LOCK = 0x646967657374  # "digest"
-
-
-def display_name(url: str) -> str:
-    """``url`` without its password, for messages and logs."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:  # not even a URL: whatever stands before an @ may be a password
-        return re.sub(r"//[^/?#]*@", "//***@", url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    host = f"[{host}]" if ":" in host else host
-    netloc = f"{parts.username}@{host}" if parts.username else host
-    port = parts.netloc.rpartition("@")[2].rpartition("]")[2].partition(":")[2]  # as written: a malformed one too
-    if port:
-        netloc += f":{port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 class Connection:
@@ -56,7 +38,7 @@ class Connection:
     def __init__(self, url: str, *, connect_timeout: int = 10) -> None:
         import psycopg
 
-        self.name = display_name(url)
+        self.name = without_password(url)
         self.errors: tuple[type[BaseException], ...] = (psycopg.Error,)
         try:
             urlsplit(url).port  # noqa: B018 - raises ValueError for a malformed host or port
@@ -155,7 +137,7 @@ class PostgreSQLLedger(Ledger):
         import psycopg
 
         self.url = str(url)
-        self.name = display_name(self.url)
+        self.name = without_password(self.url)
         self.path = None
         self._errors = (psycopg.Error,)
         self._busy = (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
